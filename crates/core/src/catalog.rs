@@ -1,0 +1,81 @@
+//! What the core knows about connectors: their names, actions and a check of their settings.
+//!
+//! The core cannot depend on the connectors crate, yet `weft lint` must tell an unknown action or a
+//! bad connection setting apart without any I/O. So each connector describes itself with a static
+//! [`ConnectorSpec`], and the binary hands the list of them to [`crate::Project::load`] as a
+//! [`Catalog`].
+
+use crate::diag::Diagnostics;
+use crate::yaml::Node;
+
+/// One action of a connector, such as `request` of `http`.
+#[derive(Debug)]
+pub struct ActionSpec {
+    /// Name used after the connection name in `uses: <connection>.<action>`.
+    pub name: &'static str,
+    /// One line saying what the action does.
+    pub summary: &'static str,
+    /// Keys the action accepts under `with:`.
+    pub inputs: &'static [&'static str],
+    /// Keys that must be present under `with:`.
+    pub required: &'static [&'static str],
+    /// Checks a `with:` mapping written out in the file, beyond known and required keys (such as
+    /// "at most one of `body`, `text`, `form`"). Receives the keys that are present.
+    pub check_inputs: fn(keys: &[&str]) -> Vec<String>,
+}
+
+/// A connector type, such as `http`.
+#[derive(Debug)]
+pub struct ConnectorSpec {
+    /// The `type:` of connections of this connector.
+    pub type_name: &'static str,
+    /// One line saying what the connector talks to.
+    pub summary: &'static str,
+    /// The actions steps can use.
+    pub actions: &'static [ActionSpec],
+    /// Checks a connection's settings (the whole mapping, `type` included) without I/O.
+    pub check: fn(node: &Node, diags: &mut Diagnostics),
+}
+
+impl ConnectorSpec {
+    /// The action named `name`.
+    pub fn action(&self, name: &str) -> Option<&'static ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// The connector types a project may use.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    specs: Vec<&'static ConnectorSpec>,
+}
+
+impl Catalog {
+    /// A catalog without connectors (only built-in steps are available).
+    pub fn empty() -> Catalog {
+        Catalog::default()
+    }
+
+    /// A catalog of the given connectors.
+    pub fn new(specs: Vec<&'static ConnectorSpec>) -> Catalog {
+        Catalog { specs }
+    }
+
+    /// The connector for connections of `type_name`.
+    pub fn get(&self, type_name: &str) -> Option<&'static ConnectorSpec> {
+        self.specs
+            .iter()
+            .copied()
+            .find(|s| s.type_name == type_name)
+    }
+
+    /// Every connector type name.
+    pub fn type_names(&self) -> Vec<&'static str> {
+        self.specs.iter().map(|s| s.type_name).collect()
+    }
+}
+
+/// An input check for actions that need none beyond known and required keys.
+pub fn no_input_check(_keys: &[&str]) -> Vec<String> {
+    Vec::new()
+}

@@ -1,0 +1,426 @@
+//! A project: `weft.yaml` (settings and named connections) plus its workflows, read from the text of
+//! its files.
+//!
+//! Reading the folder is the caller's job (this crate does no I/O); [`Project::load`] takes the files'
+//! text as [`Sources`] and returns the checked project or every problem found in any file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+use crate::decode::{self, Fields};
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::workflow::{self, Scope, Workflow, is_name};
+use crate::yaml::{self, Kind, Node, Pos};
+
+/// The name of the project file.
+pub const PROJECT_FILE: &str = "weft.yaml";
+/// Keys of `weft.yaml`.
+pub const PROJECT_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "vars",
+    "env",
+    "limits",
+    "connections",
+];
+/// Keys of `limits:` in `weft.yaml`.
+pub const LIMIT_KEYS: &[&str] = &[
+    "inline_output_bytes",
+    "max_output_bytes",
+    "max_for_each_items",
+    "max_call_depth",
+];
+
+/// The text of a project's files.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// `weft.yaml`: its path relative to the project folder and its text.
+    pub project: (String, String),
+    /// `workflows/*.yaml`: path relative to the project folder and text, in any order.
+    pub workflows: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// Sources with the given project file and no workflows.
+    pub fn new(project_file: impl Into<String>, text: impl Into<String>) -> Sources {
+        Sources {
+            project: (project_file.into(), text.into()),
+            workflows: Vec::new(),
+        }
+    }
+
+    /// Adds a workflow file.
+    pub fn add_workflow(&mut self, file: impl Into<String>, text: impl Into<String>) {
+        self.workflows.push((file.into(), text.into()));
+    }
+}
+
+/// Project-wide settings from `weft.yaml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The project's name: `name:` or the folder's name.
+    pub name: Option<String>,
+    /// What the project is for.
+    pub description: Option<String>,
+    /// Constants available to every workflow as `.vars`.
+    pub vars: serde_json::Map<String, Value>,
+    /// Names of the environment variables that expressions may read as `.env`. No other variable is
+    /// visible, so secrets in the environment stay out of run data.
+    pub env: Vec<String>,
+    /// Size and depth limits.
+    pub limits: Limits,
+}
+
+/// Size and depth limits; each is a key under `limits:` in `weft.yaml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Step outputs larger than this many bytes (as JSON) are stored once, outside the run's rows,
+    /// and referenced. Default 65,536.
+    pub inline_output_bytes: u64,
+    /// A step output larger than this many bytes fails the step with an explicit error; nothing is
+    /// cut short. Default 16,777,216 (16 MiB).
+    pub max_output_bytes: u64,
+    /// Most items one `for_each` may iterate over. Default 10,000.
+    pub max_for_each_items: u64,
+    /// Deepest chain of `call` steps (a run calling a run calling a run …). Default 8.
+    pub max_call_depth: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            inline_output_bytes: 64 * 1024,
+            max_output_bytes: 16 * 1024 * 1024,
+            max_for_each_items: 10_000,
+            max_call_depth: 8,
+        }
+    }
+}
+
+/// A named connection from `weft.yaml`. Its settings are checked by its connector when the project
+/// is loaded and turned into a live client by the connector when the engine starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connection {
+    /// The connection's name, used in `uses: <name>.<action>`.
+    pub name: String,
+    /// The connector type (`type:`).
+    pub type_name: String,
+    /// The connection's settings as written, `type` included.
+    pub node: Node,
+    /// Where the connection is defined.
+    pub pos: Pos,
+}
+
+/// A checked project, ready to run.
+#[derive(Clone, Debug)]
+pub struct Project {
+    /// Project settings.
+    pub settings: Settings,
+    /// Connections by name.
+    pub connections: BTreeMap<String, Connection>,
+    /// Workflows by name.
+    pub workflows: BTreeMap<String, Arc<Workflow>>,
+}
+
+impl Project {
+    /// Reads and checks every file of a project. Returns every problem of every file when there is any.
+    pub fn load(sources: &Sources, catalog: &Catalog) -> Result<Project, Vec<Diagnostic>> {
+        let (file, text) = &sources.project;
+        let mut diags = Diagnostics::new(file.clone());
+        let (settings, connections) = read_project_file(text, catalog, &mut diags);
+        let mut problems = diags.into_vec();
+
+        // Workflow names first, so that `call` steps can be checked against all of them.
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        for (file, text) in &sources.workflows {
+            let name = peek_name(file, text);
+            if let Some(other) = names.get(&name) {
+                let mut d = Diagnostics::new(file.clone());
+                d.error(
+                    Pos::new(1, 1),
+                    format!("workflow name `{name}` is also used by {other}"),
+                );
+                problems.extend(d.into_vec());
+            } else {
+                names.insert(name, file.clone());
+            }
+        }
+        let workflow_names: BTreeSet<String> = names.keys().cloned().collect();
+        let scope = Scope {
+            connections: &connections,
+            catalog,
+            workflows: &workflow_names,
+        };
+        let mut workflows = BTreeMap::new();
+        let mut sorted: Vec<&(String, String)> = sources.workflows.iter().collect();
+        sorted.sort();
+        for (file, text) in sorted {
+            match Workflow::parse(file, text, &scope) {
+                Ok(w) => {
+                    workflows.insert(w.name.clone(), Arc::new(w));
+                }
+                Err(ds) => problems.extend(ds),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Project {
+                settings,
+                connections,
+                workflows,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Reads and checks a workflow text against this project, as when a run resumes on the version
+    /// it started with.
+    pub fn parse_workflow(
+        &self,
+        file: &str,
+        source: &str,
+        catalog: &Catalog,
+    ) -> Result<Workflow, Vec<Diagnostic>> {
+        let names: BTreeSet<String> = self.workflows.keys().cloned().collect();
+        let scope = Scope {
+            connections: &self.connections,
+            catalog,
+            workflows: &names,
+        };
+        Workflow::parse(file, source, &scope)
+    }
+}
+
+/// The name a workflow file declares, or its file name, without checking anything else.
+fn peek_name(file: &str, text: &str) -> String {
+    if let Ok(node) = yaml::parse(text)
+        && let Kind::Map(entries) = &node.kind
+        && let Some((_, v)) = entries.iter().find(|(k, _)| k.name == "name")
+        && let Some(name) = v.as_str()
+    {
+        return name.to_string();
+    }
+    workflow::default_name(file)
+}
+
+fn read_project_file(
+    text: &str,
+    catalog: &Catalog,
+    diags: &mut Diagnostics,
+) -> (Settings, BTreeMap<String, Connection>) {
+    let mut settings = Settings {
+        name: None,
+        description: None,
+        vars: serde_json::Map::new(),
+        env: Vec::new(),
+        limits: Limits::default(),
+    };
+    let mut connections = BTreeMap::new();
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            diags.error(e.pos, e.message);
+            return (settings, connections);
+        }
+    };
+    if matches!(root.kind, Kind::Null) {
+        return (settings, connections);
+    }
+    let Some(mut fields) = Fields::new(&root, "weft.yaml", PROJECT_KEYS, diags) else {
+        return (settings, connections);
+    };
+    settings.name = fields
+        .get("name")
+        .and_then(|n| decode::string(n, "`name`", diags));
+    settings.description = fields
+        .get("description")
+        .and_then(|n| decode::string(n, "`description`", diags));
+    if let Some(node) = fields.get("vars") {
+        match node.to_json() {
+            Value::Object(map) => settings.vars = map,
+            _ => diags.error(
+                node.pos,
+                format!("`vars` must be a mapping, found {}", node.kind_name()),
+            ),
+        }
+    }
+    if let Some(node) = fields.get("env") {
+        for item in decode::list(node, "`env`", diags).unwrap_or_default() {
+            if let Some(name) = decode::string(item, "an `env` entry", diags) {
+                if name.is_empty() || name.contains('=') {
+                    diags.error(
+                        item.pos,
+                        format!("`{name}` is not an environment variable name"),
+                    );
+                } else {
+                    settings.env.push(name);
+                }
+            }
+        }
+    }
+    if let Some(node) = fields.get("limits") {
+        read_limits(node, &mut settings.limits, diags);
+    }
+    if let Some(node) = fields.get("connections") {
+        for (key, value) in decode::entries(node, "`connections`", diags).unwrap_or_default() {
+            if !is_name(&key.name) {
+                diags.error(
+                    key.pos,
+                    format!("connection name `{}` may hold only letters, digits, `_` and `-`, and must start with a letter", key.name),
+                );
+                continue;
+            }
+            if let Some(connection) = read_connection(&key.name, value, catalog, diags) {
+                connections.insert(key.name.clone(), connection);
+            }
+        }
+    }
+    fields.finish(diags);
+    (settings, connections)
+}
+
+fn read_limits(node: &Node, limits: &mut Limits, diags: &mut Diagnostics) {
+    let Some(mut f) = Fields::new(node, "`limits`", LIMIT_KEYS, diags) else {
+        return;
+    };
+    let mut number = |key: &str, min: u64, max: u64, slot: &mut u64, f: &mut Fields<'_>| {
+        if let Some(n) = f.get(key)
+            && let Some(v) = decode::integer(n, &format!("`limits.{key}`"), min, max, diags)
+        {
+            *slot = v;
+        }
+    };
+    number(
+        "inline_output_bytes",
+        0,
+        1 << 30,
+        &mut limits.inline_output_bytes,
+        &mut f,
+    );
+    number(
+        "max_output_bytes",
+        1,
+        1 << 32,
+        &mut limits.max_output_bytes,
+        &mut f,
+    );
+    number(
+        "max_for_each_items",
+        1,
+        10_000_000,
+        &mut limits.max_for_each_items,
+        &mut f,
+    );
+    number("max_call_depth", 1, 100, &mut limits.max_call_depth, &mut f);
+    f.finish(diags);
+}
+
+fn read_connection(
+    name: &str,
+    node: &Node,
+    catalog: &Catalog,
+    diags: &mut Diagnostics,
+) -> Option<Connection> {
+    let Kind::Map(entries) = &node.kind else {
+        diags.error(
+            node.pos,
+            format!(
+                "connection `{name}` must be a mapping with a `type`, found {}",
+                node.kind_name()
+            ),
+        );
+        return None;
+    };
+    let Some((_, type_node)) = entries.iter().find(|(k, _)| k.name == "type") else {
+        diags.error(
+            node.pos,
+            format!("connection `{name}` needs a `type`, such as `type: http`"),
+        );
+        return None;
+    };
+    let type_name = decode::string(type_node, "`type`", diags)?;
+    let Some(spec) = catalog.get(&type_name) else {
+        let known = catalog.type_names();
+        let hint = did_you_mean(&type_name, known.iter().copied())
+            .map(|h| format!("; did you mean `{h}`?"))
+            .unwrap_or_else(|| format!("; available types: {}", known.join(", ")));
+        diags.error(
+            type_node.pos,
+            format!("unknown connection type `{type_name}`{hint}"),
+        );
+        return None;
+    };
+    (spec.check)(node, diags);
+    Some(Connection {
+        name: name.to_string(),
+        type_name,
+        node: node.clone(),
+        pos: node.pos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(project: &str, workflows: &[(&str, &str)]) -> Result<Project, Vec<String>> {
+        let mut sources = Sources::new("weft.yaml", project);
+        for (f, t) in workflows {
+            sources.add_workflow(*f, *t);
+        }
+        Project::load(&sources, &Catalog::empty())
+            .map_err(|ds| ds.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn loads_settings_and_workflows() {
+        let p = load(
+            "name: demo\nvars: {region: eu}\nenv: [SHOP_URL]\nlimits: {max_for_each_items: 50}\n",
+            &[
+                (
+                    "workflows/a.yaml",
+                    "trigger: manual\nsteps: [{id: x, call: b}]\n",
+                ),
+                (
+                    "workflows/b.yaml",
+                    "trigger: manual\nsteps: [{id: y, map: 1}]\n",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.settings.name.as_deref(), Some("demo"));
+        assert_eq!(p.settings.env, vec!["SHOP_URL"]);
+        assert_eq!(p.settings.limits.max_for_each_items, 50);
+        assert_eq!(p.workflows.keys().collect::<Vec<_>>(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn collects_problems_of_every_file() {
+        let errs = load(
+            "limits: {max_output_bytes: -1}\nconnections:\n  shop: {type: htp}\n",
+            &[
+                (
+                    "workflows/a.yaml",
+                    "trigger: manual\nsteps: [{id: x, uses: shop.request}]\n",
+                ),
+                (
+                    "workflows/b.yaml",
+                    "name: a\ntrigger: manual\nsteps: [{id: y, map: 1}]\n",
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            vec![
+                "weft.yaml:1:28: `limits.max_output_bytes` must be a whole number from 1 to 4294967296, found -1",
+                "weft.yaml:3:16: unknown connection type `htp`; available types: ",
+                "workflows/b.yaml:1:1: workflow name `a` is also used by workflows/a.yaml",
+                "workflows/a.yaml:2:23: unknown connection `shop`; weft.yaml defines no connections",
+            ]
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! The JSON Schema (draft 2020-12) of the workflow file format, printed by `weft schema` so that
+//! editors can validate and complete `workflows/*.yaml`.
+//!
+//! The schema is written by hand next to the reader in [`crate::workflow`]; tests keep the two in
+//! step: every key the reader accepts is in the schema and the other way round, and every example
+//! workflow validates.
+
+use serde_json::{Value, json};
+
+const EXPRESSION: &str = r"^\s*\$\{\{[\s\S]*\}\}\s*$";
+const DURATION: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+
+/// The schema as a JSON value.
+pub fn workflow_schema() -> Value {
+    let duration = json!({
+        "type": "string",
+        "pattern": DURATION,
+        "description": "A duration with units: 500ms, 30s, 5m, 1h30m, 2d.",
+        "examples": ["30s", "500ms", "1h"]
+    });
+    let expression = json!({
+        "type": "string",
+        "pattern": EXPRESSION,
+        "description": "A jq expression in ${{ … }}, evaluated on the run context {trigger, input, steps, vars, run, env}."
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Weft workflow",
+        "description": "A Weft workflow: one trigger, an ordered list of steps and an optional output. Strings may hold ${{ … }} jq expressions.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["trigger", "steps"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$",
+                "description": "The workflow's name; defaults to the file name without .yaml."
+            },
+            "description": { "type": "string", "description": "What the workflow is for." },
+            "trigger": { "$ref": "#/$defs/trigger" },
+            "vars": {
+                "type": "object",
+                "description": "Constants available as .vars, over the project's vars."
+            },
+            "steps": { "$ref": "#/$defs/steps" },
+            "output": {
+                "description": "The run's output, usually an expression over .steps. Without it, the output of the last top-level step that ran."
+            }
+        },
+        "$defs": {
+            "expression": expression,
+            "duration": duration,
+            "trigger": {
+                "description": "What starts a run. This version supports `manual` (weft run, the API, or a call step).",
+                "oneOf": [
+                    { "const": "manual" },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["manual"],
+                        "properties": { "manual": { "type": ["object", "null"], "additionalProperties": false } }
+                    }
+                ]
+            },
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "items": { "$ref": "#/$defs/step" }
+            },
+            "retry": {
+                "description": "How often the step may start (crashes included) and how long to wait in between. A number is shorthand for attempts.",
+                "oneOf": [
+                    { "type": "integer", "minimum": 1, "maximum": 100 },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "attempts": { "type": "integer", "minimum": 1, "maximum": 100, "default": 3, "description": "Most times the step may start, the first attempt included." },
+                            "backoff": { "enum": ["exponential", "fixed"], "default": "exponential", "description": "How the delay grows between attempts." },
+                            "initial": { "$ref": "#/$defs/duration", "default": "1s", "description": "Delay before the second attempt." },
+                            "max": { "$ref": "#/$defs/duration", "default": "30s", "description": "Longest delay between attempts (a longer Retry-After is honoured up to 1h)." },
+                            "jitter": { "type": "boolean", "default": true, "description": "Spread each delay randomly between half and all of it." }
+                        }
+                    }
+                ]
+            },
+            "step": step_schema()
+        }
+    })
+}
+
+/// The schema of one step.
+fn step_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "description": "Unique in the workflow; the step's output is .steps.<id>."
+            },
+            "if": {
+                "$ref": "#/$defs/expression",
+                "description": "With `then`: the condition of an if step. Otherwise: the step runs only when this is true."
+            },
+            "retry": { "$ref": "#/$defs/retry" },
+            "timeout": { "$ref": "#/$defs/duration", "description": "Longest time one attempt of a uses step may take." },
+            "on_error": {
+                "type": "string",
+                "description": "When the step fails for good: `fail` (default), `continue`, or the id of a later step of the same list to go to. Its output is then {error: {…}}.",
+                "examples": ["fail", "continue"]
+            },
+            "uses": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_-]*\\.[A-Za-z_][A-Za-z0-9_]*$",
+                "description": "<connection>.<action>: calls an action of a connection defined in weft.yaml."
+            },
+            "with": { "description": "Inputs of a uses step (a mapping), or the input of a called workflow." },
+            "map": { "description": "Computes the step's output, usually with ${{ … }}." },
+            "then": { "$ref": "#/$defs/steps", "description": "Steps run when `if` is true." },
+            "else": { "$ref": "#/$defs/steps", "description": "Steps run when `if` is false." },
+            "switch": { "description": "The value that picks one of `cases` (strings as they are, other scalars as JSON text)." },
+            "cases": {
+                "type": "object",
+                "additionalProperties": { "$ref": "#/$defs/steps" },
+                "description": "Steps by value of `switch`."
+            },
+            "default": { "$ref": "#/$defs/steps", "description": "Steps when no case matches." },
+            "for_each": { "description": "A list (usually an expression); `steps` run once per item with .item and .index." },
+            "concurrency": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 1, "description": "How many items of for_each run at the same time." },
+            "steps": { "$ref": "#/$defs/steps", "description": "The steps for_each runs for each item." },
+            "wait": {
+                "description": "Pauses the run durably: a duration, or {for: duration} or {until: time}.",
+                "oneOf": [
+                    { "$ref": "#/$defs/duration" },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "for": { "$ref": "#/$defs/duration" },
+                            "until": { "description": "An RFC 3339 time or Unix seconds, usually an expression." }
+                        },
+                        "oneOf": [{ "required": ["for"] }, { "required": ["until"] }]
+                    }
+                ]
+            },
+            "call": { "type": "string", "description": "Runs another workflow of the project as a child run; its output is this step's output." },
+            "fail": { "description": "Fails the run with this message." }
+        },
+        "oneOf": [
+            { "required": ["uses"] },
+            { "required": ["map"] },
+            { "required": ["if", "then"] },
+            { "required": ["switch", "cases"] },
+            { "required": ["for_each", "steps"] },
+            { "required": ["wait"] },
+            { "required": ["call"] },
+            { "required": ["fail"] }
+        ]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::{RETRY_KEYS, STEP_KEYS, WAIT_KEYS, WORKFLOW_KEYS};
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut k: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn schema_keys_match_the_reader() {
+        let s = workflow_schema();
+        assert_eq!(keys(&s), sorted(WORKFLOW_KEYS));
+        let not_yet = ["approval", "respond"];
+        let step_keys: Vec<&str> = STEP_KEYS
+            .iter()
+            .copied()
+            .filter(|k| !not_yet.contains(k))
+            .collect();
+        assert_eq!(keys(&s["$defs"]["step"]), sorted(&step_keys));
+        assert_eq!(keys(&s["$defs"]["retry"]["oneOf"][1]), sorted(RETRY_KEYS));
+        assert_eq!(
+            keys(&s["$defs"]["step"]["properties"]["wait"]["oneOf"][1]),
+            sorted(WAIT_KEYS)
+        );
+    }
+}
