@@ -1,0 +1,416 @@
+//! Weft's durable store: runs, step attempts and large payloads, behind the [`Store`] trait.
+//!
+//! # Brief overview
+//!
+//! - [`Store`] is everything the engine and the CLI may ask of the database. It is shaped for several
+//!   engine processes sharing one database (the PostgreSQL implementation of a later version): a run
+//!   is executed only by the process that [claimed](Store::claim) it and holds its [`Lease`]; every
+//!   write about a running run is *fenced* by that lease, so a process whose lease was taken over
+//!   cannot overwrite the new owner's work ([`StoreError::LeaseLost`]).
+//! - [`SqliteStore`] is the embedded default: one file under the project's `.weft/`, WAL mode,
+//!   `synchronous=FULL`, one writer connection. A crashed process's leases are recognised at once
+//!   through per-process lock files, so a restart resumes work without waiting for leases to expire.
+//!
+//! The store keeps no clock: every timestamp (milliseconds since the Unix epoch) comes from the
+//! caller, so that tests can drive time and all nodes agree on the engine's notion of "now".
+//!
+//! # Invariants
+//!
+//! - An attempt is recorded before its step runs ([`Store::begin_attempt`]) and its outcome is
+//!   committed before the next step starts ([`Store::finish_attempt`]).
+//! - A run with an idempotency key exists at most once per workflow and key.
+//! - Step inputs and outputs larger than the inline limit live in a content-addressed blob table,
+//!   stored once however many attempts carry them.
+
+#![deny(missing_docs)]
+
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use weft_core::{AttemptState, RunState, StepKey};
+
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The caller's lease on the run is gone: it expired and another process claimed the run, or the
+    /// run was finished or cancelled by someone else. The caller must stop working on the run.
+    #[error("the lease on run {run} is no longer held by this process")]
+    LeaseLost {
+        /// The run.
+        run: String,
+    },
+    /// No run has this id.
+    #[error("no run has the id {0}")]
+    NotFound(String),
+    /// A run id prefix matches more than one run.
+    #[error("the id prefix {prefix} matches several runs ({count}); give more characters")]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// How many runs it matches.
+        count: usize,
+    },
+    /// The run is not in a state that allows the operation.
+    #[error("run {run} is {state}; {action}")]
+    InvalidState {
+        /// The run.
+        run: String,
+        /// Its state.
+        state: RunState,
+        /// What cannot be done, and what can.
+        action: String,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database holds something this version cannot read.
+    #[error("the store holds unreadable data: {0}")]
+    Corrupt(String),
+    /// The store's files could not be opened or created.
+    #[error("cannot open the store at {path}: {message}")]
+    Open {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (the database was busy or unreachable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            )
+        ) || matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.message().contains("locked") || e.message().contains("busy"))
+    }
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A run to create.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow version the run executes.
+    pub version: String,
+    /// The workflow file, relative to the project folder (kept with the version).
+    pub file: String,
+    /// The workflow's text at that version (stored once per version).
+    pub source: String,
+    /// The trigger event as delivered (`.trigger`).
+    pub trigger: Value,
+    /// The run's input (`.input`).
+    pub input: Value,
+    /// An idempotency key from the trigger: a second run with the same workflow and key is not
+    /// created; the existing one is returned.
+    pub idempotency_key: Option<String>,
+    /// The parent run and step, for runs started by a `call` step.
+    pub parent: Option<(String, StepKey)>,
+    /// The root of the run tree (the run itself for top-level runs; `None` means itself).
+    pub root: Option<String>,
+    /// How many `call` steps deep the run is (0 for top-level runs).
+    pub depth: u32,
+    /// When the run was accepted.
+    pub now: Millis,
+}
+
+/// Whether [`Store::create_run`] created a run or found one with the same idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// A new run with this id.
+    New(String),
+    /// The run that already carries the idempotency key.
+    Existing(String),
+}
+
+impl Created {
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Created::New(id) | Created::Existing(id) => id,
+        }
+    }
+}
+
+/// A stored workflow version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredVersion {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The file it came from.
+    pub file: String,
+    /// Its text.
+    pub source: String,
+}
+
+/// A run as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// The run's id (a UUIDv7, so ids sort by creation time).
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow version.
+    pub version: String,
+    /// The run's state.
+    pub state: RunState,
+    /// The root of the run's tree.
+    pub root_id: String,
+    /// The parent run, for child runs.
+    pub parent_id: Option<String>,
+    /// The parent's `call` step.
+    pub parent_step: Option<String>,
+    /// Depth in the run tree.
+    pub depth: u32,
+    /// The idempotency key from the trigger.
+    pub idempotency_key: Option<String>,
+    /// The trigger event.
+    pub trigger: Value,
+    /// The input.
+    pub input: Value,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The error, once failed or cancelled.
+    pub error: Option<Value>,
+    /// When a waiting run becomes runnable again.
+    pub wake_at: Option<Millis>,
+    /// Whether cancellation was requested while the run was executing.
+    pub cancel_requested: bool,
+    /// When the run was accepted.
+    pub created_at: Millis,
+    /// When an engine first claimed it.
+    pub started_at: Option<Millis>,
+    /// When it reached a final state.
+    pub finished_at: Option<Millis>,
+}
+
+/// One attempt of one step, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    /// Which step execution (step id and item indices).
+    pub step_key: StepKey,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// Where the attempt is.
+    pub state: AttemptState,
+    /// The step's evaluated input.
+    pub input: Option<Value>,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The error, once failed.
+    pub error: Option<Value>,
+    /// For `waiting`: when the wait ends. For `retrying`: when the next attempt may start.
+    pub wake_at: Option<Millis>,
+    /// Set by an operator's retry: attempts before and including this one do not count against the
+    /// step's attempt limit.
+    pub budget_reset: bool,
+    /// When the attempt was recorded.
+    pub started_at: Millis,
+    /// When it reached its final state.
+    pub finished_at: Option<Millis>,
+}
+
+/// The right to execute one run, held by one process until it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The run.
+    pub run_id: String,
+    /// The process holding it (its node id).
+    pub owner: String,
+    /// Incremented by every claim: writes carry it, so a stale holder is fenced off.
+    pub epoch: i64,
+}
+
+/// A run claimed for execution.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The lease to present with every write.
+    pub lease: Lease,
+    /// The run as it was when claimed.
+    pub run: RunRecord,
+}
+
+/// Which runs a [`Store::claim`] may pick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimScope {
+    /// Any runnable run.
+    All,
+    /// Only runs of the tree rooted at this run (the CLI's `weft run` executes its own run and the
+    /// child runs it starts, nothing else).
+    Tree(String),
+}
+
+/// What a fenced write learned about the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// Cancellation was requested; the engine should stop the run at the next step boundary.
+    pub cancel_requested: bool,
+}
+
+/// The outcome to record for an attempt.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The attempt's new state.
+    pub state: AttemptState,
+    /// The output as JSON text.
+    pub output: Option<String>,
+    /// The error as JSON text.
+    pub error: Option<String>,
+    /// When a `waiting` attempt ends or a `retrying` attempt's successor may start.
+    pub wake_at: Option<Millis>,
+}
+
+/// Filters for [`Store::list_runs`].
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// Only runs whose id sorts before this one (the cursor for the next page).
+    pub before: Option<String>,
+    /// Most runs to return (newest first).
+    pub limit: u32,
+}
+
+/// What [`Store::request_cancel`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was not executing and is now cancelled.
+    Cancelled,
+    /// The run is executing; its engine stops it at the next step boundary.
+    Requested,
+}
+
+/// The durable store of runs. See the crate documentation for the lease model.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The id of this process as a lease owner.
+    fn node_id(&self) -> &str;
+
+    /// Creates a run in state `queued`, storing its workflow version if new. With an idempotency key
+    /// that an existing run of the same workflow carries, returns that run instead.
+    async fn create_run(&self, run: NewRun) -> Result<Created>;
+
+    /// The stored text of a workflow version.
+    async fn load_version(&self, version: &str) -> Result<Option<StoredVersion>>;
+
+    /// A run by id.
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
+
+    /// The full id of the one run whose id starts with `prefix`.
+    async fn resolve_run_id(&self, prefix: &str) -> Result<String>;
+
+    /// Runs, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+
+    /// The child runs that `call` step `step` of run `parent` started, oldest first.
+    async fn children(&self, parent: &str, step: &StepKey) -> Result<Vec<RunRecord>>;
+
+    /// Every attempt of a run, in the order they were recorded, with payloads loaded.
+    async fn attempts(&self, run: &str) -> Result<Vec<AttemptRecord>>;
+
+    /// Claims up to `limit` runnable runs for this process until `now + lease`: queued runs, waiting
+    /// runs that are due, and runs whose previous holder's lease expired or whose process died.
+    async fn claim(
+        &self,
+        scope: &ClaimScope,
+        limit: usize,
+        now: Millis,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>>;
+
+    /// Extends every lease this process holds to `now + lease`.
+    async fn renew_leases(&self, now: Millis, lease: Duration) -> Result<()>;
+
+    /// The earliest time a run in `scope` that is not runnable now becomes runnable, so that an idle
+    /// engine can sleep until then.
+    async fn next_wake(&self, scope: &ClaimScope, now: Millis) -> Result<Option<Millis>>;
+
+    /// How many runs in `scope` are not finished.
+    async fn unfinished(&self, scope: &ClaimScope) -> Result<u64>;
+
+    /// Records attempt `attempt` of `step` before the step runs (state `started`, or `waiting` for a
+    /// wait), marking an earlier unfinished attempt of the step as `interrupted`. Fenced.
+    #[allow(clippy::too_many_arguments)]
+    async fn begin_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        input: Option<&str>,
+        state: AttemptState,
+        wake_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<Fence>;
+
+    /// Records the outcome of an attempt. Fenced.
+    async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        outcome: &Outcome,
+        now: Millis,
+    ) -> Result<Fence>;
+
+    /// Records a whole attempt at once, for steps that settle without running (a skipped step) or
+    /// that cannot crash the process (a `fail` step). Fenced.
+    async fn record_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        input: Option<&str>,
+        outcome: &Outcome,
+        now: Millis,
+    ) -> Result<Fence>;
+
+    /// Pauses the run until `wake_at` (state `waiting`) and gives up the lease. Fenced.
+    async fn park(&self, lease: &Lease, wake_at: Millis, now: Millis) -> Result<()>;
+
+    /// Ends the run in a final state with its output or error and gives up the lease. Fenced.
+    async fn finish_run(
+        &self,
+        lease: &Lease,
+        state: RunState,
+        output: Option<&str>,
+        error: Option<&str>,
+        now: Millis,
+    ) -> Result<()>;
+
+    /// Gives up the lease without changing the run, for a clean shutdown: another process (or a later
+    /// start) continues it at once.
+    async fn release(&self, lease: &Lease) -> Result<()>;
+
+    /// Cancels a run and its unfinished child runs: at once when not executing, otherwise by asking
+    /// the executing engine to stop.
+    async fn request_cancel(&self, id: &str, now: Millis) -> Result<CancelOutcome>;
+
+    /// Makes a failed run runnable again from its failed steps, which get a fresh attempt budget.
+    async fn retry_run(&self, id: &str, now: Millis) -> Result<()>;
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,473 @@
+//! The store contract: what every [`Store`] implementation must do, run here against SQLite.
+
+use std::time::Duration;
+
+use serde_json::json;
+use weft_core::{AttemptState, RunState, StepKey};
+
+use super::*;
+
+async fn open(dir: &tempfile::TempDir, inline_limit: usize) -> SqliteStore {
+    let mut options = SqliteOptions::new(dir.path().join("weft.db"));
+    options.inline_limit = inline_limit;
+    options.sync_full = false;
+    SqliteStore::open(options).await.expect("store opens")
+}
+
+fn new_run(workflow: &str, key: Option<&str>, now: Millis) -> NewRun {
+    NewRun {
+        workflow: workflow.into(),
+        version: format!("v-{workflow}"),
+        file: format!("workflows/{workflow}.yaml"),
+        source: "trigger: manual\nsteps: [{id: a, map: 1}]\n".into(),
+        trigger: json!({"type": "manual"}),
+        input: json!({"n": 1}),
+        idempotency_key: key.map(String::from),
+        parent: None,
+        root: None,
+        depth: 0,
+        now,
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn claim_one(store: &dyn Store, now: Millis) -> Claimed {
+    let mut claimed = store.claim(&ClaimScope::All, 10, now, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "expected exactly one claimable run");
+    claimed.remove(0)
+}
+
+fn outcome(state: AttemptState, output: Option<&str>) -> Outcome {
+    Outcome {
+        state,
+        output: output.map(String::from),
+        error: None,
+        wake_at: None,
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_start_one_run_per_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let a = store
+        .create_run(new_run("order", Some("evt-1"), 1))
+        .await
+        .unwrap();
+    let b = store
+        .create_run(new_run("order", Some("evt-1"), 2))
+        .await
+        .unwrap();
+    let c = store
+        .create_run(new_run("refund", Some("evt-1"), 3))
+        .await
+        .unwrap();
+    assert!(matches!(a, Created::New(_)));
+    assert_eq!(b, Created::Existing(a.id().to_string()));
+    assert!(matches!(c, Created::New(_)));
+    let run = store.get_run(a.id()).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Queued);
+    assert_eq!(run.root_id, run.id);
+    assert_eq!(run.input, json!({"n": 1}));
+    let version = store.load_version("v-order").await.unwrap().unwrap();
+    assert_eq!(version.workflow, "order");
+}
+
+#[tokio::test]
+async fn a_claimed_run_is_not_claimed_twice_until_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let id = store
+        .create_run(new_run("order", None, 1))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    let first = claim_one(&store, 10).await;
+    assert_eq!(first.lease.run_id, id);
+    assert_eq!(first.run.state, RunState::Running);
+    assert!(
+        store
+            .claim(&ClaimScope::All, 10, 20, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // After the lease expires the run is claimed again, and the old holder is fenced off.
+    let later = 10 + LEASE.as_millis() as Millis + 1;
+    let second = claim_one(&store, later).await;
+    assert!(second.lease.epoch > first.lease.epoch);
+    let err = store
+        .begin_attempt(
+            &first.lease,
+            &StepKey::top("a"),
+            1,
+            None,
+            AttemptState::Started,
+            None,
+            later,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    store
+        .begin_attempt(
+            &second.lease,
+            &StepKey::top("a"),
+            1,
+            None,
+            AttemptState::Started,
+            None,
+            later,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_processes_runs_are_claimed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    store.create_run(new_run("order", None, 1)).await.unwrap();
+    {
+        let other = open(&dir, 1024).await;
+        let claimed = claim_one(&other, 10).await;
+        assert_eq!(claimed.lease.owner, other.node_id());
+        assert!(
+            store
+                .claim(&ClaimScope::All, 10, 20, LEASE)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // The other process is gone (its node lock is released), long before its lease ends.
+    let claimed = claim_one(&store, 30).await;
+    assert_eq!(claimed.lease.owner, store.node_id());
+}
+
+#[tokio::test]
+async fn attempts_record_inputs_outputs_and_interruptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 64).await;
+    let id = store
+        .create_run(new_run("order", None, 1))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    let c = claim_one(&store, 10).await;
+    let key = StepKey::top("fetch");
+    store
+        .begin_attempt(
+            &c.lease,
+            &key,
+            1,
+            Some(r#"{"url":"/a"}"#),
+            AttemptState::Started,
+            None,
+            11,
+        )
+        .await
+        .unwrap();
+    // The process "dies"; the next attempt marks the first one interrupted.
+    store
+        .begin_attempt(
+            &c.lease,
+            &key,
+            2,
+            Some(r#"{"url":"/a"}"#),
+            AttemptState::Started,
+            None,
+            12,
+        )
+        .await
+        .unwrap();
+    let big = json!({"body": "x".repeat(500)}).to_string();
+    store
+        .finish_attempt(
+            &c.lease,
+            &key,
+            2,
+            &outcome(AttemptState::Succeeded, Some(&big)),
+            13,
+        )
+        .await
+        .unwrap();
+    // The same large output again is stored once.
+    store
+        .record_attempt(
+            &c.lease,
+            &StepKey::new("copy", &[0]),
+            1,
+            Some(&big),
+            &outcome(AttemptState::Succeeded, Some(&big)),
+            14,
+        )
+        .await
+        .unwrap();
+
+    let attempts = store.attempts(&id).await.unwrap();
+    let states: Vec<(String, u32, AttemptState)> = attempts
+        .iter()
+        .map(|a| (a.step_key.to_string(), a.attempt, a.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("fetch".into(), 1, AttemptState::Interrupted),
+            ("fetch".into(), 2, AttemptState::Succeeded),
+            ("copy/0".into(), 1, AttemptState::Succeeded),
+        ]
+    );
+    assert_eq!(
+        attempts[1].output.as_ref().unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .len(),
+        500
+    );
+    assert_eq!(
+        attempts[2].input.as_ref().unwrap(),
+        attempts[2].output.as_ref().unwrap()
+    );
+    let blobs: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
+        .fetch_one(&store.reader)
+        .await
+        .unwrap();
+    assert_eq!(blobs, 1);
+    let inline: Option<String> =
+        sqlx::query_scalar("SELECT output FROM attempts WHERE step_key = 'fetch' AND attempt = 2")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+    assert_eq!(
+        inline, None,
+        "a large output is not stored in the attempt row"
+    );
+}
+
+#[tokio::test]
+async fn parked_runs_wake_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let id = store
+        .create_run(new_run("order", None, 1))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    let c = claim_one(&store, 10).await;
+    store.park(&c.lease, 1_000, 11).await.unwrap();
+    let run = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!((run.state, run.wake_at), (RunState::Waiting, Some(1_000)));
+    assert!(
+        store
+            .claim(&ClaimScope::All, 10, 999, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.next_wake(&ClaimScope::All, 999).await.unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(
+        store
+            .next_wake(&ClaimScope::Tree("other".into()), 999)
+            .await
+            .unwrap(),
+        None
+    );
+    let c = claim_one(&store, 1_000).await;
+    assert_eq!(c.run.id, id);
+    store
+        .finish_run(&c.lease, RunState::Succeeded, Some("42"), None, 1_001)
+        .await
+        .unwrap();
+    let run = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.output),
+        (RunState::Succeeded, Some(json!(42)))
+    );
+    assert_eq!(store.unfinished(&ClaimScope::All).await.unwrap(), 0);
+    assert!(matches!(
+        store.park(&c.lease, 2_000, 1_002).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cancel_stops_idle_runs_at_once_and_asks_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let idle = store
+        .create_run(new_run("a", None, 1))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    assert_eq!(
+        store.request_cancel(&idle, 2).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        store.get_run(&idle).await.unwrap().unwrap().state,
+        RunState::Cancelled
+    );
+    assert!(matches!(
+        store.request_cancel(&idle, 3).await,
+        Err(StoreError::InvalidState { .. })
+    ));
+
+    let busy = store
+        .create_run(new_run("b", None, 4))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    let mut child = new_run("c", None, 5);
+    child.parent = Some((busy.clone(), StepKey::top("call")));
+    child.root = Some(busy.clone());
+    child.depth = 1;
+    let child = store.create_run(child).await.unwrap().id().to_string();
+    let c = store
+        .claim(&ClaimScope::Tree(busy.clone()), 1, 6, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(c.run.id, busy);
+    assert_eq!(
+        store.request_cancel(&busy, 7).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    assert_eq!(
+        store.get_run(&child).await.unwrap().unwrap().state,
+        RunState::Cancelled
+    );
+    let fence = store
+        .begin_attempt(
+            &c.lease,
+            &StepKey::top("x"),
+            1,
+            None,
+            AttemptState::Started,
+            None,
+            8,
+        )
+        .await
+        .unwrap();
+    assert!(fence.cancel_requested);
+    assert_eq!(
+        store
+            .children(&busy, &StepKey::top("call"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn retry_resets_failed_steps_of_a_failed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let id = store
+        .create_run(new_run("a", None, 1))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    assert!(matches!(
+        store.retry_run(&id, 2).await,
+        Err(StoreError::InvalidState { .. })
+    ));
+    let c = claim_one(&store, 3).await;
+    let key = StepKey::top("post");
+    store
+        .begin_attempt(&c.lease, &key, 1, None, AttemptState::Started, None, 4)
+        .await
+        .unwrap();
+    let mut failed = outcome(AttemptState::Failed, None);
+    failed.error = Some(json!({"message": "400"}).to_string());
+    store
+        .finish_attempt(&c.lease, &key, 1, &failed, 5)
+        .await
+        .unwrap();
+    store
+        .finish_run(&c.lease, RunState::Failed, None, failed.error.as_deref(), 6)
+        .await
+        .unwrap();
+
+    store.retry_run(&id, 7).await.unwrap();
+    let run = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!((run.state, run.error), (RunState::Queued, None));
+    let attempts = store.attempts(&id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Retrying);
+    assert!(attempts[0].budget_reset);
+    claim_one(&store, 8).await;
+}
+
+#[tokio::test]
+async fn run_ids_resolve_from_prefixes_and_list_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            store
+                .create_run(new_run(if i == 1 { "b" } else { "a" }, None, i))
+                .await
+                .unwrap()
+                .id()
+                .to_string(),
+        );
+    }
+    assert_eq!(store.resolve_run_id(&ids[2]).await.unwrap(), ids[2]);
+    assert!(matches!(
+        store.resolve_run_id("0").await,
+        Err(StoreError::Ambiguous { count: 3, .. })
+    ));
+    assert!(matches!(
+        store.resolve_run_id("zz").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.resolve_run_id("ffff").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let all = store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]
+    );
+    let page = store
+        .list_runs(&RunFilter {
+            workflow: Some("a".into()),
+            before: Some(ids[2].clone()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, ids[0]);
+    let queued = store
+        .list_runs(&RunFilter {
+            state: Some(RunState::Queued),
+            limit: 2,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2);
+}
