@@ -1,0 +1,256 @@
+//! Settings of an `http` connection in `weft.yaml`; this module is their reference.
+//!
+//! ```yaml
+//! connections:
+//!   shop:
+//!     type: http
+//!     base_url: https://shop.example.com/api/v1   # steps then use `path: /orders/7.json`
+//!     headers: { Accept: application/json }        # sent with every request
+//!     timeout: 30s                                 # per request, unless the step says otherwise
+//!     auth: { type: bearer, token: { env: SHOP_TOKEN } }
+//! ```
+//!
+//! Decoding is pure (no I/O), so `weft lint` checks these settings offline.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
+use weft_core::Diagnostics;
+use weft_core::decode::{self, Fields};
+use weft_core::yaml::Node;
+
+use crate::secret::SecretRef;
+
+/// Keys of an `http` connection.
+pub const KEYS: &[&str] = &["type", "base_url", "headers", "timeout", "auth"];
+/// Keys of `auth`.
+pub const AUTH_KEYS: &[&str] = &["type", "token", "username", "password", "header", "value"];
+
+/// The default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP API reached by steps with `uses: <connection>.request`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// URL that step `path`s are appended to, such as `https://shop.example.com/api/v1`. Without it,
+    /// steps give a full `url`.
+    pub base_url: Option<Url>,
+    /// Headers sent with every request; a step's own headers win.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Longest time one request may take, unless a step sets `with.timeout`. Default 30s.
+    pub timeout: Duration,
+    /// How requests authenticate.
+    pub auth: Option<Auth>,
+}
+
+/// How an `http` connection authenticates. Every credential is a reference, `{ env: NAME }`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`: `{ type: bearer, token: { env: NAME } }`.
+    Bearer {
+        /// The token.
+        token: SecretRef,
+    },
+    /// HTTP Basic: `{ type: basic, username: ada, password: { env: NAME } }`.
+    Basic {
+        /// The user name (not a secret).
+        username: String,
+        /// The password.
+        password: SecretRef,
+    },
+    /// An API key in a header: `{ type: api_key, header: X-Api-Key, value: { env: NAME } }`.
+    ApiKey {
+        /// The header's name (default `X-Api-Key`).
+        header: HeaderName,
+        /// The key.
+        value: SecretRef,
+    },
+}
+
+impl HttpConfig {
+    /// Reads and checks the settings of an `http` connection (the whole mapping, `type` included).
+    pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<HttpConfig> {
+        let mut f = Fields::new(node, "http connection", KEYS, diags)?;
+        f.get("type");
+        let base_url = f.get("base_url").and_then(|n| {
+            let text = decode::string(n, "`base_url`", diags)?;
+            match Url::parse(&text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+                Ok(url) => {
+                    diags.error(
+                        n.pos,
+                        format!(
+                            "`base_url` must be an http or https URL, not {}",
+                            url.scheme()
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    diags.error(n.pos, format!("`base_url` is not a valid URL: {e}"));
+                    None
+                }
+            }
+        });
+        let mut headers = Vec::new();
+        if let Some(n) = f.get("headers") {
+            for (key, value) in decode::entries(n, "`headers`", diags).unwrap_or_default() {
+                let Ok(name) = HeaderName::from_bytes(key.name.as_bytes()) else {
+                    diags.error(
+                        key.pos,
+                        format!("`{}` is not a valid header name", key.name),
+                    );
+                    continue;
+                };
+                let text = match value.to_json() {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => {
+                        diags.error(value.pos, format!("header `{}` must be text", key.name));
+                        continue;
+                    }
+                };
+                match HeaderValue::from_str(&text) {
+                    Ok(v) => headers.push((name, v)),
+                    Err(_) => diags.error(
+                        value.pos,
+                        format!(
+                            "header `{}` holds characters a header cannot carry",
+                            key.name
+                        ),
+                    ),
+                }
+            }
+        }
+        let timeout = f
+            .get("timeout")
+            .and_then(|n| decode::duration(n, "`timeout`", diags))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let auth = f.get("auth").and_then(|n| decode_auth(n, diags));
+        f.finish(diags);
+        Some(HttpConfig {
+            base_url,
+            headers,
+            timeout,
+            auth,
+        })
+    }
+}
+
+fn decode_auth(node: &Node, diags: &mut Diagnostics) -> Option<Auth> {
+    let mut f = Fields::new(node, "`auth`", AUTH_KEYS, diags)?;
+    let kind = f
+        .require("type", diags)
+        .and_then(|n| decode::string(n, "`auth.type`", diags));
+    let auth = match kind.as_deref() {
+        Some("bearer") => f
+            .require("token", diags)
+            .and_then(|n| SecretRef::decode(n, "`auth.token`", diags))
+            .map(|token| Auth::Bearer { token }),
+        Some("basic") => {
+            let username = f
+                .require("username", diags)
+                .and_then(|n| decode::string(n, "`auth.username`", diags));
+            let password = f
+                .require("password", diags)
+                .and_then(|n| SecretRef::decode(n, "`auth.password`", diags));
+            username
+                .zip(password)
+                .map(|(username, password)| Auth::Basic { username, password })
+        }
+        Some("api_key") => {
+            let header = match f.get("header") {
+                Some(n) => decode::string(n, "`auth.header`", diags).and_then(|text| {
+                    match HeaderName::from_bytes(text.as_bytes()) {
+                        Ok(h) => Some(h),
+                        Err(_) => {
+                            diags.error(n.pos, format!("`{text}` is not a valid header name"));
+                            None
+                        }
+                    }
+                }),
+                None => Some(HeaderName::from_static("x-api-key")),
+            };
+            let value = f
+                .require("value", diags)
+                .and_then(|n| SecretRef::decode(n, "`auth.value`", diags));
+            header
+                .zip(value)
+                .map(|(header, value)| Auth::ApiKey { header, value })
+        }
+        Some(other) => {
+            if let Some(n) = node_of(node, "type") {
+                diags.error(
+                    n.pos,
+                    format!("unknown `auth.type` `{other}`; use bearer, basic or api_key"),
+                );
+            }
+            None
+        }
+        None => None,
+    };
+    // Keys that belong to another auth type are reported as not applying.
+    f.finish(diags);
+    auth
+}
+
+fn node_of<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    match &node.kind {
+        weft_core::yaml::Kind::Map(entries) => {
+            entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_core::yaml;
+
+    fn decode(src: &str) -> (Option<HttpConfig>, Vec<String>) {
+        let node = yaml::parse(src).unwrap();
+        let mut d = Diagnostics::new("weft.yaml");
+        let c = HttpConfig::decode(&node, &mut d);
+        (c, d.into_vec().into_iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn the_documented_example_decodes() {
+        let (c, errs) = decode(
+            "type: http\nbase_url: https://shop.example.com/api/v1\nheaders: { Accept: application/json }\ntimeout: 10s\nauth: { type: bearer, token: { env: SHOP_TOKEN } }\n",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let c = c.unwrap();
+        assert_eq!(
+            c.base_url.unwrap().as_str(),
+            "https://shop.example.com/api/v1"
+        );
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.auth,
+            Some(Auth::Bearer {
+                token: SecretRef::Env("SHOP_TOKEN".into())
+            })
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_reported_with_positions() {
+        let (_, errs) = decode(
+            "type: http\nbase_url: ftp://x\nheaders: {\"bad header\": x}\nauth: {type: basic, username: ada, password: hunter2, token: {env: X}}\nretries: 3\n",
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "weft.yaml:2:11: `base_url` must be an http or https URL, not ftp",
+                "weft.yaml:3:11: `bad header` is not a valid header name",
+                "weft.yaml:4:46: `auth.password` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
+                "weft.yaml:4:55: `token` does not apply to this `auth`",
+                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth",
+            ]
+        );
+    }
+}

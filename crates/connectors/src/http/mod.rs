@@ -1,0 +1,50 @@
+//! The `http` connector: calls HTTP APIs with `uses: <connection>.request`.
+//!
+//! `config.rs` holds the connection settings, `action.rs` the `request` action. Every request
+//! carries the step's `Idempotency-Key`; timeouts, refused connections, 408, 429 and 5xx answers are
+//! retryable (honouring `Retry-After`), other 4xx answers are fatal.
+
+mod action;
+mod config;
+
+pub use action::{HttpConnector, REQUEST_INPUTS, retry_after};
+pub use config::{Auth, HttpConfig};
+
+use weft_core::{ActionSpec, ConnectorSpec};
+
+/// The `http` connector's description.
+pub static SPEC: ConnectorSpec = ConnectorSpec {
+    type_name: "http",
+    summary: "An HTTP API: requests with JSON, text or form bodies, bearer, basic or API-key auth.",
+    actions: &[ActionSpec {
+        name: "request",
+        summary: "Sends one HTTP request and returns {status, headers, body}; JSON bodies are parsed.",
+        inputs: REQUEST_INPUTS,
+        required: &[],
+        check_inputs: check_request_inputs,
+    }],
+    check: |node, diags| {
+        HttpConfig::decode(node, diags);
+    },
+};
+
+fn check_request_inputs(keys: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let bodies: Vec<&str> = ["body", "text", "form"]
+        .into_iter()
+        .filter(|k| keys.contains(k))
+        .collect();
+    if bodies.len() > 1 {
+        out.push(format!(
+            "a request has one body: `{}` and `{}` cannot be used together",
+            bodies[0], bodies[1]
+        ));
+    }
+    if keys.contains(&"url") && keys.contains(&"path") {
+        out.push("give either `url` (a full URL) or `path` (appended to the connection's base_url), not both".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! The `http` connector against a real HTTP server on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use serde_json::{Value, json};
+use weft_core::yaml;
+
+use super::*;
+use crate::{ActionError, Call, Connector};
+
+/// Echoes the request back as JSON.
+async fn echo(
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    axum::Json(json!({
+        "method": method.as_str(),
+        "query": query,
+        "idempotency_key": header("idempotency-key"),
+        "authorization": header("authorization"),
+        "api_key": header("x-api-key"),
+        "content_type": header("content-type"),
+        "accept": header("accept"),
+        "body": String::from_utf8_lossy(&body),
+    }))
+}
+
+async fn status(Path(code): Path<u16>) -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("retry-after", "7".parse().unwrap());
+    (StatusCode::from_u16(code).unwrap(), headers, "nope")
+}
+
+async fn serve() -> SocketAddr {
+    let app = Router::new()
+        .route("/api/echo", any(echo))
+        .route("/api/status/{code}", any(status))
+        .route("/api/big", any(|| async { "x".repeat(10_000) }))
+        .route(
+            "/api/bytes",
+            any(|| async {
+                (
+                    [("content-type", "application/octet-stream")],
+                    vec![0u8, 159, 146, 150],
+                )
+            }),
+        )
+        .route(
+            "/api/slow",
+            any(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn connector(settings: &str) -> HttpConnector {
+    let node = yaml::parse(settings).unwrap();
+    let mut diags = weft_core::Diagnostics::new("weft.yaml");
+    let config = HttpConfig::decode(&node, &mut diags).unwrap();
+    assert!(diags.is_empty(), "{:?}", diags.into_vec());
+    HttpConnector::new(config).unwrap()
+}
+
+async fn call(c: &HttpConnector, input: Value) -> Result<Value, ActionError> {
+    c.call(Call {
+        action: "request",
+        input,
+        idempotency_key: "run-1/post",
+        max_output_bytes: 4096,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sends_json_with_idempotency_key_and_parses_the_response() {
+    let addr = serve().await;
+    let c = connector(&format!(
+        "type: http\nbase_url: http://{addr}/api\nheaders: {{Accept: application/json}}\n"
+    ));
+    let out = call(&c, json!({"method": "POST", "path": "/echo", "query": {"a": 1, "tag": ["x", "y"]}, "body": {"id": 7}}))
+        .await
+        .unwrap();
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["headers"]["content-type"], "application/json");
+    let echoed = &out["body"];
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["query"], "a=1&tag=x&tag=y");
+    assert_eq!(echoed["idempotency_key"], "run-1/post");
+    assert_eq!(echoed["accept"], "application/json");
+    assert_eq!(echoed["content_type"], "application/json");
+    assert_eq!(echoed["body"], r#"{"id":7}"#);
+}
+
+#[tokio::test]
+async fn sends_text_and_form_bodies() {
+    let addr = serve().await;
+    let c = connector("type: http\n");
+    let url = format!("http://{addr}/api/echo");
+    let out = call(&c, json!({"method": "PUT", "url": url, "text": "hello"}))
+        .await
+        .unwrap();
+    assert_eq!(out["body"]["content_type"], "text/plain; charset=utf-8");
+    assert_eq!(out["body"]["body"], "hello");
+    let out = call(
+        &c,
+        json!({"method": "post", "url": url, "form": {"a": "1 2", "b": 3}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["body"]["content_type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(out["body"]["body"], "a=1+2&b=3");
+}
+
+#[tokio::test]
+async fn authenticates_from_environment_variables() {
+    let addr = serve().await;
+    // Changing the environment needs `unsafe` (and races other tests), so the credentials are
+    // variables that cargo sets for every test process.
+    let name = env!("CARGO_PKG_NAME");
+    let base = format!("base_url: http://{addr}/api\n");
+    let bearer = connector(&format!(
+        "type: http\n{base}auth: {{type: bearer, token: {{env: CARGO_PKG_NAME}}}}\n"
+    ));
+    let out = call(&bearer, json!({"path": "echo"})).await.unwrap();
+    assert_eq!(out["body"]["authorization"], format!("Bearer {name}"));
+    let basic = connector(&format!(
+        "type: http\n{base}auth: {{type: basic, username: ada, password: {{env: CARGO_PKG_NAME}}}}\n"
+    ));
+    let out = call(&basic, json!({"path": "/echo"})).await.unwrap();
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("ada:{name}"));
+    assert_eq!(out["body"]["authorization"], format!("Basic {expected}"));
+    let key = connector(&format!(
+        "type: http\n{base}auth: {{type: api_key, value: {{env: CARGO_PKG_NAME}}}}\n"
+    ));
+    let out = call(&key, json!({"path": "/echo"})).await.unwrap();
+    assert_eq!(out["body"]["api_key"], name);
+    let missing = connector(&format!(
+        "type: http\n{base}auth: {{type: bearer, token: {{env: WEFT_TEST_HTTP_UNSET}}}}\n"
+    ));
+    let err = call(&missing, json!({"path": "/echo"})).await.unwrap_err();
+    assert_eq!(
+        err,
+        ActionError::fatal(
+            "bearer token: the environment variable WEFT_TEST_HTTP_UNSET is not set"
+        )
+    );
+}
+
+#[tokio::test]
+async fn classifies_statuses_and_honours_retry_after() {
+    let addr = serve().await;
+    let c = connector(&format!("type: http\nbase_url: http://{addr}/api\n"));
+    for code in [408u16, 429, 500, 502, 503] {
+        match call(&c, json!({"path": format!("/status/{code}")}))
+            .await
+            .unwrap_err()
+        {
+            ActionError::Retryable {
+                message,
+                retry_after,
+                details,
+            } => {
+                assert!(message.starts_with(&format!("HTTP {code}")), "{message}");
+                assert_eq!(retry_after, Some(Duration::from_secs(7)));
+                assert_eq!(details["status"], code);
+                assert_eq!(details["body"], "nope");
+            }
+            other => panic!("{code} should be retryable, got {other:?}"),
+        }
+    }
+    for code in [400u16, 401, 404, 422] {
+        let err = call(&c, json!({"path": format!("/status/{code}")}))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{code} should be fatal");
+        assert_eq!(err.details()["status"], code);
+    }
+}
+
+#[tokio::test]
+async fn transport_failures_are_retryable() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = connector("type: http\n");
+    let err = call(&c, json!({"url": format!("http://{closed}/x")}))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        err.to_string().starts_with("cannot connect for GET"),
+        "{err}"
+    );
+
+    let addr = serve().await;
+    let err = call(
+        &c,
+        json!({"url": format!("http://{addr}/api/slow"), "timeout": "200ms"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("timed out after 200ms"), "{err}");
+}
+
+#[tokio::test]
+async fn large_and_binary_bodies_are_explicit() {
+    let addr = serve().await;
+    let c = connector(&format!("type: http\nbase_url: http://{addr}/api\n"));
+    let err = call(&c, json!({"path": "/big"})).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string()
+            .contains("larger than 4096 bytes (limits.max_output_bytes)"),
+        "{err}"
+    );
+    let out = call(&c, json!({"path": "/bytes"})).await.unwrap();
+    assert_eq!(out["body"], Value::Null);
+    assert_eq!(out["body_base64"], "AJ+Slg==");
+}
+
+#[tokio::test]
+async fn bad_inputs_are_fatal_and_say_what() {
+    let c = connector("type: http\n");
+    let cases = [
+        (
+            json!({"method": "FETCH", "url": "http://127.0.0.1:9/"}),
+            "`with.method`: `FETCH` is not an HTTP method Weft sends",
+        ),
+        (
+            json!({"path": "/x"}),
+            "`with.path` needs a `base_url` on the connection; give a full `with.url` instead",
+        ),
+        (
+            json!({"url": "ftp://x/"}),
+            "`with.url` must be http or https, not ftp",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/", "body": 1, "text": "a"}),
+            "a request has one body: `with.body` and `with.text` cannot be used together",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/", "query": {"a": {"b": 1}}}),
+            "`with.query.a` must be text, a number or a list of them",
+        ),
+        (json!("GET /"), "`with` must be a mapping, got text"),
+        (
+            json!({"url": "http://127.0.0.1:9/", "retries": 2}),
+            "unknown input `retries`; expected one of: method, url, path, headers, query, body, text, form, timeout",
+        ),
+    ];
+    for (input, message) in cases {
+        assert_eq!(
+            call(&c, input).await.unwrap_err(),
+            ActionError::fatal(message)
+        );
+    }
+}
+
+#[test]
+fn retry_after_reads_seconds_and_dates() {
+    let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+    assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+    assert_eq!(
+        retry_after("Wed, 25 Nov 2026 10:00:30 GMT", now),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        retry_after("Wed, 25 Nov 2026 09:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(retry_after("soon", now), None);
+}
+
+#[test]
+fn lint_checks_request_inputs() {
+    assert!(SPEC.action("request").is_some());
+    assert_eq!(
+        (SPEC.actions[0].check_inputs)(&["url", "path", "body", "form"]),
+        vec![
+            "a request has one body: `body` and `form` cannot be used together".to_string(),
+            "give either `url` (a full URL) or `path` (appended to the connection's base_url), not both".to_string(),
+        ]
+    );
+}

@@ -1,0 +1,190 @@
+//! Weft's connectors: the actions that steps call on outside systems.
+//!
+//! # Brief overview
+//!
+//! - Each connector lives in its own folder (`http/`) with its settings (`config.rs`, the reference
+//!   for what a user writes in `weft.yaml`), its runtime (`action.rs`) and its tests.
+//! - [`catalog`] lists every connector's static [`ConnectorSpec`], which `weft lint` uses to check
+//!   connections and `uses:` steps without any I/O.
+//! - [`Registry::build`] turns a project's connections into live [`Connector`]s, which the engine calls.
+//! - Every failure crossing this crate's boundary is an [`ActionError`], classified as retryable
+//!   (the step's retry policy applies) or fatal (the step fails at once).
+//!
+//! Connectors know nothing of runs, the store or the engine; they get an input and an idempotency
+//! key and return an output.
+
+#![deny(missing_docs)]
+
+pub mod http;
+pub mod secret;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use weft_core::{Catalog, ConnectorSpec, Project};
+
+/// Every connector type this build knows.
+pub fn catalog() -> Catalog {
+    Catalog::new(specs().to_vec())
+}
+
+/// Every connector's description; adding a connector means adding it here.
+static SPECS: [&ConnectorSpec; 1] = [&http::SPEC];
+
+fn specs() -> &'static [&'static ConnectorSpec] {
+    &SPECS
+}
+
+/// Why an action failed, classified at the connector boundary.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    /// A transient failure (a timeout, a refused connection, a 429 or 5xx): trying again may work.
+    #[error("{message}")]
+    Retryable {
+        /// What happened.
+        message: String,
+        /// How long the outside system asked us to wait (`Retry-After`).
+        retry_after: Option<Duration>,
+        /// Data about the failure (for HTTP, the response), kept in the step's error.
+        details: Value,
+    },
+    /// A permanent failure (a 4xx, invalid input): trying again will fail the same way.
+    #[error("{message}")]
+    Fatal {
+        /// What happened.
+        message: String,
+        /// Data about the failure, kept in the step's error.
+        details: Value,
+    },
+}
+
+impl ActionError {
+    /// A fatal error without details.
+    pub fn fatal(message: impl Into<String>) -> ActionError {
+        ActionError::Fatal {
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    /// A retryable error without details.
+    pub fn retryable(message: impl Into<String>) -> ActionError {
+        ActionError::Retryable {
+            message: message.into(),
+            retry_after: None,
+            details: Value::Null,
+        }
+    }
+
+    /// Whether the step's retry policy applies.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ActionError::Retryable { .. })
+    }
+
+    /// The details, if any.
+    pub fn details(&self) -> &Value {
+        match self {
+            ActionError::Retryable { details, .. } | ActionError::Fatal { details, .. } => details,
+        }
+    }
+}
+
+/// One call of an action.
+#[derive(Clone, Debug)]
+pub struct Call<'a> {
+    /// The action's name (the part after the dot in `uses:`).
+    pub action: &'a str,
+    /// The step's evaluated `with:` inputs.
+    pub input: Value,
+    /// The same for every attempt of this step execution: `<run id>/<step id>[/<item>]`.
+    pub idempotency_key: &'a str,
+    /// Largest output the action may return, in bytes; larger is a fatal error, never cut short.
+    pub max_output_bytes: u64,
+}
+
+/// A live connection to an outside system.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Runs an action.
+    async fn call(&self, call: Call<'_>) -> Result<Value, ActionError>;
+}
+
+/// A connection that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("connection `{connection}`: {message}")]
+pub struct BuildError {
+    /// The connection's name.
+    pub connection: String,
+    /// Why.
+    pub message: String,
+}
+
+/// The live connectors of a project, by connection name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    connectors: BTreeMap<String, Arc<dyn Connector>>,
+}
+
+impl Registry {
+    /// Builds a live connector for every connection of the project.
+    pub fn build(project: &Project) -> Result<Registry, BuildError> {
+        let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
+        for (name, connection) in &project.connections {
+            let built: Arc<dyn Connector> = match connection.type_name.as_str() {
+                "http" => Arc::new(http::HttpConnector::build(connection).map_err(|message| {
+                    BuildError {
+                        connection: name.clone(),
+                        message,
+                    }
+                })?),
+                other => {
+                    return Err(BuildError {
+                        connection: name.clone(),
+                        message: format!("no connector of type `{other}` in this build"),
+                    });
+                }
+            };
+            connectors.insert(name.clone(), built);
+        }
+        Ok(Registry { connectors })
+    }
+
+    /// Adds or replaces a connector, as tests do with fakes.
+    pub fn insert(&mut self, name: impl Into<String>, connector: Arc<dyn Connector>) {
+        self.connectors.insert(name.into(), connector);
+    }
+
+    /// The connector of connection `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.connectors.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spec_has_a_unique_type_and_documented_actions() {
+        let mut names: Vec<&str> = specs().iter().map(|s| s.type_name).collect();
+        names.dedup();
+        assert_eq!(names.len(), specs().len());
+        for spec in specs() {
+            assert!(!spec.summary.is_empty());
+            for action in spec.actions {
+                assert!(
+                    !action.summary.is_empty(),
+                    "{}.{}",
+                    spec.type_name,
+                    action.name
+                );
+                for required in action.required {
+                    assert!(action.inputs.contains(required));
+                }
+            }
+        }
+    }
+}
