@@ -45,7 +45,7 @@ impl ConnectorSpec {
 }
 
 /// The connector types a project may use.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Catalog {
     specs: Vec<&'static ConnectorSpec>,
 }

@@ -22,6 +22,8 @@ use crate::yaml::{Kind, Node, Pos};
 
 /// The value type jq programs work on.
 pub use jaq_json::Val;
+/// The map type of [`Val`] objects.
+pub type ValMap = jaq_json::Map<Val, Val>;
 
 type Data = JustLut<Val>;
 type Fun = (&'static str, Box<[Bind]>, Native<Data>);

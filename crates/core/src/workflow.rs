@@ -560,6 +560,11 @@ fn read_step(
             );
             RetryPolicy::default()
         }
+        // A called workflow retries its own steps; the call itself starts it once unless told otherwise.
+        None if kind_key == "call" => RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        },
         None => RetryPolicy::default(),
     };
     let timeout = match fields.get("timeout") {

@@ -1,0 +1,349 @@
+//! Weft's engine: it accepts events as runs, claims runs from the store and executes their steps
+//! durably.
+//!
+//! # Brief overview
+//!
+//! - [`Engine`] is the facade. [`Engine::start_run`] commits a new run (or finds the one with the same
+//!   idempotency key); [`Engine::drive`] claims runnable runs and executes them until a condition
+//!   holds ([`Until`]), which is how `weft run`, `weft runs resume` and a long-running hub all work.
+//! - Execution walks a run's steps from the start, taking every step whose outcome is already
+//!   committed from the store and running the first one that is not: after a crash a run resumes at
+//!   its first uncommitted step. Every attempt is recorded before its step starts and its outcome is
+//!   committed before the next step starts.
+//! - Connectors are injected ([`weft_connectors::Registry`]); in `weft test` a [`StepMocks`] answers
+//!   for them, and a [`clock::VirtualClock`] makes waits and retry delays instant.
+//! - [`project_dir`] reads a project folder; [`testing`] runs workflow test files.
+//!
+//! The engine never speaks HTTP to clients and never writes SQL: it talks to the store through
+//! [`weft_store::Store`].
+
+#![deny(missing_docs)]
+
+pub mod clock;
+mod drive;
+mod exec;
+pub mod project_dir;
+pub mod testing;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, broadcast, watch};
+use weft_connectors::{ActionError, Registry};
+use weft_core::{AttemptState, Catalog, Project, RunState, StepKey, Val, Workflow, json_to_val};
+use weft_store::{CancelOutcome, ClaimScope, Created, Millis, NewRun, Store, StoreError};
+
+pub use clock::{Clock, SystemClock, VirtualClock};
+
+/// How the engine behaves; the defaults suit a single machine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How long a claim lasts without renewal. Leases are renewed every third of this.
+    pub lease: Duration,
+    /// Most runs executing at once in this process.
+    pub max_runs: usize,
+    /// A top-level wait or retry delay at least this long gives the run back to the store (state
+    /// `waiting`) instead of holding it in memory.
+    pub park_after: Duration,
+    /// How often an idle engine looks for work that another process created.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lease: Duration::from_secs(30),
+            max_runs: 1024,
+            park_after: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Canned results for steps that call outside systems, as `weft test` provides them.
+pub trait StepMocks: Send + Sync {
+    /// The result of attempt `attempt` of step `step` given its input, or `None` when the test gives
+    /// no mock for the step.
+    fn result(&self, step: &str, attempt: u32, input: &Value)
+    -> Option<Result<Value, ActionError>>;
+}
+
+/// Something that happened, for whoever watches (the CLI prints steps as they finish).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// An attempt of a step reached a state.
+    Step {
+        /// The run.
+        run_id: String,
+        /// The run's workflow.
+        workflow: String,
+        /// Which step execution.
+        step: StepKey,
+        /// The attempt number.
+        attempt: u32,
+        /// The attempt's new state.
+        state: AttemptState,
+        /// How long the attempt took.
+        elapsed: Duration,
+        /// The error message, for failed attempts.
+        error: Option<String>,
+        /// When the next attempt or the end of the wait is due, for retrying and waiting attempts.
+        until: Option<Millis>,
+    },
+    /// A run stopped executing: it finished, or it was parked until a time.
+    Run {
+        /// The run.
+        run_id: String,
+        /// The run's workflow.
+        workflow: String,
+        /// The run's state now.
+        state: RunState,
+        /// For a parked run, when it continues.
+        until: Option<Millis>,
+    },
+}
+
+/// Errors of engine operations (not of runs: a failing run is a run in state `failed`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The project has no such workflow.
+    #[error("the project has no workflow named `{name}`{hint}")]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// A suggestion, with leading punctuation, or empty.
+        hint: String,
+    },
+    /// A run's workflow cannot be loaded any more.
+    #[error("{0}")]
+    Unrunnable(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// When [`Engine::drive`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// When this run has reached a final state.
+    RunFinished(String),
+    /// When no run in the scope is unfinished.
+    Idle,
+    /// Only on [`Engine::shutdown`].
+    Shutdown,
+}
+
+/// The parts an [`Engine`] is built from.
+pub struct EngineParts {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The checked project.
+    pub project: Arc<Project>,
+    /// The connector types (to re-read stored workflow versions).
+    pub catalog: Catalog,
+    /// The live connectors.
+    pub registry: Registry,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Tuning.
+    pub options: EngineOptions,
+    /// Canned step results, in tests.
+    pub mocks: Option<Arc<dyn StepMocks>>,
+}
+
+/// The engine. Cloning is cheap and shares everything.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) project: Arc<Project>,
+    pub(crate) catalog: Catalog,
+    pub(crate) registry: Registry,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: EngineOptions,
+    pub(crate) mocks: Option<Arc<dyn StepMocks>>,
+    /// Compiled workflows by version, so each version is compiled once.
+    pub(crate) versions: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// `.env` and `.vars` of the project, ready for expressions.
+    pub(crate) env: Val,
+    /// Rung when a run is created or finishes, to wake the drive loop and callers waiting on runs.
+    pub(crate) wake: Notify,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// Builds an engine.
+    pub fn new(parts: EngineParts) -> Engine {
+        let env = json_to_val(&Value::Object(
+            parts
+                .project
+                .settings
+                .env
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        std::env::var(name).map_or(Value::Null, Value::String),
+                    )
+                })
+                .collect(),
+        ));
+        let mut versions = HashMap::new();
+        for workflow in parts.project.workflows.values() {
+            versions.insert(workflow.version.clone(), workflow.clone());
+        }
+        let (events, _) = broadcast::channel(4096);
+        let (shutdown, _) = watch::channel(false);
+        Engine {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                project: parts.project,
+                catalog: parts.catalog,
+                registry: parts.registry,
+                clock: parts.clock,
+                options: parts.options,
+                mocks: parts.mocks,
+                versions: Mutex::new(versions),
+                env,
+                wake: Notify::new(),
+                events,
+                shutdown,
+            }),
+        }
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The project the engine runs.
+    pub fn project(&self) -> &Arc<Project> {
+        &self.inner.project
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Asks every [`Engine::drive`] to stop claiming work, let in-flight steps finish, give their
+    /// runs back to the store and return.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Commits a new run of a `manual` workflow with `input`. With an idempotency key that a run of
+    /// the workflow already carries, returns that run instead of starting a second one.
+    pub async fn start_run(
+        &self,
+        workflow: &str,
+        input: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Created, EngineError> {
+        let project = &self.inner.project;
+        let Some(w) = project.workflows.get(workflow) else {
+            let hint = weft_core::diag::did_you_mean(
+                workflow,
+                project.workflows.keys().map(String::as_str),
+            )
+            .map(|h| format!("; did you mean `{h}`?"))
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = project.workflows.keys().map(String::as_str).collect();
+                format!("; it has: {}", names.join(", "))
+            });
+            return Err(EngineError::UnknownWorkflow {
+                name: workflow.to_string(),
+                hint,
+            });
+        };
+        let created = self
+            .inner
+            .store
+            .create_run(NewRun {
+                workflow: w.name.clone(),
+                version: w.version.clone(),
+                file: w.file.clone(),
+                source: w.source.to_string(),
+                trigger: json!({"type": "manual"}),
+                input,
+                idempotency_key,
+                parent: None,
+                root: None,
+                depth: 0,
+                now: self.inner.clock.now(),
+            })
+            .await?;
+        self.inner.wake.notify_waiters();
+        Ok(created)
+    }
+
+    /// Starts a new run from the trigger event of run `id`, on the workflow's current version.
+    pub async fn replay(&self, id: &str) -> Result<String, EngineError> {
+        let store = &self.inner.store;
+        let run = store
+            .get_run(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let Some(w) = self.inner.project.workflows.get(&run.workflow) else {
+            return Err(EngineError::Unrunnable(format!(
+                "run {id} cannot be replayed: its workflow `{}` is no longer in the project",
+                run.workflow
+            )));
+        };
+        let created = store
+            .create_run(NewRun {
+                workflow: w.name.clone(),
+                version: w.version.clone(),
+                file: w.file.clone(),
+                source: w.source.to_string(),
+                trigger: run.trigger.clone(),
+                input: run.input.clone(),
+                idempotency_key: None,
+                parent: None,
+                root: None,
+                depth: 0,
+                now: self.inner.clock.now(),
+            })
+            .await?;
+        self.inner.wake.notify_waiters();
+        Ok(created.id().to_string())
+    }
+
+    /// Makes failed run `id` runnable again from its failed step, with a fresh attempt budget.
+    pub async fn retry(&self, id: &str) -> Result<(), EngineError> {
+        self.inner
+            .store
+            .retry_run(id, self.inner.clock.now())
+            .await?;
+        self.inner.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Cancels run `id` and its unfinished child runs.
+    pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, EngineError> {
+        let outcome = self
+            .inner
+            .store
+            .request_cancel(id, self.inner.clock.now())
+            .await?;
+        self.inner.wake.notify_waiters();
+        Ok(outcome)
+    }
+
+    /// Claims and executes runs in `scope` until `until` holds or [`Engine::shutdown`] is called.
+    pub async fn drive(&self, scope: ClaimScope, until: Until) -> Result<(), EngineError> {
+        drive::drive(self.inner.clone(), scope, until).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
