@@ -1,0 +1,304 @@
+//! The `weft` command: the composition root that wires the core, the store, the connectors and the
+//! engine together, and the only place that talks to a terminal.
+//!
+//! Each subcommand lives in its own module; this file defines the arguments (their help texts are the
+//! CLI's reference) and maps outcomes to exit codes.
+
+mod init;
+mod lint;
+mod output;
+mod run;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, documented in `weft --help`.
+pub(crate) mod exit {
+    /// Everything went as asked.
+    pub const OK: u8 = 0;
+    /// The thing checked or run failed: lint problems, a failed or cancelled run, a failing test.
+    pub const FAILED: u8 = 1;
+    /// The command cannot be carried out as given: bad arguments or input, an invalid project.
+    pub const USAGE: u8 = 2;
+    /// The store or the system failed.
+    pub const INTERNAL: u8 = 3;
+    /// Interrupted (Ctrl-C or SIGTERM); unfinished runs continue with `weft runs resume`.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// An error that ends the command with an exit code.
+pub(crate) struct CliError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn usage(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> CliError {
+        CliError {
+            code: exit::INTERNAL,
+            error: error.into(),
+        }
+    }
+}
+
+pub(crate) type CmdResult = Result<u8, CliError>;
+
+const ABOUT: &str = "Weft: durable integration workflows as text files, linted, tested and run from the command line.";
+
+const LONG_ABOUT: &str = "\
+Weft: durable integration workflows as text files, linted, tested and run from the command line.
+
+A project is a folder: weft.yaml (settings and named connections), workflows/*.yaml (one trigger,
+ordered steps, jq expressions in ${{ … }}) and tests/*.yaml (cases with canned responses). Every
+step of a run is recorded in .weft/ before and after it runs, so a crash never loses or silently
+repeats work: unfinished runs continue from their first unfinished step.
+
+Start with `weft init my-project`, then `weft lint`, `weft test` and `weft run hello`.";
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0    success
+  1    the lint, test or run failed (problems were found, a run failed or was cancelled)
+  2    the command was wrong: bad arguments or input, or a project that does not load
+  3    the store or the system failed
+  130  interrupted; unfinished runs continue with `weft runs resume`
+
+Logs go to standard error; set WEFT_LOG (for example WEFT_LOG=debug) to see more.";
+
+/// The weft command line.
+#[derive(Parser)]
+#[command(name = "weft", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new project that lints, tests and runs as it is.
+    Init {
+        /// Folder to create the project in (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Check every file of a project and report every problem as file:line:column: message.
+    ///
+    /// Exits 1 when there is any problem. Checks YAML syntax, unknown keys, types, step ids and the
+    /// steps each expression reads, jq syntax inside ${{ }}, connections, actions and called workflows.
+    Lint {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print the problems as a JSON array of {file, line, column, message}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the workflow file format, for editors.
+    ///
+    /// For example, with the YAML language server: add
+    /// `# yaml-language-server: $schema=./workflow.schema.json` to a workflow after
+    /// `weft schema > workflow.schema.json`.
+    Schema,
+    /// Run a workflow to completion and print each step as it finishes.
+    ///
+    /// The run is committed before its first step starts. If the command is interrupted, the run
+    /// stays in the store and `weft runs resume` continues it from its first unfinished step.
+    Run {
+        /// The workflow's name.
+        workflow: String,
+        /// The run's input: JSON text, or @file to read it from a file (@- for standard input).
+        #[arg(long, short, default_value = "{}")]
+        input: String,
+        /// An idempotency key: a second `weft run` with the same key continues or shows the first run
+        /// instead of starting another.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Print the run record as JSON on standard output (steps still go to standard error).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Look at runs and steer them: list, show, retry, replay, resume, cancel.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Run the test cases in tests/*.yaml and report a pass/fail line per case.
+    ///
+    /// Each case runs its workflow on a throwaway store with canned results for every step that calls
+    /// an outside system; waits and retry delays take no time. Exits 1 when any case fails.
+    Test {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this workflow.
+        #[arg(long, short)]
+        workflow: Option<String>,
+        /// Only runs in this state: queued, running, waiting, succeeded, failed or cancelled.
+        #[arg(long, short)]
+        state: Option<String>,
+        /// Most runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only runs older than this run id (to page through a long list).
+        #[arg(long)]
+        before: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Show a run with every step attempt, its input, output and error.
+    Show {
+        /// The run's id, or a unique prefix of it.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Continue a failed run from its failed step (with a fresh attempt budget) and run it to the end.
+    Retry {
+        /// The run's id, or a unique prefix of it.
+        id: String,
+        /// Print the run record as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Start a new run from a run's trigger event, on the workflow's current version.
+    Replay {
+        /// The run's id, or a unique prefix of it.
+        id: String,
+        /// Print the new run's record as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Continue every unfinished run (queued, running or waiting) until all have finished.
+    ///
+    /// Any later start of the engine, such as `weft serve`, does this by itself.
+    Resume {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Cancel a run and its unfinished child runs.
+    Cancel {
+        /// The run's id, or a unique prefix of it.
+        id: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+/// The project folder, for commands that act on a project's runs.
+#[derive(Args, Clone)]
+pub(crate) struct ProjectArg {
+    /// The project folder.
+    #[arg(
+        long = "project",
+        short = 'C',
+        env = "WEFT_PROJECT",
+        default_value = "."
+    )]
+    pub dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    // Do not wait for tasks still in flight (a second Ctrl-C, or a run left waiting).
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(CliError { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> CmdResult {
+    match command {
+        Command::Init { dir } => init::init(&dir),
+        Command::Lint { dir, json } => lint::lint(&dir, json),
+        Command::Schema => {
+            let schema = weft_core::schema::workflow_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).map_err(CliError::internal)?
+            );
+            Ok(exit::OK)
+        }
+        Command::Run {
+            workflow,
+            input,
+            idempotency_key,
+            json,
+            project,
+        } => run::run(&project.dir, &workflow, &input, idempotency_key, json).await,
+        Command::Runs { command } => match command {
+            RunsCommand::List {
+                workflow,
+                state,
+                limit,
+                before,
+                json,
+                project,
+            } => run::list(&project.dir, workflow, state, limit, before, json).await,
+            RunsCommand::Show { id, json, project } => run::show(&project.dir, &id, json).await,
+            RunsCommand::Retry { id, json, project } => run::retry(&project.dir, &id, json).await,
+            RunsCommand::Replay { id, json, project } => run::replay(&project.dir, &id, json).await,
+            RunsCommand::Resume { project } => run::resume(&project.dir).await,
+            RunsCommand::Cancel { id, project } => run::cancel(&project.dir, &id).await,
+        },
+        Command::Test { dir, json } => test::test(&dir, json).await,
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

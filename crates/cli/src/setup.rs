@@ -1,0 +1,88 @@
+//! Loading a project folder and building the store and engine for it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use weft_core::{Catalog, Diagnostic, Project};
+use weft_engine::project_dir::{self, ProjectFiles};
+use weft_engine::{Engine, EngineOptions, EngineParts, SystemClock};
+use weft_store::{SqliteOptions, SqliteStore, Store};
+
+use crate::CliError;
+
+/// A project read and checked.
+pub(crate) struct Loaded {
+    pub files: ProjectFiles,
+    pub project: Arc<Project>,
+    pub catalog: Catalog,
+}
+
+/// A project folder read: its files, the connector catalog, and the project or its problems.
+pub(crate) type Read = (ProjectFiles, Catalog, Result<Project, Vec<Diagnostic>>);
+
+/// Reads the project folder, or every problem in it.
+pub(crate) fn read(dir: &Path) -> Result<Read, CliError> {
+    let files = project_dir::read(dir).map_err(CliError::usage)?;
+    let catalog = weft_connectors::catalog();
+    let project = Project::load(&files.sources, &catalog);
+    Ok((files, catalog, project))
+}
+
+/// Reads and checks the project folder; problems are printed and end the command.
+pub(crate) fn load(dir: &Path) -> Result<Loaded, CliError> {
+    let (files, catalog, project) = read(dir)?;
+    match project {
+        Ok(project) => Ok(Loaded {
+            files,
+            project: Arc::new(project),
+            catalog,
+        }),
+        Err(problems) => {
+            for d in &problems {
+                eprintln!("{}", display_path(dir, d));
+            }
+            Err(CliError::usage(anyhow!(
+                "the project has {} problem{}; fix {} (`weft lint` lists them)",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                if problems.len() == 1 { "it" } else { "them" }
+            )))
+        }
+    }
+}
+
+/// A diagnostic with its file shown relative to the current folder.
+pub(crate) fn display_path(dir: &Path, d: &Diagnostic) -> String {
+    let file = if dir == Path::new(".") {
+        d.file.clone()
+    } else {
+        dir.join(&d.file).display().to_string()
+    };
+    format!("{file}:{}:{}: {}", d.line, d.column, d.message)
+}
+
+/// Opens the project's store.
+pub(crate) async fn store(loaded: &Loaded) -> Result<Arc<dyn Store>, CliError> {
+    let mut options = SqliteOptions::new(loaded.files.database_path());
+    options.inline_limit = loaded.project.settings.limits.inline_output_bytes as usize;
+    let store = SqliteStore::open(options)
+        .await
+        .map_err(CliError::internal)?;
+    Ok(Arc::new(store))
+}
+
+/// Builds the engine for the project.
+pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
+    let store = store(loaded).await?;
+    let registry = weft_connectors::Registry::build(&loaded.project).map_err(CliError::usage)?;
+    Ok(Engine::new(EngineParts {
+        store,
+        project: loaded.project.clone(),
+        catalog: loaded.catalog.clone(),
+        registry,
+        clock: Arc::new(SystemClock),
+        options: EngineOptions::default(),
+        mocks: None,
+    }))
+}
