@@ -47,6 +47,7 @@ pub(crate) fn event_line(
     match event {
         Event::Step {
             run_id,
+            workflow,
             step,
             attempt,
             state,
@@ -63,10 +64,14 @@ pub(crate) fn event_line(
             } else {
                 String::new()
             };
+            // Steps of child runs carry their workflow's name.
+            let label = match followed {
+                Some(id) if id != run_id => format!("{workflow}:{step}"),
+                _ => step.to_string(),
+            };
             let mut line = format!(
-                "  {prefix}{:<5} {:<24} attempt {:<2} {:>9}",
+                "  {prefix}{:<5} {label:<24} attempt {:<2} {:>9}",
                 state_word(*state),
-                step.as_str(),
                 attempt,
                 elapsed(*took)
             );

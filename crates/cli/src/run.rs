@@ -364,6 +364,7 @@ pub(crate) async fn list(
             state,
             before,
             limit: limit.max(1),
+            root: None,
         })
         .await
         .map_err(store_error)?;

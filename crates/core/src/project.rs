@@ -128,6 +128,17 @@ pub struct Project {
 impl Project {
     /// Reads and checks every file of a project. Returns every problem of every file when there is any.
     pub fn load(sources: &Sources, catalog: &Catalog) -> Result<Project, Vec<Diagnostic>> {
+        let (project, problems) = Project::load_partial(sources, catalog);
+        if problems.is_empty() {
+            Ok(project)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Reads and checks every file of a project, returning the parts that are valid (the workflows
+    /// without problems) together with every problem found, for tools that go on checking.
+    pub fn load_partial(sources: &Sources, catalog: &Catalog) -> (Project, Vec<Diagnostic>) {
         let (file, text) = &sources.project;
         let mut diags = Diagnostics::new(file.clone());
         let (settings, connections) = read_project_file(text, catalog, &mut diags);
@@ -165,15 +176,12 @@ impl Project {
                 Err(ds) => problems.extend(ds),
             }
         }
-        if problems.is_empty() {
-            Ok(Project {
-                settings,
-                connections,
-                workflows,
-            })
-        } else {
-            Err(problems)
-        }
+        let project = Project {
+            settings,
+            connections,
+            workflows,
+        };
+        (project, problems)
     }
 
     /// Reads and checks a workflow text against this project, as when a run resumes on the version

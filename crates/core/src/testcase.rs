@@ -108,7 +108,8 @@ pub struct Expect {
 pub struct StepExpect {
     /// Where the expectation is written.
     pub pos: Pos,
-    /// A jq predicate on the step's input (its evaluated `with`, or the value of other step kinds).
+    /// A jq predicate on the step's input: the evaluated `with` of `uses` and `call` steps, the list
+    /// of a `for_each`, `{until}` of a `wait`; other steps have no input (`null`).
     pub input: Option<Arc<Expr>>,
     /// A jq predicate on the step's output.
     pub output: Option<Arc<Expr>>,
@@ -121,12 +122,18 @@ pub struct StepExpect {
 impl TestFile {
     /// Reads a test file.
     pub fn parse(file: &str, text: &str) -> Result<TestFile, Vec<Diagnostic>> {
+        match TestFile::read(file, text) {
+            (Some(t), diags) if diags.is_empty() => Ok(t),
+            (_, diags) => Err(diags),
+        }
+    }
+
+    /// Reads as much of a test file as makes sense, with every problem found, so that `weft lint`
+    /// can also check the readable part against the project.
+    pub fn read(file: &str, text: &str) -> (Option<TestFile>, Vec<Diagnostic>) {
         let mut diags = Diagnostics::new(file);
         let parsed = read_file(file, text, &mut diags);
-        match parsed {
-            Some(t) if diags.is_empty() => Ok(t),
-            _ => Err(diags.into_vec()),
-        }
+        (parsed, diags.into_vec())
     }
 
     /// Checks the file against a project: the workflow exists, and every mocked or expected step is

@@ -371,7 +371,9 @@ fn read_workflow(
     let output = fields.get("output").map(|n| Template::from_node(n, diags));
     fields.finish(diags);
 
-    let workflow = Workflow {
+    // The steps are checked even when the name or trigger is wrong, so that every problem shows.
+    check_references(&steps, output.as_ref(), diags);
+    Some(Workflow {
         name: name?,
         file: file.to_string(),
         description,
@@ -381,9 +383,7 @@ fn read_workflow(
         vars,
         steps,
         output,
-    };
-    check_references(&workflow, diags);
-    Some(workflow)
+    })
 }
 
 /// Step ids seen so far in a file, with where each was first used.
@@ -960,8 +960,8 @@ fn own_exprs(step: &Step) -> Vec<&Arc<Expr>> {
     out
 }
 
-fn check_references(workflow: &Workflow, diags: &mut Diagnostics) {
-    let places = placements(&workflow.steps);
+fn check_references(steps: &[Step], output: Option<&Template>, diags: &mut Diagnostics) {
+    let places = placements(steps);
     let find = |id: &str| places.iter().find(|p| p.step.id == id);
     let all_ids: Vec<&str> = places.iter().map(|p| p.step.id.as_str()).collect();
 
@@ -1036,7 +1036,7 @@ fn check_references(workflow: &Workflow, diags: &mut Diagnostics) {
             );
         }
     }
-    if let Some(output) = &workflow.output {
+    if let Some(output) = output {
         for expr in output.exprs() {
             check(expr, None, diags);
         }

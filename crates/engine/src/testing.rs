@@ -147,7 +147,24 @@ async fn run_case(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the run disappeared")?;
-    let attempts = store.attempts(&id).await.map_err(|e| e.to_string())?;
+    // Steps of the run and of every child run it started, so expectations reach called workflows.
+    let tree = store
+        .list_runs(&weft_store::RunFilter {
+            root: Some(id.clone()),
+            limit: 10_000,
+            ..weft_store::RunFilter::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut attempts = Vec::new();
+    for member in tree.iter().rev() {
+        attempts.extend(
+            store
+                .attempts(&member.id)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
     let expect = &case.expect;
     let mut problems = Vec::new();
 

@@ -2,134 +2,29 @@
 //! counts calls and answers from a script, and simulated crashes (a process's tasks aborted and its
 //! node lock released, exactly what the store sees after a `kill -9`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::any;
 use serde_json::{Value, json};
 use weft_connectors::Registry;
 use weft_core::{AttemptState, Project, RunState, Sources};
 use weft_store::{AttemptRecord, ClaimScope, RunRecord, SqliteOptions, SqliteStore, Store};
+use weft_testkit::{Answer, ScriptedServer as Server};
 
 use super::*;
 
-/// One scripted answer: status, `Retry-After` (seconds) and body.
-#[derive(Clone)]
-struct Answer {
-    status: u16,
-    retry_after: Option<u64>,
-    body: Value,
-    /// Hold the answer this long (to be killed mid-request).
-    delay: Duration,
+async fn server() -> (Server, SocketAddr) {
+    Server::start().await
 }
 
 fn ok(body: Value) -> Answer {
-    Answer {
-        status: 200,
-        retry_after: None,
-        body,
-        delay: Duration::ZERO,
-    }
+    Answer::ok(body)
 }
 
 fn status(code: u16) -> Answer {
-    Answer {
-        status: code,
-        retry_after: None,
-        body: json!({"error": code}),
-        delay: Duration::ZERO,
-    }
-}
-
-/// A request the server saw.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    idempotency_key: String,
-    body: Value,
-}
-
-#[derive(Clone, Default)]
-struct Server {
-    scripts: Arc<Mutex<HashMap<String, Vec<Answer>>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    /// Sets the answers for `/name`, used in order; the last one repeats.
-    fn script(&self, name: &str, answers: Vec<Answer>) {
-        self.scripts
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), answers);
-    }
-
-    fn seen(&self, name: &str) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.path == name)
-            .cloned()
-            .collect()
-    }
-}
-
-async fn answer(
-    State(server): State<Server>,
-    UrlPath(name): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let answer = {
-        let mut seen = server.seen.lock().unwrap();
-        seen.push(Seen {
-            path: name.clone(),
-            idempotency_key: key,
-            body: body_json.clone(),
-        });
-        let count = seen.iter().filter(|s| s.path == name).count();
-        let scripts = server.scripts.lock().unwrap();
-        match scripts.get(&name) {
-            Some(list) => list[(count - 1).min(list.len() - 1)].clone(),
-            None => ok(json!({"echo": body_json, "call": count})),
-        }
-    };
-    tokio::time::sleep(answer.delay).await;
-    let mut headers = HeaderMap::new();
-    if let Some(secs) = answer.retry_after {
-        headers.insert("retry-after", secs.to_string().parse().unwrap());
-    }
-    (
-        StatusCode::from_u16(answer.status).unwrap(),
-        headers,
-        axum::Json(answer.body),
-    )
-}
-
-async fn server() -> (Server, SocketAddr) {
-    let server = Server::default();
-    let app = Router::new()
-        .route("/{name}", any(answer))
-        .with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (server, addr)
+    Answer::status(code)
 }
 
 fn project(addr: SocketAddr, workflows: &[(&str, &str)], limits: &str) -> Arc<Project> {
@@ -407,13 +302,10 @@ async fn kill_when_seen(
         Until::RunFinished(run.to_string()),
     );
     let task = tokio::spawn(async move { e.drive(scope, until).await });
-    for _ in 0..500 {
-        if server.seen(path).len() >= calls {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(server.seen(path).len() >= calls, "the step never started");
+    assert!(
+        server.wait_for(path, calls, Duration::from_secs(10)).await,
+        "the step never started"
+    );
     task.abort();
     let _ = task.await;
     // The "process" is gone: its node lock goes with it.

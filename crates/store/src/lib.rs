@@ -281,6 +281,8 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     /// Only runs in this state.
     pub state: Option<RunState>,
+    /// Only runs of the tree rooted at this run (the run itself and the child runs it started).
+    pub root: Option<String>,
     /// Only runs whose id sorts before this one (the cursor for the next page).
     pub before: Option<String>,
     /// Most runs to return (newest first).

@@ -481,12 +481,13 @@ impl Store for SqliteStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR root_id = ?5) ORDER BY id DESC LIMIT ?4"
         )))
         .bind(&filter.workflow)
         .bind(filter.state.map(RunState::as_str))
         .bind(&filter.before)
         .bind(i64::from(filter.limit.max(1)))
+        .bind(&filter.root)
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(run_from_row).collect()

@@ -1,0 +1,49 @@
+use crate::support::{repo_root, weft};
+
+/// The fixture holds a project whose files have one of each kind of problem; `expected.txt` lists
+/// every diagnostic with its file, line, column and text, as checked by hand against the files.
+#[tokio::test]
+async fn lint_reports_every_problem_of_every_file_with_its_position() {
+    let fixture = repo_root().join("crates/cli/tests/fixtures/broken");
+    let expected = std::fs::read_to_string(fixture.join("expected.txt")).unwrap();
+    let out = weft(&fixture, &["lint"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let got: Vec<&str> = out.stdout.lines().collect();
+    let want: Vec<&str> = expected.lines().collect();
+    assert_eq!(got, want, "\n--- got ---\n{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains(&format!("{} problems in 7 files.", want.len())),
+        "{}",
+        out.stderr
+    );
+
+    // The same as data.
+    let out = weft(&fixture, &["lint", "--json"]).await;
+    assert_eq!(out.code, 1);
+    let json = out.json();
+    let items = json.as_array().unwrap();
+    assert_eq!(items.len(), want.len());
+    for (item, line) in items.iter().zip(&want) {
+        let text = format!(
+            "{}:{}:{}: {}",
+            item["file"].as_str().unwrap(),
+            item["line"],
+            item["column"],
+            item["message"].as_str().unwrap()
+        );
+        assert_eq!(&text, line);
+    }
+}
+
+#[tokio::test]
+async fn lint_from_another_folder_prefixes_paths_with_the_folder() {
+    let root = repo_root();
+    let out = weft(&root, &["lint", "crates/cli/tests/fixtures/broken"]).await;
+    assert_eq!(out.code, 1);
+    let first = out.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "crates/cli/tests/fixtures/broken/weft.yaml:3:1: unknown key `colour` in weft.yaml; expected one of: name, description, vars, env, limits, connections"
+    );
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests: the real `weft` binary on real project folders, against a real HTTP server on
+//! loopback, killed with SIGKILL where durability is the point.
+
+/// Helpers: the binary, temporary projects, outputs.
+mod support;
+
+/// `weft init`, `lint`, `test`, `run` and `runs` as a new user meets them.
+mod basics;
+/// A `weft` process killed in the middle of a step loses and repeats nothing it must not.
+mod durability;
+/// The example projects lint and pass their tests; `weft schema` validates them.
+mod examples;
+/// `weft lint` on a folder of broken files: every diagnostic's file, line, column and text.
+mod lint;
+/// Retries against a server that fails on cue, and `weft runs retry`.
+mod retries;

@@ -1,0 +1,178 @@
+//! Test support for Weft's own tests (never a dependency of shipped code).
+//!
+//! [`ScriptedServer`] is a real HTTP server on `127.0.0.1` that answers `/<name>` from a script of
+//! [`Answer`]s, one per request in order (the last one repeats), and records every request it saw,
+//! with its `Idempotency-Key`. Tests use it to count calls, to make an outside system fail on cue,
+//! and to hold a request open while a `weft` process is killed.
+
+#![deny(missing_docs)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use serde_json::{Value, json};
+
+/// One scripted answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// A `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
+    /// The JSON body.
+    pub body: Value,
+    /// How long to hold the request before answering.
+    pub delay: Duration,
+}
+
+impl Answer {
+    /// `200` with this JSON body.
+    pub fn ok(body: Value) -> Answer {
+        Answer {
+            status: 200,
+            retry_after: None,
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// This status with a small JSON body.
+    pub fn status(code: u16) -> Answer {
+        Answer {
+            status: code,
+            retry_after: None,
+            body: json!({ "error": code }),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The same answer with a `Retry-After` header.
+    pub fn retry_after(self, seconds: u64) -> Answer {
+        Answer {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
+    /// The same answer, given only after `delay`.
+    pub fn after(self, delay: Duration) -> Answer {
+        Answer { delay, ..self }
+    }
+}
+
+/// A request the server saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The name in `/<name>`.
+    pub name: String,
+    /// The method.
+    pub method: String,
+    /// The `Idempotency-Key` header, or empty.
+    pub idempotency_key: String,
+    /// The body as JSON (`null` when it was not JSON).
+    pub body: Value,
+}
+
+/// A scripted HTTP server on loopback. Unscripted names answer `200 {"echo": <body>, "call": n}`.
+#[derive(Clone, Default)]
+pub struct ScriptedServer {
+    scripts: Arc<Mutex<HashMap<String, Vec<Answer>>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl ScriptedServer {
+    /// Starts a server on a free loopback port, returning it and its address.
+    pub async fn start() -> (ScriptedServer, SocketAddr) {
+        let server = ScriptedServer::default();
+        let app = Router::new()
+            .route("/{name}", any(answer))
+            .with_state(server.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port is free");
+        let addr = listener.local_addr().expect("the listener has an address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (server, addr)
+    }
+
+    /// Sets the answers for `/<name>`, given in order; the last one repeats.
+    pub fn script(&self, name: &str, answers: Vec<Answer>) {
+        assert!(!answers.is_empty(), "a script needs at least one answer");
+        self.scripts
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), answers);
+    }
+
+    /// The requests to `/<name>` so far.
+    pub fn seen(&self, name: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|s| s.name == name)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `/<name>` has been requested `count` times, for at most `limit`.
+    pub async fn wait_for(&self, name: &str, count: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.seen(name).len() >= count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.seen(name).len() >= count
+    }
+}
+
+async fn answer(
+    State(server): State<ScriptedServer>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let answer = {
+        let mut seen = server.seen.lock().expect("not poisoned");
+        seen.push(Seen {
+            name: name.clone(),
+            method: method.to_string(),
+            idempotency_key,
+            body: body.clone(),
+        });
+        let count = seen.iter().filter(|s| s.name == name).count();
+        match server.scripts.lock().expect("not poisoned").get(&name) {
+            Some(list) => list[(count - 1).min(list.len() - 1)].clone(),
+            None => Answer::ok(json!({ "echo": body, "call": count })),
+        }
+    };
+    tokio::time::sleep(answer.delay).await;
+    let mut response_headers = HeaderMap::new();
+    if let Some(secs) = answer.retry_after {
+        response_headers.insert("retry-after", secs.into());
+    }
+    (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        response_headers,
+        axum::Json(answer.body),
+    )
+}
