@@ -1,3 +1,6 @@
+//! `weft init`, `lint`, `test`, `run` and `runs` as a new user meets them, and the exit codes of
+//! bad arguments.
+
 use serde_json::json;
 
 use crate::support::{Project, weft};
@@ -216,10 +219,11 @@ async fn a_waiting_run_can_be_cancelled() {
     for _ in 0..200 {
         let runs = p.weft(&["runs", "list", "--json"]).await.json();
         if let Some(run) = runs.as_array().unwrap().first()
-            && run["state"] == "waiting" {
-                id = run["id"].as_str().unwrap().to_string();
-                break;
-            }
+            && run["state"] == "waiting"
+        {
+            id = run["id"].as_str().unwrap().to_string();
+            break;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(!id.is_empty(), "the run never started waiting");

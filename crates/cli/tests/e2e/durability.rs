@@ -1,3 +1,6 @@
+//! A `weft` process killed with SIGKILL in the middle of a step loses nothing and repeats only the
+//! step that was in flight, with the same idempotency key.
+
 use std::time::Duration;
 
 use serde_json::json;

@@ -1,3 +1,6 @@
+//! The example projects lint clean and pass their tests; `weft schema` accepts them; a failing case
+//! explains itself.
+
 use std::path::PathBuf;
 
 use serde_json::Value;

@@ -1,3 +1,5 @@
+//! `weft lint` on a folder of broken files: every diagnostic's file, line, column and text.
+
 use crate::support::{repo_root, weft};
 
 /// The fixture holds a project whose files have one of each kind of problem; `expected.txt` lists

@@ -1,3 +1,5 @@
+//! Retries against a server that fails on cue (503, 429 with Retry-After, 400), and `weft runs retry`.
+
 use serde_json::{Value, json};
 use weft_testkit::{Answer, ScriptedServer};
 
