@@ -703,3 +703,164 @@ async fn cancelling_a_waiting_run_stops_it() {
     assert_eq!(run.state, RunState::Cancelled);
     assert!(attempts_of(&e, &id, "never").await.is_empty());
 }
+
+#[tokio::test]
+async fn switch_runs_the_matching_case_or_the_default() {
+    let (_server, addr) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wf = r#"
+trigger: manual
+steps:
+  - id: route
+    switch: ${{ .input.kind }}
+    cases:
+      refund:
+        - id: refund
+          map: refunding
+      "42":
+        - id: answer
+          map: a number
+    default:
+      - id: other
+        map: ${{ "no case for \(.input.kind)" }}
+output: ${{ {case: .steps.route.case, refund: .steps.refund, answer: .steps.answer, other: .steps.other} }}
+"#;
+    let e = engine(
+        open_store(dir.path()).await,
+        project(addr, &[("route", wf)], ""),
+        Arc::new(SystemClock),
+    );
+    let run = run_to_end(&e, "route", json!({"kind": "refund"})).await;
+    assert_eq!(
+        run.output,
+        Some(json!({"case": "refund", "refund": "refunding", "answer": null, "other": null}))
+    );
+    let run = run_to_end(&e, "route", json!({"kind": 42})).await;
+    assert_eq!(
+        run.output,
+        Some(json!({"case": "42", "refund": null, "answer": "a number", "other": null}))
+    );
+    let run = run_to_end(&e, "route", json!({"kind": "swap"})).await;
+    assert_eq!(
+        run.output,
+        Some(json!({"case": null, "refund": null, "answer": null, "other": "no case for swap"}))
+    );
+}
+
+#[tokio::test]
+async fn a_step_timeout_is_a_retryable_failure() {
+    let (server, addr) = server().await;
+    server.script(
+        "sleepy",
+        vec![
+            ok(json!({})).after(Duration::from_secs(5)),
+            ok(json!({"fast": true})),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wf = "trigger: manual\nsteps:\n  - id: call\n    uses: api.request\n    with: { path: /sleepy }\n    timeout: 200ms\n    retry: { attempts: 2, initial: 10ms, jitter: false }\n";
+    let e = engine(
+        open_store(dir.path()).await,
+        project(addr, &[("sleepy", wf)], ""),
+        Arc::new(SystemClock),
+    );
+    let run = run_to_end(&e, "sleepy", json!({})).await;
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    let attempts = attempts_of(&e, &run.id, "call").await;
+    assert_eq!(
+        states(&attempts),
+        vec![AttemptState::Retrying, AttemptState::Succeeded]
+    );
+    let message = attempts[0].error.as_ref().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        message,
+        "step `call`: api.request did not finish within the step's timeout of 200ms"
+    );
+}
+
+#[tokio::test]
+async fn wait_until_a_computed_time() {
+    let (_server, addr) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wf = "trigger: manual\nsteps:\n  - id: pause\n    wait: { until: \"${{ .input.at }}\" }\n  - id: late\n    wait: { until: 0 }\n";
+    let start = 1_700_000_000_000;
+    let e = engine(
+        open_store(dir.path()).await,
+        project(addr, &[("until", wf)], ""),
+        Arc::new(VirtualClock::new(start)),
+    );
+    let run = run_to_end(&e, "until", json!({"at": "2023-11-15T00:00:00Z"})).await;
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    assert_eq!(
+        run.output,
+        Some(json!({"waited_until": "1970-01-01T00:00:00Z"}))
+    );
+    let pause = attempts_of(&e, &run.id, "pause").await;
+    assert_eq!(pause[0].wake_at, Some(1_700_006_400_000));
+    let run = run_to_end(&e, "until", json!({"at": "soon"})).await;
+    assert_eq!(run.state, RunState::Failed);
+    assert!(
+        run.error.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("`wait.until` `soon` is not an RFC 3339 time")
+    );
+}
+
+#[tokio::test]
+async fn a_retry_delay_survives_a_restart() {
+    let (server, addr) = server().await;
+    server.script(
+        "later",
+        vec![status(503).retry_after(3600), ok(json!({"finally": true}))],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wf = "trigger: manual\nsteps:\n  - id: call\n    uses: api.request\n    with: { path: /later }\n";
+    let p = project(addr, &[("later", wf)], "");
+    let start = 1_700_000_000_000;
+    let id = {
+        let store = open_store(dir.path()).await;
+        let e = engine(store.clone(), p.clone(), Arc::new(VirtualClock::new(start)));
+        let id = e
+            .start_run("later", json!({}), None)
+            .await
+            .unwrap()
+            .id()
+            .to_string();
+        // Run until the failed attempt parked the run for an hour, then stop "the process".
+        let driver = e.clone();
+        let task =
+            tokio::spawn(async move { driver.drive(ClaimScope::All, Until::Shutdown).await });
+        for _ in 0..500 {
+            if store.get_run(&id).await.unwrap().unwrap().state == RunState::Waiting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        e.shutdown();
+        task.await.unwrap().unwrap();
+        id
+    };
+    // Restarted 59 minutes later: the second attempt still waits for the hour the server asked for.
+    let e = engine(
+        open_store(dir.path()).await,
+        p,
+        Arc::new(VirtualClock::new(start + 59 * 60_000)),
+    );
+    e.drive(ClaimScope::All, Until::Idle).await.unwrap();
+    let run = e.store().get_run(&id).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    let attempts = attempts_of(&e, &id, "call").await;
+    assert_eq!(
+        states(&attempts),
+        vec![AttemptState::Retrying, AttemptState::Succeeded]
+    );
+    assert!(
+        attempts[1].started_at >= start + 3_600_000,
+        "the delay was not reset by the restart"
+    );
+    assert_eq!(server.seen("later").len(), 2);
+}

@@ -270,7 +270,8 @@ pub struct Outcome {
     pub output: Option<String>,
     /// The error as JSON text.
     pub error: Option<String>,
-    /// When a `waiting` attempt ends or a `retrying` attempt's successor may start.
+    /// When a `waiting` attempt ends or a `retrying` attempt's successor may start. `None` keeps the
+    /// time already recorded (a finished wait keeps the time it waited for).
     pub wake_at: Option<Millis>,
 }
 

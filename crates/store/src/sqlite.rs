@@ -691,7 +691,7 @@ impl Store for SqliteStore {
             .await?;
         let finished = (outcome.state != AttemptState::Waiting).then_some(now);
         let updated = sqlx::query(
-            "UPDATE attempts SET state = ?4, output = ?5, output_blob = ?6, error = ?7, wake_at = ?8, finished_at = ?9 WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3",
+            "UPDATE attempts SET state = ?4, output = ?5, output_blob = ?6, error = ?7, wake_at = COALESCE(?8, wake_at), finished_at = ?9 WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3",
         )
         .bind(&lease.run_id)
         .bind(step.as_str())
