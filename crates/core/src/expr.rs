@@ -639,6 +639,18 @@ fn walk_term(term: &Term<&str>, out: &mut Vec<String>) {
     }
 }
 
+/// A short name for the kind of a JSON value, for messages such as "for_each needs a list, got text".
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
 /// Converts JSON to a jq value.
 pub fn json_to_val(value: &Value) -> Val {
     match value {

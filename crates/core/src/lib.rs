@@ -40,7 +40,7 @@ pub mod yaml;
 
 pub use catalog::{ActionSpec, Catalog, ConnectorSpec};
 pub use diag::{Diagnostic, Diagnostics};
-pub use expr::{EvalError, Expr, Template, Val, ValMap, json_to_val, val_to_json};
+pub use expr::{EvalError, Expr, Template, Val, ValMap, json_kind, json_to_val, val_to_json};
 pub use project::{Connection, Limits, Project, Settings, Sources};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{AttemptState, RunState, StepKey};

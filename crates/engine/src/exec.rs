@@ -362,41 +362,76 @@ impl RunExec {
         })
     }
 
-    fn set_output(scope: &mut Scope, step: &Step, output: Val) {
-        scope.steps.insert(key(&step.id), output.clone());
-        scope.last = Some(output);
-    }
-
-    /// Where `on_error` sends the walk after a failure that it handles.
-    fn handled(step: &Step, steps: &[Step], scope: &mut Scope, error: &Value) -> Next {
-        scope
-            .steps
-            .insert(key(&step.id), json_to_val(&json!({ "error": error })));
-        match &step.on_error {
-            OnError::Goto(target) => steps
-                .iter()
-                .position(|s| &s.id == target)
-                .map_or(Next::Continue, Next::Goto),
-            _ => Next::Continue,
-        }
-    }
-
-    /// Settles a step as failed for good: the run fails, or `on_error` lets it go on. `recorded` says
-    /// whether attempt `attempt` has a row to update (otherwise one is written whole).
-    #[allow(clippy::too_many_arguments)]
-    async fn fail_step(
+    /// Commits a successful outcome of attempt `attempt` (whose row exists) and makes it visible to
+    /// later steps. An output that cannot be stored fails the step instead.
+    async fn succeed(
         &self,
-        step: &Step,
-        steps: &[Step],
+        at: &At<'_>,
         scope: &mut Scope,
-        key: &StepKey,
         attempt: u32,
-        recorded: bool,
-        input: Option<&str>,
-        error: Value,
-        started: Instant,
+        output: Val,
     ) -> Result<Next, Stop> {
-        let state = if step.on_error == OnError::Fail {
+        let text = match val_to_json(&output) {
+            Ok(json) => json.to_string(),
+            Err(m) => {
+                let error = error_json(&at.key, "output", format!("step `{}`: {m}", at.step.id));
+                return self.fail(at, scope, attempt, Row::Begun, error).await;
+            }
+        };
+        let limit = self.engine.project.settings.limits.max_output_bytes;
+        if text.len() as u64 > limit {
+            let error = error_json(
+                &at.key,
+                "limit",
+                format!(
+                    "the output of step `{}` is {} bytes, above limits.max_output_bytes ({limit}); nothing was cut short",
+                    at.step.id,
+                    text.len()
+                ),
+            );
+            return self.fail(at, scope, attempt, Row::Begun, error).await;
+        }
+        let outcome = Outcome {
+            state: AttemptState::Succeeded,
+            output: Some(text),
+            error: None,
+            wake_at: None,
+        };
+        let fence = self
+            .engine
+            .store
+            .finish_attempt(
+                &self.lease,
+                &at.key,
+                attempt,
+                &outcome,
+                self.engine.clock.now(),
+            )
+            .await?;
+        self.emit(
+            &at.key,
+            attempt,
+            AttemptState::Succeeded,
+            at.started,
+            None,
+            None,
+        );
+        scope.steps.insert(key(&at.step.id), output.clone());
+        scope.last = Some(output);
+        Self::check_fence(fence)?;
+        Ok(Next::Continue)
+    }
+
+    /// Settles a step as failed for good: the run fails, or `on_error` lets it go on.
+    async fn fail(
+        &self,
+        at: &At<'_>,
+        scope: &mut Scope,
+        attempt: u32,
+        row: Row,
+        error: Value,
+    ) -> Result<Next, Stop> {
+        let state = if at.step.on_error == OnError::Fail {
             AttemptState::Failed
         } else {
             AttemptState::Handled
@@ -408,91 +443,176 @@ impl RunExec {
             wake_at: None,
         };
         let now = self.engine.clock.now();
-        let fence = if recorded {
-            self.engine
-                .store
-                .finish_attempt(&self.lease, key, attempt, &outcome, now)
-                .await?
-        } else {
-            self.engine
-                .store
-                .record_attempt(&self.lease, key, attempt, input, &outcome, now)
-                .await?
+        let fence = match row {
+            Row::Begun => {
+                self.engine
+                    .store
+                    .finish_attempt(&self.lease, &at.key, attempt, &outcome, now)
+                    .await?
+            }
+            Row::New => {
+                self.engine
+                    .store
+                    .record_attempt(&self.lease, &at.key, attempt, None, &outcome, now)
+                    .await?
+            }
         };
-        self.emit(key, attempt, state, started, Some(&error), None);
+        self.emit(&at.key, attempt, state, at.started, Some(&error), None);
         if state == AttemptState::Failed {
             return Err(Stop::Failed(error));
         }
         Self::check_fence(fence)?;
-        Ok(Self::handled(step, steps, scope, &error))
+        Ok(Self::handled(at.step, at.siblings, scope, &error))
     }
 
-    /// Commits a successful outcome and makes it visible to later steps.
-    async fn succeed(
-        &self,
-        step: &Step,
-        scope: &mut Scope,
-        key: &StepKey,
-        attempt: u32,
-        output: Val,
-        started: Instant,
-    ) -> Result<Next, Stop> {
-        let json = match val_to_json(&output) {
-            Ok(j) => j,
-            Err(m) => {
-                return Err(Stop::Failed(error_json(
-                    key,
-                    "output",
-                    format!("step `{}`: {m}", step.id),
-                )));
-            }
-        };
-        let text = json.to_string();
-        let limit = self.engine.project.settings.limits.max_output_bytes;
-        if text.len() as u64 > limit {
-            let error = error_json(
-                key,
-                "limit",
-                format!(
-                    "the output of step `{}` is {} bytes, above limits.max_output_bytes ({limit}); nothing was cut short",
-                    step.id,
-                    text.len()
-                ),
-            );
-            return Err(Stop::Failed(error));
+    /// Where `on_error` sends the walk after a failure that it handles.
+    fn handled(step: &Step, siblings: &[Step], scope: &mut Scope, error: &Value) -> Next {
+        scope
+            .steps
+            .insert(key(&step.id), json_to_val(&json!({ "error": error })));
+        match &step.on_error {
+            OnError::Goto(target) => siblings
+                .iter()
+                .position(|s| &s.id == target)
+                .map_or(Next::Continue, Next::Goto),
+            _ => Next::Continue,
         }
+    }
+
+    /// Records a whole attempt that settled without running: a skipped step or an `if`/`switch`
+    /// decision.
+    async fn settle_at_once(
+        &self,
+        at: &At<'_>,
+        attempt: u32,
+        state: AttemptState,
+        output: Option<&Value>,
+    ) -> Result<(), Stop> {
         let outcome = Outcome {
-            state: AttemptState::Succeeded,
-            output: Some(text),
+            state,
+            output: output.map(Value::to_string),
             error: None,
             wake_at: None,
         };
         let fence = self
             .engine
             .store
-            .finish_attempt(&self.lease, key, attempt, &outcome, self.engine.clock.now())
+            .record_attempt(
+                &self.lease,
+                &at.key,
+                attempt,
+                None,
+                &outcome,
+                self.engine.clock.now(),
+            )
             .await?;
-        self.emit(key, attempt, AttemptState::Succeeded, started, None, None);
-        Self::set_output(scope, step, output);
-        Self::check_fence(fence)?;
-        Ok(Next::Continue)
+        self.emit(&at.key, attempt, state, at.started, None, None);
+        Self::check_fence(fence)
     }
 
-    async fn run_step(&self, step: &Step, steps: &[Step], scope: &mut Scope) -> Result<Next, Stop> {
-        let key = StepKey::new(&step.id, &scope.indices);
-        let history = self.history(&key);
-        let started = Instant::now();
+    /// Records the start of attempt `attempt` before the step runs.
+    async fn begin(
+        &self,
+        at: &At<'_>,
+        attempt: u32,
+        input: Option<&Value>,
+        state: AttemptState,
+        wake_at: Option<Millis>,
+    ) -> Result<(), Stop> {
+        let input = input.map(Value::to_string);
+        let fence = self
+            .engine
+            .store
+            .begin_attempt(
+                &self.lease,
+                &at.key,
+                attempt,
+                input.as_deref(),
+                state,
+                wake_at,
+                self.engine.clock.now(),
+            )
+            .await?;
+        Self::check_fence(fence)?;
+        self.emit(&at.key, attempt, state, at.started, None, wake_at);
+        Ok(())
+    }
+
+    /// Records a failed attempt that another one follows at `retry_at`.
+    async fn retrying(
+        &self,
+        at: &At<'_>,
+        attempt: u32,
+        error: &Value,
+        retry_at: Millis,
+    ) -> Result<(), Stop> {
+        let outcome = Outcome {
+            state: AttemptState::Retrying,
+            output: None,
+            error: Some(error.to_string()),
+            wake_at: Some(retry_at),
+        };
+        let fence = self
+            .engine
+            .store
+            .finish_attempt(
+                &self.lease,
+                &at.key,
+                attempt,
+                &outcome,
+                self.engine.clock.now(),
+            )
+            .await?;
+        self.emit(
+            &at.key,
+            attempt,
+            AttemptState::Retrying,
+            at.started,
+            Some(error),
+            Some(retry_at),
+        );
+        Self::check_fence(fence)
+    }
+
+    /// Evaluates a template into JSON, or the step error that says why it could not be.
+    fn eval_json(
+        &self,
+        at: &At<'_>,
+        template: &Template,
+        scope: &Scope,
+        attempt: u32,
+    ) -> Result<Value, Value> {
+        let value = template
+            .eval(&self.context(scope, attempt))
+            .map_err(|e| expression_error(&at.key, &e))?;
+        val_to_json(&value)
+            .map_err(|m| error_json(&at.key, "expression", format!("step `{}`: {m}", at.step.id)))
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        siblings: &[Step],
+        scope: &mut Scope,
+    ) -> Result<Next, Stop> {
+        let at = At {
+            step,
+            siblings,
+            key: StepKey::new(&step.id, &scope.indices),
+            started: Instant::now(),
+        };
+        let history = self.history(&at.key);
 
         // A committed outcome is taken as it is.
         if let Some(last) = history.last() {
             match last.state {
                 AttemptState::Skipped => {
-                    scope.steps.insert(self::key(&step.id), Val::Null);
+                    scope.steps.insert(key(&step.id), Val::Null);
                     return Ok(Next::Continue);
                 }
                 AttemptState::Handled => {
                     let error = last.error.clone().unwrap_or(Value::Null);
-                    return Ok(Self::handled(step, steps, scope, &error));
+                    return Ok(Self::handled(step, siblings, scope, &error));
                 }
                 AttemptState::Failed => {
                     // The failure was committed but the run was not settled before the process stopped.
@@ -502,13 +622,15 @@ impl RunExec {
                     if !matches!(step.kind, StepKind::If { .. } | StepKind::Switch { .. }) =>
                 {
                     let output = last.output.as_ref().map_or(Val::Null, json_to_val);
-                    Self::set_output(scope, step, output);
+                    scope.steps.insert(key(&step.id), output.clone());
+                    scope.last = Some(output);
                     return Ok(Next::Continue);
                 }
                 _ => {}
             }
         }
 
+        let n = self.next_number(&at.key);
         // The guard is evaluated once, before the step's first attempt.
         if history.is_empty()
             && let Some(guard) = &step.guard
@@ -516,96 +638,59 @@ impl RunExec {
             match guard.eval_bool(&self.context(scope, 1)) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let outcome = Outcome {
-                        state: AttemptState::Skipped,
-                        output: None,
-                        error: None,
-                        wake_at: None,
-                    };
-                    let n = self.next_number(&key);
-                    let fence = self
-                        .engine
-                        .store
-                        .record_attempt(
-                            &self.lease,
-                            &key,
-                            n,
-                            None,
-                            &outcome,
-                            self.engine.clock.now(),
-                        )
+                    self.settle_at_once(&at, n, AttemptState::Skipped, None)
                         .await?;
-                    self.emit(&key, n, AttemptState::Skipped, started, None, None);
-                    scope.steps.insert(self::key(&step.id), Val::Null);
-                    Self::check_fence(fence)?;
+                    scope.steps.insert(key(&step.id), Val::Null);
                     return Ok(Next::Continue);
                 }
                 Err(e) => {
-                    let n = self.next_number(&key);
                     return self
-                        .fail_step(
-                            step,
-                            steps,
-                            scope,
-                            &key,
-                            n,
-                            false,
-                            None,
-                            expression_error(&key, &e),
-                            started,
-                        )
+                        .fail(&at, scope, n, Row::New, expression_error(&at.key, &e))
                         .await;
                 }
             }
         }
+        // The branch an `if` or `switch` already took.
         let decided = history
             .last()
             .filter(|a| a.state == AttemptState::Succeeded)
-            .and_then(|a| a.output.as_ref());
-        let n = self.next_number(&key);
+            .and_then(|a| a.output.clone());
 
         match &step.kind {
             StepKind::Uses {
                 connection,
                 action,
                 with,
-            } => {
-                self.run_uses(step, steps, scope, &key, connection, action, with)
-                    .await
-            }
-            StepKind::Map { value } => self.run_map(step, steps, scope, &key, value).await,
+            } => self.run_uses(&at, scope, connection, action, with).await,
+            StepKind::Map { value } => self.run_map(&at, scope, value).await,
             StepKind::If {
                 cond,
                 then,
                 otherwise,
             } => {
                 let branch = match decided {
-                    Some(out) => out["branch"].as_str() == Some("then"),
+                    Some(out) => out["branch"] == "then",
                     None => match cond.eval_bool(&self.context(scope, 1)) {
                         Ok(b) => {
-                            let output = json!({"branch": if b { "then" } else { "else" }});
-                            self.record_decision(&key, n, &output, started).await?;
+                            self.settle_at_once(
+                                &at,
+                                n,
+                                AttemptState::Succeeded,
+                                Some(&branch_json(b)),
+                            )
+                            .await?;
                             b
                         }
                         Err(e) => {
                             return self
-                                .fail_step(
-                                    step,
-                                    steps,
-                                    scope,
-                                    &key,
-                                    n,
-                                    false,
-                                    None,
-                                    expression_error(&key, &e),
-                                    started,
-                                )
+                                .fail(&at, scope, n, Row::New, expression_error(&at.key, &e))
                                 .await;
                         }
                     },
                 };
-                let output = json_to_val(&json!({"branch": if branch { "then" } else { "else" }}));
-                scope.steps.insert(self::key(&step.id), output);
+                scope
+                    .steps
+                    .insert(key(&step.id), json_to_val(&branch_json(branch)));
                 self.run_steps(if branch { then } else { otherwise }, scope)
                     .await?;
                 Ok(Next::Continue)
@@ -619,23 +704,10 @@ impl RunExec {
                     Some(out) => out["case"].as_str().map(String::from),
                     None => {
                         let picked = match value.eval(&self.context(scope, 1)) {
-                            Ok(Val::TStr(s)) => String::from_utf8_lossy(&s).into_owned(),
-                            Ok(other) => val_to_json(&other)
-                                .map(|j| j.to_string())
-                                .unwrap_or_default(),
+                            Ok(v) => text_of(&v),
                             Err(e) => {
                                 return self
-                                    .fail_step(
-                                        step,
-                                        steps,
-                                        scope,
-                                        &key,
-                                        n,
-                                        false,
-                                        None,
-                                        expression_error(&key, &e),
-                                        started,
-                                    )
+                                    .fail(&at, scope, n, Row::New, expression_error(&at.key, &e))
                                     .await;
                             }
                         };
@@ -643,21 +715,23 @@ impl RunExec {
                             .iter()
                             .any(|(name, _)| *name == picked)
                             .then_some(picked);
-                        self.record_decision(&key, n, &json!({ "case": case }), started)
-                            .await?;
+                        self.settle_at_once(
+                            &at,
+                            n,
+                            AttemptState::Succeeded,
+                            Some(&json!({ "case": case })),
+                        )
+                        .await?;
                         case
                     }
                 };
                 scope
                     .steps
-                    .insert(self::key(&step.id), json_to_val(&json!({ "case": case })));
-                let list = match &case {
-                    Some(name) => cases
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(default.as_slice(), |(_, s)| s.as_slice()),
-                    None => default.as_slice(),
-                };
+                    .insert(key(&step.id), json_to_val(&json!({ "case": case })));
+                let list = case
+                    .as_ref()
+                    .and_then(|name| cases.iter().find(|(c, _)| c == name))
+                    .map_or(default.as_slice(), |(_, s)| s.as_slice());
                 self.run_steps(list, scope).await?;
                 Ok(Next::Continue)
             }
@@ -666,62 +740,19 @@ impl RunExec {
                 concurrency,
                 steps: body,
             } => {
-                self.run_for_each(step, steps, scope, &key, items, *concurrency, body)
+                self.run_for_each(&at, scope, items, *concurrency, body)
                     .await
             }
-            StepKind::Wait(spec) => self.run_wait(step, steps, scope, &key, spec).await,
-            StepKind::Call { workflow, with } => {
-                self.run_call(step, steps, scope, &key, workflow, with)
-                    .await
-            }
+            StepKind::Wait(spec) => self.run_wait(&at, scope, spec).await,
+            StepKind::Call { workflow, with } => self.run_call(&at, scope, workflow, with).await,
             StepKind::Fail { message } => {
                 let error = match message.eval(&self.context(scope, 1)) {
-                    Ok(Val::TStr(s)) => {
-                        error_json(&key, "fail", String::from_utf8_lossy(&s).into_owned())
-                    }
-                    Ok(other) => error_json(
-                        &key,
-                        "fail",
-                        val_to_json(&other)
-                            .map(|j| j.to_string())
-                            .unwrap_or_default(),
-                    ),
-                    Err(e) => expression_error(&key, &e),
+                    Ok(v) => error_json(&at.key, "fail", text_of(&v)),
+                    Err(e) => expression_error(&at.key, &e),
                 };
-                self.fail_step(step, steps, scope, &key, n, false, None, error, started)
-                    .await
+                self.fail(&at, scope, n, Row::New, error).await
             }
         }
-    }
-
-    /// Records the branch an `if` or `switch` took, before its steps run.
-    async fn record_decision(
-        &self,
-        key: &StepKey,
-        attempt: u32,
-        output: &Value,
-        started: Instant,
-    ) -> Result<(), Stop> {
-        let outcome = Outcome {
-            state: AttemptState::Succeeded,
-            output: Some(output.to_string()),
-            error: None,
-            wake_at: None,
-        };
-        let fence = self
-            .engine
-            .store
-            .record_attempt(
-                &self.lease,
-                key,
-                attempt,
-                None,
-                &outcome,
-                self.engine.clock.now(),
-            )
-            .await?;
-        self.emit(key, attempt, AttemptState::Succeeded, started, None, None);
-        Self::check_fence(fence)
     }
 
     /// The number of a new attempt of `key`: one more than the last recorded.
@@ -732,12 +763,13 @@ impl RunExec {
     /// The failure when attempt `n` would exceed the step's attempt budget. A failed attempt decides
     /// at once whether another follows, so this only happens when the process stopped during each of
     /// the attempts (a step that crashes the process must not loop for ever).
-    fn exhausted(&self, step: &Step, key: &StepKey, base: u32, n: u32) -> Option<Value> {
-        if n - base <= step.retry.attempts {
+    fn exhausted(&self, at: &At<'_>, base: u32, n: u32) -> Option<Value> {
+        let attempts = at.step.retry.attempts;
+        if n - base <= attempts {
             return None;
         }
         let interrupted = self
-            .history(key)
+            .history(&at.key)
             .iter()
             .filter(|a| {
                 a.attempt > base
@@ -745,27 +777,24 @@ impl RunExec {
             })
             .count();
         Some(error_json(
-            key,
+            &at.key,
             "interrupted",
             format!(
-                "step `{}` used all {} of its attempts; the process stopped during {interrupted} of them, so the step is not started again",
-                step.id, step.retry.attempts
+                "step `{}` used all {attempts} of its attempts; the process stopped during {interrupted} of them, so the step is not started again",
+                at.step.id
             ),
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_uses(
         &self,
-        step: &Step,
-        steps: &[Step],
+        at: &At<'_>,
         scope: &mut Scope,
-        key: &StepKey,
         connection: &str,
         action: &str,
         with: &Template,
     ) -> Result<Next, Stop> {
-        let history = self.history(key);
+        let history = self.history(&at.key);
         let base = budget_base(history);
         let mut retry_at = history
             .last()
@@ -773,367 +802,218 @@ impl RunExec {
             .and_then(|a| a.wake_at);
         let mut last = history.last().map_or(0, |a| a.attempt);
         loop {
-            if let Some(at) = retry_at {
-                self.wait_until(at, scope).await?;
+            if let Some(t) = retry_at {
+                self.wait_until(t, scope).await?;
             }
-            let started = Instant::now();
             let n = last + 1;
-            if let Some(error) = self.exhausted(step, key, base, n) {
-                return self
-                    .fail_step(step, steps, scope, key, last, true, None, error, started)
-                    .await;
+            if let Some(error) = self.exhausted(at, base, n) {
+                return self.fail(at, scope, last, Row::Begun, error).await;
             }
-            let input = match with
-                .eval(&self.context(scope, n))
-                .map_err(|e| expression_error(key, &e))
-                .and_then(|v| {
-                    val_to_json(&v).map_err(|m| {
-                        error_json(key, "expression", format!("step `{}`: {m}", step.id))
-                    })
-                }) {
+            let input = match self.eval_json(at, with, scope, n) {
                 Ok(v) => v,
-                Err(error) => {
-                    return self
-                        .fail_step(step, steps, scope, key, n, false, None, error, started)
-                        .await;
-                }
+                Err(error) => return self.fail(at, scope, n, Row::New, error).await,
             };
-            let input_text = input.to_string();
-            let now = self.engine.clock.now();
-            let fence = self
-                .engine
-                .store
-                .begin_attempt(
-                    &self.lease,
-                    key,
-                    n,
-                    Some(&input_text),
-                    AttemptState::Started,
-                    None,
-                    now,
-                )
+            self.begin(at, n, Some(&input), AttemptState::Started, None)
                 .await?;
-            Self::check_fence(fence)?;
-            self.emit(key, n, AttemptState::Started, started, None, None);
-
-            let result = self
-                .call_action(step, key, connection, action, n, input)
-                .await;
-            match result {
-                Ok(output) => {
-                    return self
-                        .succeed(step, scope, key, n, json_to_val(&output), started)
-                        .await;
+            let error = match self.call_action(at, connection, action, n, input).await {
+                Ok(output) => return self.succeed(at, scope, n, json_to_val(&output)).await,
+                Err(e) => e,
+            };
+            let mut error_value = error_json(
+                &at.key,
+                if error.is_retryable() {
+                    "retryable"
+                } else {
+                    "fatal"
+                },
+                format!("step `{}`: {error}", at.step.id),
+            );
+            if !error.details().is_null() {
+                error_value["details"] = error.details().clone();
+            }
+            let used = n - base;
+            match error {
+                ActionError::Retryable { retry_after, .. } if used < at.step.retry.attempts => {
+                    let delay = at
+                        .step
+                        .retry
+                        .delay(used, rand::random::<f64>(), retry_after);
+                    let next = self.engine.clock.now() + delay.as_millis() as i64;
+                    self.retrying(at, n, &error_value, next).await?;
+                    retry_at = Some(next);
+                    last = n;
                 }
-                Err(e) => {
-                    let mut error = error_json(
-                        key,
-                        if e.is_retryable() {
-                            "retryable"
-                        } else {
-                            "fatal"
-                        },
-                        format!("step `{}`: {e}", step.id),
-                    );
-                    if !e.details().is_null() {
-                        error["details"] = e.details().clone();
-                    }
-                    let used = n - base;
-                    match &e {
-                        ActionError::Retryable { retry_after, .. }
-                            if used < step.retry.attempts =>
-                        {
-                            let delay = step.retry.delay(used, rand::random::<f64>(), *retry_after);
-                            let at = self.engine.clock.now() + delay.as_millis() as i64;
-                            let outcome = Outcome {
-                                state: AttemptState::Retrying,
-                                output: None,
-                                error: Some(error.to_string()),
-                                wake_at: Some(at),
-                            };
-                            let fence = self
-                                .engine
-                                .store
-                                .finish_attempt(
-                                    &self.lease,
-                                    key,
-                                    n,
-                                    &outcome,
-                                    self.engine.clock.now(),
-                                )
-                                .await?;
-                            self.emit(
-                                key,
-                                n,
-                                AttemptState::Retrying,
-                                started,
-                                Some(&error),
-                                Some(at),
-                            );
-                            Self::check_fence(fence)?;
-                            retry_at = Some(at);
-                            last = n;
-                        }
-                        _ => {
-                            return self
-                                .fail_step(step, steps, scope, key, n, true, None, error, started)
-                                .await;
-                        }
-                    }
-                }
+                _ => return self.fail(at, scope, n, Row::Begun, error_value).await,
             }
         }
     }
 
     async fn call_action(
         &self,
-        step: &Step,
-        key: &StepKey,
+        at: &At<'_>,
         connection: &str,
         action: &str,
         attempt: u32,
         input: Value,
     ) -> Result<Value, ActionError> {
-        let idempotency_key = key.idempotency_key(&self.run.id);
-        let max_output_bytes = self.engine.project.settings.limits.max_output_bytes;
+        let step = at.step;
         if let Some(mocks) = &self.engine.mocks {
-            return match mocks.result(&step.id, attempt, &input) {
-                Some(result) => result,
-                None => Err(ActionError::fatal(format!(
+            return mocks.result(&step.id, attempt, &input).unwrap_or_else(|| {
+                Err(ActionError::fatal(format!(
                     "the test gives no mock for step `{}`, which calls {connection}.{action}; tests never call outside systems",
                     step.id
-                ))),
-            };
+                )))
+            });
         }
         let Some(connector) = self.engine.registry.get(connection) else {
             return Err(ActionError::fatal(format!(
                 "the connection `{connection}` is not defined in weft.yaml any more"
             )));
         };
+        let idempotency_key = at.key.idempotency_key(&self.run.id);
         let call = connector.call(Call {
             action,
             input,
             idempotency_key: &idempotency_key,
-            max_output_bytes,
+            max_output_bytes: self.engine.project.settings.limits.max_output_bytes,
         });
         match step.timeout {
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => Err(ActionError::retryable(format!(
+            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                Err(ActionError::retryable(format!(
                     "{connection}.{action} did not finish within the step's timeout of {}",
                     weft_core::duration::format(limit)
-                ))),
-            },
+                )))
+            }),
             None => call.await,
         }
     }
 
     async fn run_map(
         &self,
-        step: &Step,
-        steps: &[Step],
+        at: &At<'_>,
         scope: &mut Scope,
-        key: &StepKey,
         value: &Template,
     ) -> Result<Next, Stop> {
-        let started = Instant::now();
-        let history = self.history(key);
+        let history = self.history(&at.key);
         let last = history.last().map_or(0, |a| a.attempt);
         let n = last + 1;
-        if let Some(error) = self.exhausted(step, key, budget_base(history), n) {
-            return self
-                .fail_step(step, steps, scope, key, last, true, None, error, started)
-                .await;
+        if let Some(error) = self.exhausted(at, budget_base(history), n) {
+            return self.fail(at, scope, last, Row::Begun, error).await;
         }
-        let fence = self
-            .engine
-            .store
-            .begin_attempt(
-                &self.lease,
-                key,
-                n,
-                None,
-                AttemptState::Started,
-                None,
-                self.engine.clock.now(),
-            )
-            .await?;
-        Self::check_fence(fence)?;
+        self.begin(at, n, None, AttemptState::Started, None).await?;
         match value.eval(&self.context(scope, n)) {
-            Ok(output) => self.succeed(step, scope, key, n, output, started).await,
+            Ok(output) => self.succeed(at, scope, n, output).await,
             Err(e) => {
-                self.fail_step(
-                    step,
-                    steps,
-                    scope,
-                    key,
-                    n,
-                    true,
-                    None,
-                    expression_error(key, &e),
-                    started,
-                )
-                .await
+                self.fail(at, scope, n, Row::Begun, expression_error(&at.key, &e))
+                    .await
             }
         }
     }
 
     async fn run_wait(
         &self,
-        step: &Step,
-        steps: &[Step],
+        at: &At<'_>,
         scope: &mut Scope,
-        key: &StepKey,
         spec: &WaitSpec,
     ) -> Result<Next, Stop> {
-        let started = Instant::now();
-        let (n, until) = match self.history(key).last() {
+        let (n, until) = match self.history(&at.key).last() {
             Some(a) if a.state == AttemptState::Waiting => (a.attempt, a.wake_at.unwrap_or(0)),
             _ => {
-                let n = self.next_number(key);
-                let now = self.engine.clock.now();
+                let n = self.next_number(&at.key);
                 let until = match spec {
-                    WaitSpec::For(d) => now + d.as_millis() as i64,
-                    WaitSpec::Until(template) => match template
-                        .eval(&self.context(scope, 1))
-                        .map_err(|e| expression_error(key, &e))
-                        .and_then(|v| {
+                    WaitSpec::For(d) => Ok(self.engine.clock.now() + d.as_millis() as i64),
+                    WaitSpec::Until(template) => {
+                        self.eval_json(at, template, scope, 1).and_then(|v| {
                             wait_time(&v).map_err(|m| {
-                                error_json(key, "expression", format!("step `{}`: {m}", step.id))
+                                error_json(
+                                    &at.key,
+                                    "expression",
+                                    format!("step `{}`: {m}", at.step.id),
+                                )
                             })
-                        }) {
-                        Ok(t) => t,
-                        Err(error) => {
-                            return self
-                                .fail_step(step, steps, scope, key, n, false, None, error, started)
-                                .await;
-                        }
-                    },
+                        })
+                    }
                 };
-                let input = json!({"until": format_millis(until)}).to_string();
-                let fence = self
-                    .engine
-                    .store
-                    .begin_attempt(
-                        &self.lease,
-                        key,
-                        n,
-                        Some(&input),
-                        AttemptState::Waiting,
-                        Some(until),
-                        now,
-                    )
-                    .await?;
-                self.emit(key, n, AttemptState::Waiting, started, None, Some(until));
-                Self::check_fence(fence)?;
+                let until = match until {
+                    Ok(t) => t,
+                    Err(error) => return self.fail(at, scope, n, Row::New, error).await,
+                };
+                self.begin(
+                    at,
+                    n,
+                    Some(&json!({"until": format_millis(until)})),
+                    AttemptState::Waiting,
+                    Some(until),
+                )
+                .await?;
                 (n, until)
             }
         };
         self.wait_until(until, scope).await?;
         self.succeed(
-            step,
+            at,
             scope,
-            key,
             n,
             json_to_val(&json!({"waited_until": format_millis(until)})),
-            started,
         )
         .await
     }
 
     async fn run_call(
         &self,
-        step: &Step,
-        steps: &[Step],
+        at: &At<'_>,
         scope: &mut Scope,
-        key: &StepKey,
         target: &str,
         with: &Template,
     ) -> Result<Next, Stop> {
-        let history = self.history(key);
+        let history = self.history(&at.key);
         let base = budget_base(history);
-        let mut last = history.last().cloned();
+        // The attempt in flight (whose child may exist), or the one a new attempt follows.
+        let mut previous: Option<(u32, AttemptState, Option<Millis>, Option<Value>)> = history
+            .last()
+            .map(|a| (a.attempt, a.state, a.wake_at, a.input.clone()));
         loop {
-            let started = Instant::now();
-            // Continue the attempt in flight (its child may exist), or start the next one.
-            let (n, input) = match &last {
-                Some(a) if a.state == AttemptState::Started => {
-                    (a.attempt, a.input.clone().unwrap_or(Value::Null))
-                }
+            let (n, input) = match previous.take() {
+                Some((n, AttemptState::Started, _, input)) => (n, input.unwrap_or(Value::Null)),
                 other => {
-                    if let Some(AttemptRecord {
-                        state: AttemptState::Retrying,
-                        wake_at: Some(at),
-                        ..
-                    }) = other
-                    {
-                        self.wait_until(*at, scope).await?;
+                    let last = other.as_ref().map_or(0, |p| p.0);
+                    if let Some((_, AttemptState::Retrying, Some(t), _)) = other {
+                        self.wait_until(t, scope).await?;
                     }
-                    let n = other.as_ref().map_or(0, |a| a.attempt) + 1;
-                    if n - base > step.retry.attempts {
+                    let n = last + 1;
+                    if n - base > at.step.retry.attempts {
                         let error = error_json(
-                            key,
+                            &at.key,
                             "call",
                             format!(
                                 "step `{}` used all {} of its attempts",
-                                step.id, step.retry.attempts
+                                at.step.id, at.step.retry.attempts
                             ),
                         );
-                        return self
-                            .fail_step(step, steps, scope, key, n - 1, true, None, error, started)
-                            .await;
+                        return self.fail(at, scope, last, Row::Begun, error).await;
                     }
-                    let input = match with
-                        .eval(&self.context(scope, n))
-                        .map_err(|e| expression_error(key, &e))
-                        .and_then(|v| {
-                            val_to_json(&v).map_err(|m| {
-                                error_json(key, "expression", format!("step `{}`: {m}", step.id))
-                            })
-                        }) {
+                    let input = match self.eval_json(at, with, scope, n) {
                         Ok(v) => v,
-                        Err(error) => {
-                            return self
-                                .fail_step(step, steps, scope, key, n, false, None, error, started)
-                                .await;
-                        }
+                        Err(error) => return self.fail(at, scope, n, Row::New, error).await,
                     };
-                    let fence = self
-                        .engine
-                        .store
-                        .begin_attempt(
-                            &self.lease,
-                            key,
-                            n,
-                            Some(&input.to_string()),
-                            AttemptState::Started,
-                            None,
-                            self.engine.clock.now(),
-                        )
+                    self.begin(at, n, Some(&input), AttemptState::Started, None)
                         .await?;
-                    Self::check_fence(fence)?;
                     (n, input)
                 }
             };
-            let child = match self.start_child(key, target, n, input).await {
+            let child = match self.start_child(&at.key, target, n, input).await {
                 Ok(id) => id,
-                Err(Ok(error)) => {
-                    return self
-                        .fail_step(step, steps, scope, key, n, true, None, error, started)
-                        .await;
-                }
+                Err(Ok(error)) => return self.fail(at, scope, n, Row::Begun, error).await,
                 Err(Err(stop)) => return Err(stop),
             };
             let finished = self.wait_for_child(&child).await?;
             if finished.state == RunState::Succeeded {
                 return self
                     .succeed(
-                        step,
+                        at,
                         scope,
-                        key,
                         n,
                         json_to_val(&finished.output.unwrap_or(Value::Null)),
-                        started,
                     )
                     .await;
             }
@@ -1142,54 +1022,22 @@ impl RunExec {
                 .as_ref()
                 .map_or_else(|| finished.state.to_string(), message_of);
             let mut error = error_json(
-                key,
+                &at.key,
                 "call",
                 format!(
                     "step `{}`: workflow `{target}` (run {child}) {}: {reason}",
-                    step.id, finished.state
+                    at.step.id, finished.state
                 ),
             );
             error["child_run"] = Value::String(child.clone());
-            if n - base < step.retry.attempts && finished.state == RunState::Failed {
-                let delay = step.retry.delay(n - base, rand::random::<f64>(), None);
-                let at = self.engine.clock.now() + delay.as_millis() as i64;
-                let outcome = Outcome {
-                    state: AttemptState::Retrying,
-                    output: None,
-                    error: Some(error.to_string()),
-                    wake_at: Some(at),
-                };
-                let fence = self
-                    .engine
-                    .store
-                    .finish_attempt(&self.lease, key, n, &outcome, self.engine.clock.now())
-                    .await?;
-                self.emit(
-                    key,
-                    n,
-                    AttemptState::Retrying,
-                    started,
-                    Some(&error),
-                    Some(at),
-                );
-                Self::check_fence(fence)?;
-                last = Some(AttemptRecord {
-                    step_key: key.clone(),
-                    attempt: n,
-                    state: AttemptState::Retrying,
-                    input: None,
-                    output: None,
-                    error: None,
-                    wake_at: Some(at),
-                    budget_reset: false,
-                    started_at: 0,
-                    finished_at: None,
-                });
+            if n - base < at.step.retry.attempts && finished.state == RunState::Failed {
+                let delay = at.step.retry.delay(n - base, rand::random::<f64>(), None);
+                let next = self.engine.clock.now() + delay.as_millis() as i64;
+                self.retrying(at, n, &error, next).await?;
+                previous = Some((n, AttemptState::Retrying, Some(next), None));
                 continue;
             }
-            return self
-                .fail_step(step, steps, scope, key, n, true, None, error, started)
-                .await;
+            return self.fail(at, scope, n, Row::Begun, error).await;
         }
     }
 
@@ -1211,32 +1059,29 @@ impl RunExec {
             )));
         };
         let depth = self.run.depth + 1;
-        if u64::from(depth) > project.settings.limits.max_call_depth {
+        let limit = project.settings.limits.max_call_depth;
+        if u64::from(depth) > limit {
             return Err(Ok(error_json(
                 key,
                 "limit",
                 format!(
-                    "calling `{target}` would nest runs {depth} deep, above limits.max_call_depth ({})",
-                    project.settings.limits.max_call_depth
+                    "calling `{target}` would nest runs {depth} deep, above limits.max_call_depth ({limit})"
                 ),
             )));
         }
+        let trigger =
+            json!({"type": "call", "parent_run": self.run.id, "parent_step": key.as_str()});
+        let run = NewRun {
+            idempotency_key: Some(format!("{}#{attempt}", key.idempotency_key(&self.run.id))),
+            parent: Some((self.run.id.clone(), key.clone())),
+            root: Some(self.run.root_id.clone()),
+            depth,
+            ..crate::new_run(w, trigger, input, self.engine.clock.now())
+        };
         let created = self
             .engine
             .store
-            .create_run(NewRun {
-                workflow: w.name.clone(),
-                version: w.version.clone(),
-                file: w.file.clone(),
-                source: w.source.to_string(),
-                trigger: json!({"type": "call", "parent_run": self.run.id, "parent_step": key.as_str()}),
-                input,
-                idempotency_key: Some(format!("{}#{attempt}", key.idempotency_key(&self.run.id))),
-                parent: Some((self.run.id.clone(), key.clone())),
-                root: Some(self.run.root_id.clone()),
-                depth,
-                now: self.engine.clock.now(),
-            })
+            .create_run(run)
             .await
             .map_err(|e| Err(Stop::from(e)))?;
         self.engine.wake.notify_waiters();
@@ -1271,85 +1116,57 @@ impl RunExec {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_for_each(
         &self,
-        step: &Step,
-        steps: &[Step],
+        at: &At<'_>,
         scope: &mut Scope,
-        key: &StepKey,
         items: &Template,
         concurrency: u32,
         body: &[Step],
     ) -> Result<Next, Stop> {
-        let started = Instant::now();
         let in_flight = self
-            .history(key)
+            .history(&at.key)
             .last()
             .filter(|a| a.state == AttemptState::Started);
-        let n = in_flight.map_or_else(|| self.next_number(key), |a| a.attempt);
+        let n = in_flight.map_or_else(|| self.next_number(&at.key), |a| a.attempt);
         let list: Vec<Value> = match in_flight.and_then(|a| a.input.clone()) {
             Some(Value::Array(items)) => items,
             _ => {
-                let value = match items
-                    .eval(&self.context(scope, 1))
-                    .map_err(|e| expression_error(key, &e))
-                    .and_then(|v| {
-                        val_to_json(&v).map_err(|m| {
-                            error_json(key, "expression", format!("step `{}`: {m}", step.id))
-                        })
-                    }) {
+                let value = match self.eval_json(at, items, scope, 1) {
                     Ok(v) => v,
-                    Err(error) => {
-                        return self
-                            .fail_step(step, steps, scope, key, n, false, None, error, started)
-                            .await;
-                    }
+                    Err(error) => return self.fail(at, scope, n, Row::New, error).await,
                 };
                 let Value::Array(list) = value else {
                     let error = error_json(
-                        key,
+                        &at.key,
                         "expression",
                         format!(
                             "step `{}`: for_each needs a list, got {}",
-                            step.id,
-                            kind_of(&value)
+                            at.step.id,
+                            weft_core::json_kind(&value)
                         ),
                     );
-                    return self
-                        .fail_step(step, steps, scope, key, n, false, None, error, started)
-                        .await;
+                    return self.fail(at, scope, n, Row::New, error).await;
                 };
                 let limit = self.engine.project.settings.limits.max_for_each_items;
                 if list.len() as u64 > limit {
                     let error = error_json(
-                        key,
+                        &at.key,
                         "limit",
                         format!(
                             "step `{}`: the list has {} items, above limits.max_for_each_items ({limit})",
-                            step.id,
+                            at.step.id,
                             list.len()
                         ),
                     );
-                    return self
-                        .fail_step(step, steps, scope, key, n, false, None, error, started)
-                        .await;
+                    return self.fail(at, scope, n, Row::New, error).await;
                 }
-                let input = Value::Array(list.clone()).to_string();
-                let fence = self
-                    .engine
-                    .store
-                    .begin_attempt(
-                        &self.lease,
-                        key,
-                        n,
-                        Some(&input),
-                        AttemptState::Started,
-                        None,
-                        self.engine.clock.now(),
-                    )
+                let list = Value::Array(list);
+                self.begin(at, n, Some(&list), AttemptState::Started, None)
                     .await?;
-                Self::check_fence(fence)?;
+                let Value::Array(list) = list else {
+                    unreachable!("built as an array")
+                };
                 list
             }
         };
@@ -1386,14 +1203,10 @@ impl RunExec {
             match result {
                 Ok(output) => outputs[index] = output,
                 Err(Stop::Failed(error)) => {
-                    if failure.is_none() {
-                        failure = Some((index, error));
-                    }
+                    failure.get_or_insert((index, error));
                 }
                 Err(other) => {
-                    if stop.is_none() {
-                        stop = Some(other);
-                    }
+                    stop.get_or_insert(other);
                 }
             }
         }
@@ -1402,39 +1215,55 @@ impl RunExec {
         }
         if let Some((index, item_error)) = failure {
             let mut error = error_json(
-                key,
+                &at.key,
                 "for_each",
                 format!(
                     "step `{}`: item {index} failed: {}",
-                    step.id,
+                    at.step.id,
                     message_of(&item_error)
                 ),
             );
             error["item"] = json!(index);
             error["cause"] = item_error;
-            return self
-                .fail_step(step, steps, scope, key, n, true, None, error, started)
-                .await;
+            return self.fail(at, scope, n, Row::Begun, error).await;
         }
-        self.succeed(step, scope, key, n, outputs.into_iter().collect(), started)
+        self.succeed(at, scope, n, outputs.into_iter().collect())
             .await
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// The step being executed: the step, the list it is in, its key, and when this try began.
+struct At<'a> {
+    step: &'a Step,
+    siblings: &'a [Step],
+    key: StepKey,
+    started: Instant,
+}
+
+/// Whether the attempt being settled already has a row (it was begun) or needs one written whole.
+#[derive(Clone, Copy)]
+enum Row {
+    Begun,
+    New,
+}
+
+fn branch_json(then: bool) -> Value {
+    json!({"branch": if then { "then" } else { "else" }})
+}
+
+/// A value as text: strings as they are, anything else as compact JSON.
+fn text_of(v: &Val) -> String {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
+        Val::TStr(s) => String::from_utf8_lossy(s).into_owned(),
+        other => val_to_json(other)
+            .map(|j| j.to_string())
+            .unwrap_or_default(),
     }
 }
 
 /// Reads the end of a `wait: {until}`: an RFC 3339 time or seconds since the Unix epoch.
-fn wait_time(v: &Val) -> Result<Millis, String> {
-    match val_to_json(v)? {
+fn wait_time(v: &Value) -> Result<Millis, String> {
+    match v {
         Value::String(s) => s
             .parse::<jiff::Timestamp>()
             .map(|t| t.as_millisecond())
@@ -1446,7 +1275,7 @@ fn wait_time(v: &Val) -> Result<Millis, String> {
             .ok_or_else(|| "`wait.until` is not a usable number of seconds".to_string()),
         other => Err(format!(
             "`wait.until` must be an RFC 3339 time or Unix seconds, got {}",
-            kind_of(&other)
+            weft_core::json_kind(other)
         )),
     }
 }

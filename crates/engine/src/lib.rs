@@ -265,23 +265,11 @@ impl Engine {
                 hint,
             });
         };
-        let created = self
-            .inner
-            .store
-            .create_run(NewRun {
-                workflow: w.name.clone(),
-                version: w.version.clone(),
-                file: w.file.clone(),
-                source: w.source.to_string(),
-                trigger: json!({"type": "manual"}),
-                input,
-                idempotency_key,
-                parent: None,
-                root: None,
-                depth: 0,
-                now: self.inner.clock.now(),
-            })
-            .await?;
+        let run = NewRun {
+            idempotency_key,
+            ..new_run(w, json!({"type": "manual"}), input, self.inner.clock.now())
+        };
+        let created = self.inner.store.create_run(run).await?;
         self.inner.wake.notify_waiters();
         Ok(created)
     }
@@ -300,19 +288,12 @@ impl Engine {
             )));
         };
         let created = store
-            .create_run(NewRun {
-                workflow: w.name.clone(),
-                version: w.version.clone(),
-                file: w.file.clone(),
-                source: w.source.to_string(),
-                trigger: run.trigger.clone(),
-                input: run.input.clone(),
-                idempotency_key: None,
-                parent: None,
-                root: None,
-                depth: 0,
-                now: self.inner.clock.now(),
-            })
+            .create_run(new_run(
+                w,
+                run.trigger.clone(),
+                run.input.clone(),
+                self.inner.clock.now(),
+            ))
             .await?;
         self.inner.wake.notify_waiters();
         Ok(created.id().to_string())
@@ -342,6 +323,23 @@ impl Engine {
     /// Claims and executes runs in `scope` until `until` holds or [`Engine::shutdown`] is called.
     pub async fn drive(&self, scope: ClaimScope, until: Until) -> Result<(), EngineError> {
         drive::drive(self.inner.clone(), scope, until).await
+    }
+}
+
+/// A top-level run of the current version of `workflow`, without an idempotency key.
+pub(crate) fn new_run(workflow: &Workflow, trigger: Value, input: Value, now: Millis) -> NewRun {
+    NewRun {
+        workflow: workflow.name.clone(),
+        version: workflow.version.clone(),
+        file: workflow.file.clone(),
+        source: workflow.source.to_string(),
+        trigger,
+        input,
+        idempotency_key: None,
+        parent: None,
+        root: None,
+        depth: 0,
+        now,
     }
 }
 

@@ -26,7 +26,7 @@ use base64::Engine as _;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
-use weft_core::{Connection, Diagnostics};
+use weft_core::{Connection, Diagnostics, json_kind};
 
 use super::config::{Auth, HttpConfig};
 use crate::{ActionError, Call, Connector};
@@ -107,7 +107,10 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 fn decode_request(input: &Value, config: &HttpConfig) -> Result<Request, String> {
     let Value::Object(with) = input else {
-        return Err(format!("`with` must be a mapping, got {}", kind(input)));
+        return Err(format!(
+            "`with` must be a mapping, got {}",
+            json_kind(input)
+        ));
     };
     if let Some(key) = with.keys().find(|k| !REQUEST_INPUTS.contains(&k.as_str())) {
         return Err(format!(
@@ -131,13 +134,21 @@ fn decode_request(input: &Value, config: &HttpConfig) -> Result<Request, String>
                 ));
             }
         },
-        Some(other) => return Err(format!("`with.method` must be text, got {}", kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "`with.method` must be text, got {}",
+                json_kind(other)
+            ));
+        }
     };
     let text_input = |key: &str| -> Result<Option<String>, String> {
         match with.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!("`with.{key}` must be text, got {}", kind(other))),
+            Some(other) => Err(format!(
+                "`with.{key}` must be text, got {}",
+                json_kind(other)
+            )),
         }
     };
     let mut url = match (text_input("url")?, text_input("path")?, &config.base_url) {
@@ -195,7 +206,7 @@ fn decode_request(input: &Value, config: &HttpConfig) -> Result<Request, String>
         Some(other) => {
             return Err(format!(
                 "`with.query` must be a mapping, got {}",
-                kind(other)
+                json_kind(other)
             ));
         }
     }
@@ -221,7 +232,7 @@ fn decode_request(input: &Value, config: &HttpConfig) -> Result<Request, String>
         Some(other) => {
             return Err(format!(
                 "`with.headers` must be a mapping, got {}",
-                kind(other)
+                json_kind(other)
             ));
         }
     }
@@ -252,7 +263,7 @@ fn decode_request(input: &Value, config: &HttpConfig) -> Result<Request, String>
             other => {
                 return Err(format!(
                     "`with.form` must be a mapping, got {}",
-                    kind(other)
+                    json_kind(other)
                 ));
             }
         },
@@ -287,17 +298,6 @@ fn join(base: &Url, path: &str) -> Result<Url, String> {
     }
     text.push_str(path);
     Url::parse(&text).map_err(|e| format!("`with.path` `{path}` does not make a valid URL: {e}"))
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
 }
 
 /// How long a `Retry-After` header asks to wait: seconds, or an HTTP date (RFC 9110).
