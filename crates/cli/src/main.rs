@@ -233,8 +233,11 @@ pub(crate) struct ProjectArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // jq programs are parsed, compiled and run recursively; the core bounds their size, and these
+    // stacks leave room for the largest it allows.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(64 << 20)
         .build()
     {
         Ok(rt) => rt,
@@ -243,7 +246,14 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    let result = runtime.block_on(dispatch(cli.command));
+    // Run on a worker thread (with its large stack), not on the main thread.
+    let result = runtime
+        .block_on(runtime.spawn(dispatch(cli.command)))
+        .unwrap_or_else(|e| {
+            Err(CliError::internal(anyhow::anyhow!(
+                "the command stopped unexpectedly: {e}"
+            )))
+        });
     // Do not wait for tasks still in flight (a second Ctrl-C, or a run left waiting).
     runtime.shutdown_background();
     match result {

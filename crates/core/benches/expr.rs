@@ -27,6 +27,16 @@ fn template(src: &str) -> Template {
 
 const MAPPING: &str = "'${{ {id: .input.id, email: .input.customer.email, total: ([.input.lines[] | .qty * .price] | add), skus: [.input.lines[].sku]} }}'";
 
+/// A typical field mapping: pick and rename a few fields of the event.
+const PICK: &str = "'${{ {id: .input.id, email: .input.customer.email, name: .input.customer.name, note: .input.note} }}'";
+
+#[divan::bench]
+fn jq_pick_fields_1kb_event(bencher: Bencher) {
+    let t = template(PICK);
+    let ctx = json_to_val(&event());
+    bencher.bench(|| t.eval(divan::black_box(&ctx)).expect("evaluates"));
+}
+
 #[divan::bench]
 fn jq_map_1kb_event(bencher: Bencher) {
     let t = template(MAPPING);

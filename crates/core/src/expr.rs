@@ -52,6 +52,25 @@ pub struct CompileError {
     pub offset: usize,
     /// jaq's description of the problem.
     pub message: String,
+    /// The program is refused for its size, not for its syntax.
+    pub too_large: bool,
+}
+
+/// A program shortened for messages: at most 60 characters.
+fn shorten(code: &str) -> String {
+    if code.chars().count() <= 60 {
+        code.to_string()
+    } else {
+        format!("{}…", code.chars().take(59).collect::<String>())
+    }
+}
+
+/// The largest char boundary of `s` at or before `i`.
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The definitions of the standard library, parsed once per process (parsing them is most of the
@@ -92,9 +111,110 @@ fn library_funs() -> impl Iterator<Item = Fun> {
         })
 }
 
+/// Most bytes one expression may hold.
+pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+/// Most tokens one expression may hold. jaq parses, compiles and runs programs recursively, so a
+/// bound on their size is a bound on the stack they need; workflows split larger logic across steps.
+pub const MAX_EXPRESSION_TOKENS: usize = 1000;
+/// Deepest nesting of brackets, parentheses, braces and string interpolations in one expression.
+pub const MAX_EXPRESSION_NESTING: usize = 64;
+
+/// Checks that a program is small enough to compile and run without exhausting the stack. Scans
+/// without recursion, so hostile input cannot exhaust it either.
+fn check_size(code: &str) -> Result<(), CompileError> {
+    let too_big = |offset: usize, message: String| {
+        Err(CompileError {
+            offset,
+            message,
+            too_large: true,
+        })
+    };
+    if code.len() > MAX_EXPRESSION_BYTES {
+        return too_big(
+            0,
+            format!(
+                "the expression is {} bytes long, more than the {MAX_EXPRESSION_BYTES} allowed; split it across steps",
+                code.len()
+            ),
+        );
+    }
+    let bytes = code.as_bytes();
+    let (mut tokens, mut depth, mut i) = (0usize, 0usize, 0usize);
+    // Open string literals, each with the nesting depth at which it started.
+    let mut strings: Vec<usize> = Vec::new();
+    while i < bytes.len() {
+        let c = bytes[i];
+        if strings.last() == Some(&depth) {
+            // Inside a string literal.
+            match c {
+                b'\\' if bytes.get(i + 1) == Some(&b'(') => {
+                    depth += 1;
+                    i += 2;
+                    if depth > MAX_EXPRESSION_NESTING {
+                        return too_big(
+                            i,
+                            format!(
+                                "the expression nests more than {MAX_EXPRESSION_NESTING} levels deep"
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                b'\\' => i += 1,
+                b'"' => {
+                    strings.pop();
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => {
+                strings.push(depth);
+                tokens += 1;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                tokens += 1;
+                if depth > MAX_EXPRESSION_NESTING {
+                    return too_big(
+                        i,
+                        format!(
+                            "the expression nests more than {MAX_EXPRESSION_NESTING} levels deep"
+                        ),
+                    );
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            c if c.is_ascii_whitespace() => {}
+            c if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$' | b'@' | b'.') => {
+                tokens += 1;
+                while i + 1 < bytes.len()
+                    && (bytes[i + 1].is_ascii_alphanumeric() || matches!(bytes[i + 1], b'_' | b'.'))
+                {
+                    i += 1;
+                }
+            }
+            _ => tokens += 1,
+        }
+        if tokens > MAX_EXPRESSION_TOKENS {
+            return too_big(
+                i,
+                format!(
+                    "the expression has more than {MAX_EXPRESSION_TOKENS} tokens; split it across steps"
+                ),
+            );
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 impl Program {
     /// Compiles a jq program.
     pub fn compile(code: &str) -> Result<Program, CompileError> {
+        check_size(code)?;
         let arena = Arena::default();
         let loader = Loader::new(library_defs().iter().cloned());
         let modules = loader
@@ -124,7 +244,11 @@ impl Program {
                     })
                     .next()
                     .unwrap_or((0, "invalid program".into()));
-                CompileError { offset, message }
+                CompileError {
+                    offset,
+                    message,
+                    too_large: false,
+                }
             })?;
         Ok(Program {
             filter: Arc::new(filter),
@@ -171,6 +295,7 @@ fn load_error(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> CompileErro
                     return CompileError {
                         offset: offset_in(code, found),
                         message: format!("expected {}", expect.as_str()),
+                        too_large: false,
                     };
                 }
             }
@@ -179,11 +304,12 @@ fn load_error(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> CompileErro
                     let found_text = if found.is_empty() {
                         "end of expression".to_string()
                     } else {
-                        format!("`{found}`")
+                        format!("`{}`", shorten(found))
                     };
                     return CompileError {
                         offset: offset_in(code, found),
                         message: format!("expected {}, found {found_text}", expect.as_str()),
+                        too_large: false,
                     };
                 }
             }
@@ -192,6 +318,7 @@ fn load_error(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> CompileErro
                     return CompileError {
                         offset: offset_in(code, path),
                         message: format!("cannot import `{path}`: {msg}"),
+                        too_large: false,
                     };
                 }
             }
@@ -200,6 +327,7 @@ fn load_error(code: &str, errs: jaq_core::load::Errors<&str, ()>) -> CompileErro
     CompileError {
         offset: 0,
         message: "invalid program".into(),
+        too_large: false,
     }
 }
 
@@ -215,7 +343,7 @@ pub struct Expr {
 
 /// A runtime failure of an expression: the program and jq's message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("expression `${{{{ {code} }}}}` failed: {message}")]
+#[error("expression `${{{{ {} }}}}` failed: {message}", shorten(code))]
 pub struct EvalError {
     /// The program that failed.
     pub code: String,
@@ -233,11 +361,17 @@ impl Expr {
                 program,
             }),
             Err(e) => {
+                let what = if e.too_large {
+                    "invalid expression"
+                } else {
+                    "jq syntax error in"
+                };
+                let offset = floor_char_boundary(code, e.offset.min(code.len()));
                 diags.error(
-                    advance(code_start, &code[..e.offset.min(code.len())]),
+                    advance(code_start, &code[..offset]),
                     format!(
-                        "jq syntax error in `${{{{ {} }}}}`: {}",
-                        code.trim(),
+                        "{what} `${{{{ {} }}}}`: {}",
+                        shorten(code.trim()),
                         e.message
                     ),
                 );
@@ -828,6 +962,42 @@ mod tests {
         let err = t.eval(&Val::Null).unwrap_err();
         assert!(err.message.contains("not available"), "{}", err.message);
         assert_eq!(eval("'${{ 1 | debug }}'", json!(null)), json!(1));
+    }
+
+    #[test]
+    fn oversized_programs_are_refused_before_they_reach_jaq() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(
+            Program::compile(&deep)
+                .unwrap_err()
+                .message
+                .contains("nests more than 64 levels")
+        );
+        let long = vec!["."; 1500].join(" | ");
+        assert!(
+            Program::compile(&long)
+                .unwrap_err()
+                .message
+                .contains("more than 1000 tokens")
+        );
+        let huge = format!("\"{}\"", "x".repeat(20_000));
+        assert!(
+            Program::compile(&huge)
+                .unwrap_err()
+                .message
+                .contains("bytes long")
+        );
+        let interpolated = format!("\"{}1{}\"", "\\(".repeat(70), ")".repeat(70));
+        assert!(
+            Program::compile(&interpolated)
+                .unwrap_err()
+                .message
+                .contains("nests more than")
+        );
+        // Programs of ordinary size pass, strings with brackets inside included.
+        let fields: Vec<String> = (0..100).map(|i| format!("f{i}: .input.f{i}")).collect();
+        assert!(Program::compile(&format!("{{{}}}", fields.join(", "))).is_ok());
+        assert!(Program::compile(r#""((((" + "[[[[" | length"#).is_ok());
     }
 
     #[test]

@@ -49,3 +49,50 @@ async fn lint_from_another_folder_prefixes_paths_with_the_folder() {
         "crates/cli/tests/fixtures/broken/weft.yaml:3:1: unknown key `colour` in weft.yaml; expected one of: name, description, vars, env, limits, connections"
     );
 }
+
+/// Expressions too large or too deep for the jq compiler's recursion get a clear error, not a crash,
+/// and the largest allowed ones compile and run.
+#[tokio::test]
+async fn hostile_expressions_get_a_clear_error_and_the_largest_allowed_ones_run() {
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let long = vec!["."; 3000].join(" | ");
+    let largest = vec!["."; 499].join(" | ");
+    let p = crate::support::Project::new(
+        "",
+        &[
+            (
+                "deep",
+                &format!("trigger: manual\nsteps:\n  - id: a\n    map: \"${{{{ {deep} }}}}\"\n"),
+            ),
+            (
+                "long",
+                &format!("trigger: manual\nsteps:\n  - id: a\n    map: \"${{{{ {long} }}}}\"\n"),
+            ),
+        ],
+    );
+    let out = p.weft(&["lint"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("workflows/deep.yaml:4:")
+            && out.stdout.contains("nests more than 64 levels deep"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("workflows/long.yaml:4:")
+            && out.stdout.contains("has more than 1000 tokens"),
+        "{}",
+        out.stdout
+    );
+
+    let p = crate::support::Project::new(
+        "",
+        &[(
+            "largest",
+            &format!("trigger: manual\nsteps:\n  - id: a\n    map: \"${{{{ {largest} | 7 }}}}\"\n"),
+        )],
+    );
+    let out = p.weft(&["run", "largest"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json(), serde_json::json!(7));
+}
