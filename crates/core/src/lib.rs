@@ -34,7 +34,10 @@ pub mod project;
 pub mod retry;
 pub mod run;
 pub mod schema;
+pub mod secret;
+pub mod signature;
 pub mod testcase;
+pub mod trigger;
 pub mod workflow;
 pub mod yaml;
 
@@ -44,5 +47,6 @@ pub use expr::{EvalError, Expr, Template, Val, ValMap, json_kind, json_to_val, v
 pub use project::{Connection, Limits, Project, Settings, Sources};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{AttemptState, RunState, StepKey};
-pub use workflow::{OnError, Step, StepKind, Trigger, WaitSpec, Workflow};
+pub use trigger::Trigger;
+pub use workflow::{OnError, Step, StepKind, WaitSpec, Workflow};
 pub use yaml::{Node, Pos};

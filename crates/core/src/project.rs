@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::catalog::Catalog;
 use crate::decode::{self, Fields};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::trigger::Trigger;
 use crate::workflow::{self, Scope, Workflow, is_name};
 use crate::yaml::{self, Kind, Node, Pos};
 
@@ -24,8 +25,11 @@ pub const PROJECT_KEYS: &[&str] = &[
     "vars",
     "env",
     "limits",
+    "retention",
     "connections",
 ];
+/// Keys of `retention:` in `weft.yaml`.
+pub const RETENTION_KEYS: &[&str] = &["runs"];
 /// Keys of `limits:` in `weft.yaml`.
 pub const LIMIT_KEYS: &[&str] = &[
     "inline_output_bytes",
@@ -35,7 +39,7 @@ pub const LIMIT_KEYS: &[&str] = &[
 ];
 
 /// The text of a project's files.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sources {
     /// `weft.yaml`: its path relative to the project folder and its text.
     pub project: (String, String),
@@ -72,6 +76,10 @@ pub struct Settings {
     pub env: Vec<String>,
     /// Size and depth limits.
     pub limits: Limits,
+    /// How long finished runs are kept: `retention: { runs: 30d }`. A running hub deletes runs
+    /// that finished longer ago than this, with their step data, and gives the disk space back.
+    /// Without it, runs are kept until deleted.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// Size and depth limits; each is a key under `limits:` in `weft.yaml`.
@@ -176,6 +184,7 @@ impl Project {
                 Err(ds) => problems.extend(ds),
             }
         }
+        check_hook_paths(&mut workflows, &mut problems);
         let project = Project {
             settings,
             connections,
@@ -202,6 +211,39 @@ impl Project {
     }
 }
 
+/// Two webhook workflows may not listen on one path: the later file (by name) is reported and left
+/// out, so the first keeps serving.
+fn check_hook_paths(
+    workflows: &mut BTreeMap<String, Arc<Workflow>>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let mut by_file: Vec<&Arc<Workflow>> = workflows.values().collect();
+    by_file.sort_by(|a, b| a.file.cmp(&b.file));
+    let mut seen: BTreeMap<&str, &Arc<Workflow>> = BTreeMap::new();
+    let mut clashes = Vec::new();
+    for w in by_file {
+        if let Trigger::Webhook(hook) = &w.trigger {
+            if let Some(first) = seen.get(hook.path.as_str()) {
+                let mut d = Diagnostics::new(w.file.clone());
+                d.error(
+                    w.trigger_pos,
+                    format!(
+                        "webhook path `{}` is also used by workflow `{}` ({}); give this one its own `path`",
+                        hook.path, first.name, first.file
+                    ),
+                );
+                problems.extend(d.into_vec());
+                clashes.push(w.name.clone());
+            } else {
+                seen.insert(&hook.path, w);
+            }
+        }
+    }
+    for name in clashes {
+        workflows.remove(&name);
+    }
+}
+
 /// The name a workflow file declares, or its file name, without checking anything else.
 fn peek_name(file: &str, text: &str) -> String {
     if let Ok(node) = yaml::parse(text)
@@ -225,6 +267,7 @@ fn read_project_file(
         vars: serde_json::Map::new(),
         env: Vec::new(),
         limits: Limits::default(),
+        retention: None,
     };
     let mut connections = BTreeMap::new();
     let root = match yaml::parse(text) {
@@ -271,6 +314,18 @@ fn read_project_file(
     }
     if let Some(node) = fields.get("limits") {
         read_limits(node, &mut settings.limits, diags);
+    }
+    if let Some(node) = fields.get("retention")
+        && let Some(mut f) = Fields::new(node, "`retention`", RETENTION_KEYS, diags)
+    {
+        if let Some(n) = f.get("runs") {
+            match decode::duration(n, "`retention.runs`", diags) {
+                Some(d) if d >= std::time::Duration::from_secs(60) => settings.retention = Some(d),
+                Some(_) => diags.error(n.pos, "`retention.runs` must be at least 1m"),
+                None => {}
+            }
+        }
+        f.finish(diags);
     }
     if let Some(node) = fields.get("connections") {
         for (key, value) in decode::entries(node, "`connections`", diags).unwrap_or_default() {
@@ -428,6 +483,30 @@ mod tests {
                 "weft.yaml:3:16: unknown connection type `htp`; available types: ",
                 "workflows/b.yaml:1:1: workflow name `a` is also used by workflows/a.yaml",
                 "workflows/a.yaml:2:23: unknown connection `shop`; weft.yaml defines no connections",
+            ]
+        );
+    }
+
+    #[test]
+    fn two_webhooks_may_not_share_a_path() {
+        let errs = load(
+            "",
+            &[
+                (
+                    "workflows/a.yaml",
+                    "trigger: {webhook: {path: orders}}\nsteps: [{id: x, map: 1}]\n",
+                ),
+                (
+                    "workflows/orders.yaml",
+                    "trigger: webhook\nsteps: [{id: y, map: 1}]\n",
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            vec![
+                "workflows/orders.yaml:1:10: webhook path `orders` is also used by workflow `a` (workflows/a.yaml); give this one its own `path`"
             ]
         );
     }

@@ -51,16 +51,71 @@ pub fn workflow_schema() -> Value {
             "expression": expression,
             "duration": duration,
             "trigger": {
-                "description": "What starts a run. This version supports `manual` (weft run, the API, or a call step).",
+                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>) or `schedule` (cron).",
                 "oneOf": [
-                    { "const": "manual" },
+                    { "enum": ["manual", "webhook"] },
                     {
                         "type": "object",
                         "additionalProperties": false,
                         "required": ["manual"],
                         "properties": { "manual": { "type": ["object", "null"], "additionalProperties": false } }
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["webhook"],
+                        "properties": { "webhook": { "$ref": "#/$defs/webhook" } }
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["schedule"],
+                        "properties": { "schedule": { "$ref": "#/$defs/schedule" } }
                     }
                 ]
+            },
+            "webhook": {
+                "type": ["object", "null"],
+                "additionalProperties": false,
+                "properties": {
+                    "path": { "type": "string", "description": "Where the hook listens, below /hooks/. Default: the workflow's name." },
+                    "signature": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["preset", "secret"],
+                        "description": "How requests prove they come from the sender; a request without a valid signature gets 401 and starts nothing.",
+                        "properties": {
+                            "preset": { "enum": ["standard-webhooks", "github", "stripe", "shopify", "slack", "hmac"] },
+                            "secret": { "$ref": "#/$defs/secret" },
+                            "tolerance": { "$ref": "#/$defs/duration", "default": "5m", "description": "How far a signed timestamp may be from the hub's clock (standard-webhooks, stripe, slack)." },
+                            "header": { "type": "string", "default": "X-Signature", "description": "hmac: the header holding the signature." },
+                            "prefix": { "type": "string", "default": "", "description": "hmac: text before the signature, such as `sha256=`." },
+                            "encoding": { "enum": ["hex", "base64"], "default": "hex", "description": "hmac: how the signature is written." }
+                        }
+                    },
+                    "dedupe": { "type": ["string", "boolean"], "description": "What identifies a delivery, so a sender's retry starts no second run: a header name, or ${{ }} over {headers, input}; false turns it off. Default from the preset." },
+                    "respond": { "enum": ["async", "sync"], "default": "async", "description": "async: 202 {run_id} once the event is committed. sync: the run's output when it finishes in time." },
+                    "timeout": { "$ref": "#/$defs/duration", "default": "10s", "description": "sync: how long to wait for the run before answering 202." },
+                    "max_body_bytes": { "type": "integer", "minimum": 1, "maximum": 67108864, "default": 1048576, "description": "Largest request body; a larger one gets 413." }
+                }
+            },
+            "schedule": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["cron"],
+                "properties": {
+                    "cron": { "type": "string", "description": "Five fields (minute hour day-of-month month day-of-week) or six with seconds first." },
+                    "timezone": { "type": "string", "default": "UTC", "description": "IANA time zone the expression is read in, such as Europe/Berlin." },
+                    "missed": { "enum": ["skip", "once"], "default": "skip", "description": "Slots that fell due while the hub was down: forget them, or run once for the latest." },
+                    "overlap": { "enum": ["allow", "skip", "queue"], "default": "allow", "description": "A slot that falls due while the previous run is unfinished: run anyway, skip it, or run when the previous one finishes." }
+                }
+            },
+            "secret": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["env"],
+                "properties": { "env": { "type": "string", "description": "An environment variable of the Weft process." } },
+                "description": "A credential is never written in a file; it is read from the environment when used."
             },
             "steps": {
                 "type": "array",
@@ -165,6 +220,7 @@ fn step_schema() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trigger;
     use crate::workflow::{RETRY_KEYS, STEP_KEYS, WAIT_KEYS, WORKFLOW_KEYS};
 
     fn keys(v: &Value) -> Vec<String> {
@@ -196,6 +252,15 @@ mod tests {
             .collect();
         assert_eq!(keys(&s["$defs"]["step"]), sorted(&step_keys));
         assert_eq!(keys(&s["$defs"]["retry"]["oneOf"][1]), sorted(RETRY_KEYS));
+        assert_eq!(keys(&s["$defs"]["webhook"]), sorted(trigger::WEBHOOK_KEYS));
+        assert_eq!(
+            keys(&s["$defs"]["webhook"]["properties"]["signature"]),
+            sorted(trigger::SIGNATURE_KEYS)
+        );
+        assert_eq!(
+            keys(&s["$defs"]["schedule"]),
+            sorted(trigger::SCHEDULE_KEYS)
+        );
         assert_eq!(
             keys(&s["$defs"]["step"]["properties"]["wait"]["oneOf"][1]),
             sorted(WAIT_KEYS)

@@ -18,6 +18,7 @@ use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::expr::{Expr, Template};
 use crate::project::Connection;
 use crate::retry::{Backoff, RetryPolicy};
+use crate::trigger::{self, Trigger};
 use crate::yaml::{self, Kind, Node, Pos};
 
 /// Keys of a workflow file's top level.
@@ -50,8 +51,6 @@ pub const STEP_KEYS: &[&str] = &[
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff", "initial", "max", "jitter"];
 /// Keys of a `wait` mapping.
 pub const WAIT_KEYS: &[&str] = &["for", "until"];
-/// Trigger types; only `manual` is available in this version.
-pub const TRIGGER_TYPES: &[&str] = &["manual", "webhook", "schedule", "poll", "queue", "tool"];
 
 /// The keys that decide what a step does; a step has exactly one of them.
 const KIND_KEYS: &[&str] = &[
@@ -76,19 +75,14 @@ pub struct Workflow {
     pub source: Arc<str>,
     /// What starts a run.
     pub trigger: Trigger,
+    /// Where `trigger:` is written.
+    pub trigger_pos: Pos,
     /// Constants available as `.vars` (over the project's `vars`).
     pub vars: serde_json::Map<String, Value>,
     /// The steps, in order.
     pub steps: Vec<Step>,
     /// The run's output; without it, the output of the last top-level step that ran.
     pub output: Option<Template>,
-}
-
-/// What starts a run of a workflow.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    /// Started by a person or program: `weft run`, the API, or a `call` step.
-    Manual,
 }
 
 /// One step of a workflow.
@@ -338,9 +332,9 @@ fn read_workflow(
     let description = fields
         .get("description")
         .and_then(|n| decode::string(n, "`description`", diags));
-    let trigger = match fields.require("trigger", diags) {
-        Some(node) => read_trigger(node, diags),
-        None => None,
+    let (trigger, trigger_pos) = match fields.require("trigger", diags) {
+        Some(node) => (trigger::read(node, name.as_deref(), diags), node.pos),
+        None => (None, root.pos),
     };
     let vars = match fields.get("vars") {
         Some(node) => match node.to_json() {
@@ -380,6 +374,7 @@ fn read_workflow(
         version: version_of(source),
         source: Arc::from(source),
         trigger: trigger?,
+        trigger_pos,
         vars,
         steps,
         output,
@@ -388,66 +383,6 @@ fn read_workflow(
 
 /// Step ids seen so far in a file, with where each was first used.
 type Ids = std::collections::HashMap<String, Pos>;
-
-fn read_trigger(node: &Node, diags: &mut Diagnostics) -> Option<Trigger> {
-    let (name, pos, settings) = match &node.kind {
-        Kind::Str(s) => (s.value.as_str(), node.pos, None),
-        Kind::Map(entries) if entries.len() == 1 => (
-            entries[0].0.name.as_str(),
-            entries[0].0.pos,
-            Some(&entries[0].1),
-        ),
-        Kind::Map(entries) if entries.len() > 1 => {
-            diags.error(
-                entries[1].0.pos,
-                "a workflow has one trigger; remove all but one",
-            );
-            return None;
-        }
-        _ => {
-            diags.error(
-                node.pos,
-                "`trigger` must name one trigger, such as `trigger: manual`",
-            );
-            return None;
-        }
-    };
-    match name {
-        "manual" => {
-            if let Some(settings) = settings {
-                match &settings.kind {
-                    Kind::Null => {}
-                    Kind::Map(entries) if entries.is_empty() => {}
-                    Kind::Map(entries) => {
-                        diags.error(
-                            entries[0].0.pos,
-                            format!(
-                                "unknown key `{}` in manual trigger; it takes no settings",
-                                entries[0].0.name
-                            ),
-                        );
-                    }
-                    _ => diags.error(settings.pos, "the manual trigger takes no settings"),
-                }
-            }
-            Some(Trigger::Manual)
-        }
-        other if TRIGGER_TYPES.contains(&other) => {
-            diags.error(
-                pos,
-                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual` and start runs with `weft run`"),
-            );
-            None
-        }
-        other => {
-            let hint = did_you_mean(other, TRIGGER_TYPES.iter().copied())
-                .map(|h| format!("; did you mean `{h}`?"))
-                .unwrap_or_else(|| format!("; expected one of: {}", TRIGGER_TYPES.join(", ")));
-            diags.error(pos, format!("unknown trigger `{other}`{hint}"));
-            None
-        }
-    }
-}
 
 fn read_steps(
     node: &Node,
@@ -1174,7 +1109,7 @@ steps:
     #[test]
     fn checks_types_and_step_shapes() {
         let errs = errors(
-            r#"trigger: webhook
+            r#"trigger: tool
 steps:
   - id: a
     map: 1
@@ -1196,7 +1131,7 @@ steps:
         assert_eq!(
             errs,
             vec![
-                "1:10: the `webhook` trigger is not available in this version of Weft yet; use `manual` and start runs with `weft run`",
+                "1:10: the `tool` trigger is not available in this version of Weft yet; use `manual`, `webhook` or `schedule`",
                 "3:5: step has both `uses` and `map`; a step does one thing",
                 "6:9: step id `b-c` must be usable in `.steps.b-c`: letters, digits and `_`, starting with a letter or `_`",
                 "7:11: `wait`: `soon` is not a duration; write a number and a unit (ms, s, m, h, d), such as `30s`",

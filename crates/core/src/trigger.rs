@@ -1,0 +1,802 @@
+//! Triggers: what starts the runs of a workflow, as written under `trigger:`. This module is the
+//! reference of their settings.
+//!
+//! ```yaml
+//! trigger: manual                      # weft run, the API, or a `call` step
+//!
+//! trigger:
+//!   webhook:                           # POST /hooks/<path>
+//!     path: shop/orders                # default: the workflow's name
+//!     signature:                       # optional; a request without a valid one gets 401
+//!       preset: github                 # standard-webhooks | github | stripe | shopify | slack | hmac
+//!       secret: { env: GITHUB_WEBHOOK_SECRET }
+//!     dedupe: X-GitHub-Delivery        # header whose value identifies a delivery (default per preset)
+//!     respond: async                   # async: 202 {run_id} once committed; sync: the run's output
+//!     timeout: 10s                     # sync: answer 202 when the run takes longer than this
+//!     max_body_bytes: 1048576
+//!
+//! trigger:
+//!   schedule:
+//!     cron: "0 */5 * * * *"            # 5 fields, or 6 with seconds first
+//!     timezone: Europe/Berlin          # default UTC
+//!     missed: skip                     # slots missed while the hub was down: skip | once
+//!     overlap: skip                    # when the previous run is unfinished: allow | skip | queue
+//! ```
+//!
+//! Everything here is pure: cron expressions and time zones are checked and evaluated against the
+//! time zone database compiled into the binary, so `weft lint` gives the same answer everywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::decode::{self, Fields};
+use crate::diag::{Diagnostics, did_you_mean};
+use crate::expr::Template;
+use crate::secret::SecretRef;
+use crate::yaml::{Kind, Node, Pos};
+
+/// Trigger types. `poll`, `queue` and `tool` are recognised but not available yet.
+pub const TRIGGER_TYPES: &[&str] = &["manual", "webhook", "schedule", "poll", "queue", "tool"];
+/// Keys of a `webhook` trigger.
+pub const WEBHOOK_KEYS: &[&str] = &[
+    "path",
+    "signature",
+    "dedupe",
+    "respond",
+    "timeout",
+    "max_body_bytes",
+];
+/// Keys of a webhook's `signature`.
+pub const SIGNATURE_KEYS: &[&str] = &[
+    "preset",
+    "secret",
+    "tolerance",
+    "header",
+    "prefix",
+    "encoding",
+];
+/// Keys of a `schedule` trigger.
+pub const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "missed", "overlap"];
+/// Signature presets.
+pub const PRESETS: &[&str] = &[
+    "standard-webhooks",
+    "github",
+    "stripe",
+    "shopify",
+    "slack",
+    "hmac",
+];
+
+/// Default largest webhook body: 1 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+/// Largest body a webhook may be configured to accept: 64 MiB.
+pub const MAX_MAX_BODY: u64 = 64 * 1024 * 1024;
+/// Default time a `respond: sync` webhook waits for its run before answering 202.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default accepted clock difference for presets that sign a timestamp.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// What starts a run of a workflow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    /// Started by a person or program: `weft run`, the API, or a `call` step.
+    Manual,
+    /// An HTTP request to `/hooks/<path>`.
+    Webhook(WebhookTrigger),
+    /// A cron schedule.
+    Schedule(ScheduleTrigger),
+}
+
+impl Trigger {
+    /// The trigger's type name, as written in files.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Webhook(_) => "webhook",
+            Trigger::Schedule(_) => "schedule",
+        }
+    }
+}
+
+/// An inbound HTTP request starts a run: `trigger: { webhook: {…} }`.
+///
+/// The run's `.input` is the body (JSON as JSON, a form as an object of strings, anything else as
+/// text) and `.trigger` is `{type: "webhook", path, method, headers, query, received_at}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookTrigger {
+    /// Where the hook listens, below `/hooks/`: letters, digits, `-`, `_`, `.` and `/` between
+    /// segments. Default: the workflow's name.
+    pub path: String,
+    /// How requests prove they come from the sender. Without it, anyone who can reach the hub can
+    /// start runs.
+    pub signature: Option<Signature>,
+    /// Which part of a request identifies a delivery, so that a sender's retry does not start a
+    /// second run: a header name, or `${{ }}` over `{headers, input}`. Default from the preset;
+    /// `false` turns it off.
+    pub dedupe: Option<Dedupe>,
+    /// When the sender gets its answer.
+    pub respond: Respond,
+    /// Largest request body accepted, in bytes; a larger one gets 413 and starts nothing.
+    pub max_body_bytes: u64,
+}
+
+/// What identifies one delivery of a webhook.
+#[derive(Clone, Debug)]
+pub enum Dedupe {
+    /// The value of this request header (matched without regard to case).
+    Header(String),
+    /// The value of this expression over `{headers, input}` (its text, and compiled); `null` means
+    /// no key.
+    Expr(String, Arc<Template>),
+}
+
+impl PartialEq for Dedupe {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Dedupe::Header(a), Dedupe::Header(b)) => a.eq_ignore_ascii_case(b),
+            (Dedupe::Expr(a, _), Dedupe::Expr(b, _)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// When a webhook's sender gets its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Respond {
+    /// `202 {run_id}` as soon as the event is committed; the run executes afterwards.
+    Async,
+    /// The run's output (200) or error (500) once it finishes; `202 {run_id}` if it takes longer
+    /// than the timeout (the run goes on).
+    Sync {
+        /// How long to wait for the run.
+        timeout: Duration,
+    },
+}
+
+/// How a webhook's requests are signed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    /// The signing scheme.
+    pub scheme: Scheme,
+    /// The shared secret. For `standard-webhooks`, the `whsec_…` secret as the sender shows it.
+    pub secret: SecretRef,
+    /// For schemes that sign a timestamp (`standard-webhooks`, `stripe`, `slack`): how far the
+    /// timestamp may be from the hub's clock. Default 5m.
+    pub tolerance: Duration,
+}
+
+/// A signature scheme, each as its vendor publishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`,
+    /// HMAC-SHA256 over `id.timestamp.body` with the base64 key after `whsec_`.
+    StandardWebhooks,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 over the body.
+    Github,
+    /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>`, HMAC-SHA256 over `ts.body`.
+    Stripe,
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>`, HMAC-SHA256 over the body.
+    Shopify,
+    /// Slack: `X-Slack-Signature: v0=<hex>` with `X-Slack-Request-Timestamp`, HMAC-SHA256 over
+    /// `v0:ts:body`.
+    Slack,
+    /// Any sender that puts an HMAC-SHA256 of the body in a header.
+    Hmac {
+        /// The header (default `X-Signature`).
+        header: String,
+        /// Text before the signature in the header, such as `sha256=` (default none).
+        prefix: String,
+        /// How the signature is written.
+        encoding: Encoding,
+    },
+}
+
+impl Scheme {
+    /// The preset's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheme::StandardWebhooks => "standard-webhooks",
+            Scheme::Github => "github",
+            Scheme::Stripe => "stripe",
+            Scheme::Shopify => "shopify",
+            Scheme::Slack => "slack",
+            Scheme::Hmac { .. } => "hmac",
+        }
+    }
+
+    /// The header that identifies a delivery, for presets whose senders set one.
+    pub fn delivery_header(&self) -> Option<&'static str> {
+        match self {
+            Scheme::StandardWebhooks => Some("webhook-id"),
+            Scheme::Github => Some("X-GitHub-Delivery"),
+            Scheme::Shopify => Some("X-Shopify-Webhook-Id"),
+            Scheme::Stripe | Scheme::Slack | Scheme::Hmac { .. } => None,
+        }
+    }
+}
+
+/// How a signature is written in its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// Lower- or upper-case hexadecimal.
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// A cron schedule starts a run per due slot: `trigger: { schedule: {…} }`.
+///
+/// The run's `.trigger` is `{type: "schedule", slot}`, `slot` being the RFC 3339 time the run was
+/// due; `.input` is `{slot}` too.
+#[derive(Clone, Debug)]
+pub struct ScheduleTrigger {
+    /// The cron expression as written: five fields (minute hour day-of-month month day-of-week), or
+    /// six with seconds first.
+    pub cron_text: String,
+    /// The parsed expression.
+    pub cron: Arc<croner::Cron>,
+    /// The time zone the expression is read in (IANA name). Default `UTC`.
+    pub timezone: jiff::tz::TimeZone,
+    /// The time zone's name as written.
+    pub timezone_name: String,
+    /// What happens to slots that fell due while the hub was not running.
+    pub missed: Missed,
+    /// What happens when a slot falls due while the previous run is unfinished.
+    pub overlap: Overlap,
+}
+
+impl PartialEq for ScheduleTrigger {
+    fn eq(&self, other: &Self) -> bool {
+        self.cron_text == other.cron_text
+            && self.timezone_name == other.timezone_name
+            && self.missed == other.missed
+            && self.overlap == other.overlap
+    }
+}
+
+impl ScheduleTrigger {
+    /// The first slot strictly after `after` (milliseconds since the Unix epoch), in milliseconds.
+    pub fn next_slot(&self, after: i64) -> Option<i64> {
+        let ts = jiff::Timestamp::from_millisecond(after).ok()?;
+        let zoned = ts.to_zoned(self.timezone.clone());
+        let next = self.cron.find_next_occurrence(&zoned, false).ok()?;
+        Some(next.timestamp().as_millisecond())
+    }
+
+    /// A slot as RFC 3339 text in the schedule's time zone.
+    pub fn slot_text(&self, slot: i64) -> String {
+        match jiff::Timestamp::from_millisecond(slot) {
+            Ok(ts) => ts
+                .to_zoned(self.timezone.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
+            Err(_) => slot.to_string(),
+        }
+    }
+}
+
+/// Slots missed while the hub was down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missed {
+    /// Forget them; the next run is at the next slot from now.
+    Skip,
+    /// Run once for the latest missed slot, then go on.
+    Once,
+}
+
+/// A slot that falls due while the workflow's previous scheduled run is unfinished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    /// Start the run anyway.
+    Allow,
+    /// Do not run for this slot.
+    Skip,
+    /// Start the run when the previous one has finished (slots that fall due meanwhile are merged
+    /// into that one run).
+    Queue,
+}
+
+/// Reads `trigger:`. `workflow` is the workflow's name, the default webhook path.
+pub fn read(node: &Node, workflow: Option<&str>, diags: &mut Diagnostics) -> Option<Trigger> {
+    let (name, pos, settings) = match &node.kind {
+        Kind::Str(s) => (s.value.as_str(), node.pos, None),
+        Kind::Map(entries) if entries.len() == 1 => (
+            entries[0].0.name.as_str(),
+            entries[0].0.pos,
+            Some(&entries[0].1),
+        ),
+        Kind::Map(entries) if entries.len() > 1 => {
+            diags.error(
+                entries[1].0.pos,
+                "a workflow has one trigger; remove all but one",
+            );
+            return None;
+        }
+        _ => {
+            diags.error(
+                node.pos,
+                "`trigger` must name one trigger, such as `trigger: manual`",
+            );
+            return None;
+        }
+    };
+    let settings = settings.filter(|s| !matches!(s.kind, Kind::Null));
+    match name {
+        "manual" => {
+            if let Some(settings) = settings {
+                match &settings.kind {
+                    Kind::Map(entries) if entries.is_empty() => {}
+                    Kind::Map(entries) => {
+                        diags.error(
+                            entries[0].0.pos,
+                            format!(
+                                "unknown key `{}` in manual trigger; it takes no settings",
+                                entries[0].0.name
+                            ),
+                        );
+                    }
+                    _ => diags.error(settings.pos, "the manual trigger takes no settings"),
+                }
+            }
+            Some(Trigger::Manual)
+        }
+        "webhook" => read_webhook(settings, pos, workflow, diags).map(Trigger::Webhook),
+        "schedule" => match settings {
+            Some(s) => read_schedule(s, diags).map(Trigger::Schedule),
+            None => {
+                diags.error(
+                    pos,
+                    "a schedule trigger needs settings, at least `cron:`, such as `schedule: { cron: \"0 * * * *\" }`",
+                );
+                None
+            }
+        },
+        other if TRIGGER_TYPES.contains(&other) => {
+            diags.error(
+                pos,
+                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual`, `webhook` or `schedule`"),
+            );
+            None
+        }
+        other => {
+            let hint = did_you_mean(other, TRIGGER_TYPES.iter().copied())
+                .map(|h| format!("; did you mean `{h}`?"))
+                .unwrap_or_else(|| format!("; expected one of: {}", TRIGGER_TYPES.join(", ")));
+            diags.error(pos, format!("unknown trigger `{other}`{hint}"));
+            None
+        }
+    }
+}
+
+/// Whether `path` is a usable webhook path: segments of letters, digits, `-`, `_` and `.`, joined by
+/// single `/`, not starting or ending with `/`, no `.` or `..` segment.
+pub fn is_hook_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 200
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+}
+
+fn read_webhook(
+    settings: Option<&Node>,
+    pos: Pos,
+    workflow: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Option<WebhookTrigger> {
+    let mut trigger = WebhookTrigger {
+        path: workflow.unwrap_or_default().to_string(),
+        signature: None,
+        dedupe: None,
+        respond: Respond::Async,
+        max_body_bytes: DEFAULT_MAX_BODY,
+    };
+    let Some(settings) = settings else {
+        return workflow.map(|_| trigger);
+    };
+    let mut f = Fields::new(settings, "webhook trigger", WEBHOOK_KEYS, diags)?;
+    let mut ok = true;
+    if let Some(n) = f.get("path") {
+        match decode::string(n, "`path`", diags) {
+            Some(p) => {
+                let p = p.trim_start_matches('/').to_string();
+                if is_hook_path(&p) {
+                    trigger.path = p;
+                } else {
+                    diags.error(
+                        n.pos,
+                        format!("webhook path `{p}` may hold only letters, digits, `-`, `_` and `.`, in segments joined by `/`"),
+                    );
+                    ok = false;
+                }
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = f.get("signature") {
+        match read_signature(n, diags) {
+            Some(s) => trigger.signature = Some(s),
+            None => ok = false,
+        }
+    }
+    let mut dedupe_set = false;
+    if let Some(n) = f.get("dedupe") {
+        dedupe_set = true;
+        match &n.kind {
+            Kind::Bool(false) => {}
+            Kind::Str(s) if s.value.contains("${{") => {
+                trigger.dedupe = Some(Dedupe::Expr(
+                    s.value.clone(),
+                    Arc::new(Template::from_node(n, diags)),
+                ));
+            }
+            Kind::Str(s) if is_header_name(&s.value) => {
+                trigger.dedupe = Some(Dedupe::Header(s.value.clone()));
+            }
+            _ => {
+                diags.error(
+                    n.pos,
+                    "`dedupe` must be a header name, `${{ … }}` over `{headers, input}`, or false",
+                );
+                ok = false;
+            }
+        }
+    }
+    if !dedupe_set && let Some(sig) = &trigger.signature {
+        trigger.dedupe = match sig.scheme {
+            Scheme::Stripe => Some(default_expr(".input.id")),
+            Scheme::Slack => Some(default_expr(".input.event_id")),
+            ref s => s.delivery_header().map(|h| Dedupe::Header(h.to_string())),
+        };
+    }
+    let mut timeout = DEFAULT_SYNC_TIMEOUT;
+    let timeout_node = f.get("timeout");
+    if let Some(n) = timeout_node {
+        match decode::duration(n, "`timeout`", diags) {
+            Some(d) if d > Duration::ZERO && d <= Duration::from_secs(300) => timeout = d,
+            Some(_) => {
+                diags.error(n.pos, "`timeout` must be more than 0s and at most 5m");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(n) = f.get("respond") {
+        match n.as_str() {
+            Some("async") => {
+                if let Some(t) = timeout_node {
+                    diags.error(t.pos, "`timeout` applies only with `respond: sync`");
+                    ok = false;
+                }
+            }
+            Some("sync") => trigger.respond = Respond::Sync { timeout },
+            _ => {
+                diags.error(n.pos, "`respond` must be `async` or `sync`");
+                ok = false;
+            }
+        }
+    } else if let Some(t) = timeout_node {
+        diags.error(t.pos, "`timeout` applies only with `respond: sync`");
+        ok = false;
+    }
+    if let Some(n) = f.get("max_body_bytes") {
+        match decode::integer(n, "`max_body_bytes`", 1, MAX_MAX_BODY, diags) {
+            Some(v) => trigger.max_body_bytes = v,
+            None => ok = false,
+        }
+    }
+    f.finish(diags);
+    if trigger.path.is_empty() {
+        diags.error(pos, "the webhook trigger needs a `path`");
+        return None;
+    }
+    ok.then_some(trigger)
+}
+
+fn default_expr(code: &str) -> Dedupe {
+    let text = format!("${{{{ {code} }}}}");
+    let node = crate::yaml::parse(&format!("'{text}'")).expect("a fixed expression");
+    let mut d = Diagnostics::new("");
+    let template = Template::from_node(&node, &mut d);
+    debug_assert!(d.is_empty());
+    Dedupe::Expr(text, Arc::new(template))
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn read_signature(node: &Node, diags: &mut Diagnostics) -> Option<Signature> {
+    let mut f = Fields::new(node, "`signature`", SIGNATURE_KEYS, diags)?;
+    let preset_node = f.require("preset", diags);
+    let preset = preset_node.and_then(|n| decode::string(n, "`signature.preset`", diags));
+    let secret = f
+        .require("secret", diags)
+        .and_then(|n| SecretRef::decode(n, "`signature.secret`", diags));
+    let tolerance = match f.get("tolerance") {
+        Some(n) => decode::duration(n, "`signature.tolerance`", diags),
+        None => Some(DEFAULT_TOLERANCE),
+    };
+    let header = f.get("header");
+    let prefix = f.get("prefix");
+    let encoding = f.get("encoding");
+    let scheme = match preset.as_deref() {
+        Some("hmac") => {
+            let header = match header {
+                Some(n) => decode::string(n, "`signature.header`", diags).filter(|h| {
+                    let ok = is_header_name(h);
+                    if !ok {
+                        diags.error(n.pos, format!("`{h}` is not a header name"));
+                    }
+                    ok
+                }),
+                None => Some("X-Signature".to_string()),
+            };
+            let prefix = match prefix {
+                Some(n) => decode::string(n, "`signature.prefix`", diags),
+                None => Some(String::new()),
+            };
+            let encoding = match encoding.map(|n| (n, n.as_str())) {
+                None | Some((_, Some("hex"))) => Some(Encoding::Hex),
+                Some((_, Some("base64"))) => Some(Encoding::Base64),
+                Some((n, _)) => {
+                    diags.error(n.pos, "`signature.encoding` must be `hex` or `base64`");
+                    None
+                }
+            };
+            Some(Scheme::Hmac {
+                header: header?,
+                prefix: prefix?,
+                encoding: encoding?,
+            })
+        }
+        Some(name) if PRESETS.contains(&name) => {
+            for (key, n) in [
+                ("header", header),
+                ("prefix", prefix),
+                ("encoding", encoding),
+            ] {
+                if let Some(n) = n {
+                    diags.error(
+                        n.pos,
+                        format!(
+                            "`signature.{key}` applies only to the `hmac` preset; `{name}` fixes it"
+                        ),
+                    );
+                }
+            }
+            match name {
+                "standard-webhooks" => Some(Scheme::StandardWebhooks),
+                "github" => Some(Scheme::Github),
+                "stripe" => Some(Scheme::Stripe),
+                "shopify" => Some(Scheme::Shopify),
+                _ => Some(Scheme::Slack),
+            }
+        }
+        Some(other) => {
+            let hint = did_you_mean(other, PRESETS.iter().copied())
+                .map(|h| format!("; did you mean `{h}`?"))
+                .unwrap_or_else(|| format!("; expected one of: {}", PRESETS.join(", ")));
+            if let Some(n) = preset_node {
+                diags.error(n.pos, format!("unknown signature preset `{other}`{hint}"));
+            }
+            None
+        }
+        None => None,
+    };
+    f.finish(diags);
+    Some(Signature {
+        scheme: scheme?,
+        secret: secret?,
+        tolerance: tolerance?,
+    })
+}
+
+fn read_schedule(node: &Node, diags: &mut Diagnostics) -> Option<ScheduleTrigger> {
+    let mut f = Fields::new(node, "schedule trigger", SCHEDULE_KEYS, diags)?;
+    let cron = f.require("cron", diags).and_then(|n| {
+        let text = decode::string(n, "`cron`", diags)?;
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build();
+        match parser.parse(&text) {
+            Ok(c) => Some((text, c)),
+            Err(e) => {
+                diags.error(n.pos, format!("`cron`: {e}"));
+                None
+            }
+        }
+    });
+    let timezone = match f.get("timezone") {
+        Some(n) => decode::string(n, "`timezone`", diags).and_then(|name| {
+            match jiff::tz::TimeZone::get(&name) {
+                Ok(tz) => Some((name, tz)),
+                Err(_) => {
+                    diags.error(
+                        n.pos,
+                        format!("unknown time zone `{name}`; use an IANA name such as `Europe/Berlin` or `UTC`"),
+                    );
+                    None
+                }
+            }
+        }),
+        None => Some(("UTC".to_string(), jiff::tz::TimeZone::UTC)),
+    };
+    let missed = match f.get("missed") {
+        Some(n) => match n.as_str() {
+            Some("skip") => Some(Missed::Skip),
+            Some("once") => Some(Missed::Once),
+            _ => {
+                diags.error(n.pos, "`missed` must be `skip` or `once`");
+                None
+            }
+        },
+        None => Some(Missed::Skip),
+    };
+    let overlap = match f.get("overlap") {
+        Some(n) => match n.as_str() {
+            Some("allow") => Some(Overlap::Allow),
+            Some("skip") => Some(Overlap::Skip),
+            Some("queue") => Some(Overlap::Queue),
+            _ => {
+                diags.error(n.pos, "`overlap` must be `allow`, `skip` or `queue`");
+                None
+            }
+        },
+        None => Some(Overlap::Allow),
+    };
+    f.finish(diags);
+    let (cron_text, cron) = cron?;
+    let (timezone_name, timezone) = timezone?;
+    Some(ScheduleTrigger {
+        cron_text,
+        cron: Arc::new(cron),
+        timezone,
+        timezone_name,
+        missed: missed?,
+        overlap: overlap?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml;
+
+    fn read_str(src: &str) -> (Option<Trigger>, Vec<String>) {
+        let node = yaml::parse(src).unwrap();
+        let mut d = Diagnostics::new("w.yaml");
+        let t = read(&node, Some("orders"), &mut d);
+        (
+            t,
+            d.into_vec()
+                .into_iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn webhook_defaults_to_the_workflow_name_and_async() {
+        let (t, d) = read_str("webhook");
+        assert!(d.is_empty(), "{d:?}");
+        let Some(Trigger::Webhook(w)) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(w.path, "orders");
+        assert_eq!(w.respond, Respond::Async);
+        assert_eq!(w.max_body_bytes, DEFAULT_MAX_BODY);
+        assert!(w.signature.is_none() && w.dedupe.is_none());
+    }
+
+    #[test]
+    fn presets_bring_their_delivery_header() {
+        let (t, d) = read_str(
+            "webhook: {path: /gh/push, signature: {preset: github, secret: {env: GH}}, respond: sync, timeout: 3s}",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let Some(Trigger::Webhook(w)) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(w.path, "gh/push");
+        assert_eq!(w.dedupe, Some(Dedupe::Header("X-GitHub-Delivery".into())));
+        assert_eq!(
+            w.respond,
+            Respond::Sync {
+                timeout: Duration::from_secs(3)
+            }
+        );
+        let sig = w.signature.unwrap();
+        assert_eq!(sig.scheme, Scheme::Github);
+        assert_eq!(sig.secret, SecretRef::Env("GH".into()));
+    }
+
+    #[test]
+    fn hmac_takes_header_prefix_and_encoding() {
+        let (t, d) = read_str(
+            "webhook: {signature: {preset: hmac, secret: {env: S}, header: X-Sig, prefix: 'sha256=', encoding: base64}, dedupe: false}",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let Some(Trigger::Webhook(w)) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            w.signature.unwrap().scheme,
+            Scheme::Hmac {
+                header: "X-Sig".into(),
+                prefix: "sha256=".into(),
+                encoding: Encoding::Base64
+            }
+        );
+        assert_eq!(w.dedupe, None);
+    }
+
+    #[test]
+    fn bad_webhook_settings_are_each_reported() {
+        let (t, d) = read_str(
+            "webhook:\n  path: a//b\n  signature: {preset: githb, secret: plain, header: X}\n  respond: later\n  timeout: 1s\n  max_body_bytes: 0\n  colour: red\n",
+        );
+        assert!(t.is_none());
+        assert_eq!(
+            d,
+            vec![
+                "2:9: webhook path `a//b` may hold only letters, digits, `-`, `_` and `.`, in segments joined by `/`",
+                "3:23: unknown signature preset `githb`; did you mean `github`?",
+                "3:38: `signature.secret` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
+                "4:12: `respond` must be `async` or `sync`",
+                "6:19: `max_body_bytes` must be a whole number from 1 to 67108864, found 0",
+                "7:3: unknown key `colour` in webhook trigger; expected one of: path, signature, dedupe, respond, timeout, max_body_bytes",
+            ]
+        );
+    }
+
+    #[test]
+    fn schedules_compute_slots_in_their_time_zone() {
+        let (t, d) = read_str(
+            "schedule: {cron: '0 30 9 * * *', timezone: Europe/Berlin, missed: once, overlap: queue}",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let Some(Trigger::Schedule(s)) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!((s.missed, s.overlap), (Missed::Once, Overlap::Queue));
+        // 2026-11-25T00:00:00Z; 09:30 in Berlin (UTC+1 in winter) is 08:30Z.
+        let midnight = 1_795_564_800_000;
+        let next = s.next_slot(midnight).unwrap();
+        assert_eq!(s.slot_text(next), "2026-11-25T09:30:00+01:00");
+        assert_eq!(next - midnight, (8 * 3600 + 30 * 60) * 1000);
+        // Strictly after: a slot does not repeat itself.
+        assert_eq!(s.next_slot(next).unwrap() - next, 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn five_field_cron_means_whole_minutes() {
+        let (t, _) = read_str("schedule: {cron: '*/15 * * * *'}");
+        let Some(Trigger::Schedule(s)) = t else {
+            panic!("{t:?}")
+        };
+        let next = s.next_slot(1_795_564_800_001).unwrap();
+        assert_eq!(next, 1_795_564_800_000 + 15 * 60 * 1000);
+    }
+
+    #[test]
+    fn bad_schedules_are_reported() {
+        let (_, d) = read_str(
+            "schedule: {cron: '61 * * * *', timezone: Mars/Olympus, missed: all, overlap: maybe}",
+        );
+        assert_eq!(d.len(), 4, "{d:?}");
+        assert!(d[0].starts_with("1:18: `cron`:"), "{d:?}");
+        assert!(d[1].contains("unknown time zone `Mars/Olympus`"), "{d:?}");
+        assert!(d[2].contains("`missed` must be `skip` or `once`"), "{d:?}");
+        assert!(d[3].contains("`overlap` must be"), "{d:?}");
+        let (_, d) = read_str("schedule");
+        assert!(d[0].contains("needs settings"), "{d:?}");
+    }
+}
