@@ -309,6 +309,26 @@ pub trait Store: Send + Sync + 'static {
     /// that an existing run of the same workflow carries, returns that run instead.
     async fn create_run(&self, run: NewRun) -> Result<Created>;
 
+    /// Creates runs as [`Store::create_run`] does and, in the same transaction, stores a trigger's
+    /// state under `key` (a schedule's last slot, a poll's cursor), so that the state never runs
+    /// ahead of the runs it produced nor behind them.
+    async fn create_runs(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+        now: Millis,
+    ) -> Result<Vec<Created>>;
+
+    /// The state a trigger stored with [`Store::create_runs`].
+    async fn trigger_state(&self, key: &str) -> Result<Option<Value>>;
+
+    /// How many runs are queued, running and waiting, by workflow and state.
+    async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;
+
+    /// Deletes up to `limit` top-level runs that finished before `before`, with their child runs,
+    /// attempts and payloads, and gives the space back. Returns how many runs were deleted.
+    async fn purge_finished(&self, before: Millis, limit: u32) -> Result<u64>;
+
     /// The stored text of a workflow version.
     async fn load_version(&self, version: &str) -> Result<Option<StoredVersion>>;
 

@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -90,6 +90,16 @@ CREATE TABLE blobs (
     data       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Version 2: trigger state (a schedule's last slot, a poll's cursor) and an index for retention.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE trigger_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX runs_finished ON runs(finished_at) WHERE parent_id IS NULL AND finished_at IS NOT NULL;
 "#;
 
 const RUN_COLUMNS: &str = "id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, output, error, wake_at, cancel_requested, created_at, started_at, finished_at, lease_owner, lease_epoch";
@@ -330,10 +340,25 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     if version < 1 {
         sqlx::raw_sql(SCHEMA_V1).execute(&mut *tx).await?;
     }
-    sqlx::raw_sql("PRAGMA user_version = 1")
-        .execute(&mut *tx)
-        .await?;
+    if version < 2 {
+        sqlx::raw_sql(SCHEMA_V2).execute(&mut *tx).await?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PRAGMA user_version = {SCHEMA_VERSION}"
+    )))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
+    // Retention gives space back through incremental vacuum, which a database created without it
+    // gets once, here.
+    let auto_vacuum: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(pool)
+        .await?;
+    if auto_vacuum != 2 {
+        sqlx::raw_sql("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
+            .execute(pool)
+            .await?;
+    }
     Ok(())
 }
 
@@ -370,6 +395,51 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     })
 }
 
+/// Inserts a run (or finds the one with its idempotency key) inside a transaction.
+async fn insert_run(tx: &mut Transaction<'static, Sqlite>, run: &NewRun) -> Result<Created> {
+    if let Some(key) = &run.idempotency_key {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2")
+                .bind(&run.workflow)
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(id) = existing {
+            return Ok(Created::Existing(id));
+        }
+    }
+    sqlx::query("INSERT OR IGNORE INTO versions (version, workflow, file, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(&run.version)
+        .bind(&run.workflow)
+        .bind(&run.file)
+        .bind(&run.source)
+        .bind(run.now)
+        .execute(&mut **tx)
+        .await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let (parent_id, parent_step) = match &run.parent {
+        Some((p, s)) => (Some(p.clone()), Some(s.as_str().to_string())),
+        None => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO runs (id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+    )
+    .bind(&id)
+    .bind(&run.workflow)
+    .bind(&run.version)
+    .bind(run.root.as_deref().unwrap_or(&id))
+    .bind(parent_id)
+    .bind(parent_step)
+    .bind(i64::from(run.depth))
+    .bind(&run.idempotency_key)
+    .bind(run.trigger.to_string())
+    .bind(run.input.to_string())
+    .bind(run.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Created::New(id))
+}
+
 /// The SQL set of a run's unfinished descendants (`?1` is the run).
 const DESCENDANTS: &str = "WITH RECURSIVE d(id) AS (SELECT id FROM runs WHERE parent_id = ?1 UNION ALL SELECT r.id FROM runs r JOIN d ON r.parent_id = d.id)";
 
@@ -381,49 +451,81 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, run: NewRun) -> Result<Created> {
         let mut tx = self.begin().await?;
-        if let Some(key) = &run.idempotency_key {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2",
-            )
-            .bind(&run.workflow)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(id) = existing {
-                return Ok(Created::Existing(id));
-            }
-        }
-        sqlx::query("INSERT OR IGNORE INTO versions (version, workflow, file, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(&run.version)
-            .bind(&run.workflow)
-            .bind(&run.file)
-            .bind(&run.source)
-            .bind(run.now)
-            .execute(&mut *tx)
-            .await?;
-        let id = uuid::Uuid::now_v7().to_string();
-        let (parent_id, parent_step) = match &run.parent {
-            Some((p, s)) => (Some(p.clone()), Some(s.as_str().to_string())),
-            None => (None, None),
-        };
-        sqlx::query(
-            "INSERT INTO runs (id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-        )
-        .bind(&id)
-        .bind(&run.workflow)
-        .bind(&run.version)
-        .bind(run.root.as_deref().unwrap_or(&id))
-        .bind(parent_id)
-        .bind(parent_step)
-        .bind(i64::from(run.depth))
-        .bind(&run.idempotency_key)
-        .bind(run.trigger.to_string())
-        .bind(run.input.to_string())
-        .bind(run.now)
-        .execute(&mut *tx)
-        .await?;
+        let created = insert_run(&mut tx, &run).await?;
         tx.commit().await?;
-        Ok(Created::New(id))
+        Ok(created)
+    }
+
+    async fn create_runs(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+        now: Millis,
+    ) -> Result<Vec<Created>> {
+        let mut tx = self.begin().await?;
+        let mut created = Vec::with_capacity(runs.len());
+        for run in runs {
+            created.push(insert_run(&mut tx, run).await?);
+        }
+        if let Some((key, value)) = state {
+            sqlx::query("INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+                .bind(key)
+                .bind(value.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn trigger_state(&self, key: &str) -> Result<Option<Value>> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT value FROM trigger_state WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?;
+        parse_json(text, "trigger state")
+    }
+
+    async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>> {
+        let rows = sqlx::query("SELECT workflow, state, COUNT(*) AS n FROM runs WHERE state IN ('queued', 'running', 'waiting') GROUP BY workflow, state")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                Ok((
+                    row.try_get("workflow")?,
+                    parse_state(&state)?,
+                    row.try_get::<i64, _>("n")? as u64,
+                ))
+            })
+            .collect()
+    }
+
+    async fn purge_finished(&self, before: Millis, limit: u32) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM runs WHERE root_id IN (SELECT id FROM runs WHERE parent_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?1 ORDER BY finished_at LIMIT ?2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit.max(1)))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted > 0 {
+            sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if deleted > 0 {
+            sqlx::raw_sql("PRAGMA incremental_vacuum")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(deleted)
     }
 
     async fn load_version(&self, version: &str) -> Result<Option<StoredVersion>> {

@@ -471,3 +471,100 @@ async fn run_ids_resolve_from_prefixes_and_list_newest_first() {
         .unwrap();
     assert_eq!(queued.len(), 2);
 }
+
+#[tokio::test]
+async fn trigger_state_is_committed_with_the_runs_it_produced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    assert_eq!(store.trigger_state("schedule:tick").await.unwrap(), None);
+    let created = store
+        .create_runs(
+            &[
+                new_run("tick", Some("slot:1000"), 1),
+                new_run("tick", Some("slot:2000"), 1),
+            ],
+            Some(("schedule:tick", &json!({"last_slot": 2000}))),
+            1,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(created[..], [Created::New(_), Created::New(_)]));
+    assert_eq!(
+        store.trigger_state("schedule:tick").await.unwrap(),
+        Some(json!({"last_slot": 2000}))
+    );
+    // Firing a slot again finds its run and moves nothing back.
+    let again = store
+        .create_runs(
+            &[new_run("tick", Some("slot:2000"), 2)],
+            Some(("schedule:tick", &json!({"last_slot": 2000}))),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Created::Existing(created[1].id().to_string())]);
+    let counts = store.count_unfinished().await.unwrap();
+    assert_eq!(counts, vec![("tick".to_string(), RunState::Queued, 2)]);
+}
+
+#[tokio::test]
+async fn purge_deletes_old_finished_runs_with_their_children_and_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    // Inline limit 8: every payload below goes to the blob table.
+    let store = open(&dir, 8).await;
+    let old = store.create_run(new_run("a", None, 1)).await.unwrap();
+    let c = claim_one(&store, 10).await;
+    let key = StepKey::new("a", &[]);
+    store
+        .begin_attempt(
+            &c.lease,
+            &key,
+            1,
+            Some("\"a large input\""),
+            AttemptState::Started,
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    store
+        .finish_attempt(
+            &c.lease,
+            &key,
+            1,
+            &outcome(AttemptState::Succeeded, Some("\"a large output\"")),
+            11,
+        )
+        .await
+        .unwrap();
+    let child = NewRun {
+        parent: Some((old.id().to_string(), key.clone())),
+        root: Some(old.id().to_string()),
+        depth: 1,
+        ..new_run("b", None, 12)
+    };
+    let child = store.create_run(child).await.unwrap();
+    store
+        .finish_run(&c.lease, RunState::Succeeded, Some("1"), None, 20)
+        .await
+        .unwrap();
+    let recent = store.create_run(new_run("a", None, 30)).await.unwrap();
+    let blobs = |s: &SqliteStore| {
+        let pool = s.reader.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM blobs")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(blobs(&store).await, 2);
+    // Unfinished and recent runs stay; the old one goes with its child run.
+    assert_eq!(store.purge_finished(15, 100).await.unwrap(), 0);
+    assert_eq!(store.purge_finished(25, 100).await.unwrap(), 2);
+    assert!(store.get_run(old.id()).await.unwrap().is_none());
+    assert!(store.get_run(child.id()).await.unwrap().is_none());
+    assert!(store.get_run(recent.id()).await.unwrap().is_some());
+    assert!(store.attempts(old.id()).await.unwrap().is_empty());
+    assert_eq!(blobs(&store).await, 0);
+}
