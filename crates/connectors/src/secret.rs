@@ -1,76 +1,16 @@
-//! References to credentials in connection settings.
-//!
-//! Credentials are never written in project files: a setting that holds one is a reference,
-//! `{ env: NAME }`, resolved when the connection is used (so a rotated variable takes effect without
-//! a restart of a long-running hub). Writing the value itself is a lint error.
+//! Resolving credential references ([`SecretRef`]) to their values, when a connection or a webhook
+//! trigger uses them. Reading them from files is the core's job; this is the I/O half.
 
-use weft_core::Diagnostics;
-use weft_core::decode;
-use weft_core::yaml::{Kind, Node};
+pub use weft_core::secret::SecretRef;
 
-/// Where a credential comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretRef {
-    /// An environment variable of the Weft process.
-    Env(String),
+/// Resolves a [`SecretRef`] to the credential's value now.
+pub trait Resolve {
+    /// The credential's value now, or why it cannot be had (never the value itself).
+    fn resolve(&self) -> Result<String, String>;
 }
 
-impl SecretRef {
-    /// Reads `{ env: NAME }`, reporting a plain value as a credential written in the file.
-    pub fn decode(node: &Node, what: &str, diags: &mut Diagnostics) -> Option<SecretRef> {
-        match &node.kind {
-            Kind::Map(entries) if entries.len() == 1 => {
-                let (key, value) = &entries[0];
-                match key.name.as_str() {
-                    "env" => {
-                        let name = decode::string(value, &format!("{what}.env"), diags)?;
-                        if name.is_empty() || name.contains('=') || name.contains('\0') {
-                            diags.error(
-                                value.pos,
-                                format!("`{name}` is not an environment variable name"),
-                            );
-                            return None;
-                        }
-                        Some(SecretRef::Env(name))
-                    }
-                    "secret" => {
-                        diags.error(
-                            key.pos,
-                            format!("{what}: the encrypted secret store is not available in this version of Weft yet; use `{{ env: NAME }}`"),
-                        );
-                        None
-                    }
-                    other => {
-                        diags.error(
-                            key.pos,
-                            format!("{what}: unknown key `{other}`; write `{{ env: NAME }}`"),
-                        );
-                        None
-                    }
-                }
-            }
-            Kind::Str(_) | Kind::Num(_) => {
-                diags.error(
-                    node.pos,
-                    format!("{what} must not be written in the file; refer to an environment variable with `{{ env: NAME }}`"),
-                );
-                None
-            }
-            _ => {
-                diags.error(
-                    node.pos,
-                    format!(
-                        "{what} must be `{{ env: NAME }}`, found {}",
-                        node.kind_name()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// The credential's value now.
-    pub fn resolve(&self) -> Result<String, String> {
+impl Resolve for SecretRef {
+    fn resolve(&self) -> Result<String, String> {
         match self {
             SecretRef::Env(name) => std::env::var(name).map_err(|e| match e {
                 std::env::VarError::NotPresent => {
@@ -87,25 +27,6 @@ impl SecretRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_core::yaml;
-
-    fn read(src: &str) -> (Option<SecretRef>, Vec<String>) {
-        let node = yaml::parse(src).unwrap();
-        let mut d = Diagnostics::new("weft.yaml");
-        let r = SecretRef::decode(&node, "`auth.token`", &mut d);
-        (r, d.into_vec().into_iter().map(|d| d.message).collect())
-    }
-
-    #[test]
-    fn only_references_are_accepted() {
-        assert_eq!(
-            read("{env: SHOP_TOKEN}").0,
-            Some(SecretRef::Env("SHOP_TOKEN".into()))
-        );
-        assert!(read("sk_live_123").1[0].contains("must not be written in the file"));
-        assert!(read("{secret: shop}").1[0].contains("not available in this version"));
-        assert!(read("{vault: x}").1[0].contains("unknown key `vault`"));
-    }
 
     #[test]
     fn missing_variables_say_which() {

@@ -20,7 +20,7 @@ use weft_core::{
 };
 use weft_store::{AttemptRecord, Claimed, Lease, Millis, NewRun, Outcome, RunRecord, StoreError};
 
-use crate::{Event, Inner};
+use crate::{Current, Event, Inner};
 
 /// Why the walk stopped before the end of the workflow.
 #[derive(Debug)]
@@ -72,6 +72,8 @@ struct Scope {
 /// A claimed run being executed.
 pub(crate) struct RunExec {
     engine: Arc<Inner>,
+    /// The project snapshot the run was claimed under: its settings and connectors.
+    current: Arc<Current>,
     lease: Lease,
     run: RunRecord,
     workflow: Arc<Workflow>,
@@ -136,15 +138,17 @@ impl RunExec {
         for list in history.values_mut() {
             list.sort_by_key(|a| a.attempt);
         }
-        let mut vars = engine.project.settings.vars.clone();
+        let current = engine.current();
+        let mut vars = current.project.settings.vars.clone();
         vars.extend(workflow.vars.clone());
         let mut base = ValMap::default();
         base.insert(key("trigger"), json_to_val(&run.trigger));
         base.insert(key("input"), json_to_val(&run.input));
         base.insert(key("vars"), json_to_val(&Value::Object(vars)));
-        base.insert(key("env"), engine.env.clone());
+        base.insert(key("env"), current.env.clone());
         Ok(RunExec {
             engine,
+            current,
             lease,
             run,
             workflow,
@@ -186,7 +190,7 @@ impl RunExec {
         };
         let json = val_to_json(&value)
             .map_err(|m| json!({"step": null, "kind": "output", "message": m}))?;
-        let limit = self.engine.project.settings.limits.max_output_bytes;
+        let limit = self.current.project.settings.limits.max_output_bytes;
         let size = json.to_string().len() as u64;
         if size > limit {
             return Err(
@@ -254,6 +258,9 @@ impl RunExec {
         };
         match outcome {
             Ok(()) => {
+                if state.is_terminal() {
+                    metrics::counter!("weft_runs_finished_total", "workflow" => self.run.workflow.clone(), "state" => state.as_str()).increment(1);
+                }
                 let _ = self.engine.events.send(Event::Run {
                     run_id: self.run.id.clone(),
                     workflow: self.run.workflow.clone(),
@@ -305,13 +312,23 @@ impl RunExec {
         error: Option<&Value>,
         until: Option<Millis>,
     ) {
+        let elapsed = started.elapsed();
+        match state {
+            AttemptState::Succeeded | AttemptState::Failed | AttemptState::Retrying => {
+                metrics::histogram!("weft_step_duration_seconds", "workflow" => self.run.workflow.clone(), "step" => step.step_id().to_string(), "state" => state.as_str()).record(elapsed.as_secs_f64());
+                if state == AttemptState::Retrying {
+                    metrics::counter!("weft_step_retries_total", "workflow" => self.run.workflow.clone(), "step" => step.step_id().to_string()).increment(1);
+                }
+            }
+            _ => {}
+        }
         let _ = self.engine.events.send(Event::Step {
             run_id: self.run.id.clone(),
             workflow: self.run.workflow.clone(),
             step: step.clone(),
             attempt,
             state,
-            elapsed: started.elapsed(),
+            elapsed,
             error: error.map(message_of),
             until,
         });
@@ -378,7 +395,7 @@ impl RunExec {
                 return self.fail(at, scope, attempt, Row::Begun, error).await;
             }
         };
-        let limit = self.engine.project.settings.limits.max_output_bytes;
+        let limit = self.current.project.settings.limits.max_output_bytes;
         if text.len() as u64 > limit {
             let error = error_json(
                 &at.key,
@@ -538,14 +555,17 @@ impl RunExec {
         Ok(())
     }
 
-    /// Records a failed attempt that another one follows at `retry_at`.
+    /// Records a failed attempt that another one follows after `delay`, and returns when.
+    /// One clock reading serves as both the attempt's end and the base of its delay.
     async fn retrying(
         &self,
         at: &At<'_>,
         attempt: u32,
         error: &Value,
-        retry_at: Millis,
-    ) -> Result<(), Stop> {
+        delay: std::time::Duration,
+    ) -> Result<Millis, Stop> {
+        let now = self.engine.clock.now();
+        let retry_at = now + delay.as_millis() as i64;
         let outcome = Outcome {
             state: AttemptState::Retrying,
             output: None,
@@ -555,13 +575,7 @@ impl RunExec {
         let fence = self
             .engine
             .store
-            .finish_attempt(
-                &self.lease,
-                &at.key,
-                attempt,
-                &outcome,
-                self.engine.clock.now(),
-            )
+            .finish_attempt(&self.lease, &at.key, attempt, &outcome, now)
             .await?;
         self.emit(
             &at.key,
@@ -571,7 +585,8 @@ impl RunExec {
             Some(error),
             Some(retry_at),
         );
-        Self::check_fence(fence)
+        Self::check_fence(fence)?;
+        Ok(retry_at)
     }
 
     /// Evaluates a template into JSON, or the step error that says why it could not be.
@@ -838,8 +853,7 @@ impl RunExec {
                         .step
                         .retry
                         .delay(used, rand::random::<f64>(), retry_after);
-                    let next = self.engine.clock.now() + delay.as_millis() as i64;
-                    self.retrying(at, n, &error_value, next).await?;
+                    let next = self.retrying(at, n, &error_value, delay).await?;
                     retry_at = Some(next);
                     last = n;
                 }
@@ -865,7 +879,7 @@ impl RunExec {
                 )))
             });
         }
-        let Some(connector) = self.engine.registry.get(connection) else {
+        let Some(connector) = self.current.registry.get(connection) else {
             return Err(ActionError::fatal(format!(
                 "the connection `{connection}` is not defined in weft.yaml any more"
             )));
@@ -875,7 +889,7 @@ impl RunExec {
             action,
             input,
             idempotency_key: &idempotency_key,
-            max_output_bytes: self.engine.project.settings.limits.max_output_bytes,
+            max_output_bytes: self.current.project.settings.limits.max_output_bytes,
         });
         match step.timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
@@ -1032,8 +1046,7 @@ impl RunExec {
             error["child_run"] = Value::String(child.clone());
             if n - base < at.step.retry.attempts && finished.state == RunState::Failed {
                 let delay = at.step.retry.delay(n - base, rand::random::<f64>(), None);
-                let next = self.engine.clock.now() + delay.as_millis() as i64;
-                self.retrying(at, n, &error, next).await?;
+                let next = self.retrying(at, n, &error, delay).await?;
                 previous = Some((n, AttemptState::Retrying, Some(next), None));
                 continue;
             }
@@ -1050,7 +1063,7 @@ impl RunExec {
         attempt: u32,
         input: Value,
     ) -> Result<String, Result<Value, Stop>> {
-        let project = &self.engine.project;
+        let project = &self.current.project;
         let Some(w) = project.workflows.get(target) else {
             return Err(Ok(error_json(
                 key,
@@ -1148,7 +1161,7 @@ impl RunExec {
                     );
                     return self.fail(at, scope, n, Row::New, error).await;
                 };
-                let limit = self.engine.project.settings.limits.max_for_each_items;
+                let limit = self.current.project.settings.limits.max_for_each_items;
                 if list.len() as u64 > limit {
                     let error = error_json(
                         &at.key,
@@ -1302,6 +1315,7 @@ async fn workflow_for(engine: &Inner, run: &RunRecord) -> Result<Arc<Workflow>, 
         .map_err(|e| format!("cannot read workflow version {}: {e}", run.version))?
         .ok_or_else(|| format!("workflow version {} is missing from the store", run.version))?;
     let workflow = engine
+        .current()
         .project
         .parse_workflow(&stored.file, &stored.source, &engine.catalog)
         .map_err(|diags| {

@@ -24,16 +24,19 @@ mod drive;
 mod exec;
 pub mod project_dir;
 pub mod testing;
+pub mod view;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, watch};
 use weft_connectors::{ActionError, Registry};
 use weft_core::{AttemptState, Catalog, Project, RunState, StepKey, Val, Workflow, json_to_val};
-use weft_store::{CancelOutcome, ClaimScope, Created, Millis, NewRun, Store, StoreError};
+use weft_store::{
+    CancelOutcome, ClaimScope, Created, Millis, NewRun, RunRecord, Store, StoreError,
+};
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 
@@ -160,30 +163,19 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn Store>,
+/// The project version the engine starts new runs on, with its live connectors. Replaced as a whole
+/// when the project is reloaded; a run executes with the snapshot it was claimed under.
+pub(crate) struct Current {
     pub(crate) project: Arc<Project>,
-    pub(crate) catalog: Catalog,
     pub(crate) registry: Registry,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) options: EngineOptions,
-    pub(crate) mocks: Option<Arc<dyn StepMocks>>,
-    /// Compiled workflows by version, so each version is compiled once.
-    pub(crate) versions: Mutex<HashMap<String, Arc<Workflow>>>,
-    /// `.env` and `.vars` of the project, ready for expressions.
+    /// `.env` of the project, ready for expressions.
     pub(crate) env: Val,
-    /// Rung when a run is created or finishes, to wake the drive loop and callers waiting on runs.
-    pub(crate) wake: Notify,
-    pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) shutdown: watch::Sender<bool>,
 }
 
-impl Engine {
-    /// Builds an engine.
-    pub fn new(parts: EngineParts) -> Engine {
+impl Current {
+    fn new(project: Arc<Project>, registry: Registry) -> Current {
         let env = json_to_val(&Value::Object(
-            parts
-                .project
+            project
                 .settings
                 .env
                 .iter()
@@ -195,6 +187,32 @@ impl Engine {
                 })
                 .collect(),
         ));
+        Current {
+            project,
+            registry,
+            env,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) current: RwLock<Arc<Current>>,
+    pub(crate) catalog: Catalog,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: EngineOptions,
+    pub(crate) mocks: Option<Arc<dyn StepMocks>>,
+    /// Compiled workflows by version, so each version is compiled once.
+    pub(crate) versions: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// Rung when a run is created or finishes, to wake the drive loop and callers waiting on runs.
+    pub(crate) wake: Notify,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// Builds an engine.
+    pub fn new(parts: EngineParts) -> Engine {
         let mut versions = HashMap::new();
         for workflow in parts.project.workflows.values() {
             versions.insert(workflow.version.clone(), workflow.clone());
@@ -204,14 +222,12 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 store: parts.store,
-                project: parts.project,
+                current: RwLock::new(Arc::new(Current::new(parts.project, parts.registry))),
                 catalog: parts.catalog,
-                registry: parts.registry,
                 clock: parts.clock,
                 options: parts.options,
                 mocks: parts.mocks,
                 versions: Mutex::new(versions),
-                env,
                 wake: Notify::new(),
                 events,
                 shutdown,
@@ -224,9 +240,26 @@ impl Engine {
         &self.inner.store
     }
 
-    /// The project the engine runs.
-    pub fn project(&self) -> &Arc<Project> {
-        &self.inner.project
+    /// The project version new runs start on.
+    pub fn project(&self) -> Arc<Project> {
+        self.inner.current().project.clone()
+    }
+
+    /// Makes `project` the version new runs start on, with its connectors. Runs that started on an
+    /// earlier version finish on it.
+    pub fn set_project(&self, project: Arc<Project>, registry: Registry) {
+        if let Ok(mut versions) = self.inner.versions.lock() {
+            for workflow in project.workflows.values() {
+                versions
+                    .entry(workflow.version.clone())
+                    .or_insert_with(|| workflow.clone());
+            }
+        }
+        let current = Arc::new(Current::new(project, registry));
+        match self.inner.current.write() {
+            Ok(mut slot) => *slot = current,
+            Err(poisoned) => *poisoned.into_inner() = current,
+        }
     }
 
     /// Events from now on.
@@ -249,7 +282,7 @@ impl Engine {
         input: Value,
         idempotency_key: Option<String>,
     ) -> Result<Created, EngineError> {
-        let project = &self.inner.project;
+        let project = self.project();
         let Some(w) = project.workflows.get(workflow) else {
             let hint = weft_core::diag::did_you_mean(
                 workflow,
@@ -269,9 +302,69 @@ impl Engine {
             idempotency_key,
             ..new_run(w, json!({"type": "manual"}), input, self.inner.clock.now())
         };
-        let created = self.inner.store.create_run(run).await?;
+        let mut created = self.accept(&[run], None).await?;
+        Ok(created.remove(0))
+    }
+
+    /// Commits runs that a trigger produced (see [`new_run`]) and, in the same transaction, the
+    /// trigger's state under a key (a schedule's last slot, a poll's cursor). A run whose
+    /// idempotency key is already taken is not created again: its existing run is returned. Only
+    /// once this returns is the event accepted.
+    pub async fn accept(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+    ) -> Result<Vec<Created>, EngineError> {
+        let created = self
+            .inner
+            .store
+            .create_runs(runs, state, self.inner.clock.now())
+            .await?;
+        for (run, c) in runs.iter().zip(&created) {
+            if let Created::New(_) = c {
+                let trigger = run.trigger["type"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string();
+                metrics::counter!("weft_runs_started_total", "workflow" => run.workflow.clone(), "trigger" => trigger).increment(1);
+            }
+        }
         self.inner.wake.notify_waiters();
         Ok(created)
+    }
+
+    /// Waits until run `id` is finished or `timeout` has passed, and returns the run as it is then.
+    pub async fn wait_finished(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<RunRecord>, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut events = self.subscribe();
+        loop {
+            let run = self.inner.store.get_run(id).await?;
+            match &run {
+                Some(r) if r.state.is_terminal() => return Ok(run),
+                None => return Ok(None),
+                Some(_) => {}
+            }
+            // Wait for this run's end event; on anything unclear (lagging, timeout), read again.
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) => return Ok(self.inner.store.get_run(id).await?),
+                    Ok(Ok(Event::Run { run_id, state, .. })) if run_id == id => {
+                        if state.is_terminal() {
+                            break;
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Ok(self.inner.store.get_run(id).await?);
+                    }
+                }
+            }
+        }
     }
 
     /// Starts a new run from the trigger event of run `id`, on the workflow's current version.
@@ -281,7 +374,8 @@ impl Engine {
             .get_run(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let Some(w) = self.inner.project.workflows.get(&run.workflow) else {
+        let project = self.project();
+        let Some(w) = project.workflows.get(&run.workflow) else {
             return Err(EngineError::Unrunnable(format!(
                 "run {id} cannot be replayed: its workflow `{}` is no longer in the project",
                 run.workflow
@@ -326,8 +420,19 @@ impl Engine {
     }
 }
 
-/// A top-level run of the current version of `workflow`, without an idempotency key.
-pub(crate) fn new_run(workflow: &Workflow, trigger: Value, input: Value, now: Millis) -> NewRun {
+impl Inner {
+    /// The project snapshot new work starts with.
+    pub(crate) fn current(&self) -> Arc<Current> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// A top-level run of the current version of `workflow`, without an idempotency key, accepted at
+/// `now`.
+pub fn new_run(workflow: &Workflow, trigger: Value, input: Value, now: Millis) -> NewRun {
     NewRun {
         workflow: workflow.name.clone(),
         version: workflow.version.clone(),

@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use weft_core::{Connection, Diagnostics, json_kind};
 
 use super::config::{Auth, HttpConfig};
+use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector};
 
 /// Keys the `request` action accepts under `with:`.
