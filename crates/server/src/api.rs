@@ -1,0 +1,480 @@
+//! The REST API under `/api`: workflows, runs and the OpenAPI document that describes them.
+//!
+//! Every handler is registered through [`utoipa_axum`], so a route and its entry in
+//! `/api/openapi.json` come from the same declaration and cannot drift apart. Request bodies and
+//! query strings are parsed here rather than by axum's extractors, so that every malformed request
+//! gets the one error shape of [`crate::error`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use weft_core::trigger::{Missed, Overlap, Respond};
+use weft_core::{RunState, Trigger, Workflow};
+use weft_engine::view;
+use weft_store::{CancelOutcome, RunFilter, now_millis};
+
+use crate::Hub;
+use crate::error::{ApiError, ErrorBody};
+
+/// Most runs one page of `GET /api/runs` returns.
+pub const MAX_PAGE: u32 = 500;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Weft API",
+        description = "Inspect and steer a Weft hub: its workflows and their runs. Webhooks are served under /hooks/<path>, outside this API."
+    ),
+    servers((url = "/api")),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "workflows", description = "The workflows of the project being served."),
+        (name = "runs", description = "Runs and their step attempts.")
+    )
+)]
+struct ApiDoc;
+
+/// The API's routes, with their OpenAPI document served at `/openapi.json`.
+pub fn router() -> OpenApiRouter<Arc<Hub>> {
+    let (routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_workflows))
+        .routes(routes!(show_workflow))
+        .routes(routes!(lint_workflow))
+        .routes(routes!(start_run))
+        .routes(routes!(list_runs))
+        .routes(routes!(show_run))
+        .routes(routes!(retry_run))
+        .routes(routes!(cancel_run))
+        .routes(routes!(replay_run))
+        .split_for_parts();
+    let doc = Arc::new(doc);
+    OpenApiRouter::new().merge(OpenApiRouter::from(routes.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )))
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = OpenApiRouter::<Arc<Hub>>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_workflows))
+        .routes(routes!(show_workflow))
+        .routes(routes!(lint_workflow))
+        .routes(routes!(start_run))
+        .routes(routes!(list_runs))
+        .routes(routes!(show_run))
+        .routes(routes!(retry_run))
+        .routes(routes!(cancel_run))
+        .routes(routes!(replay_run))
+        .split_for_parts();
+    doc
+}
+
+/// A workflow as listed.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowSummary {
+    /// The workflow's name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its file, relative to the project folder.
+    pub file: String,
+    /// Its version: the SHA-256 of the file's text.
+    pub version: String,
+    /// What starts its runs: `{type, …settings}`.
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+}
+
+/// The workflows of the project.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowList {
+    /// Sorted by name.
+    pub workflows: Vec<WorkflowSummary>,
+}
+
+/// A workflow with its text.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowDetail {
+    /// Name, version and trigger.
+    #[serde(flatten)]
+    pub summary: WorkflowSummary,
+    /// The file's text.
+    pub source: String,
+}
+
+/// One problem of a workflow file.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The result of linting a posted workflow file.
+#[derive(Serialize, ToSchema)]
+pub struct LintResult {
+    /// Whether the file has no problem.
+    pub ok: bool,
+    /// Every problem, in file order.
+    pub problems: Vec<Problem>,
+}
+
+/// A request to start a run.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// The run's input (`.input`). Default `{}`.
+    #[schema(value_type = Object)]
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// A key that makes the request idempotent: a second request with the same key returns the
+    /// first run.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A run that was started, found or changed.
+#[derive(Serialize, ToSchema)]
+pub struct RunRef {
+    /// The run's id.
+    pub run_id: String,
+    /// For starts: whether the idempotency key named an existing run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    /// For cancels: `cancelled` (it was not executing) or `requested` (it stops at its next step
+    /// boundary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// One page of runs.
+#[derive(Serialize, ToSchema)]
+pub struct RunPage {
+    /// Runs, newest first, as `GET /api/runs/{id}` shows them but without steps.
+    #[schema(value_type = Vec<Object>)]
+    pub runs: Vec<Value>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn trigger_json(w: &Workflow) -> Value {
+    match &w.trigger {
+        Trigger::Manual => json!({"type": "manual"}),
+        Trigger::Webhook(h) => json!({
+            "type": "webhook",
+            "path": h.path,
+            "url": format!("/hooks/{}", h.path),
+            "signature": h.signature.as_ref().map(|s| s.scheme.name()),
+            "respond": match h.respond { Respond::Async => "async", Respond::Sync { .. } => "sync" },
+            "max_body_bytes": h.max_body_bytes,
+        }),
+        Trigger::Schedule(s) => json!({
+            "type": "schedule",
+            "cron": s.cron_text,
+            "timezone": s.timezone_name,
+            "missed": match s.missed { Missed::Skip => "skip", Missed::Once => "once" },
+            "overlap": match s.overlap { Overlap::Allow => "allow", Overlap::Skip => "skip", Overlap::Queue => "queue" },
+            "next_slot": s.next_slot(now_millis()).map(|t| s.slot_text(t)),
+        }),
+    }
+}
+
+fn summary(w: &Workflow) -> WorkflowSummary {
+    WorkflowSummary {
+        name: w.name.clone(),
+        description: w.description.clone(),
+        file: w.file.clone(),
+        version: w.version.clone(),
+        trigger: trigger_json(w),
+    }
+}
+
+fn workflow(hub: &Hub, name: &str) -> Result<Arc<Workflow>, ApiError> {
+    hub.engine
+        .project()
+        .workflows
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("the project has no workflow named `{name}`")))
+}
+
+/// Lists the workflows of the project being served.
+#[utoipa::path(get, path = "/workflows", tag = "workflows",
+    responses((status = 200, description = "The workflows", body = WorkflowList)))]
+async fn list_workflows(State(hub): State<Arc<Hub>>) -> axum::Json<WorkflowList> {
+    let project = hub.engine.project();
+    axum::Json(WorkflowList {
+        workflows: project.workflows.values().map(|w| summary(w)).collect(),
+    })
+}
+
+/// Shows one workflow: its version, trigger and text.
+#[utoipa::path(get, path = "/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses(
+        (status = 200, description = "The workflow", body = WorkflowDetail),
+        (status = 404, description = "No such workflow", body = ErrorBody)))]
+async fn show_workflow(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<WorkflowDetail>, ApiError> {
+    let w = workflow(&hub, &name)?;
+    Ok(axum::Json(WorkflowDetail {
+        summary: summary(&w),
+        source: w.source.to_string(),
+    }))
+}
+
+/// Lints a workflow file posted as the request body (YAML text), against the project's
+/// connections and workflows. Changes nothing.
+#[utoipa::path(post, path = "/workflows/lint", tag = "workflows",
+    params(("file" = Option<String>, Query, description = "The file name to report problems against (default workflows/posted.yaml); it also gives the default workflow name")),
+    request_body(content = String, content_type = "application/yaml", description = "The workflow file's text"),
+    responses(
+        (status = 200, description = "The problems found (none when `ok`)", body = LintResult),
+        (status = 400, description = "The body is not UTF-8 text", body = ErrorBody)))]
+async fn lint_workflow(
+    State(hub): State<Arc<Hub>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<axum::Json<LintResult>, ApiError> {
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body must be the workflow file as UTF-8 text"))?;
+    let file = query
+        .get("file")
+        .cloned()
+        .unwrap_or_else(|| "workflows/posted.yaml".into());
+    let catalog = weft_connectors::catalog();
+    let problems = match hub.engine.project().parse_workflow(&file, text, &catalog) {
+        Ok(_) => Vec::new(),
+        Err(diags) => diags
+            .into_iter()
+            .map(|d| Problem {
+                file: d.file,
+                line: d.line,
+                column: d.column,
+                message: d.message,
+            })
+            .collect(),
+    };
+    Ok(axum::Json(LintResult {
+        ok: problems.is_empty(),
+        problems,
+    }))
+}
+
+/// Starts a run of a `manual` workflow. The answer comes once the run is committed; the run
+/// executes afterwards (follow it with `GET /api/runs/{id}`).
+#[utoipa::path(post, path = "/workflows/{name}/runs", tag = "runs",
+    params(("name" = String, Path, description = "The workflow's name")),
+    request_body(content = StartRun, description = "The input, and an optional idempotency key"),
+    responses(
+        (status = 202, description = "The run is committed", body = RunRef),
+        (status = 400, description = "The body is not a valid request", body = ErrorBody),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "The workflow is not started manually", body = ErrorBody)))]
+async fn start_run(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let w = workflow(&hub, &name)?;
+    if w.trigger != Trigger::Manual {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "workflow `{name}` is started by its {} trigger, not through the API",
+                w.trigger.type_name()
+            ),
+        ));
+    }
+    let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRun {
+            input: None,
+            idempotency_key: None,
+        }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))?
+    };
+    let created = hub
+        .engine
+        .start_run(
+            &name,
+            request.input.unwrap_or_else(|| json!({})),
+            request.idempotency_key,
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(RunRef {
+            run_id: created.id().to_string(),
+            duplicate: Some(matches!(created, weft_store::Created::Existing(_))),
+            outcome: None,
+        }),
+    )
+        .into_response())
+}
+
+/// Lists runs, newest first, a page at a time.
+#[utoipa::path(get, path = "/runs", tag = "runs",
+    params(
+        ("workflow" = Option<String>, Query, description = "Only runs of this workflow"),
+        ("state" = Option<String>, Query, description = "Only runs in this state: queued, running, waiting, succeeded, failed or cancelled"),
+        ("limit" = Option<u32>, Query, description = "Most runs on the page, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody)))]
+async fn list_runs(
+    State(hub): State<Arc<Hub>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<axum::Json<RunPage>, ApiError> {
+    for key in query.keys() {
+        if !["workflow", "state", "limit", "cursor"].contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{key}`; this route takes workflow, state, limit and cursor"
+            )));
+        }
+    }
+    let state = match query.get("state") {
+        Some(s) => Some(s.parse::<RunState>().map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let limit = match query.get("limit") {
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`limit` must be a whole number from 1 to {MAX_PAGE}, found `{l}`"
+                )));
+            }
+        },
+        None => 50,
+    };
+    let runs = hub
+        .engine
+        .store()
+        .list_runs(&RunFilter {
+            workflow: query.get("workflow").cloned(),
+            state,
+            root: None,
+            before: query.get("cursor").cloned(),
+            limit: limit + 1,
+        })
+        .await?;
+    let more = runs.len() > limit as usize;
+    let page: Vec<_> = runs.into_iter().take(limit as usize).collect();
+    let next_cursor = if more {
+        page.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(RunPage {
+        runs: page.iter().map(|r| view::run_json(r, None)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Shows a run with every step attempt: input, output or error, and timings.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "The run's id, or a unique prefix of it")),
+    responses(
+        (status = 200, description = "The run, with `steps`", body = Object),
+        (status = 400, description = "The prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody)))]
+async fn show_run(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let store = hub.engine.store();
+    let id = store.resolve_run_id(&id).await?;
+    let run = store
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run has the id {id}")))?;
+    let attempts = store.attempts(&id).await?;
+    Ok(axum::Json(view::run_json(&run, Some(&attempts))))
+}
+
+/// Continues a failed run from its failed step, with a fresh attempt budget.
+#[utoipa::path(post, path = "/runs/{id}/retry", tag = "runs",
+    params(("id" = String, Path, description = "The run's id, or a unique prefix of it")),
+    responses(
+        (status = 202, description = "The run is queued again", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is not failed", body = ErrorBody)))]
+async fn retry_run(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = hub.engine.store().resolve_run_id(&id).await?;
+    hub.engine.retry(&id).await?;
+    Ok(accepted(id, None))
+}
+
+/// Cancels a run and its unfinished child runs.
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "The run's id, or a unique prefix of it")),
+    responses(
+        (status = 202, description = "Cancelled, or asked to stop at its next step boundary", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is already finished", body = ErrorBody)))]
+async fn cancel_run(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = hub.engine.store().resolve_run_id(&id).await?;
+    let outcome = match hub.engine.cancel(&id).await? {
+        CancelOutcome::Cancelled => "cancelled",
+        CancelOutcome::Requested => "requested",
+    };
+    Ok(accepted(id, Some(outcome)))
+}
+
+/// Starts a new run from the trigger event of a run, on the workflow's current version.
+#[utoipa::path(post, path = "/runs/{id}/replay", tag = "runs",
+    params(("id" = String, Path, description = "The run's id, or a unique prefix of it")),
+    responses(
+        (status = 202, description = "The new run is committed", body = RunRef),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run's workflow is no longer in the project", body = ErrorBody)))]
+async fn replay_run(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = hub.engine.store().resolve_run_id(&id).await?;
+    let new_id = hub.engine.replay(&id).await?;
+    Ok(accepted(new_id, None))
+}
+
+fn accepted(run_id: String, outcome: Option<&str>) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(RunRef {
+            run_id,
+            duplicate: None,
+            outcome: outcome.map(str::to_string),
+        }),
+    )
+        .into_response()
+}

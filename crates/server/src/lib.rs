@@ -1,0 +1,222 @@
+//! Weft as a long-running hub: it receives webhooks, fires schedules, serves the REST API, health
+//! checks and metrics, and drives the engine until it is told to stop.
+//!
+//! # Brief overview
+//!
+//! - [`serve`] is the entry point: it binds the listener, starts the engine's drive loop, the
+//!   schedulers, retention and (with `watch`) the project reloader, and shuts them down in order.
+//! - [`Hub`] is the state the HTTP handlers share: the engine and the routing tables derived from the
+//!   current project ([`hooks`] by path).
+//! - [`hooks`] turns an inbound request into a committed run (or a clear 4xx); [`api`] is the REST API
+//!   with its OpenAPI document; [`ops`] is `/healthz`, `/readyz` and `/metrics`; [`schedule`] fires
+//!   cron slots; [`reload`] watches the project folder.
+//!
+//! The server never writes SQL and never runs steps: it commits events through
+//! [`weft_engine::Engine::accept`] and reads runs through the store trait.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod error;
+pub mod hooks;
+pub mod ops;
+pub mod reload;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use weft_core::{Project, Trigger, Workflow};
+use weft_engine::{Engine, Until};
+use weft_store::ClaimScope;
+
+/// How the hub runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The project folder (for `--watch`).
+    pub dir: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Reload the project when its files change.
+    pub watch: bool,
+    /// Longest time a shutdown waits for in-flight steps before exiting anyway (their runs resume
+    /// at the next start).
+    pub shutdown_timeout: Duration,
+}
+
+/// The default port: not used by any standard service.
+pub const DEFAULT_PORT: u16 = 7807;
+
+/// Errors that stop the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {message}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Http(String),
+}
+
+/// What the HTTP handlers share.
+pub struct Hub {
+    /// The engine.
+    pub engine: Engine,
+    /// Webhook workflows by path, from the current project.
+    hooks: RwLock<Arc<HashMap<String, Arc<Workflow>>>>,
+    /// Set once the project is loaded and the drive loop runs; cleared on shutdown.
+    ready: AtomicBool,
+    /// The metrics recorder's handle, when this process installed one.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl Hub {
+    /// A hub for `engine`, with routing tables from its current project.
+    pub fn new(engine: Engine) -> Arc<Hub> {
+        let hub = Hub {
+            hooks: RwLock::new(Arc::new(HashMap::new())),
+            engine,
+            ready: AtomicBool::new(false),
+            metrics: ops::install_recorder(),
+        };
+        hub.route(&hub.engine.project());
+        Arc::new(hub)
+    }
+
+    /// Rebuilds the routing tables from `project`.
+    pub fn route(&self, project: &Project) {
+        let hooks: HashMap<String, Arc<Workflow>> = project
+            .workflows
+            .values()
+            .filter_map(|w| match &w.trigger {
+                Trigger::Webhook(h) => Some((h.path.clone(), w.clone())),
+                _ => None,
+            })
+            .collect();
+        let hooks = Arc::new(hooks);
+        match self.hooks.write() {
+            Ok(mut slot) => *slot = hooks,
+            Err(poisoned) => *poisoned.into_inner() = hooks,
+        }
+    }
+
+    /// The webhook workflow listening on `path`.
+    pub fn hook(&self, path: &str) -> Option<Arc<Workflow>> {
+        let hooks = match self.hooks.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        hooks.get(path).cloned()
+    }
+
+    /// Whether the hub takes work.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(hub: Arc<Hub>) -> axum::Router {
+    let (api, _) = api::router().split_for_parts();
+    axum::Router::new()
+        .merge(ops::router())
+        .merge(hooks::router())
+        .nest("/api", api)
+        .fallback(error::no_route)
+        .with_state(hub)
+}
+
+/// Runs the hub until `shutdown` completes, then stops taking requests, lets in-flight steps finish
+/// (at most `options.shutdown_timeout`) and returns.
+pub async fn serve(
+    engine: Engine,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr: options.listen,
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().unwrap_or(options.listen);
+    let hub = Hub::new(engine.clone());
+
+    let drive = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.drive(ClaimScope::All, Until::Shutdown).await })
+    };
+    let schedules = schedule::Schedules::start(engine.clone());
+    let retention = tokio::spawn(ops::retention(engine.clone()));
+    let reloader = options.watch.then(|| {
+        tokio::spawn(reload::watch(
+            options.dir.clone(),
+            hub.clone(),
+            schedules.clone(),
+        ))
+    });
+    hub.ready.store(true, Ordering::Relaxed);
+    tracing::info!(address = %local, "Weft is listening on http://{local}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let app = router(hub.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    shutdown.await;
+    tracing::info!(
+        "Shutting down: no new requests; in-flight steps get {} to finish.",
+        weft_core::duration::format(options.shutdown_timeout)
+    );
+    hub.ready.store(false, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    schedules.stop();
+    retention.abort();
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    engine.shutdown();
+    let deadline = tokio::time::sleep(options.shutdown_timeout);
+    tokio::pin!(deadline);
+    let mut drive = drive;
+    let mut server = server;
+    let mut drive_done = false;
+    let mut server_done = false;
+    while !(drive_done && server_done) {
+        tokio::select! {
+            r = &mut drive, if !drive_done => {
+                drive_done = true;
+                if let Ok(Err(e)) = r {
+                    tracing::error!(error = %e, "The engine stopped with an error.");
+                }
+            }
+            r = &mut server, if !server_done => {
+                server_done = true;
+                if let Ok(Err(e)) = r {
+                    return Err(ServeError::Http(e.to_string()));
+                }
+            }
+            () = &mut deadline => {
+                tracing::warn!("In-flight work did not finish in time; it resumes at the next start.");
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Operations: `/healthz` (the process is up), `/readyz` (the store answers and the project is
+//! loaded), `/metrics` (Prometheus text) and the background retention of old runs.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use weft_engine::Engine;
+use weft_store::now_millis;
+
+use crate::Hub;
+use crate::error::ApiError;
+
+/// Bucket bounds of the step duration histogram, in seconds.
+const STEP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// How often retention looks for runs to delete.
+const RETENTION_EVERY: Duration = Duration::from_secs(15 * 60);
+/// Runs deleted per transaction, so that retention never holds the writer long.
+const RETENTION_BATCH: u32 = 500;
+
+/// `/healthz`, `/readyz` and `/metrics`.
+pub fn router() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+/// Installs the Prometheus recorder for this process, once. Returns `None` when another recorder
+/// is installed already (as in tests that start several hubs in one process).
+pub(crate) fn install_recorder() -> Option<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("weft_step_duration_seconds".into()),
+                    STEP_BUCKETS,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+    if !hub.is_ready() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the hub is starting or shutting down",
+        )
+        .into_response();
+    }
+    match hub.engine.store().count_unfinished().await {
+        Ok(_) => axum::Json(
+            json!({"status": "ready", "workflows": hub.engine.project().workflows.len()}),
+        )
+        .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the store does not answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+async fn metrics_text(State(hub): State<Arc<Hub>>) -> Response {
+    let mut text = hub.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    match hub.engine.store().count_unfinished().await {
+        Ok(counts) => {
+            text.push_str("# HELP weft_runs_unfinished Runs queued, running or waiting, by workflow and state.\n");
+            text.push_str("# TYPE weft_runs_unfinished gauge\n");
+            for (workflow, state, n) in counts {
+                let _ = writeln!(
+                    text,
+                    "weft_runs_unfinished{{workflow=\"{}\",state=\"{}\"}} {n}",
+                    escape_label(&workflow),
+                    state.as_str()
+                );
+            }
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Deletes runs older than the project's `retention.runs`, now and every quarter of an hour.
+pub(crate) async fn retention(engine: Engine) {
+    loop {
+        if let Some(keep) = engine.project().settings.retention {
+            let before = now_millis() - keep.as_millis() as i64;
+            let mut total = 0u64;
+            loop {
+                match engine.store().purge_finished(before, RETENTION_BATCH).await {
+                    Ok(n) => {
+                        total += n;
+                        metrics::counter!("weft_runs_purged_total").increment(n);
+                        if n < u64::from(RETENTION_BATCH) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Retention could not delete old runs; it tries again later.");
+                        break;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            if total > 0 {
+                tracing::info!(
+                    runs = total,
+                    "Retention deleted runs that finished more than {} ago.",
+                    weft_core::duration::format(keep)
+                );
+            }
+        }
+        tokio::time::sleep(RETENTION_EVERY).await;
+    }
+}

@@ -1,0 +1,69 @@
+//! `weft serve --watch`: reloads the project when its files change.
+//!
+//! The folder is read once a second and compared with the version being served. A version that
+//! loads becomes the one new runs start on (runs already started finish on their own version); a
+//! version with problems is reported, problem by problem, and the last good one keeps serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_core::Project;
+use weft_engine::project_dir;
+
+use crate::Hub;
+use crate::schedule::Schedules;
+
+/// How often the folder is read.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Watches `dir` until the task is aborted.
+pub async fn watch(dir: PathBuf, hub: Arc<Hub>, schedules: Schedules) {
+    let catalog = weft_connectors::catalog();
+    let mut seen = project_dir::read(&dir).ok().map(|f| f.sources);
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let files = match project_dir::read(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("Cannot read the project for reloading: {e}");
+                continue;
+            }
+        };
+        if seen.as_ref() == Some(&files.sources) {
+            continue;
+        }
+        seen = Some(files.sources.clone());
+        let project = match Project::load(&files.sources, &catalog) {
+            Ok(p) => p,
+            Err(problems) => {
+                for d in &problems {
+                    tracing::error!("{d}");
+                }
+                tracing::error!(
+                    problems = problems.len(),
+                    "The changed project has problems; the last good version keeps serving."
+                );
+                metrics::counter!("weft_reloads_total", "outcome" => "rejected").increment(1);
+                continue;
+            }
+        };
+        let registry = match weft_connectors::Registry::build(&project) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}; the last good version keeps serving.");
+                metrics::counter!("weft_reloads_total", "outcome" => "rejected").increment(1);
+                continue;
+            }
+        };
+        let project = Arc::new(project);
+        hub.engine.set_project(project.clone(), registry);
+        hub.route(&project);
+        schedules.restart();
+        metrics::counter!("weft_reloads_total", "outcome" => "loaded").increment(1);
+        tracing::info!(
+            workflows = project.workflows.len(),
+            "Reloaded the project; new runs start on the new version."
+        );
+    }
+}
