@@ -8,6 +8,7 @@ mod init;
 mod lint;
 mod output;
 mod run;
+mod serve;
 mod setup;
 mod test;
 
@@ -130,6 +131,30 @@ enum Command {
         #[command(flatten)]
         project: ProjectArg,
     },
+    /// Run the project as a hub: webhooks, schedules, the REST API, health checks and metrics.
+    ///
+    /// Serves /hooks/<path> for webhook workflows, fires schedule workflows, and answers the REST
+    /// API under /api (its OpenAPI document is /api/openapi.json), /healthz, /readyz and /metrics.
+    /// Unfinished runs resume at once. Ctrl-C or SIGTERM stops taking requests, lets in-flight steps
+    /// finish (at most --shutdown-timeout) and exits; whatever is left resumes at the next start.
+    Serve {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Address and port to listen on.
+        #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7807")]
+        listen: std::net::SocketAddr,
+        /// Reload the project when its files change; a version with problems is reported and the
+        /// last good one keeps serving.
+        #[arg(long)]
+        watch: bool,
+        /// Longest time a shutdown waits for in-flight steps.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        shutdown_timeout: std::time::Duration,
+        /// Log format: text, or json (one object per line).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Look at runs and steer them: list, show, retry, replay, resume, cancel.
     Runs {
         #[command(subcommand)]
@@ -230,9 +255,25 @@ pub(crate) struct ProjectArg {
     pub dir: PathBuf,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    weft_core::duration::parse(text)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    match &cli.command {
+        Command::Serve { log_format, .. } => init_logging(*log_format, "info"),
+        _ => init_logging(LogFormat::Text, "warn"),
+    }
     // jq programs are parsed, compiled and run recursively; the core bounds their size, and these
     // stacks leave room for the largest it allows.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -300,15 +341,27 @@ async fn dispatch(command: Command) -> CmdResult {
             RunsCommand::Cancel { id, project } => run::cancel(&project.dir, &id).await,
         },
         Command::Test { dir, json } => test::test(&dir, json).await,
+        Command::Serve {
+            dir,
+            listen,
+            watch,
+            shutdown_timeout,
+            log_format: _,
+        } => serve::serve(&dir, listen, watch, shutdown_timeout).await,
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let filter =
+        EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

@@ -2,15 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use weft_core::AttemptState;
 use weft_engine::Event;
-use weft_store::{AttemptRecord, Millis, RunRecord};
+use weft_store::{AttemptRecord, RunRecord};
 
 /// A timestamp as RFC 3339 in UTC.
-pub(crate) fn time(ms: Millis) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| format!("{t:.3}"))
-}
+pub(crate) use weft_engine::view::time;
 
 /// A duration for people: `12 ms`, `1.4 s`, `3 min 5 s`.
 pub(crate) fn elapsed(d: Duration) -> String {
@@ -109,46 +107,6 @@ pub(crate) fn event_line(
             Some(line)
         }
     }
-}
-
-/// A run record as JSON, with its attempts when given.
-pub(crate) fn run_json(run: &RunRecord, attempts: Option<&[AttemptRecord]>) -> Value {
-    let mut v = json!({
-        "id": run.id,
-        "workflow": run.workflow,
-        "version": run.version,
-        "state": run.state.as_str(),
-        "root_id": run.root_id,
-        "parent_id": run.parent_id,
-        "parent_step": run.parent_step,
-        "idempotency_key": run.idempotency_key,
-        "trigger": run.trigger,
-        "input": run.input,
-        "output": run.output,
-        "error": run.error,
-        "wake_at": run.wake_at.map(time),
-        "created_at": time(run.created_at),
-        "started_at": run.started_at.map(time),
-        "finished_at": run.finished_at.map(time),
-    });
-    if let Some(attempts) = attempts {
-        v["steps"] = attempts.iter().map(attempt_json).collect();
-    }
-    v
-}
-
-fn attempt_json(a: &AttemptRecord) -> Value {
-    json!({
-        "step": a.step_key.as_str(),
-        "attempt": a.attempt,
-        "state": a.state.as_str(),
-        "input": a.input,
-        "output": a.output,
-        "error": a.error,
-        "wake_at": a.wake_at.map(time),
-        "started_at": time(a.started_at),
-        "finished_at": a.finished_at.map(time),
-    })
 }
 
 /// A value shortened to one line of at most `max` characters.

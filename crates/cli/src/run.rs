@@ -55,7 +55,7 @@ fn parse_input(arg: &str) -> Result<Value, CliError> {
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-async fn interrupt() {
+pub(crate) async fn interrupt() {
     #[cfg(unix)]
     {
         let mut term =
@@ -159,7 +159,7 @@ async fn follow(engine: &Engine, id: &str, json: bool) -> CmdResult {
         let attempts = store.attempts(id).await.map_err(store_error)?;
         println!(
             "{}",
-            serde_json::to_string_pretty(&output::run_json(&run, Some(&attempts)))
+            serde_json::to_string_pretty(&weft_engine::view::run_json(&run, Some(&attempts)))
                 .map_err(CliError::internal)?
         );
     }
@@ -369,7 +369,10 @@ pub(crate) async fn list(
         .await
         .map_err(store_error)?;
     if json {
-        let list: Vec<Value> = runs.iter().map(|r| output::run_json(r, None)).collect();
+        let list: Vec<Value> = runs
+            .iter()
+            .map(|r| weft_engine::view::run_json(r, None))
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&list).map_err(CliError::internal)?
@@ -426,7 +429,7 @@ pub(crate) async fn show(dir: &Path, id: &str, json: bool) -> CmdResult {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&output::run_json(&run, Some(&attempts)))
+            serde_json::to_string_pretty(&weft_engine::view::run_json(&run, Some(&attempts)))
                 .map_err(CliError::internal)?
         );
     } else {

@@ -105,11 +105,16 @@ fn crates_depend_only_as_the_architecture_allows() {
         "engine depends on core, store and the connectors"
     );
     assert_eq!(
+        weft_dependencies("server"),
+        vec!["weft-connectors", "weft-core", "weft-engine", "weft-store"],
+        "server depends on the engine and what it is built from, never on the cli"
+    );
+    assert_eq!(
         weft_dependencies("testkit"),
         Vec::<String>::new(),
         "testkit is test support only"
     );
-    for krate in ["core", "store", "connectors", "engine", "testkit"] {
+    for krate in ["core", "store", "connectors", "engine", "server", "testkit"] {
         assert!(
             !weft_dependencies(krate).contains(&"weft".to_string()),
             "nothing depends on the cli"
@@ -128,7 +133,7 @@ fn crates_depend_only_as_the_architecture_allows() {
         );
     }
     // Only the store speaks SQL about our own state.
-    for krate in ["engine", "connectors", "cli"] {
+    for krate in ["engine", "connectors", "server", "cli"] {
         assert!(
             !all_dependencies(krate).contains(&"sqlx".to_string()),
             "{krate} must not use sqlx"

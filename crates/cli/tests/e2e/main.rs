@@ -14,3 +14,5 @@ mod examples;
 mod lint;
 /// Retries against a server that fails on cue, and `weft runs retry`.
 mod retries;
+/// `weft serve`: signed webhooks, SIGKILL and SIGTERM under load, schedules, the API, metrics, reload.
+mod serve;
