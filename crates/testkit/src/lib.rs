@@ -79,6 +79,10 @@ pub struct Seen {
     pub idempotency_key: String,
     /// The body as JSON (`null` when it was not JSON).
     pub body: Value,
+    /// The body's exact bytes.
+    pub raw_body: Vec<u8>,
+    /// Every header, names in lower case (repeated ones joined with `, `).
+    pub headers: HashMap<String, String>,
 }
 
 /// A scripted HTTP server on loopback. Unscripted names answer `200 {"echo": <body>, "call": n}`.
@@ -150,7 +154,19 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let raw_body = body.to_vec();
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut header_map: HashMap<String, String> = HashMap::new();
+    for (k, v) in &headers {
+        let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        header_map
+            .entry(k.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&text);
+            })
+            .or_insert(text);
+    }
     let answer = {
         let mut seen = server.seen.lock().expect("not poisoned");
         seen.push(Seen {
@@ -158,6 +174,8 @@ async fn answer(
             method: method.to_string(),
             idempotency_key,
             body: body.clone(),
+            raw_body,
+            headers: header_map,
         });
         let count = seen.iter().filter(|s| s.name == name).count();
         match server.scripts.lock().expect("not poisoned").get(&name) {

@@ -132,3 +132,97 @@ async fn a_permanent_400_fails_at_once_and_runs_retry_resumes_from_that_step() {
         out.stderr
     );
 }
+
+/// A Standard Webhooks secret: `whsec_` and base64.
+const PARTNER_WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+#[tokio::test]
+async fn a_signing_connection_is_a_verifiable_webhook_sender_across_retries() {
+    use weft_core::signature::verify;
+    use weft_core::trigger::Scheme;
+
+    let (server, addr) = ScriptedServer::start().await;
+    server.script(
+        "partner",
+        vec![Answer::status(503), Answer::ok(json!({"received": true}))],
+    );
+    let wf = "trigger: manual\nsteps:\n  - id: notify\n    uses: partner.request\n    with: { method: POST, path: /partner, body: { event: order.paid, order: 7 } }\n    retry: { attempts: 3, backoff: fixed, initial: 10ms, jitter: false }\n";
+    let p = Project::new(
+        &format!(
+            "connections:\n  partner:\n    type: http\n    base_url: http://{addr}\n    sign: {{ scheme: standard-webhooks, secret: {{ env: PARTNER_WHSEC }} }}\n"
+        ),
+        &[("notify", wf)],
+    );
+    let out = crate::support::command(p.path(), &["run", "notify", "--json"])
+        .env("PARTNER_WHSEC", PARTNER_WHSEC)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["state"], "succeeded");
+
+    // Both attempts carry the same webhook-id (the step's idempotency key), so the receiver can
+    // de-duplicate; each one is signed over the exact bytes it received.
+    let seen = server.seen("partner");
+    assert_eq!(seen.len(), 2);
+    let expected_id = format!("{}/notify", run["id"].as_str().unwrap());
+    let now = jiff::Timestamp::now().as_second();
+    for request in &seen {
+        assert_eq!(request.headers["webhook-id"], expected_id);
+        assert_eq!(request.idempotency_key, expected_id);
+        assert_eq!(request.body, json!({"event": "order.paid", "order": 7}));
+        let header = |name: &str| request.headers.get(&name.to_ascii_lowercase()).cloned();
+        verify(
+            &Scheme::StandardWebhooks,
+            PARTNER_WHSEC,
+            &header,
+            &request.raw_body,
+            now,
+            300,
+        )
+        .unwrap_or_else(|e| panic!("the receiver accepts the signature: {e}"));
+        let mut tampered = request.raw_body.clone();
+        tampered[2] ^= 1;
+        assert!(
+            verify(
+                &Scheme::StandardWebhooks,
+                PARTNER_WHSEC,
+                &header,
+                &tampered,
+                now,
+                300
+            )
+            .is_err(),
+            "a changed body does not verify"
+        );
+        assert!(
+            verify(
+                &Scheme::StandardWebhooks,
+                "whsec_b3RoZXI=",
+                &header,
+                &request.raw_body,
+                now,
+                300
+            )
+            .is_err(),
+            "another secret does not verify"
+        );
+    }
+
+    // Without its secret the step fails at once, saying which variable is missing; nothing is sent.
+    let out = p.weft(&["run", "notify"]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("signing secret: the environment variable PARTNER_WHSEC is not set"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.seen("partner").len(), 2);
+}

@@ -14,6 +14,10 @@
 //! | `form` | a mapping, sent as `application/x-www-form-urlencoded` |
 //! | `timeout` | a duration such as `10s`, instead of the connection's timeout |
 //!
+//! When the connection has `sign`, every request carries Standard Webhooks headers
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature`) over the exact body bytes sent; see
+//! [`Signing`](super::config::Signing).
+//!
 //! The output is `{status, headers, body}`: header names in lower case, the body parsed as JSON when
 //! the response says it is JSON, text when it is UTF-8, and otherwise `null` with the bytes in
 //! `body_base64`.
@@ -28,7 +32,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
 use weft_core::{Connection, Diagnostics, json_kind};
 
-use super::config::{Auth, HttpConfig};
+use super::config::{Auth, HttpConfig, Signing};
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector};
 
@@ -435,20 +439,40 @@ impl Connector for HttpConnector {
                 builder = builder.header(header.clone(), value);
             }
         }
-        builder = match &request.body {
-            Body::None => builder,
-            Body::Json(v) => builder.json(v),
-            Body::Text(t) => {
-                if request.headers.contains_key(CONTENT_TYPE) {
-                    builder.body(t.clone())
-                } else {
-                    builder
-                        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-                        .body(t.clone())
-                }
-            }
-            Body::Form(pairs) => builder.form(pairs),
+        // The body is encoded here, not by the client, so that a signature covers its exact bytes.
+        let (content_type, bytes): (Option<&str>, Vec<u8>) = match &request.body {
+            Body::None => (None, Vec::new()),
+            Body::Json(v) => (
+                Some("application/json"),
+                serde_json::to_vec(v).expect("JSON values always serialize"),
+            ),
+            Body::Text(t) => (Some("text/plain; charset=utf-8"), t.clone().into_bytes()),
+            Body::Form(pairs) => (
+                Some("application/x-www-form-urlencoded"),
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(pairs)
+                    .finish()
+                    .into_bytes(),
+            ),
         };
+        if let Some(ct) = content_type
+            && !request.headers.contains_key(CONTENT_TYPE)
+        {
+            builder = builder.header(CONTENT_TYPE, ct);
+        }
+        if let Some(signing) = &self.config.sign {
+            let id = request
+                .headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(call.idempotency_key);
+            let headers = sign(signing, id, jiff::Timestamp::now().as_second(), &bytes)?;
+            // `headers` replaces same-named ones, so a step's own `webhook-*` values never double up.
+            builder = builder.headers(headers);
+        }
+        if !matches!(request.body, Body::None) {
+            builder = builder.body(bytes);
+        }
 
         let mut response = builder
             .send()
@@ -512,6 +536,33 @@ impl Connector for HttpConnector {
             })
         }
     }
+}
+
+/// The Standard Webhooks headers for one request.
+fn sign(
+    signing: &Signing,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<HeaderMap, ActionError> {
+    let secret = signing
+        .secret
+        .resolve()
+        .map_err(|e| ActionError::fatal(format!("signing secret: {e}")))?;
+    let signature = weft_core::signature::standard_webhooks_sign(&secret, id, timestamp, body)
+        .map_err(|e| ActionError::fatal(format!("signing secret: {e}")))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ] {
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            ActionError::fatal(format!("`{name}` holds characters a header cannot carry"))
+        })?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    Ok(headers)
 }
 
 fn status_text(status: StatusCode) -> String {

@@ -8,6 +8,12 @@
 //!     headers: { Accept: application/json }        # sent with every request
 //!     timeout: 30s                                 # per request, unless the step says otherwise
 //!     auth: { type: bearer, token: { env: SHOP_TOKEN } }
+//!   partners:
+//!     type: http
+//!     base_url: https://partner.example.com/hooks
+//!     # Signs every request with the Standard Webhooks scheme: webhook-id (the step's idempotency
+//!     # key, the same on every retry), webhook-timestamp and webhook-signature.
+//!     sign: { scheme: standard-webhooks, secret: { env: PARTNER_WHSEC } }
 //! ```
 //!
 //! Decoding is pure (no I/O), so `weft lint` checks these settings offline.
@@ -23,7 +29,9 @@ use weft_core::yaml::Node;
 use crate::secret::SecretRef;
 
 /// Keys of an `http` connection.
-pub const KEYS: &[&str] = &["type", "base_url", "headers", "timeout", "auth"];
+pub const KEYS: &[&str] = &["type", "base_url", "headers", "timeout", "auth", "sign"];
+/// Keys of `sign`.
+pub const SIGN_KEYS: &[&str] = &["scheme", "secret"];
 /// Keys of `auth`.
 pub const AUTH_KEYS: &[&str] = &["type", "token", "username", "password", "header", "value"];
 
@@ -42,6 +50,20 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// How requests authenticate.
     pub auth: Option<Auth>,
+    /// How every request is signed for its receiver, if at all.
+    pub sign: Option<Signing>,
+}
+
+/// Signing of outbound requests, so that receivers can check they come from this hub.
+///
+/// The only scheme is `standard-webhooks`: `webhook-id` is the step's idempotency key (the same on
+/// every retry of the step, so a receiver can de-duplicate) unless the step sets a `webhook-id`
+/// header itself; `webhook-timestamp` is the time of the attempt in seconds; `webhook-signature` is
+/// `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the secret (`whsec_` and base64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signing {
+    /// The signing secret, `{ env: NAME }`.
+    pub secret: SecretRef,
 }
 
 /// How an `http` connection authenticates. Every credential is a reference, `{ env: NAME }`.
@@ -129,12 +151,14 @@ impl HttpConfig {
             .and_then(|n| decode::duration(n, "`timeout`", diags))
             .unwrap_or(DEFAULT_TIMEOUT);
         let auth = f.get("auth").and_then(|n| decode_auth(n, diags));
+        let sign = f.get("sign").and_then(|n| decode_sign(n, diags));
         f.finish(diags);
         Some(HttpConfig {
             base_url,
             headers,
             timeout,
             auth,
+            sign,
         })
     }
 }
@@ -196,6 +220,31 @@ fn decode_auth(node: &Node, diags: &mut Diagnostics) -> Option<Auth> {
     auth
 }
 
+fn decode_sign(node: &Node, diags: &mut Diagnostics) -> Option<Signing> {
+    let mut f = Fields::new(node, "`sign`", SIGN_KEYS, diags)?;
+    let scheme_ok = match f.get("scheme") {
+        None => true,
+        Some(n) => match decode::string(n, "`sign.scheme`", diags).as_deref() {
+            Some("standard-webhooks") => true,
+            Some(other) => {
+                diags.error(
+                    n.pos,
+                    format!("unknown `sign.scheme` `{other}`; Weft signs with standard-webhooks"),
+                );
+                false
+            }
+            None => false,
+        },
+    };
+    let secret = f
+        .require("secret", diags)
+        .and_then(|n| SecretRef::decode(n, "`sign.secret`", diags));
+    f.finish(diags);
+    secret
+        .filter(|_| scheme_ok)
+        .map(|secret| Signing { secret })
+}
+
 fn node_of<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
     match &node.kind {
         weft_core::yaml::Kind::Map(entries) => {
@@ -235,12 +284,23 @@ mod tests {
                 token: SecretRef::Env("SHOP_TOKEN".into())
             })
         );
+        assert_eq!(c.sign, None);
+        let (c, errs) = decode(
+            "type: http\nsign: { scheme: standard-webhooks, secret: { env: PARTNER_WHSEC } }\n",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            c.unwrap().sign,
+            Some(Signing {
+                secret: SecretRef::Env("PARTNER_WHSEC".into())
+            })
+        );
     }
 
     #[test]
     fn bad_settings_are_reported_with_positions() {
         let (_, errs) = decode(
-            "type: http\nbase_url: ftp://x\nheaders: {\"bad header\": x}\nauth: {type: basic, username: ada, password: hunter2, token: {env: X}}\nretries: 3\n",
+            "type: http\nbase_url: ftp://x\nheaders: {\"bad header\": x}\nauth: {type: basic, username: ada, password: hunter2, token: {env: X}}\nretries: 3\nsign: {scheme: jwt, secret: whsec_abc}\n",
         );
         assert_eq!(
             errs,
@@ -249,7 +309,9 @@ mod tests {
                 "weft.yaml:3:11: `bad header` is not a valid header name",
                 "weft.yaml:4:46: `auth.password` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
                 "weft.yaml:4:55: `token` does not apply to this `auth`",
-                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth",
+                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth, sign",
+                "weft.yaml:6:16: unknown `sign.scheme` `jwt`; Weft signs with standard-webhooks",
+                "weft.yaml:6:29: `sign.secret` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
             ]
         );
     }
