@@ -51,7 +51,7 @@ pub fn workflow_schema() -> Value {
             "expression": expression,
             "duration": duration,
             "trigger": {
-                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>) or `schedule` (cron).",
+                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>), `schedule` (cron) or `poll` (an HTTP API asked for new items).",
                 "oneOf": [
                     { "enum": ["manual", "webhook"] },
                     {
@@ -71,6 +71,12 @@ pub fn workflow_schema() -> Value {
                         "additionalProperties": false,
                         "required": ["schedule"],
                         "properties": { "schedule": { "$ref": "#/$defs/schedule" } }
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["poll"],
+                        "properties": { "poll": { "$ref": "#/$defs/poll" } }
                     }
                 ]
             },
@@ -108,6 +114,19 @@ pub fn workflow_schema() -> Value {
                     "timezone": { "type": "string", "default": "UTC", "description": "IANA time zone the expression is read in, such as Europe/Berlin." },
                     "missed": { "enum": ["skip", "once"], "default": "skip", "description": "Slots that fell due while the hub was down: forget them, or run once for the latest." },
                     "overlap": { "enum": ["allow", "skip", "queue"], "default": "allow", "description": "A slot that falls due while the previous run is unfinished: run anyway, skip it, or run when the previous one finishes." }
+                }
+            },
+            "poll": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["every", "uses", "items", "key"],
+                "properties": {
+                    "every": { "$ref": "#/$defs/duration", "description": "Time between polls; at least 1s." },
+                    "uses": { "type": "string", "description": "The action called, as in a step: `<connection>.<action>`, such as `shop.request`." },
+                    "with": { "type": ["object", "string"], "description": "The action's inputs; expressions read {cursor, vars, env}." },
+                    "items": { "$ref": "#/$defs/expression", "description": "The new items, a list: one expression over {response, cursor, vars, env}." },
+                    "key": { "type": "string", "description": "Each item's de-duplication key, ${{ }} over {item, index, response, cursor, vars, env}; one run per key, ever." },
+                    "cursor": { "$ref": "#/$defs/expression", "description": "The next poll's .cursor, over {items, response, cursor, vars, env}; null keeps the previous one. Committed together with the runs." }
                 }
             },
             "secret": {
@@ -261,6 +280,7 @@ mod tests {
             keys(&s["$defs"]["schedule"]),
             sorted(trigger::SCHEDULE_KEYS)
         );
+        assert_eq!(keys(&s["$defs"]["poll"]), sorted(trigger::POLL_KEYS));
         assert_eq!(
             keys(&s["$defs"]["step"]["properties"]["wait"]["oneOf"][1]),
             sorted(WAIT_KEYS)

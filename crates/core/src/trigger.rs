@@ -21,6 +21,17 @@
 //!     timezone: Europe/Berlin          # default UTC
 //!     missed: skip                     # slots missed while the hub was down: skip | once
 //!     overlap: skip                    # when the previous run is unfinished: allow | skip | queue
+//!
+//! trigger:
+//!   poll:                              # asks an HTTP API for new items every interval
+//!     every: 1m                        # at least 1s
+//!     uses: shop.request               # an action of a connection, as in a step
+//!     with:                            # its inputs, over {cursor, vars, env}
+//!       path: /orders.json
+//!       query: { updated_at_min: "${{ .cursor // \"1970-01-01T00:00:00Z\" }}" }
+//!     items: ${{ .response.body.orders }}          # the new items, over {response, cursor, vars, env}
+//!     key: ${{ .item.id }}-${{ .item.updated_at }} # one run per key, ever, over {item, …}
+//!     cursor: ${{ [.items[].updated_at] | max }}   # the next .cursor, over {items, response, cursor, …}
 //! ```
 //!
 //! Everything here is pure: cron expressions and time zones are checked and evaluated against the
@@ -31,11 +42,12 @@ use std::time::Duration;
 
 use crate::decode::{self, Fields};
 use crate::diag::{Diagnostics, did_you_mean};
-use crate::expr::Template;
+use crate::expr::{Expr, Template};
 use crate::secret::SecretRef;
+use crate::workflow::{Scope, check_uses};
 use crate::yaml::{Kind, Node, Pos};
 
-/// Trigger types. `poll`, `queue` and `tool` are recognised but not available yet.
+/// Trigger types. `queue` and `tool` are recognised but not available yet.
 pub const TRIGGER_TYPES: &[&str] = &["manual", "webhook", "schedule", "poll", "queue", "tool"];
 /// Keys of a `webhook` trigger.
 pub const WEBHOOK_KEYS: &[&str] = &[
@@ -57,6 +69,10 @@ pub const SIGNATURE_KEYS: &[&str] = &[
 ];
 /// Keys of a `schedule` trigger.
 pub const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "missed", "overlap"];
+/// Keys of a `poll` trigger.
+pub const POLL_KEYS: &[&str] = &["every", "uses", "with", "items", "key", "cursor"];
+/// Shortest interval between polls.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Signature presets.
 pub const PRESETS: &[&str] = &[
     "standard-webhooks",
@@ -85,6 +101,8 @@ pub enum Trigger {
     Webhook(WebhookTrigger),
     /// A cron schedule.
     Schedule(ScheduleTrigger),
+    /// An HTTP API asked for new items every interval.
+    Poll(PollTrigger),
 }
 
 impl Trigger {
@@ -94,6 +112,7 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Webhook(_) => "webhook",
             Trigger::Schedule(_) => "schedule",
+            Trigger::Poll(_) => "poll",
         }
     }
 }
@@ -275,6 +294,44 @@ impl ScheduleTrigger {
     }
 }
 
+/// An HTTP API polled for new items: `trigger: { poll: {…} }`. Each item becomes the `.input` of
+/// one run, and `.trigger` is `{type: "poll", key, polled_at}`.
+///
+/// One poll: evaluate `with` and call the action; evaluate `items`; evaluate `key` for each item;
+/// evaluate `cursor`. The runs and the new cursor are then committed in one transaction, so a crash
+/// either keeps both or neither, and the next poll starts from the last committed cursor. A run
+/// whose key an earlier run of the workflow carries is not started again, which makes overlapping
+/// pages and repeated polls harmless. A poll that fails (the request, an expression, a missing key)
+/// commits nothing and is tried again at the next interval.
+#[derive(Clone, Debug)]
+pub struct PollTrigger {
+    /// Time between the start of one poll and the next.
+    pub every: Duration,
+    /// The connection called, as in `uses: <connection>.<action>`.
+    pub connection: String,
+    /// The action called.
+    pub action: String,
+    /// The action's inputs, over `{cursor, vars, env}`.
+    pub with: Template,
+    /// The new items: an expression over `{response, cursor, vars, env}` that yields a list (`null`
+    /// means none).
+    pub items: Arc<Expr>,
+    /// Each item's de-duplication key, over `{item, index, response, cursor, vars, env}`: text or a
+    /// number. Include a version (an `updated_at`) when a changed item should run again.
+    pub key: Template,
+    /// The cursor for the next poll, over `{items, response, cursor, vars, env}`; `null` keeps the
+    /// previous one. Without it, the cursor stays `null`.
+    pub cursor: Option<Arc<Expr>>,
+    /// The settings as written, to compare versions.
+    pub source: String,
+}
+
+impl PartialEq for PollTrigger {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
 /// Slots missed while the hub was down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Missed {
@@ -296,8 +353,14 @@ pub enum Overlap {
     Queue,
 }
 
-/// Reads `trigger:`. `workflow` is the workflow's name, the default webhook path.
-pub fn read(node: &Node, workflow: Option<&str>, diags: &mut Diagnostics) -> Option<Trigger> {
+/// Reads `trigger:`. `workflow` is the workflow's name, the default webhook path; `scope` is what a
+/// poll's `uses` may name.
+pub fn read(
+    node: &Node,
+    workflow: Option<&str>,
+    scope: &Scope<'_>,
+    diags: &mut Diagnostics,
+) -> Option<Trigger> {
     let (name, pos, settings) = match &node.kind {
         Kind::Str(s) => (s.value.as_str(), node.pos, None),
         Kind::Map(entries) if entries.len() == 1 => (
@@ -351,10 +414,20 @@ pub fn read(node: &Node, workflow: Option<&str>, diags: &mut Diagnostics) -> Opt
                 None
             }
         },
+        "poll" => match settings {
+            Some(s) => read_poll(s, scope, diags).map(Trigger::Poll),
+            None => {
+                diags.error(
+                    pos,
+                    "a poll trigger needs settings: `every`, `uses`, `items` and `key`",
+                );
+                None
+            }
+        },
         other if TRIGGER_TYPES.contains(&other) => {
             diags.error(
                 pos,
-                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual`, `webhook` or `schedule`"),
+                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule` or `poll`"),
             );
             None
         }
@@ -665,6 +738,58 @@ fn read_schedule(node: &Node, diags: &mut Diagnostics) -> Option<ScheduleTrigger
     })
 }
 
+fn read_poll(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option<PollTrigger> {
+    let mut f = Fields::new(node, "poll trigger", POLL_KEYS, diags)?;
+    let every = f.require("every", diags).and_then(|n| {
+        let d = decode::duration(n, "`every`", diags)?;
+        if d < MIN_POLL_INTERVAL {
+            diags.error(n.pos, "`every` must be at least 1s");
+            return None;
+        }
+        Some(d)
+    });
+    let with_node = f.get("with");
+    let with = with_node.map_or(
+        Template::Const(crate::expr::Val::obj(Default::default())),
+        |n| Template::from_node(n, diags),
+    );
+    let uses = f.require("uses", diags).and_then(|n| {
+        let text = decode::string(n, "`uses`", diags)?;
+        check_uses(&text, n.pos, with_node, &with, scope, diags)
+    });
+    let items = f
+        .require("items", diags)
+        .and_then(|n| Template::expr_from_node(n, "`items`", diags));
+    let key = f.require("key", diags).and_then(|n| match &n.kind {
+        Kind::Str(s) if s.value.contains("${{") => Some(Template::from_node(n, diags)),
+        _ => {
+            diags.error(
+                n.pos,
+                "`key` must use `${{ }}` over the item, such as `${{ .item.id }}`; a fixed key would let only one item ever run",
+            );
+            None
+        }
+    });
+    let cursor = f
+        .get("cursor")
+        .map(|n| Template::expr_from_node(n, "`cursor`", diags));
+    f.finish(diags);
+    let (connection, action) = uses?;
+    Some(PollTrigger {
+        every: every?,
+        connection,
+        action,
+        with,
+        items: items?,
+        key: key?,
+        cursor: match cursor {
+            Some(c) => Some(c?),
+            None => None,
+        },
+        source: node.to_json().to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,7 +798,9 @@ mod tests {
     fn read_str(src: &str) -> (Option<Trigger>, Vec<String>) {
         let node = yaml::parse(src).unwrap();
         let mut d = Diagnostics::new("w.yaml");
-        let t = read(&node, Some("orders"), &mut d);
+        let t = crate::workflow::test_scope::with_scope(|scope| {
+            read(&node, Some("orders"), scope, &mut d)
+        });
         (
             t,
             d.into_vec()
@@ -798,5 +925,68 @@ mod tests {
         assert!(d[3].contains("`overlap` must be"), "{d:?}");
         let (_, d) = read_str("schedule");
         assert!(d[0].contains("needs settings"), "{d:?}");
+    }
+
+    #[test]
+    fn polls_read_their_request_and_expressions() {
+        let (t, d) = read_str(
+            "poll:\n  every: 30s\n  uses: shop.request\n  with: { path: /orders, query: { since: '${{ .cursor }}' } }\n  items: ${{ .response.body.orders }}\n  key: ${{ .item.id }}-${{ .item.updated_at }}\n  cursor: ${{ [.items[].updated_at] | max }}\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let Some(Trigger::Poll(p)) = t else {
+            panic!("a poll trigger")
+        };
+        assert_eq!(p.every, Duration::from_secs(30));
+        assert_eq!(
+            (p.connection.as_str(), p.action.as_str()),
+            ("shop", "request")
+        );
+        let ctx = crate::json_to_val(&serde_json::json!({
+            "cursor": "2026-01-01",
+            "response": {"body": {"orders": [{"id": 7, "updated_at": "b"}, {"id": 8, "updated_at": "a"}]}},
+        }));
+        let with = crate::val_to_json(&p.with.eval(&ctx).unwrap()).unwrap();
+        assert_eq!(with["query"]["since"], "2026-01-01");
+        let items = crate::val_to_json(&p.items.eval(&ctx).unwrap()).unwrap();
+        assert_eq!(items.as_array().unwrap().len(), 2);
+        let item_ctx = crate::json_to_val(&serde_json::json!({"item": items[0]}));
+        assert_eq!(
+            crate::val_to_json(&p.key.eval(&item_ctx).unwrap()).unwrap(),
+            "7-b"
+        );
+        let cursor_ctx = crate::json_to_val(&serde_json::json!({"items": items}));
+        let cursor = p.cursor.as_ref().unwrap().eval(&cursor_ctx).unwrap();
+        assert_eq!(crate::val_to_json(&cursor).unwrap(), "b");
+    }
+
+    #[test]
+    fn bad_polls_are_reported() {
+        let (t, d) = read_str(
+            "poll:\n  every: 500ms\n  uses: billing.request\n  items: .response.body\n  key: fixed\n  cursor: ${{ .items | }}\n  colour: red\n",
+        );
+        assert!(t.is_none());
+        assert_eq!(
+            d,
+            vec![
+                "2:10: `every` must be at least 1s",
+                "3:9: unknown connection `billing`; weft.yaml defines: shop",
+                "4:10: `items` must be one expression, such as `${{ .input.total > 100 }}`",
+                "5:8: `key` must use `${{ }}` over the item, such as `${{ .item.id }}`; a fixed key would let only one item ever run",
+                "6:24: jq syntax error in `${{ .items | }}`: expected term, found end of expression",
+                "7:3: unknown key `colour` in poll trigger; expected one of: every, uses, with, items, key, cursor",
+            ]
+        );
+        let (_, d) = read_str("poll:\n  uses: shop.fetch\n  with: { retries: 3 }\n");
+        assert_eq!(
+            d,
+            vec![
+                "2:3: poll trigger needs `every`",
+                "2:3: poll trigger needs `items`",
+                "2:3: poll trigger needs `key`",
+                "2:9: connection `shop` (http) has no action `fetch`; its actions are: request",
+            ]
+        );
+        let (_, d) = read_str("poll");
+        assert!(d[0].contains("a poll trigger needs settings"), "{d:?}");
     }
 }

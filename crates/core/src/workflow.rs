@@ -333,7 +333,7 @@ fn read_workflow(
         .get("description")
         .and_then(|n| decode::string(n, "`description`", diags));
     let (trigger, trigger_pos) = match fields.require("trigger", diags) {
-        Some(node) => (trigger::read(node, name.as_deref(), diags), node.pos),
+        Some(node) => (trigger::read(node, name.as_deref(), scope, diags), node.pos),
         None => (None, root.pos),
     };
     let vars = match fields.get("vars") {
@@ -702,7 +702,9 @@ fn read_kind(
     }
 }
 
-fn check_uses(
+/// Checks `uses: <connection>.<action>` and its `with:` against the project; returns the connection
+/// and action names.
+pub(crate) fn check_uses(
     uses: &str,
     pos: Pos,
     with_node: Option<&Node>,
@@ -988,8 +990,9 @@ pub(crate) fn parse_for_test(source: &str, scope: &Scope<'_>) -> Result<Workflow
     })
 }
 
+/// A small project scope for tests: an `http` connection `shop` and workflows `test` and `other`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_scope {
     use super::*;
     use crate::catalog::{ActionSpec, ConnectorSpec, no_input_check};
     use std::collections::BTreeMap;
@@ -1000,14 +1003,14 @@ mod tests {
         actions: &[ActionSpec {
             name: "request",
             summary: "test",
-            inputs: &["method", "path", "url", "body"],
+            inputs: &["method", "path", "url", "body", "query"],
             required: &[],
             check_inputs: no_input_check,
         }],
         check: |_, _| {},
     };
 
-    fn with_scope<T>(f: impl FnOnce(&Scope<'_>) -> T) -> T {
+    pub(crate) fn with_scope<T>(f: impl FnOnce(&Scope<'_>) -> T) -> T {
         let catalog = Catalog::new(vec![&HTTP]);
         let mut connections = BTreeMap::new();
         connections.insert(
@@ -1026,6 +1029,12 @@ mod tests {
             workflows: &workflows,
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_scope::with_scope;
+    use super::*;
 
     fn errors(source: &str) -> Vec<String> {
         with_scope(|scope| parse_for_test(source, scope).err().unwrap_or_default())
@@ -1131,7 +1140,7 @@ steps:
         assert_eq!(
             errs,
             vec![
-                "1:10: the `tool` trigger is not available in this version of Weft yet; use `manual`, `webhook` or `schedule`",
+                "1:10: the `tool` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule` or `poll`",
                 "3:5: step has both `uses` and `map`; a step does one thing",
                 "6:9: step id `b-c` must be usable in `.steps.b-c`: letters, digits and `_`, starting with a letter or `_`",
                 "7:11: `wait`: `soon` is not a duration; write a number and a unit (ms, s, m, h, d), such as `30s`",

@@ -12,7 +12,8 @@
 //!   committed before the next step starts.
 //! - Connectors are injected ([`weft_connectors::Registry`]); in `weft test` a [`StepMocks`] answers
 //!   for them, and a [`clock::VirtualClock`] makes waits and retry delays instant.
-//! - [`project_dir`] reads a project folder; [`testing`] runs workflow test files.
+//! - [`project_dir`] reads a project folder; [`testing`] runs workflow test files; [`poll`] does one
+//!   poll of a polling trigger for the hub.
 //!
 //! The engine never speaks HTTP to clients and never writes SQL: it talks to the store through
 //! [`weft_store::Store`].
@@ -22,6 +23,7 @@
 pub mod clock;
 mod drive;
 mod exec;
+pub mod poll;
 pub mod project_dir;
 pub mod testing;
 pub mod view;

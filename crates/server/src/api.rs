@@ -194,6 +194,11 @@ fn trigger_json(w: &Workflow) -> Value {
             "overlap": match s.overlap { Overlap::Allow => "allow", Overlap::Skip => "skip", Overlap::Queue => "queue" },
             "next_slot": s.next_slot(now_millis()).map(|t| s.slot_text(t)),
         }),
+        Trigger::Poll(p) => json!({
+            "type": "poll",
+            "every": weft_core::duration::format(p.every),
+            "uses": format!("{}.{}", p.connection, p.action),
+        }),
     }
 }
 

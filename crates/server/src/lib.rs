@@ -1,15 +1,16 @@
-//! Weft as a long-running hub: it receives webhooks, fires schedules, serves the REST API, health
-//! checks and metrics, and drives the engine until it is told to stop.
+//! Weft as a long-running hub: it receives webhooks, fires schedules, polls APIs, serves the REST
+//! API, health checks and metrics, and drives the engine until it is told to stop.
 //!
 //! # Brief overview
 //!
 //! - [`serve`] is the entry point: it binds the listener, starts the engine's drive loop, the
-//!   schedulers, retention and (with `watch`) the project reloader, and shuts them down in order.
+//!   trigger tasks, retention and (with `watch`) the project reloader, and shuts them down in order.
 //! - [`Hub`] is the state the HTTP handlers share: the engine and the routing tables derived from the
 //!   current project ([`hooks`] by path).
 //! - [`hooks`] turns an inbound request into a committed run (or a clear 4xx); [`api`] is the REST API
-//!   with its OpenAPI document; [`ops`] is `/healthz`, `/readyz` and `/metrics`; [`schedule`] fires
-//!   cron slots; [`reload`] watches the project folder.
+//!   with its OpenAPI document; [`ops`] is `/healthz`, `/readyz` and `/metrics`; [`triggers`] runs a
+//!   task per schedule ([`schedule`], cron slots) and per poll ([`poll`]); [`reload`] watches the
+//!   project folder.
 //!
 //! The server never writes SQL and never runs steps: it commits events through
 //! [`weft_engine::Engine::accept`] and reads runs through the store trait.
@@ -20,8 +21,10 @@ pub mod api;
 pub mod error;
 pub mod hooks;
 pub mod ops;
+pub mod poll;
 pub mod reload;
 pub mod schedule;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -155,13 +158,13 @@ pub async fn serve(
         let engine = engine.clone();
         tokio::spawn(async move { engine.drive(ClaimScope::All, Until::Shutdown).await })
     };
-    let schedules = schedule::Schedules::start(engine.clone());
+    let triggers = triggers::TriggerTasks::start(engine.clone());
     let retention = tokio::spawn(ops::retention(engine.clone()));
     let reloader = options.watch.then(|| {
         tokio::spawn(reload::watch(
             options.dir.clone(),
             hub.clone(),
-            schedules.clone(),
+            triggers.clone(),
         ))
     });
     hub.ready.store(true, Ordering::Relaxed);
@@ -186,7 +189,7 @@ pub async fn serve(
     );
     hub.ready.store(false, Ordering::Relaxed);
     let _ = stop_tx.send(true);
-    schedules.stop();
+    triggers.stop();
     retention.abort();
     if let Some(r) = reloader {
         r.abort();

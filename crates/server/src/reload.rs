@@ -12,13 +12,13 @@ use weft_core::Project;
 use weft_engine::project_dir;
 
 use crate::Hub;
-use crate::schedule::Schedules;
+use crate::triggers::TriggerTasks;
 
 /// How often the folder is read.
 const EVERY: Duration = Duration::from_secs(1);
 
 /// Watches `dir` until the task is aborted.
-pub async fn watch(dir: PathBuf, hub: Arc<Hub>, schedules: Schedules) {
+pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
     let catalog = weft_connectors::catalog();
     let mut seen = project_dir::read(&dir).ok().map(|f| f.sources);
     loop {
@@ -59,7 +59,7 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, schedules: Schedules) {
         let project = Arc::new(project);
         hub.engine.set_project(project.clone(), registry);
         hub.route(&project);
-        schedules.restart();
+        triggers.restart();
         metrics::counter!("weft_reloads_total", "outcome" => "loaded").increment(1);
         tracing::info!(
             workflows = project.workflows.len(),

@@ -1,4 +1,5 @@
-//! Schedule triggers: one task per scheduled workflow fires a run for each due cron slot.
+//! Schedule triggers: a task per scheduled workflow ([`crate::triggers`]) fires a run for each due
+//! cron slot.
 //!
 //! Exactly one run per slot, also across restarts and several processes: a slot's run carries the
 //! idempotency key `slot:<time>`, and the last fired slot is committed together with that run
@@ -6,75 +7,29 @@
 //! skipped or run once (`missed`); a slot that falls due while the previous run is unfinished is
 //! run anyway, skipped, or held until that run ends (`overlap`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::task::JoinHandle;
+use weft_core::Workflow;
 use weft_core::trigger::{Missed, Overlap, ScheduleTrigger};
-use weft_core::{Trigger, Workflow};
 use weft_engine::{Engine, Event, new_run};
 use weft_store::{Millis, NewRun, now_millis};
 
 /// How long a store failure pauses a schedule before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
 
-/// The running schedule tasks; restarted when the project is reloaded.
-#[derive(Clone)]
-pub struct Schedules {
-    engine: Engine,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Schedules {
-    /// Starts a task for every scheduled workflow of the engine's current project.
-    pub fn start(engine: Engine) -> Schedules {
-        let s = Schedules {
-            engine,
-            tasks: Arc::new(Mutex::new(Vec::new())),
-        };
-        s.restart();
-        s
-    }
-
-    /// Stops every task and starts them again for the current project.
-    pub fn restart(&self) {
-        self.stop();
-        let project = self.engine.project();
-        let mut tasks = match self.tasks.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        for workflow in project.workflows.values() {
-            if let Trigger::Schedule(schedule) = &workflow.trigger {
-                let engine = self.engine.clone();
-                let workflow = workflow.clone();
-                let schedule = schedule.clone();
-                tasks.push(tokio::spawn(async move {
-                    run_schedule(engine, workflow, schedule).await;
-                }));
-            }
-        }
-    }
-
-    /// Stops every task.
-    pub fn stop(&self) {
-        let mut tasks = match self.tasks.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        for t in tasks.drain(..) {
-            t.abort();
-        }
-    }
-}
-
 /// The key of a workflow's schedule state.
 pub fn state_key(workflow: &str) -> String {
     format!("schedule:{workflow}")
 }
 
-async fn run_schedule(engine: Engine, workflow: Arc<Workflow>, schedule: ScheduleTrigger) {
+/// Fires the workflow's slots until the task is aborted.
+pub(crate) async fn run_schedule(
+    engine: Engine,
+    workflow: Arc<Workflow>,
+    schedule: ScheduleTrigger,
+) {
     let key = state_key(&workflow.name);
     let last = loop {
         match engine.store().trigger_state(&key).await {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::any;
@@ -75,6 +75,8 @@ pub struct Seen {
     pub name: String,
     /// The method.
     pub method: String,
+    /// The query string, without `?` (empty when there is none).
+    pub query: String,
     /// The `Idempotency-Key` header, or empty.
     pub idempotency_key: String,
     /// The body as JSON (`null` when it was not JSON).
@@ -146,6 +148,7 @@ async fn answer(
     State(server): State<ScriptedServer>,
     Path(name): Path<String>,
     method: Method,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
@@ -172,6 +175,7 @@ async fn answer(
         seen.push(Seen {
             name: name.clone(),
             method: method.to_string(),
+            query: query.unwrap_or_default(),
             idempotency_key,
             body: body.clone(),
             raw_body,

@@ -564,6 +564,109 @@ async fn a_schedule_fires_once_per_slot_across_a_restart() {
     assert!(after.windows(2).all(|w| w[1] - w[0] == 1), "{after:?}");
 }
 
+/// A poll starts one run per new item, never two for an item seen again, commits its cursor with
+/// the runs, leaves the cursor alone when a poll fails, and goes on from it after a SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_runs_each_item_once_and_keeps_its_cursor_across_a_restart() {
+    let (server, addr) = weft_testkit::ScriptedServer::start().await;
+    let page =
+        |items: Value, next: Value| weft_testkit::Answer::ok(json!({"items": items, "next": next}));
+    server.script(
+        "feed",
+        vec![
+            page(
+                json!([{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]),
+                json!("c2"),
+            ),
+            // Overlaps the first page: item 2 must not run again.
+            page(
+                json!([{"id": 2, "v": "b"}, {"id": 3, "v": "c"}]),
+                json!("c3"),
+            ),
+            // A failing poll commits nothing and keeps the cursor.
+            weft_testkit::Answer::status(503),
+            // No next cursor: the last one stays.
+            page(json!([]), Value::Null),
+        ],
+    );
+    let feed = "trigger:\n  poll:\n    every: 1s\n    uses: api.request\n    with: { path: /feed, query: { after: '${{ .cursor // \"start\" }}' } }\n    items: ${{ .response.body.items }}\n    key: ${{ .item.id }}\n    cursor: ${{ .response.body.next }}\nsteps:\n  - id: value\n    map: ${{ .input.v }}\n";
+    let p = Project::with_api(addr, &[("feed", feed)]);
+    let mut hub = Hub::start(p.path(), &[]).await;
+    assert!(
+        server.wait_for("feed", 4, Duration::from_secs(30)).await,
+        "four polls within 30s"
+    );
+    let runs = hub.settle("feed", Duration::from_secs(30)).await;
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+
+    let mut values: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["state"], "succeeded", "{r}");
+            assert_eq!(r["trigger"]["type"], "poll");
+            (
+                r["trigger"]["key"].as_str().unwrap().to_string(),
+                r["output"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    values.sort();
+    assert_eq!(
+        values,
+        vec![
+            ("1".to_string(), "a".to_string()),
+            ("2".to_string(), "b".to_string()),
+            ("3".to_string(), "c".to_string())
+        ]
+    );
+    let queries: Vec<String> = server
+        .seen("feed")
+        .iter()
+        .map(|s| s.query.clone())
+        .collect();
+    assert_eq!(
+        &queries[..4],
+        ["after=start", "after=c2", "after=c3", "after=c3"],
+        "each poll asks from the last committed cursor"
+    );
+
+    // After a SIGKILL the poll goes on from the committed cursor and starts nothing twice.
+    let before = server.seen("feed").len();
+    server.script(
+        "feed",
+        vec![page(
+            json!([{"id": 3, "v": "c"}, {"id": 4, "v": "d"}]),
+            json!("c4"),
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    assert!(
+        server
+            .wait_for("feed", before + 2, Duration::from_secs(30))
+            .await
+    );
+    let runs = hub.settle("feed", Duration::from_secs(30)).await;
+    let mut keys: Vec<String> = runs
+        .iter()
+        .map(|r| r["trigger"]["key"].as_str().unwrap().to_string())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["1", "2", "3", "4"]);
+    let queries: Vec<String> = server
+        .seen("feed")
+        .iter()
+        .map(|s| s.query.clone())
+        .collect();
+    assert_eq!(queries[before], "after=c3", "{queries:?}");
+    assert_eq!(queries[before + 1], "after=c4", "{queries:?}");
+    let metrics = hub.text("/metrics").await;
+    assert!(
+        metrics.contains("weft_poll_items_total{workflow=\"feed\",outcome=\"new\"}"),
+        "{metrics}"
+    );
+}
+
 /// Every route in `/api/openapi.json` exists with its method, the API answers errors in its one
 /// shape, and runs can be started, listed page by page, shown, cancelled and replayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
