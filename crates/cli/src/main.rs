@@ -362,6 +362,11 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The current span (a run's `run_id` and `workflow`) is enough; the whole list repeats it.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
     };
 }

@@ -158,7 +158,9 @@ async fn spawn(
     }
     let engine = engine.clone();
     let run = id.clone();
-    let handle = tasks.spawn(async move {
+    // Lines logged while the run executes (connectors included) carry its id through this span.
+    let span = tracing::info_span!("run", run_id = %id, workflow = %claimed.run.workflow);
+    let handle = tasks.spawn(tracing::Instrument::instrument(async move {
         match RunExec::load(engine.clone(), claimed).await {
             Ok(exec) => exec.execute().await,
             Err((lease, message)) => {
@@ -171,6 +173,6 @@ async fn spawn(
             }
         }
         id
-    });
+    }, span));
     in_flight.insert(handle.id(), run);
 }

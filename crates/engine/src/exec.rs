@@ -260,6 +260,11 @@ impl RunExec {
             Ok(()) => {
                 if state.is_terminal() {
                     metrics::counter!("weft_runs_finished_total", "workflow" => self.run.workflow.clone(), "state" => state.as_str()).increment(1);
+                    if state == RunState::Succeeded {
+                        tracing::debug!(run_id = %self.run.id, workflow = %self.run.workflow, "Run succeeded.");
+                    } else {
+                        tracing::info!(run_id = %self.run.id, workflow = %self.run.workflow, state = state.as_str(), "Run ended without success.");
+                    }
                 }
                 let _ = self.engine.events.send(Event::Run {
                     run_id: self.run.id.clone(),
@@ -321,6 +326,29 @@ impl RunExec {
                 }
             }
             _ => {}
+        }
+        // Every line names the run and the step; starts and successes are detail, failures news.
+        let (run_id, workflow, step_id) = (&self.run.id, &self.run.workflow, step.as_str());
+        let elapsed_ms = elapsed.as_millis() as u64;
+        match state {
+            AttemptState::Started => {
+                tracing::debug!(run_id = %run_id, workflow = %workflow, step = %step_id, attempt, "Step started.");
+            }
+            AttemptState::Succeeded => {
+                tracing::debug!(run_id = %run_id, workflow = %workflow, step = %step_id, attempt, elapsed_ms, "Step succeeded.");
+            }
+            AttemptState::Waiting => {
+                tracing::debug!(run_id = %run_id, workflow = %workflow, step = %step_id, attempt, until = ?until, "Step waiting.");
+            }
+            AttemptState::Retrying => {
+                let error = error.map(message_of).unwrap_or_default();
+                tracing::info!(run_id = %run_id, workflow = %workflow, step = %step_id, attempt, elapsed_ms, error = %error, retry_at = ?until, "Step attempt failed; another follows.");
+            }
+            AttemptState::Failed | AttemptState::Handled => {
+                let error = error.map(message_of).unwrap_or_default();
+                tracing::info!(run_id = %run_id, workflow = %workflow, step = %step_id, attempt, elapsed_ms, error = %error, handled = state == AttemptState::Handled, "Step failed.");
+            }
+            AttemptState::Skipped | AttemptState::Interrupted => {}
         }
         let _ = self.engine.events.send(Event::Step {
             run_id: self.run.id.clone(),

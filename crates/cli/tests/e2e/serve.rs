@@ -23,6 +23,8 @@ struct Hub {
     child: Child,
     base: String,
     client: reqwest::Client,
+    /// Every JSON log line after the one that gave the address.
+    log: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl Hub {
@@ -57,7 +59,15 @@ impl Hub {
         .await
         .expect("weft serve listens within a minute");
         // Keep draining the log so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
         let _ = rustls::crypto::ring::default_provider().install_default();
         Hub {
             child,
@@ -66,6 +76,7 @@ impl Hub {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            log,
         }
     }
 
@@ -664,6 +675,47 @@ async fn a_poll_runs_each_item_once_and_keeps_its_cursor_across_a_restart() {
     assert!(
         metrics.contains("weft_poll_items_total{workflow=\"feed\",outcome=\"new\"}"),
         "{metrics}"
+    );
+}
+
+/// JSON log lines about a step name its run and step; lines inside a run carry the run's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_run_and_the_step() {
+    let p = Project::new(
+        "name: logs\n",
+        &[(
+            "boom",
+            "trigger: webhook\nsteps:\n  - id: explode\n    fail: ${{ \"no \\(.input.what)\" }}\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let (status, accepted) = hub.post_hook("boom", &[], r#"{"what": "luck"}"#).await;
+    assert_eq!(status, 202);
+    let run_id = accepted["run_id"].as_str().unwrap().to_string();
+    hub.settle("boom", Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let found = hub
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l["message"] == "Step failed.")
+            .cloned();
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no step failure was logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["run_id"], run_id.as_str());
+    assert_eq!(line["workflow"], "boom");
+    assert_eq!(line["step"], "explode");
+    assert_eq!(line["span"]["run_id"], run_id.as_str());
+    assert!(
+        line["error"].as_str().unwrap().contains("no luck"),
+        "{line}"
     );
 }
 
