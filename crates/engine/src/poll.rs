@@ -34,7 +34,7 @@ pub enum PollError {
         /// The action called.
         action: String,
         /// The connector's error.
-        source: ActionError,
+        source: Box<ActionError>,
     },
     /// An expression failed or the response did not have the expected shape.
     #[error("{0}")]
@@ -83,7 +83,7 @@ impl Engine {
         let request_error = |source: ActionError| PollError::Request {
             connection: poll.connection.clone(),
             action: poll.action.clone(),
-            source,
+            source: Box::new(source),
         };
         let connector = current.registry.get(&poll.connection).ok_or_else(|| {
             request_error(ActionError::fatal(format!(
