@@ -221,7 +221,24 @@ fn step_schema() -> Value {
                 ]
             },
             "call": { "type": "string", "description": "Runs another workflow of the project as a child run; its output is this step's output." },
-            "fail": { "description": "Fails the run with this message." }
+            "fail": { "description": "Fails the run with this message." },
+            "approval": {
+                "description": "Pauses the run until POST /api/approvals/<id> answers or the timeout passes. Output: {approved, decision, data, by, answered_at}.",
+                "oneOf": [
+                    { "type": "string", "description": "The message; short for {message: …}." },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["message"],
+                        "properties": {
+                            "message": { "type": "string", "description": "What the approver reads." },
+                            "data": { "description": "What they decide on, any JSON." },
+                            "timeout": { "$ref": "#/$defs/duration", "description": "How long the approval stays open; default until answered." },
+                            "on_timeout": { "enum": ["reject", "approve", "fail"], "default": "reject", "description": "What an approval nobody answered in time means." }
+                        }
+                    }
+                ]
+            }
         },
         "oneOf": [
             { "required": ["uses"] },
@@ -263,7 +280,7 @@ mod tests {
     fn schema_keys_match_the_reader() {
         let s = workflow_schema();
         assert_eq!(keys(&s), sorted(WORKFLOW_KEYS));
-        let not_yet = ["approval", "respond"];
+        let not_yet = ["respond"];
         let step_keys: Vec<&str> = STEP_KEYS
             .iter()
             .copied()
@@ -281,6 +298,10 @@ mod tests {
             sorted(trigger::SCHEDULE_KEYS)
         );
         assert_eq!(keys(&s["$defs"]["poll"]), sorted(trigger::POLL_KEYS));
+        assert_eq!(
+            keys(&s["$defs"]["step"]["properties"]["approval"]["oneOf"][1]),
+            sorted(crate::workflow::APPROVAL_KEYS)
+        );
         assert_eq!(
             keys(&s["$defs"]["step"]["properties"]["wait"]["oneOf"][1]),
             sorted(WAIT_KEYS)

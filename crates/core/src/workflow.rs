@@ -51,6 +51,8 @@ pub const STEP_KEYS: &[&str] = &[
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff", "initial", "max", "jitter"];
 /// Keys of a `wait` mapping.
 pub const WAIT_KEYS: &[&str] = &["for", "until"];
+/// Keys of an `approval` mapping.
+pub const APPROVAL_KEYS: &[&str] = &["message", "data", "timeout", "on_timeout"];
 
 /// The keys that decide what a step does; a step has exactly one of them.
 const KIND_KEYS: &[&str] = &[
@@ -163,6 +165,47 @@ pub enum StepKind {
         /// The message.
         message: Template,
     },
+    /// Pauses the run until a person or program answers through the API, or the timeout passes.
+    Approval(ApprovalSpec),
+}
+
+/// An `approval` step:
+///
+/// ```yaml
+/// - id: refund_ok
+///   approval:
+///     message: "Refund ${{ .input.amount }} EUR to ${{ .input.email }}?"   # what the approver reads
+///     data: ${{ {order: .input.order_id, amount: .input.amount} }}       # what they decide on
+///     timeout: 24h                                                       # default: no limit
+///     on_timeout: reject                                                 # reject | approve | fail
+/// ```
+///
+/// The run waits (state `waiting`, durable across restarts) until `POST /api/approvals/<id>`
+/// answers. The output is `{approved, decision, data, by, answered_at}` where `decision` is
+/// `approved`, `rejected` or `expired` and `data` is what the answer carried. An expired approval
+/// counts as rejected, as approved, or fails the step (so that `on_error` picks the branch).
+/// `approval: "text"` is short for `approval: { message: "text" }`.
+#[derive(Clone, Debug)]
+pub struct ApprovalSpec {
+    /// What the approver reads.
+    pub message: Template,
+    /// What they decide on (any JSON), shown with the message.
+    pub data: Option<Template>,
+    /// How long the approval stays open. Default: until answered.
+    pub timeout: Option<Duration>,
+    /// What an approval that was not answered in time means.
+    pub on_timeout: OnTimeout,
+}
+
+/// What an approval that nobody answered in time means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// `approved: false`, `decision: expired` (the default: silence is not consent).
+    Reject,
+    /// `approved: true`, `decision: expired`.
+    Approve,
+    /// The step fails (kind `approval_expired`), and its `on_error` decides what follows.
+    Fail,
 }
 
 impl StepKind {
@@ -177,6 +220,7 @@ impl StepKind {
             StepKind::Wait(_) => "wait",
             StepKind::Call { .. } => "call",
             StepKind::Fail { .. } => "fail",
+            StepKind::Approval(_) => "approval",
         }
     }
 
@@ -444,7 +488,7 @@ fn read_step(
         [] => {
             diags.error(
                 node.pos,
-                "step needs one of `uses`, `map`, `if`/`then`, `switch`, `for_each`, `wait`, `call` or `fail`",
+                "step needs one of `uses`, `map`, `if`/`then`, `switch`, `for_each`, `wait`, `call`, `fail` or `approval`",
             );
             fields.finish(diags);
             return None;
@@ -640,6 +684,7 @@ fn read_kind(
                     Vec::new()
                 }
             };
+            forbid_nested_approvals(&steps, diags);
             Some(StepKind::ForEach {
                 items,
                 concurrency,
@@ -690,7 +735,8 @@ fn read_kind(
         "fail" => Some(StepKind::Fail {
             message: Template::from_node(fields.get("fail")?, diags),
         }),
-        "approval" | "respond" => {
+        "approval" => read_approval(fields.get("approval")?, diags).map(StepKind::Approval),
+        "respond" => {
             let node = fields.get(key)?;
             diags.error(
                 node.pos,
@@ -699,6 +745,70 @@ fn read_kind(
             None
         }
         _ => None,
+    }
+}
+
+fn read_approval(node: &Node, diags: &mut Diagnostics) -> Option<ApprovalSpec> {
+    if let Kind::Str(_) = node.kind {
+        return Some(ApprovalSpec {
+            message: Template::from_node(node, diags),
+            data: None,
+            timeout: None,
+            on_timeout: OnTimeout::Reject,
+        });
+    }
+    let mut f = Fields::new(node, "`approval`", APPROVAL_KEYS, diags)?;
+    let message = f
+        .require("message", diags)
+        .map(|n| Template::from_node(n, diags));
+    let data = f.get("data").map(|n| Template::from_node(n, diags));
+    let timeout = match f.get("timeout") {
+        Some(n) => match decode::duration(n, "`approval.timeout`", diags) {
+            Some(d) if d > Duration::ZERO => Some(Some(d)),
+            Some(_) => {
+                diags.error(n.pos, "`approval.timeout` must be more than 0s");
+                None
+            }
+            None => None,
+        },
+        None => Some(None),
+    };
+    let on_timeout = match f.get("on_timeout") {
+        Some(n) => match n.as_str() {
+            Some("reject") => Some(OnTimeout::Reject),
+            Some("approve") => Some(OnTimeout::Approve),
+            Some("fail") => Some(OnTimeout::Fail),
+            _ => {
+                diags.error(
+                    n.pos,
+                    "`approval.on_timeout` must be `reject`, `approve` or `fail`",
+                );
+                None
+            }
+        },
+        None => Some(OnTimeout::Reject),
+    };
+    f.finish(diags);
+    Some(ApprovalSpec {
+        message: message?,
+        data,
+        timeout: timeout?,
+        on_timeout: on_timeout?,
+    })
+}
+
+/// Reports approval steps inside `for_each` (whose items run side by side and cannot park the run).
+fn forbid_nested_approvals(steps: &[Step], diags: &mut Diagnostics) {
+    for step in steps {
+        if let StepKind::Approval(_) = step.kind {
+            diags.error(
+                step.pos,
+                format!("step `{}`: an `approval` cannot run inside `for_each`; ask once, before or after the loop", step.id),
+            );
+        }
+        for children in step.kind.children() {
+            forbid_nested_approvals(children, diags);
+        }
     }
 }
 
@@ -893,6 +1003,12 @@ fn own_exprs(step: &Step) -> Vec<&Arc<Expr>> {
         StepKind::Wait(WaitSpec::Until(t)) => out.extend(t.exprs()),
         StepKind::Wait(WaitSpec::For(_)) => {}
         StepKind::Fail { message } => out.extend(message.exprs()),
+        StepKind::Approval(spec) => {
+            out.extend(spec.message.exprs());
+            if let Some(data) = &spec.data {
+                out.extend(data.exprs());
+            }
+        }
     }
     out
 }
@@ -1148,7 +1264,7 @@ steps:
                 "14:12: `retry` applies to `uses` and `call` steps, not to `map` steps",
                 "16:11: unknown workflow `nope`",
                 "17:5: step needs an `id`",
-                "17:5: step needs one of `uses`, `map`, `if`/`then`, `switch`, `for_each`, `wait`, `call` or `fail`",
+                "17:5: step needs one of `uses`, `map`, `if`/`then`, `switch`, `for_each`, `wait`, `call`, `fail` or `approval`",
             ]
         );
     }
@@ -1191,6 +1307,39 @@ steps:
         assert_eq!(
             errs,
             vec!["1:1: the workflow file is empty; it needs at least `trigger` and `steps`"]
+        );
+    }
+
+    #[test]
+    fn approvals_read_their_settings_and_stay_out_of_loops() {
+        with_scope(|scope| {
+            let w = parse_for_test(
+                "trigger: manual\nsteps:\n  - id: ok\n    approval: { message: \"Refund ${{ .input.amount }}?\", data: \"${{ .input }}\", timeout: 1h, on_timeout: fail }\n  - id: short\n    approval: Go ahead?\n",
+                scope,
+            )
+            .unwrap();
+            let StepKind::Approval(spec) = &w.steps[0].kind else {
+                panic!("an approval step")
+            };
+            assert_eq!(spec.timeout, Some(Duration::from_secs(3600)));
+            assert_eq!(spec.on_timeout, OnTimeout::Fail);
+            assert!(spec.data.is_some());
+            let StepKind::Approval(short) = &w.steps[1].kind else {
+                panic!("an approval step")
+            };
+            assert_eq!((short.timeout, short.on_timeout), (None, OnTimeout::Reject));
+        });
+        assert_eq!(
+            errors(
+                "trigger: manual\nsteps:\n  - id: a\n    approval: { timeout: 0s, on_timeout: maybe, colour: red }\n  - id: each\n    for_each: [1]\n    steps:\n      - id: inner\n        approval: Sure?\n"
+            ),
+            vec![
+                "4:15: `approval` needs `message`",
+                "4:26: `approval.timeout` must be more than 0s",
+                "4:42: `approval.on_timeout` must be `reject`, `approve` or `fail`",
+                "4:49: unknown key `colour` in `approval`; expected one of: message, data, timeout, on_timeout",
+                "8:9: step `inner`: an `approval` cannot run inside `for_each`; ask once, before or after the loop",
+            ]
         );
     }
 }

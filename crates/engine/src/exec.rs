@@ -14,11 +14,15 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Value, json};
 use weft_connectors::{ActionError, Call};
+use weft_core::workflow::{ApprovalSpec, OnTimeout};
 use weft_core::{
     AttemptState, EvalError, OnError, RunState, Step, StepKey, StepKind, Template, Val, ValMap,
     WaitSpec, Workflow, json_to_val, val_to_json,
 };
-use weft_store::{AttemptRecord, Claimed, Lease, Millis, NewRun, Outcome, RunRecord, StoreError};
+use weft_store::{
+    ApprovalRecord, ApprovalState, AttemptRecord, Claimed, Lease, Millis, NewApproval, NewRun,
+    Outcome, RunRecord, StoreError,
+};
 
 use crate::{Current, Event, Inner};
 
@@ -787,6 +791,7 @@ impl RunExec {
                     .await
             }
             StepKind::Wait(spec) => self.run_wait(&at, scope, spec).await,
+            StepKind::Approval(spec) => self.run_approval(&at, scope, spec).await,
             StepKind::Call { workflow, with } => self.run_call(&at, scope, workflow, with).await,
             StepKind::Fail { message } => {
                 let error = match message.eval(&self.context(scope, 1)) {
@@ -948,6 +953,168 @@ impl RunExec {
             Err(e) => {
                 self.fail(at, scope, n, Row::Begun, expression_error(&at.key, &e))
                     .await
+            }
+        }
+    }
+
+    /// Opens an approval, then waits, parked and durable, for its answer or its expiry. An answer
+    /// makes the run due at once ([`weft_store::Store::answer_approval`]); without a timeout the run
+    /// still looks once a day, which costs nothing and needs no special case.
+    async fn run_approval(
+        &self,
+        at: &At<'_>,
+        scope: &mut Scope,
+        spec: &ApprovalSpec,
+    ) -> Result<Next, Stop> {
+        const RECHECK: Millis = 24 * 3_600_000;
+        let n = match self.history(&at.key).last() {
+            Some(a) if a.state == AttemptState::Waiting => a.attempt,
+            _ => {
+                let n = self.next_number(&at.key);
+                let message = match spec.message.eval(&self.context(scope, 1)) {
+                    Ok(v) => text_of(&v),
+                    Err(e) => {
+                        return self
+                            .fail(at, scope, n, Row::New, expression_error(&at.key, &e))
+                            .await;
+                    }
+                };
+                let data = match &spec.data {
+                    None => Value::Null,
+                    Some(t) => match self.eval_json(at, t, scope, 1) {
+                        Ok(v) => v,
+                        Err(error) => return self.fail(at, scope, n, Row::New, error).await,
+                    },
+                };
+                // Tests answer approvals the way they answer actions: with a mock of the step.
+                if let Some(mocks) = &self.engine.mocks {
+                    let input = json!({"message": message, "data": data});
+                    return match mocks.result(&at.step.id, n, &input) {
+                        Some(Ok(output)) => {
+                            self.begin(at, n, Some(&input), AttemptState::Started, None)
+                                .await?;
+                            self.succeed(at, scope, n, json_to_val(&output)).await
+                        }
+                        Some(Err(e)) => {
+                            let error = error_json(&at.key, "approval", e.to_string());
+                            self.fail(at, scope, n, Row::New, error).await
+                        }
+                        None => {
+                            let error = error_json(
+                                &at.key,
+                                "approval",
+                                format!(
+                                    "the test gives no answer for approval step `{}`; mock its output, such as {{approved: true}}",
+                                    at.step.id
+                                ),
+                            );
+                            self.fail(at, scope, n, Row::New, error).await
+                        }
+                    };
+                }
+                let now = self.engine.clock.now();
+                let expires_at = spec.timeout.map(|t| now + t.as_millis() as i64);
+                let approval = self
+                    .engine
+                    .store
+                    .open_approval(&NewApproval {
+                        run_id: self.run.id.clone(),
+                        step_key: at.key.clone(),
+                        workflow: self.run.workflow.clone(),
+                        message: message.clone(),
+                        data: data.clone(),
+                        expires_at,
+                        now,
+                    })
+                    .await?;
+                let input = json!({
+                    "approval_id": approval.id,
+                    "message": message,
+                    "data": data,
+                    "expires_at": expires_at.map(format_millis),
+                });
+                self.begin(at, n, Some(&input), AttemptState::Waiting, expires_at)
+                    .await?;
+                n
+            }
+        };
+        loop {
+            let Some(approval) = self
+                .engine
+                .store
+                .approval_for(&self.run.id, &at.key)
+                .await?
+            else {
+                let error = error_json(
+                    &at.key,
+                    "approval",
+                    format!("the approval that step `{}` opened is gone", at.step.id),
+                );
+                return self.fail(at, scope, n, Row::Begun, error).await;
+            };
+            let now = self.engine.clock.now();
+            match approval.state {
+                ApprovalState::Approved => {
+                    return self
+                        .succeed(at, scope, n, json_to_val(&approval_output(&approval, true)))
+                        .await;
+                }
+                ApprovalState::Rejected => {
+                    return self
+                        .succeed(
+                            at,
+                            scope,
+                            n,
+                            json_to_val(&approval_output(&approval, false)),
+                        )
+                        .await;
+                }
+                ApprovalState::Expired => {
+                    return match spec.on_timeout {
+                        OnTimeout::Reject | OnTimeout::Approve => {
+                            let approved = spec.on_timeout == OnTimeout::Approve;
+                            let output = approval_output(&approval, approved);
+                            self.succeed(at, scope, n, json_to_val(&output)).await
+                        }
+                        OnTimeout::Fail => {
+                            let error = error_json(
+                                &at.key,
+                                "approval_expired",
+                                format!(
+                                    "step `{}`: nobody answered the approval before it expired",
+                                    at.step.id
+                                ),
+                            );
+                            self.fail(at, scope, n, Row::Begun, error).await
+                        }
+                    };
+                }
+                ApprovalState::Pending => {
+                    if let Some(deadline) = approval.expires_at
+                        && deadline <= now
+                    {
+                        // Expire it, unless an answer got there first; then look again.
+                        match self
+                            .engine
+                            .store
+                            .answer_approval(
+                                &approval.id,
+                                ApprovalState::Expired,
+                                &Value::Null,
+                                None,
+                                now,
+                            )
+                            .await
+                        {
+                            Ok(_) | Err(StoreError::ApprovalClosed { .. }) => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    let wake = approval
+                        .expires_at
+                        .map_or(now + RECHECK, |t| t.min(now + RECHECK));
+                    return Err(Stop::Park(wake));
+                }
             }
         }
     }
@@ -1286,6 +1453,18 @@ struct At<'a> {
 enum Row {
     Begun,
     New,
+}
+
+/// An approval step's output.
+fn approval_output(approval: &ApprovalRecord, approved: bool) -> Value {
+    json!({
+        "approved": approved,
+        "decision": approval.state.as_str(),
+        "data": approval.answer,
+        "by": approval.answered_by,
+        "answered_at": approval.answered_at.map(format_millis),
+        "approval_id": approval.id,
+    })
 }
 
 fn branch_json(then: bool) -> Value {

@@ -335,6 +335,25 @@ impl Engine {
         Ok(created)
     }
 
+    /// Answers a pending approval (`Approved` or `Rejected`, with what the answer carries and who
+    /// gave it) and wakes its run at once.
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        decision: weft_store::ApprovalState,
+        answer: &Value,
+        by: Option<&str>,
+    ) -> Result<weft_store::ApprovalRecord, EngineError> {
+        let record = self
+            .inner
+            .store
+            .answer_approval(id, decision, answer, by, self.inner.clock.now())
+            .await?;
+        metrics::counter!("weft_approvals_answered_total", "workflow" => record.workflow.clone(), "decision" => decision.as_str()).increment(1);
+        self.inner.wake.notify_waiters();
+        Ok(record)
+    }
+
     /// Waits until run `id` is finished or `timeout` has passed, and returns the run as it is then.
     pub async fn wait_finished(
         &self,

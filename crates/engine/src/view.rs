@@ -1,4 +1,4 @@
-//! Runs and step attempts as JSON, in the one shape that `weft runs show --json` prints and the REST
+//! Runs, step attempts and approvals as JSON, in the one shape that `weft runs show --json` prints and the REST
 //! API serves. Times are RFC 3339 in UTC with milliseconds.
 
 use serde_json::{Value, json};
@@ -47,5 +47,24 @@ pub fn attempt_json(a: &AttemptRecord) -> Value {
         "wake_at": a.wake_at.map(time),
         "started_at": time(a.started_at),
         "finished_at": a.finished_at.map(time),
+    })
+}
+
+/// An approval as JSON.
+pub fn approval_json(a: &weft_store::ApprovalRecord) -> Value {
+    json!({
+        "id": a.id,
+        "run_id": a.run_id,
+        "step": a.step_key.as_str(),
+        "workflow": a.workflow,
+        "message": a.message,
+        "data": a.data,
+        "state": a.state.as_str(),
+        "run_state": a.run_state.as_str(),
+        "created_at": time(a.created_at),
+        "expires_at": a.expires_at.map(time),
+        "answered_at": a.answered_at.map(time),
+        "answer": a.answer,
+        "answered_by": a.answered_by,
     })
 }

@@ -1,4 +1,5 @@
-//! The REST API under `/api`: workflows, runs and the OpenAPI document that describes them.
+//! The REST API under `/api`: workflows, runs, approvals and the OpenAPI document that describes
+//! them.
 //!
 //! Every handler is registered through [`utoipa_axum`], so a route and its entry in
 //! `/api/openapi.json` come from the same declaration and cannot drift apart. Request bodies and
@@ -38,14 +39,15 @@ pub const MAX_PAGE: u32 = 500;
     components(schemas(ErrorBody)),
     tags(
         (name = "workflows", description = "The workflows of the project being served."),
-        (name = "runs", description = "Runs and their step attempts.")
+        (name = "runs", description = "Runs and their step attempts."),
+        (name = "approvals", description = "Questions that waiting runs ask a person or a program.")
     )
 )]
 struct ApiDoc;
 
-/// The API's routes, with their OpenAPI document served at `/openapi.json`.
-pub fn router() -> OpenApiRouter<Arc<Hub>> {
-    let (routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every route of the API, each with its OpenAPI entry.
+fn routes() -> OpenApiRouter<Arc<Hub>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_workflows))
         .routes(routes!(show_workflow))
         .routes(routes!(lint_workflow))
@@ -55,7 +57,13 @@ pub fn router() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(retry_run))
         .routes(routes!(cancel_run))
         .routes(routes!(replay_run))
-        .split_for_parts();
+        .routes(routes!(list_approvals))
+        .routes(routes!(show_approval, answer_approval))
+}
+
+/// The API's routes, with their OpenAPI document served at `/openapi.json`.
+pub fn router() -> OpenApiRouter<Arc<Hub>> {
+    let (routes, doc) = routes().split_for_parts();
     let doc = Arc::new(doc);
     OpenApiRouter::new().merge(OpenApiRouter::from(routes.route(
         "/openapi.json",
@@ -68,18 +76,7 @@ pub fn router() -> OpenApiRouter<Arc<Hub>> {
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = OpenApiRouter::<Arc<Hub>>::with_openapi(ApiDoc::openapi())
-        .routes(routes!(list_workflows))
-        .routes(routes!(show_workflow))
-        .routes(routes!(lint_workflow))
-        .routes(routes!(start_run))
-        .routes(routes!(list_runs))
-        .routes(routes!(show_run))
-        .routes(routes!(retry_run))
-        .routes(routes!(cancel_run))
-        .routes(routes!(replay_run))
-        .split_for_parts();
-    doc
+    routes().split_for_parts().1
 }
 
 /// A workflow as listed.
@@ -470,6 +467,135 @@ async fn replay_run(
     let id = hub.engine.store().resolve_run_id(&id).await?;
     let new_id = hub.engine.replay(&id).await?;
     Ok(accepted(new_id, None))
+}
+
+/// Approvals as listed.
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalList {
+    /// Approvals, newest first: `{id, run_id, step, workflow, message, data, state, run_state,
+    /// created_at, expires_at, answered_at, answer, answered_by}`.
+    #[schema(value_type = Vec<Object>)]
+    pub approvals: Vec<Value>,
+}
+
+/// An answer to an approval.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalAnswer {
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// Anything the run should know with the answer; the step's output carries it as `data`.
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+    /// Who answers, as the run and the record should show it.
+    pub by: Option<String>,
+}
+
+/// Lists approvals, newest first: the pending ones of unfinished runs, or all of them.
+#[utoipa::path(get, path = "/approvals", tag = "approvals",
+    params(
+        ("state" = Option<String>, Query, description = "`pending` (default) or `all`"),
+        ("limit" = Option<u32>, Query, description = "Most approvals, 1 to 500 (default 50)")),
+    responses(
+        (status = 200, description = "Approvals", body = ApprovalList),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody)))]
+async fn list_approvals(
+    State(hub): State<Arc<Hub>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<axum::Json<ApprovalList>, ApiError> {
+    if let Some(key) = query
+        .keys()
+        .find(|k| !["state", "limit"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{key}`; this route takes state and limit"
+        )));
+    }
+    let pending_only = match query.get("state").map(String::as_str) {
+        None | Some("pending") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`state` must be `pending` or `all`, found `{other}`"
+            )));
+        }
+    };
+    let limit = match query.get("limit") {
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`limit` must be a whole number from 1 to {MAX_PAGE}, found `{l}`"
+                )));
+            }
+        },
+        None => 50,
+    };
+    let approvals = hub
+        .engine
+        .store()
+        .list_approvals(pending_only, limit)
+        .await?;
+    Ok(axum::Json(ApprovalList {
+        approvals: approvals.iter().map(view::approval_json).collect(),
+    }))
+}
+
+/// Shows one approval, with its answer once given.
+#[utoipa::path(get, path = "/approvals/{id}", tag = "approvals",
+    params(("id" = String, Path, description = "The approval's id")),
+    responses(
+        (status = 200, description = "The approval", body = Object),
+        (status = 404, description = "No such approval", body = ErrorBody)))]
+async fn show_approval(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let approval = hub
+        .engine
+        .store()
+        .approval(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no approval has the id {id}")))?;
+    Ok(axum::Json(view::approval_json(&approval)))
+}
+
+/// Answers a pending approval; its run goes on at once. An approval is answered once: a second
+/// answer, or one for an expired approval or a finished run, is a conflict and changes nothing.
+#[utoipa::path(post, path = "/approvals/{id}", tag = "approvals",
+    params(("id" = String, Path, description = "The approval's id")),
+    request_body(content = ApprovalAnswer, description = "The decision, with optional data and who gives it"),
+    responses(
+        (status = 200, description = "The answered approval", body = Object),
+        (status = 400, description = "The body is not a valid answer", body = ErrorBody),
+        (status = 404, description = "No such approval", body = ErrorBody),
+        (status = 409, description = "Already answered or expired, or the run has finished", body = ErrorBody)))]
+async fn answer_approval(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let answer: ApprovalAnswer = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a valid answer: {e}")))?;
+    let decision = match answer.decision.as_str() {
+        "approve" => weft_store::ApprovalState::Approved,
+        "reject" => weft_store::ApprovalState::Rejected,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`decision` must be `approve` or `reject`, found `{other}`"
+            )));
+        }
+    };
+    let record = hub
+        .engine
+        .answer_approval(
+            &id,
+            decision,
+            &answer.data.unwrap_or(Value::Null),
+            answer.by.as_deref(),
+        )
+        .await?;
+    Ok(axum::Json(view::approval_json(&record)))
 }
 
 fn accepted(run_id: String, outcome: Option<&str>) -> Response {

@@ -84,7 +84,12 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+            StoreError::NotFound(_) | StoreError::ApprovalNotFound(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            StoreError::ApprovalClosed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             StoreError::Ambiguous { .. } => ApiError::bad_request(e.to_string()),
             StoreError::InvalidState { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())

@@ -75,6 +75,17 @@ pub enum StoreError {
     /// The database holds something this version cannot read.
     #[error("the store holds unreadable data: {0}")]
     Corrupt(String),
+    /// No approval has this id.
+    #[error("no approval has the id {0}")]
+    ApprovalNotFound(String),
+    /// The approval was answered (or expired) already, or its run has finished.
+    #[error("approval {id} is {state} already; it cannot be answered again")]
+    ApprovalClosed {
+        /// The approval.
+        id: String,
+        /// What it is now: `approved`, `rejected`, `expired`, or its run's final state.
+        state: String,
+    },
     /// The store's files could not be opened or created.
     #[error("cannot open the store at {path}: {message}")]
     Open {
@@ -299,6 +310,92 @@ pub enum CancelOutcome {
     Requested,
 }
 
+/// Where an approval stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalState {
+    /// Nobody has answered yet.
+    Pending,
+    /// Answered: yes.
+    Approved,
+    /// Answered: no.
+    Rejected,
+    /// Nobody answered before the timeout.
+    Expired,
+}
+
+impl ApprovalState {
+    /// The state as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Rejected => "rejected",
+            ApprovalState::Expired => "expired",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<ApprovalState> {
+        Some(match s {
+            "pending" => ApprovalState::Pending,
+            "approved" => ApprovalState::Approved,
+            "rejected" => ApprovalState::Rejected,
+            "expired" => ApprovalState::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// An approval step's question, as its run asks it.
+#[derive(Clone, Debug)]
+pub struct NewApproval {
+    /// The run that waits.
+    pub run_id: String,
+    /// The approval step.
+    pub step_key: StepKey,
+    /// The run's workflow.
+    pub workflow: String,
+    /// What the approver reads.
+    pub message: String,
+    /// What they decide on.
+    pub data: Value,
+    /// When it expires, if ever.
+    pub expires_at: Option<Millis>,
+    /// Now.
+    pub now: Millis,
+}
+
+/// An approval and, once given, its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalRecord {
+    /// Its id (what `POST /api/approvals/<id>` names).
+    pub id: String,
+    /// The run that waits for it.
+    pub run_id: String,
+    /// The approval step.
+    pub step_key: StepKey,
+    /// The run's workflow.
+    pub workflow: String,
+    /// What the approver reads.
+    pub message: String,
+    /// What they decide on.
+    pub data: Value,
+    /// Where it stands.
+    pub state: ApprovalState,
+    /// The state of the run that asked.
+    pub run_state: RunState,
+    /// When it was asked.
+    pub created_at: Millis,
+    /// When it expires, if ever.
+    pub expires_at: Option<Millis>,
+    /// When it was answered or expired.
+    pub answered_at: Option<Millis>,
+    /// What the answer carried (`null` when nothing).
+    pub answer: Value,
+    /// Who answered, as they said.
+    pub answered_by: Option<String>,
+}
+
 /// The durable store of runs. See the crate documentation for the lease model.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -318,6 +415,36 @@ pub trait Store: Send + Sync + 'static {
         state: Option<(&str, &Value)>,
         now: Millis,
     ) -> Result<Vec<Created>>;
+
+    /// Opens the approval that step `step_key` of a run asks for, or returns the one it opened
+    /// before (a step that resumes after a crash asks again).
+    async fn open_approval(&self, approval: &NewApproval) -> Result<ApprovalRecord>;
+
+    /// The approval with this id.
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>>;
+
+    /// The approval a run's step opened, if any.
+    async fn approval_for(
+        &self,
+        run_id: &str,
+        step_key: &StepKey,
+    ) -> Result<Option<ApprovalRecord>>;
+
+    /// Approvals, newest first: only the pending ones of unfinished runs, or all.
+    async fn list_approvals(&self, pending_only: bool, limit: u32) -> Result<Vec<ApprovalRecord>>;
+
+    /// Answers a pending approval (`Approved`, `Rejected`, or `Expired` when its timeout passed) and,
+    /// in the same transaction, makes its run due now (a run that is still executing keeps that wake
+    /// time when it parks, so the answer is never missed). An approval that is no longer pending, or
+    /// whose run has finished, is [`StoreError::ApprovalClosed`] and changes nothing.
+    async fn answer_approval(
+        &self,
+        id: &str,
+        decision: ApprovalState,
+        answer: &Value,
+        by: Option<&str>,
+        now: Millis,
+    ) -> Result<ApprovalRecord>;
 
     /// The state a trigger stored with [`Store::create_runs`].
     async fn trigger_state(&self, key: &str) -> Result<Option<Value>>;
@@ -403,7 +530,8 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Fence>;
 
-    /// Pauses the run until `wake_at` (state `waiting`) and gives up the lease. Fenced.
+    /// Pauses the run until `wake_at` (state `waiting`) and gives up the lease; an earlier wake time
+    /// set while it ran (an approval's answer) is kept. Fenced.
     async fn park(&self, lease: &Lease, wake_at: Millis, now: Millis) -> Result<()>;
 
     /// Ends the run in a final state with its output or error and gives up the lease. Fenced.

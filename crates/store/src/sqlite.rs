@@ -24,12 +24,13 @@ use sqlx::{Row, Sqlite, Transaction};
 use weft_core::{AttemptState, RunState, StepKey};
 
 use crate::{
-    AttemptRecord, CancelOutcome, ClaimScope, Claimed, Created, Fence, Lease, Millis, NewRun,
-    Outcome, Result, RunFilter, RunRecord, Store, StoreError, StoredVersion,
+    ApprovalRecord, ApprovalState, AttemptRecord, CancelOutcome, ClaimScope, Claimed, Created,
+    Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord, Store,
+    StoreError, StoredVersion,
 };
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -101,6 +102,28 @@ CREATE TABLE trigger_state (
 ) WITHOUT ROWID;
 CREATE INDEX runs_finished ON runs(finished_at) WHERE parent_id IS NULL AND finished_at IS NOT NULL;
 "#;
+
+/// Version 3: approvals that waiting runs ask for, and their answers.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE approvals (
+    id          TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step_key    TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    answered_at INTEGER,
+    answer      TEXT,
+    answered_by TEXT,
+    UNIQUE (run_id, step_key)
+);
+CREATE INDEX approvals_pending ON approvals(created_at) WHERE state = 'pending';
+"#;
+
+const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
 
 const RUN_COLUMNS: &str = "id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, output, error, wake_at, cancel_requested, created_at, started_at, finished_at, lease_owner, lease_epoch";
 
@@ -343,6 +366,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     if version < 2 {
         sqlx::raw_sql(SCHEMA_V2).execute(&mut *tx).await?;
     }
+    if version < 3 {
+        sqlx::raw_sql(SCHEMA_V3).execute(&mut *tx).await?;
+    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
     )))
@@ -360,6 +386,44 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+fn approval_from_row(row: &SqliteRow) -> Result<ApprovalRecord> {
+    let state: String = row.try_get("state")?;
+    let run_state: String = row.try_get("run_state")?;
+    Ok(ApprovalRecord {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        step_key: StepKey::from_stored(row.try_get("step_key")?),
+        workflow: row.try_get("workflow")?,
+        message: row.try_get("message")?,
+        data: parse_json(row.try_get("data")?, "approval data")?.unwrap_or(Value::Null),
+        state: ApprovalState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown approval state `{state}`")))?,
+        run_state: parse_state(&run_state)?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        answered_at: row.try_get("answered_at")?,
+        answer: parse_json(row.try_get("answer")?, "approval answer")?.unwrap_or(Value::Null),
+        answered_by: row.try_get("answered_by")?,
+    })
+}
+
+async fn approval_where(
+    conn: &mut sqlx::SqliteConnection,
+    condition: &str,
+    binds: &[&str],
+) -> Result<Option<ApprovalRecord>> {
+    let sql = format!("{APPROVAL_SELECT} WHERE {condition}");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        query = query.bind(*b);
+    }
+    query
+        .fetch_optional(conn)
+        .await?
+        .map(|r| approval_from_row(&r))
+        .transpose()
 }
 
 fn parse_state(s: &str) -> Result<RunState> {
@@ -861,6 +925,116 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn open_approval(&self, approval: &NewApproval) -> Result<ApprovalRecord> {
+        let mut tx = self.begin().await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        sqlx::query("INSERT INTO approvals (id, run_id, step_key, workflow, message, data, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT (run_id, step_key) DO NOTHING")
+            .bind(&id)
+            .bind(&approval.run_id)
+            .bind(approval.step_key.as_str())
+            .bind(&approval.workflow)
+            .bind(&approval.message)
+            .bind(approval.data.to_string())
+            .bind(approval.now)
+            .bind(approval.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        let record = approval_where(
+            &mut tx,
+            "a.run_id = ?1 AND a.step_key = ?2",
+            &[&approval.run_id, approval.step_key.as_str()],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound(approval.run_id.clone()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        approval_where(&mut conn, "a.id = ?1", &[id]).await
+    }
+
+    async fn approval_for(
+        &self,
+        run_id: &str,
+        step_key: &StepKey,
+    ) -> Result<Option<ApprovalRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        approval_where(
+            &mut conn,
+            "a.run_id = ?1 AND a.step_key = ?2",
+            &[run_id, step_key.as_str()],
+        )
+        .await
+    }
+
+    async fn list_approvals(&self, pending_only: bool, limit: u32) -> Result<Vec<ApprovalRecord>> {
+        let condition = if pending_only {
+            " WHERE a.state = 'pending' AND r.state IN ('queued', 'running', 'waiting')"
+        } else {
+            ""
+        };
+        let sql =
+            format!("{APPROVAL_SELECT}{condition} ORDER BY a.created_at DESC, a.id DESC LIMIT ?1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(approval_from_row)
+            .collect()
+    }
+
+    async fn answer_approval(
+        &self,
+        id: &str,
+        decision: ApprovalState,
+        answer: &Value,
+        by: Option<&str>,
+        now: Millis,
+    ) -> Result<ApprovalRecord> {
+        debug_assert!(decision != ApprovalState::Pending);
+        let mut tx = self.begin().await?;
+        let current = approval_where(&mut tx, "a.id = ?1", &[id])
+            .await?
+            .ok_or_else(|| StoreError::ApprovalNotFound(id.to_string()))?;
+        if current.state != ApprovalState::Pending {
+            return Err(StoreError::ApprovalClosed {
+                id: id.to_string(),
+                state: current.state.as_str().to_string(),
+            });
+        }
+        if current.run_state.is_terminal() {
+            return Err(StoreError::ApprovalClosed {
+                id: id.to_string(),
+                state: format!("moot: its run is {}", current.run_state),
+            });
+        }
+        sqlx::query("UPDATE approvals SET state = ?2, answer = ?3, answered_by = ?4, answered_at = ?5 WHERE id = ?1")
+            .bind(id)
+            .bind(decision.as_str())
+            .bind(answer.to_string())
+            .bind(by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        // The run is due now. A run still executing keeps this wake time when it parks (see `park`),
+        // so an answer that comes between its last look and its parking is not missed.
+        sqlx::query(
+            "UPDATE runs SET wake_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN ('running', 'waiting')",
+        )
+        .bind(&current.run_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let record = approval_where(&mut tx, "a.id = ?1", &[id])
+            .await?
+            .ok_or_else(|| StoreError::ApprovalNotFound(id.to_string()))?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     async fn finish_run(

@@ -568,3 +568,89 @@ async fn purge_deletes_old_finished_runs_with_their_children_and_payloads() {
     assert!(store.attempts(old.id()).await.unwrap().is_empty());
     assert_eq!(blobs(&store).await, 0);
 }
+
+#[tokio::test]
+async fn approvals_open_once_answer_once_and_wake_their_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let id = store
+        .create_run(new_run("refund", None, 1))
+        .await
+        .unwrap()
+        .id()
+        .to_string();
+    let c = claim_one(&store, 10).await;
+    let ask = NewApproval {
+        run_id: id.clone(),
+        step_key: StepKey::new("ok", &[]),
+        workflow: "refund".into(),
+        message: "Refund 30 EUR?".into(),
+        data: json!({"amount": 30}),
+        expires_at: Some(100_000),
+        now: 11,
+    };
+    let first = store.open_approval(&ask).await.unwrap();
+    // A step that resumes asks again and gets the same approval.
+    let again = store
+        .open_approval(&NewApproval {
+            now: 12,
+            ..ask.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.state, ApprovalState::Pending);
+    assert_eq!(first.data, json!({"amount": 30}));
+    store.park(&c.lease, 100_000, 13).await.unwrap();
+    let pending = store.list_approvals(true, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].run_state, RunState::Waiting);
+
+    let answered = store
+        .answer_approval(
+            &first.id,
+            ApprovalState::Approved,
+            &json!({"note": "ok"}),
+            Some("ada"),
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answered.state, ApprovalState::Approved);
+    assert_eq!(answered.answer, json!({"note": "ok"}));
+    assert_eq!(answered.answered_by.as_deref(), Some("ada"));
+    assert_eq!(answered.answered_at, Some(50));
+    // The run is due at once, not at its timeout.
+    assert_eq!(store.get_run(&id).await.unwrap().unwrap().wake_at, Some(50));
+    assert_eq!(claim_one(&store, 51).await.run.id, id);
+    assert!(store.list_approvals(true, 10).await.unwrap().is_empty());
+    assert_eq!(store.list_approvals(false, 10).await.unwrap().len(), 1);
+
+    // A second answer changes nothing.
+    let err = store
+        .answer_approval(&first.id, ApprovalState::Rejected, &json!(null), None, 60)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::ApprovalClosed { state, .. } if state == "approved"),
+        "{err}"
+    );
+    assert_eq!(
+        store.approval(&first.id).await.unwrap().unwrap().state,
+        ApprovalState::Approved
+    );
+    assert!(matches!(
+        store
+            .answer_approval("nope", ApprovalState::Approved, &json!(null), None, 60)
+            .await,
+        Err(StoreError::ApprovalNotFound(_))
+    ));
+    assert_eq!(
+        store
+            .approval_for(&id, &StepKey::new("ok", &[]))
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some(first.id)
+    );
+}

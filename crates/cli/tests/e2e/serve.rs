@@ -94,6 +94,19 @@ impl Hub {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs a JSON body to an API path.
+    async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("the hub answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Sends only the head of a POST that declares `length` body bytes and returns the status.
     async fn raw_post_status(&self, path: &str, length: usize) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -717,6 +730,114 @@ async fn json_logs_name_the_run_and_the_step() {
         line["error"].as_str().unwrap().contains("no luck"),
         "{line}"
     );
+}
+
+/// An approval step waits, durably across a SIGKILL, until the API answers it; an answer is given
+/// once; an approval nobody answers expires into the branch its step chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_wait_across_a_restart_and_are_answered_once() {
+    let refund = "trigger: manual\nsteps:\n  - id: ok\n    approval:\n      message: Refund ${{ .input.amount }} EUR?\n      data: ${{ {amount: .input.amount} }}\n  - id: result\n    map: '${{ if .steps.ok.approved then \"refunded by \\(.steps.ok.by), \\(.steps.ok.data.note)\" else \"declined\" end }}'\n";
+    let quick = "trigger: manual\nsteps:\n  - id: ok\n    approval: { message: Quick?, timeout: 1s, on_timeout: reject }\n  - id: result\n    map: ${{ .steps.ok.decision }}\n";
+    let p = Project::new("name: approvals\n", &[("refund", refund), ("quick", quick)]);
+    let mut hub = Hub::start(p.path(), &[]).await;
+    let (status, started) = hub
+        .post_json(
+            "/api/workflows/refund/runs",
+            json!({"input": {"amount": 30}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let pending = async |hub: &Hub| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, list) = hub.get("/api/approvals").await;
+            assert_eq!(status, 200, "{list}");
+            if let Some(a) = list["approvals"].as_array().unwrap().first() {
+                return a.clone();
+            }
+            assert!(Instant::now() < deadline, "no approval became pending");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let approval = pending(&hub).await;
+    assert_eq!(approval["run_id"], run_id.as_str());
+    assert_eq!(approval["message"], "Refund 30 EUR?");
+    assert_eq!(approval["data"], json!({"amount": 30}));
+    assert_eq!(approval["state"], "pending");
+    let id = approval["id"].as_str().unwrap().to_string();
+
+    // A restart changes nothing: the run still waits for the same approval.
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+    let hub = Hub::start(p.path(), &[]).await;
+    let again = pending(&hub).await;
+    assert_eq!(again["id"], id.as_str());
+    let (_, run) = hub.get(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(run["state"], "waiting", "{run}");
+
+    // Bad answers change nothing.
+    let (status, err) = hub
+        .post_json(
+            &format!("/api/approvals/{id}"),
+            json!({"decision": "maybe"}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, _) = hub
+        .post_json("/api/approvals/nope", json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, answered) = hub
+        .post_json(
+            &format!("/api/approvals/{id}"),
+            json!({"decision": "approve", "by": "ada", "data": {"note": "goodwill"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered["state"], "approved");
+    let (status, err) = hub
+        .post_json(
+            &format!("/api/approvals/{id}"),
+            json!({"decision": "reject"}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{err}"
+    );
+    let runs = hub.settle("refund", Duration::from_secs(30)).await;
+    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[0]["output"], "refunded by ada, goodwill");
+    let (_, list) = hub.get("/api/approvals").await;
+    assert!(list["approvals"].as_array().unwrap().is_empty(), "{list}");
+
+    // Nobody answers: after its timeout the approval expires, here into `reject`.
+    let (status, _) = hub.post_json("/api/workflows/quick/runs", json!({})).await;
+    assert_eq!(status, 202);
+    let start = Instant::now();
+    let runs = loop {
+        let runs = hub.settle("quick", Duration::from_secs(30)).await;
+        if !runs.is_empty() {
+            break runs;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30));
+    };
+    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+    assert_eq!(runs[0]["output"], "expired");
+    let (_, all) = hub.get("/api/approvals?state=all").await;
+    let states: Vec<&str> = all["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["expired", "approved"]);
 }
 
 /// Every route in `/api/openapi.json` exists with its method, the API answers errors in its one
