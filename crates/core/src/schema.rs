@@ -248,7 +248,8 @@ fn step_schema() -> Value {
             { "required": ["for_each", "steps"] },
             { "required": ["wait"] },
             { "required": ["call"] },
-            { "required": ["fail"] }
+            { "required": ["fail"] },
+            { "required": ["approval"] }
         ]
     })
 }

@@ -138,7 +138,8 @@ impl TestFile {
 
     /// Checks the file against a project: the workflow exists, and every mocked or expected step is
     /// one of its steps (or of a workflow it calls). Mocks are required for every `uses` step that
-    /// the run may reach, so that tests never touch outside systems.
+    /// the run may reach, so that tests never touch outside systems; an `approval` step's mock is
+    /// its answer.
     pub fn check(&self, project: &Project) -> Vec<Diagnostic> {
         let mut diags = Diagnostics::new(self.file.clone());
         let Some(workflow) = project.workflows.get(&self.workflow) else {
@@ -163,7 +164,10 @@ impl TestFile {
                 continue;
             };
             for step in w.all_steps() {
-                steps.insert(step.id.clone(), matches!(step.kind, StepKind::Uses { .. }));
+                steps.insert(
+                    step.id.clone(),
+                    matches!(step.kind, StepKind::Uses { .. } | StepKind::Approval(_)),
+                );
                 if let StepKind::Call { workflow, .. } = &step.kind {
                     todo.push(workflow.clone());
                 }
@@ -173,7 +177,7 @@ impl TestFile {
             for (id, pos) in &case.mock_pos {
                 match steps.get(id) {
                     Some(true) => {}
-                    Some(false) => diags.error(*pos, format!("step `{id}` does not call an outside system; only `uses` steps are mocked")),
+                    Some(false) => diags.error(*pos, format!("step `{id}` does not call an outside system; only `uses` and `approval` steps are mocked")),
                     None => diags.error(*pos, unknown_step(id, &steps)),
                 }
             }
