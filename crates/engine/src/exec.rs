@@ -1020,6 +1020,7 @@ impl RunExec {
                     .open_approval(&NewApproval {
                         run_id: self.run.id.clone(),
                         step_key: at.key.clone(),
+                        attempt: n,
                         workflow: self.run.workflow.clone(),
                         message: message.clone(),
                         data: data.clone(),
@@ -1042,7 +1043,7 @@ impl RunExec {
             let Some(approval) = self
                 .engine
                 .store
-                .approval_for(&self.run.id, &at.key)
+                .approval_for(&self.run.id, &at.key, n)
                 .await?
             else {
                 let error = error_json(
@@ -1053,42 +1054,24 @@ impl RunExec {
                 return self.fail(at, scope, n, Row::Begun, error).await;
             };
             let now = self.engine.clock.now();
-            match approval.state {
-                ApprovalState::Approved => {
-                    return self
-                        .succeed(at, scope, n, json_to_val(&approval_output(&approval, true)))
-                        .await;
-                }
-                ApprovalState::Rejected => {
-                    return self
-                        .succeed(
-                            at,
-                            scope,
-                            n,
-                            json_to_val(&approval_output(&approval, false)),
-                        )
-                        .await;
-                }
-                ApprovalState::Expired => {
-                    return match spec.on_timeout {
-                        OnTimeout::Reject | OnTimeout::Approve => {
-                            let approved = spec.on_timeout == OnTimeout::Approve;
-                            let output = approval_output(&approval, approved);
-                            self.succeed(at, scope, n, json_to_val(&output)).await
-                        }
-                        OnTimeout::Fail => {
-                            let error = error_json(
-                                &at.key,
-                                "approval_expired",
-                                format!(
-                                    "step `{}`: nobody answered the approval before it expired",
-                                    at.step.id
-                                ),
-                            );
-                            self.fail(at, scope, n, Row::Begun, error).await
-                        }
-                    };
-                }
+            let approved = match approval.state {
+                ApprovalState::Approved => true,
+                ApprovalState::Rejected => false,
+                ApprovalState::Expired => match spec.on_timeout {
+                    OnTimeout::Approve => true,
+                    OnTimeout::Reject => false,
+                    OnTimeout::Fail => {
+                        let error = error_json(
+                            &at.key,
+                            "approval_expired",
+                            format!(
+                                "step `{}`: nobody answered the approval before it expired",
+                                at.step.id
+                            ),
+                        );
+                        return self.fail(at, scope, n, Row::Begun, error).await;
+                    }
+                },
                 ApprovalState::Pending => {
                     if let Some(deadline) = approval.expires_at
                         && deadline <= now
@@ -1115,7 +1098,9 @@ impl RunExec {
                         .map_or(now + RECHECK, |t| t.min(now + RECHECK));
                     return Err(Stop::Park(wake));
                 }
-            }
+            };
+            let output = approval_output(&approval, approved);
+            return self.succeed(at, scope, n, json_to_val(&output)).await;
         }
     }
 

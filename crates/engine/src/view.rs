@@ -56,6 +56,7 @@ pub fn approval_json(a: &weft_store::ApprovalRecord) -> Value {
         "id": a.id,
         "run_id": a.run_id,
         "step": a.step_key.as_str(),
+        "attempt": a.attempt,
         "workflow": a.workflow,
         "message": a.message,
         "data": a.data,

@@ -351,28 +351,12 @@ async fn list_runs(
     State(hub): State<Arc<Hub>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<RunPage>, ApiError> {
-    for key in query.keys() {
-        if !["workflow", "state", "limit", "cursor"].contains(&key.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "unknown query parameter `{key}`; this route takes workflow, state, limit and cursor"
-            )));
-        }
-    }
+    only_known_parameters(&query, &["workflow", "state", "limit", "cursor"])?;
     let state = match query.get("state") {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::bad_request)?),
         None => None,
     };
-    let limit = match query.get("limit") {
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "`limit` must be a whole number from 1 to {MAX_PAGE}, found `{l}`"
-                )));
-            }
-        },
-        None => 50,
-    };
+    let limit = page_limit(&query)?;
     let runs = hub
         .engine
         .store()
@@ -503,14 +487,7 @@ async fn list_approvals(
     State(hub): State<Arc<Hub>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<ApprovalList>, ApiError> {
-    if let Some(key) = query
-        .keys()
-        .find(|k| !["state", "limit"].contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter `{key}`; this route takes state and limit"
-        )));
-    }
+    only_known_parameters(&query, &["state", "limit"])?;
     let pending_only = match query.get("state").map(String::as_str) {
         None | Some("pending") => true,
         Some("all") => false,
@@ -520,17 +497,7 @@ async fn list_approvals(
             )));
         }
     };
-    let limit = match query.get("limit") {
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "`limit` must be a whole number from 1 to {MAX_PAGE}, found `{l}`"
-                )));
-            }
-        },
-        None => 50,
-    };
+    let limit = page_limit(&query)?;
     let approvals = hub
         .engine
         .store()
@@ -596,6 +563,30 @@ async fn answer_approval(
         )
         .await?;
     Ok(axum::Json(view::approval_json(&record)))
+}
+
+/// Refuses a query string with a parameter the route does not take.
+fn only_known_parameters(query: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match query.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::bad_request(format!(
+            "unknown query parameter `{key}`; this route takes {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The `limit` parameter of a listing: 1 to [`MAX_PAGE`], default 50.
+fn page_limit(query: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match query.get("limit") {
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "`limit` must be a whole number from 1 to {MAX_PAGE}, found `{l}`"
+            ))),
+        },
+        None => Ok(50),
+    }
 }
 
 fn accepted(run_id: String, outcome: Option<&str>) -> Response {

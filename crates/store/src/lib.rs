@@ -353,6 +353,9 @@ pub struct NewApproval {
     pub run_id: String,
     /// The approval step.
     pub step_key: StepKey,
+    /// The step's attempt: a run retried after its approval failed (expired with
+    /// `on_timeout: fail`) asks again, with a new attempt.
+    pub attempt: u32,
     /// The run's workflow.
     pub workflow: String,
     /// What the approver reads.
@@ -374,6 +377,8 @@ pub struct ApprovalRecord {
     pub run_id: String,
     /// The approval step.
     pub step_key: StepKey,
+    /// The step's attempt that asked.
+    pub attempt: u32,
     /// The run's workflow.
     pub workflow: String,
     /// What the approver reads.
@@ -416,18 +421,19 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Vec<Created>>;
 
-    /// Opens the approval that step `step_key` of a run asks for, or returns the one it opened
-    /// before (a step that resumes after a crash asks again).
+    /// Opens the approval that an attempt of a run's step asks for, or returns the one that attempt
+    /// opened before (a step that resumes after a crash asks again).
     async fn open_approval(&self, approval: &NewApproval) -> Result<ApprovalRecord>;
 
     /// The approval with this id.
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>>;
 
-    /// The approval a run's step opened, if any.
+    /// The approval an attempt of a run's step opened, if any.
     async fn approval_for(
         &self,
         run_id: &str,
         step_key: &StepKey,
+        attempt: u32,
     ) -> Result<Option<ApprovalRecord>>;
 
     /// Approvals, newest first: only the pending ones of unfinished runs, or all.

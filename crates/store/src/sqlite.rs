@@ -109,6 +109,7 @@ CREATE TABLE approvals (
     id          TEXT PRIMARY KEY,
     run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     step_key    TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
     workflow    TEXT NOT NULL,
     message     TEXT NOT NULL,
     data        TEXT NOT NULL,
@@ -118,12 +119,12 @@ CREATE TABLE approvals (
     answered_at INTEGER,
     answer      TEXT,
     answered_by TEXT,
-    UNIQUE (run_id, step_key)
+    UNIQUE (run_id, step_key, attempt)
 );
 CREATE INDEX approvals_pending ON approvals(created_at) WHERE state = 'pending';
 "#;
 
-const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
+const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
 
 const RUN_COLUMNS: &str = "id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, output, error, wake_at, cancel_requested, created_at, started_at, finished_at, lease_owner, lease_epoch";
 
@@ -395,6 +396,7 @@ fn approval_from_row(row: &SqliteRow) -> Result<ApprovalRecord> {
         id: row.try_get("id")?,
         run_id: row.try_get("run_id")?,
         step_key: StepKey::from_stored(row.try_get("step_key")?),
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
         workflow: row.try_get("workflow")?,
         message: row.try_get("message")?,
         data: parse_json(row.try_get("data")?, "approval data")?.unwrap_or(Value::Null),
@@ -930,10 +932,11 @@ impl Store for SqliteStore {
     async fn open_approval(&self, approval: &NewApproval) -> Result<ApprovalRecord> {
         let mut tx = self.begin().await?;
         let id = uuid::Uuid::now_v7().to_string();
-        sqlx::query("INSERT INTO approvals (id, run_id, step_key, workflow, message, data, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT (run_id, step_key) DO NOTHING")
+        sqlx::query("INSERT INTO approvals (id, run_id, step_key, attempt, workflow, message, data, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (run_id, step_key, attempt) DO NOTHING")
             .bind(&id)
             .bind(&approval.run_id)
             .bind(approval.step_key.as_str())
+            .bind(approval.attempt)
             .bind(&approval.workflow)
             .bind(&approval.message)
             .bind(approval.data.to_string())
@@ -941,10 +944,11 @@ impl Store for SqliteStore {
             .bind(approval.expires_at)
             .execute(&mut *tx)
             .await?;
+        let attempt = approval.attempt.to_string();
         let record = approval_where(
             &mut tx,
-            "a.run_id = ?1 AND a.step_key = ?2",
-            &[&approval.run_id, approval.step_key.as_str()],
+            "a.run_id = ?1 AND a.step_key = ?2 AND a.attempt = CAST(?3 AS INTEGER)",
+            &[&approval.run_id, approval.step_key.as_str(), &attempt],
         )
         .await?
         .ok_or_else(|| StoreError::NotFound(approval.run_id.clone()))?;
@@ -961,12 +965,14 @@ impl Store for SqliteStore {
         &self,
         run_id: &str,
         step_key: &StepKey,
+        attempt: u32,
     ) -> Result<Option<ApprovalRecord>> {
         let mut conn = self.reader.acquire().await?;
+        let attempt = attempt.to_string();
         approval_where(
             &mut conn,
-            "a.run_id = ?1 AND a.step_key = ?2",
-            &[run_id, step_key.as_str()],
+            "a.run_id = ?1 AND a.step_key = ?2 AND a.attempt = CAST(?3 AS INTEGER)",
+            &[run_id, step_key.as_str(), &attempt],
         )
         .await
     }

@@ -583,6 +583,7 @@ async fn approvals_open_once_answer_once_and_wake_their_run() {
     let ask = NewApproval {
         run_id: id.clone(),
         step_key: StepKey::new("ok", &[]),
+        attempt: 1,
         workflow: "refund".into(),
         message: "Refund 30 EUR?".into(),
         data: json!({"amount": 30}),
@@ -647,10 +648,22 @@ async fn approvals_open_once_answer_once_and_wake_their_run() {
     ));
     assert_eq!(
         store
-            .approval_for(&id, &StepKey::new("ok", &[]))
+            .approval_for(&id, &StepKey::new("ok", &[]), 1)
             .await
             .unwrap()
             .map(|a| a.id),
-        Some(first.id)
+        Some(first.id.clone())
     );
+    // A later attempt of the step (after an operator's retry) asks anew.
+    let retried = store
+        .open_approval(&NewApproval {
+            attempt: 2,
+            now: 70,
+            ..ask
+        })
+        .await
+        .unwrap();
+    assert_ne!(retried.id, first.id);
+    assert_eq!(retried.state, ApprovalState::Pending);
+    assert_eq!(retried.attempt, 2);
 }

@@ -264,14 +264,7 @@ fn sign(preset: &str, body: &str, ts: i64, id: &str) -> Vec<(&'static str, Strin
 /// the right status codes, and exactly the valid ones (once each) become runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_of_every_preset() {
-    let presets = [
-        "standard-webhooks",
-        "github",
-        "stripe",
-        "shopify",
-        "slack",
-        "hmac",
-    ];
+    let presets = weft_core::trigger::PRESETS;
     let workflows: Vec<(String, String)> = presets
         .iter()
         .map(|p| {
@@ -738,7 +731,11 @@ async fn json_logs_name_the_run_and_the_step() {
 async fn approvals_wait_across_a_restart_and_are_answered_once() {
     let refund = "trigger: manual\nsteps:\n  - id: ok\n    approval:\n      message: Refund ${{ .input.amount }} EUR?\n      data: ${{ {amount: .input.amount} }}\n  - id: result\n    map: '${{ if .steps.ok.approved then \"refunded by \\(.steps.ok.by), \\(.steps.ok.data.note)\" else \"declined\" end }}'\n";
     let quick = "trigger: manual\nsteps:\n  - id: ok\n    approval: { message: Quick?, timeout: 1s, on_timeout: reject }\n  - id: result\n    map: ${{ .steps.ok.decision }}\n";
-    let p = Project::new("name: approvals\n", &[("refund", refund), ("quick", quick)]);
+    let strict = "trigger: manual\nsteps:\n  - id: ok\n    approval: { message: Strict?, timeout: 1s, on_timeout: fail }\n";
+    let p = Project::new(
+        "name: approvals\n",
+        &[("refund", refund), ("quick", quick), ("strict", strict)],
+    );
     let mut hub = Hub::start(p.path(), &[]).await;
     let (status, started) = hub
         .post_json(
@@ -838,6 +835,29 @@ async fn approvals_wait_across_a_restart_and_are_answered_once() {
         .map(|a| a["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["expired", "approved"]);
+
+    // `on_timeout: fail` fails the run; retrying it asks again instead of reusing the expired one.
+    let (_, started) = hub.post_json("/api/workflows/strict/runs", json!({})).await;
+    let strict_id = started["run_id"].as_str().unwrap().to_string();
+    let runs = hub.settle("strict", Duration::from_secs(30)).await;
+    assert_eq!(runs[0]["state"], "failed", "{}", runs[0]);
+    assert_eq!(runs[0]["error"]["kind"], "approval_expired", "{}", runs[0]);
+    let (status, _) = hub
+        .post_json(&format!("/api/runs/{strict_id}/retry"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let asked_again = pending(&hub).await;
+    assert_eq!(asked_again["run_id"], strict_id.as_str());
+    assert_eq!(asked_again["attempt"], 2);
+    let (status, _) = hub
+        .post_json(
+            &format!("/api/approvals/{}", asked_again["id"].as_str().unwrap()),
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let runs = hub.settle("strict", Duration::from_secs(30)).await;
+    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
 }
 
 /// Every route in `/api/openapi.json` exists with its method, the API answers errors in its one
@@ -952,35 +972,16 @@ async fn the_api_matches_its_openapi_document() {
         (status, err["error"]["code"].as_str()),
         (400, Some("bad_request"))
     );
-    let resp = hub
-        .client
-        .post(format!("{}/api/workflows/hook/runs", hub.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        409,
-        "webhook workflows start from their hook"
-    );
-    let resp = hub
-        .client
-        .post(format!("{}/api/runs/{}/retry", hub.base, ids[0]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        409,
-        "a succeeded run is not retried"
-    );
-    let resp = hub
-        .client
-        .post(format!("{}/api/runs/{}/replay", hub.base, ids[0]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 202);
+    let (status, _) = hub.post_json("/api/workflows/hook/runs", json!({})).await;
+    assert_eq!(status, 409, "webhook workflows start from their hook");
+    let (status, _) = hub
+        .post_json(&format!("/api/runs/{}/retry", ids[0]), json!({}))
+        .await;
+    assert_eq!(status, 409, "a succeeded run is not retried");
+    let (status, _) = hub
+        .post_json(&format!("/api/runs/{}/replay", ids[0]), json!({}))
+        .await;
+    assert_eq!(status, 202);
 
     // Lint a posted file: problems with positions, nothing changed.
     let resp = hub
