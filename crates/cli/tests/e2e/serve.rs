@@ -312,7 +312,7 @@ async fn signed_webhooks_of_every_preset() {
             "{preset}: {err}"
         );
 
-        if ["standard-webhooks", "stripe", "slack"].contains(&preset) {
+        if ["standard-webhooks", "stripe", "slack"].contains(preset) {
             let old = sign(preset, &body, ts - 3600, &format!("msg-{preset}-old"));
             let (status, err) = hub.post_hook(&path, &old, &body).await;
             assert_eq!(status, 401, "{preset}: expired: {err}");
