@@ -153,25 +153,12 @@ async fn accept(
     }
 
     let input = parse_body(&headers, &bytes)?;
-    let mut header_map = Map::new();
-    for (name, value) in &headers {
-        let name = name.as_str();
-        if DROPPED_HEADERS.contains(&name) {
-            continue;
-        }
-        let value = match value.to_str() {
-            Ok(v) => v.to_string(),
-            Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        };
-        match header_map.get_mut(name) {
-            Some(Value::String(first)) => {
-                first.push_str(", ");
-                first.push_str(&value);
-            }
-            _ => {
-                header_map.insert(name.to_string(), Value::String(value));
-            }
-        }
+    let mut header_map = match weft_connectors::http::headers_json(&headers) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    for name in DROPPED_HEADERS {
+        header_map.remove(*name);
     }
     let query: Map<String, Value> = query.map(|q| form_object(q.as_bytes())).unwrap_or_default();
     let now = now_millis();
@@ -305,9 +292,16 @@ fn delivery_key(
             let ctx = json_to_val(&json!({"headers": header_map, "input": input}));
             let value = template
                 .eval(&ctx)
-                .ok()
-                .and_then(|v| val_to_json(&v).ok())
-                .unwrap_or(Value::Null);
+                .map_err(|e| e.to_string())
+                .and_then(|v| val_to_json(&v))
+                .map_err(|message| {
+                    (
+                        "bad_body",
+                        ApiError::bad_request(format!(
+                            "this webhook's dedupe expression {text} failed on the request: {message}"
+                        )),
+                    )
+                })?;
             match value {
                 Value::Null => Ok(None),
                 Value::String(s) if s.is_empty() => Ok(None),

@@ -872,6 +872,10 @@ async fn the_api_matches_its_openapi_document() {
                 "trigger: manual\nsteps:\n  - id: hi\n    map: ${{ \"hi \\(.input.name)\" }}\n",
             ),
             ("hook", "trigger: webhook\nsteps:\n  - id: a\n    map: 1\n"),
+            (
+                "keyed",
+                "trigger:\n  webhook:\n    dedupe: ${{ .input.id }}\nsteps:\n  - id: a\n    map: 1\n",
+            ),
         ],
     );
     let hub = Hub::start(p.path(), &[]).await;
@@ -1013,6 +1017,17 @@ async fn the_api_matches_its_openapi_document() {
     );
     let (status, _) = hub.post_hook("nothing-here", &[], "{}").await;
     assert_eq!(status, 404);
+    // A dedupe expression that fails on the body is a clear 400, not a run without de-duplication.
+    let (status, err) = hub.post_hook("keyed", &[], r#""just text""#).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dedupe expression"),
+        "{err}"
+    );
+    assert!(hub.all_runs("keyed").await.is_empty());
     assert!(hub.all_runs("hook").await.is_empty());
     let (status, ready) = hub.get("/readyz").await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));

@@ -325,7 +325,9 @@ fn display_url(url: &Url) -> String {
     shown.to_string()
 }
 
-fn headers_json(headers: &HeaderMap) -> Value {
+/// Headers as a JSON object: names in lower case, repeated headers joined with `, `, bytes that
+/// are not UTF-8 replaced.
+pub fn headers_json(headers: &HeaderMap) -> Value {
     let mut out: Map<String, Value> = Map::new();
     for (name, value) in headers {
         let text = String::from_utf8_lossy(value.as_bytes()).into_owned();

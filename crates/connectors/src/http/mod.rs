@@ -7,7 +7,7 @@
 mod action;
 mod config;
 
-pub use action::{HttpConnector, REQUEST_INPUTS, retry_after};
+pub use action::{HttpConnector, REQUEST_INPUTS, headers_json, retry_after};
 pub use config::{Auth, HttpConfig};
 
 use weft_core::{ActionSpec, ConnectorSpec};
