@@ -59,6 +59,13 @@ impl Rejection {
     }
 }
 
+fn malformed(header: &str, reason: impl Into<String>) -> Rejection {
+    Rejection::Malformed {
+        header: header.to_string(),
+        reason: reason.into(),
+    }
+}
+
 fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     for p in parts {
@@ -138,10 +145,7 @@ pub fn verify(
         value
             .trim()
             .parse::<i64>()
-            .map_err(|_| Rejection::Malformed {
-                header: name.to_string(),
-                reason: "the timestamp is not whole seconds since 1970".into(),
-            })
+            .map_err(|_| malformed(name, "the timestamp is not whole seconds since 1970"))
     };
     let key = secret.as_bytes();
     match scheme {
@@ -172,23 +176,19 @@ pub fn verify(
             if any {
                 Err(Rejection::Mismatch)
             } else {
-                Err(Rejection::Malformed {
-                    header: "webhook-signature".into(),
-                    reason: "no `v1,<base64>` signature in it".into(),
-                })
+                Err(malformed(
+                    "webhook-signature",
+                    "no `v1,<base64>` signature in it",
+                ))
             }
         }
         Scheme::Github => {
             let value = need("X-Hub-Signature-256")?;
-            let hex = value
-                .strip_prefix("sha256=")
-                .ok_or_else(|| Rejection::Malformed {
-                    header: "X-Hub-Signature-256".into(),
-                    reason: "it does not start with `sha256=`".into(),
-                })?;
-            let sig = hex_decode(hex).ok_or_else(|| Rejection::Malformed {
-                header: "X-Hub-Signature-256".into(),
-                reason: "the signature is not hexadecimal".into(),
+            let hex = value.strip_prefix("sha256=").ok_or_else(|| {
+                malformed("X-Hub-Signature-256", "it does not start with `sha256=`")
+            })?;
+            let sig = hex_decode(hex).ok_or_else(|| {
+                malformed("X-Hub-Signature-256", "the signature is not hexadecimal")
             })?;
             matches(key, &[body], &sig)
                 .then_some(())
@@ -205,15 +205,9 @@ pub fn verify(
                     _ => {}
                 }
             }
-            let ts = ts.ok_or_else(|| Rejection::Malformed {
-                header: "Stripe-Signature".into(),
-                reason: "it has no `t=` timestamp".into(),
-            })?;
+            let ts = ts.ok_or_else(|| malformed("Stripe-Signature", "it has no `t=` timestamp"))?;
             if sigs.is_empty() {
-                return Err(Rejection::Malformed {
-                    header: "Stripe-Signature".into(),
-                    reason: "it has no `v1=` signature".into(),
-                });
+                return Err(malformed("Stripe-Signature", "it has no `v1=` signature"));
             }
             fresh(ts)?;
             let ts_text = ts.to_string();
@@ -228,10 +222,7 @@ pub fn verify(
             let value = need("X-Shopify-Hmac-Sha256")?;
             let sig = BASE64
                 .decode(value.trim())
-                .map_err(|_| Rejection::Malformed {
-                    header: "X-Shopify-Hmac-Sha256".into(),
-                    reason: "the signature is not base64".into(),
-                })?;
+                .map_err(|_| malformed("X-Shopify-Hmac-Sha256", "the signature is not base64"))?;
             matches(key, &[body], &sig)
                 .then_some(())
                 .ok_or(Rejection::Mismatch)
@@ -243,13 +234,9 @@ pub fn verify(
             fresh(ts)?;
             let hex = value
                 .strip_prefix("v0=")
-                .ok_or_else(|| Rejection::Malformed {
-                    header: "X-Slack-Signature".into(),
-                    reason: "it does not start with `v0=`".into(),
-                })?;
-            let sig = hex_decode(hex).ok_or_else(|| Rejection::Malformed {
-                header: "X-Slack-Signature".into(),
-                reason: "the signature is not hexadecimal".into(),
+                .ok_or_else(|| malformed("X-Slack-Signature", "it does not start with `v0=`"))?;
+            let sig = hex_decode(hex).ok_or_else(|| {
+                malformed("X-Slack-Signature", "the signature is not hexadecimal")
             })?;
             let ts_text = ts.to_string();
             matches(key, &[b"v0:", ts_text.as_bytes(), b":", body], &sig)
@@ -264,23 +251,17 @@ pub fn verify(
             let value = need(name)?;
             let text = value
                 .strip_prefix(prefix.as_str())
-                .ok_or_else(|| Rejection::Malformed {
-                    header: name.clone(),
-                    reason: format!("it does not start with `{prefix}`"),
-                })?;
+                .ok_or_else(|| malformed(name, format!("it does not start with `{prefix}`")))?;
             let sig = match encoding {
                 Encoding::Hex => hex_decode(text.trim()),
                 Encoding::Base64 => BASE64.decode(text.trim()).ok(),
             }
-            .ok_or_else(|| Rejection::Malformed {
-                header: name.clone(),
-                reason: format!(
-                    "the signature is not {}",
-                    match encoding {
-                        Encoding::Hex => "hexadecimal",
-                        Encoding::Base64 => "base64",
-                    }
-                ),
+            .ok_or_else(|| {
+                let kind = match encoding {
+                    Encoding::Hex => "hexadecimal",
+                    Encoding::Base64 => "base64",
+                };
+                malformed(name, format!("the signature is not {kind}"))
             })?;
             matches(key, &[body], &sig)
                 .then_some(())
