@@ -19,9 +19,10 @@ pub struct ActionSpec {
     pub inputs: &'static [&'static str],
     /// Keys that must be present under `with:`.
     pub required: &'static [&'static str],
-    /// Checks a `with:` mapping written out in the file, beyond known and required keys (such as
-    /// "at most one of `body`, `text`, `form`"). Receives the keys that are present.
-    pub check_inputs: fn(keys: &[&str]) -> Vec<String>,
+    /// Checks `with:` as written in the file, beyond known and required keys (such as "at most one
+    /// of `body`, `text`, `form`", or "SQL text is fixed"). Receives the `with` node: a mapping, or a
+    /// string that is one expression.
+    pub check_inputs: fn(with: &Node, diags: &mut Diagnostics),
 }
 
 /// A connector type, such as `http`.
@@ -76,6 +77,12 @@ impl Catalog {
 }
 
 /// An input check for actions that need none beyond known and required keys.
-pub fn no_input_check(_keys: &[&str]) -> Vec<String> {
-    Vec::new()
+pub fn no_input_check(_with: &Node, _diags: &mut Diagnostics) {}
+
+/// The keys of a `with:` mapping (none when it is an expression).
+pub fn input_keys(with: &Node) -> Vec<&str> {
+    match &with.kind {
+        crate::yaml::Kind::Map(entries) => entries.iter().map(|(k, _)| k.name.as_str()).collect(),
+        _ => Vec::new(),
+    }
 }

@@ -872,12 +872,11 @@ pub(crate) fn check_uses(
                         );
                     }
                 }
-                let keys: Vec<&str> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
-                for message in (action_spec.check_inputs)(&keys) {
-                    diags.error(with_node.pos, message);
-                }
+                (action_spec.check_inputs)(with_node, diags);
             }
-            Kind::Str(_) if matches!(with, Template::Expr(_)) => {}
+            Kind::Str(_) if matches!(with, Template::Expr(_)) => {
+                (action_spec.check_inputs)(with_node, diags);
+            }
             _ => diags.error(
                 with_node.pos,
                 format!("`with` must be a mapping, found {}", with_node.kind_name()),

@@ -10,7 +10,9 @@ mod config;
 pub use action::{HttpConnector, REQUEST_INPUTS, headers_json, retry_after};
 pub use config::{Auth, HttpConfig};
 
-use weft_core::{ActionSpec, ConnectorSpec};
+use weft_core::catalog::input_keys;
+use weft_core::yaml::Node;
+use weft_core::{ActionSpec, ConnectorSpec, Diagnostics};
 
 /// The `http` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
@@ -28,22 +30,27 @@ pub static SPEC: ConnectorSpec = ConnectorSpec {
     },
 };
 
-fn check_request_inputs(keys: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
+fn check_request_inputs(with: &Node, diags: &mut Diagnostics) {
+    let keys = input_keys(with);
     let bodies: Vec<&str> = ["body", "text", "form"]
         .into_iter()
         .filter(|k| keys.contains(k))
         .collect();
     if bodies.len() > 1 {
-        out.push(format!(
-            "a request has one body: `{}` and `{}` cannot be used together",
-            bodies[0], bodies[1]
-        ));
+        diags.error(
+            with.pos,
+            format!(
+                "a request has one body: `{}` and `{}` cannot be used together",
+                bodies[0], bodies[1]
+            ),
+        );
     }
     if keys.contains(&"url") && keys.contains(&"path") {
-        out.push("give either `url` (a full URL) or `path` (appended to the connection's base_url), not both".into());
+        diags.error(
+            with.pos,
+            "give either `url` (a full URL) or `path` (appended to the connection's base_url), not both",
+        );
     }
-    out
 }
 
 #[cfg(test)]

@@ -301,11 +301,19 @@ fn retry_after_reads_seconds_and_dates() {
 #[test]
 fn lint_checks_request_inputs() {
     assert!(SPEC.action("request").is_some());
+    let with = weft_core::yaml::parse("{url: a, path: b, body: c, form: d}").unwrap();
+    let mut diags = weft_core::Diagnostics::new("w.yaml");
+    (SPEC.actions[0].check_inputs)(&with, &mut diags);
+    let messages: Vec<String> = diags
+        .into_vec()
+        .into_iter()
+        .map(|d| d.to_string())
+        .collect();
     assert_eq!(
-        (SPEC.actions[0].check_inputs)(&["url", "path", "body", "form"]),
+        messages,
         vec![
-            "a request has one body: `body` and `form` cannot be used together".to_string(),
-            "give either `url` (a full URL) or `path` (appended to the connection's base_url), not both".to_string(),
+            "w.yaml:1:1: a request has one body: `body` and `form` cannot be used together",
+            "w.yaml:1:1: give either `url` (a full URL) or `path` (appended to the connection's base_url), not both",
         ]
     );
 }
