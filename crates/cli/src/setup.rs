@@ -75,7 +75,8 @@ pub(crate) async fn store(loaded: &Loaded) -> Result<Arc<dyn Store>, CliError> {
 /// Builds the engine for the project.
 pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
     let store = store(loaded).await?;
-    let registry = weft_connectors::Registry::build(&loaded.project).map_err(CliError::usage)?;
+    let registry = weft_connectors::Registry::build(&loaded.project, &loaded.files.root)
+        .map_err(CliError::usage)?;
     Ok(Engine::new(EngineParts {
         store,
         project: loaded.project.clone(),

@@ -2,7 +2,7 @@
 //!
 //! # Brief overview
 //!
-//! - Each connector lives in its own folder (`http/`) with its settings (`config.rs`, the reference
+//! - Each connector lives in its own folder (`http/`, `sql/`) with its settings (`config.rs`, the reference
 //!   for what a user writes in `weft.yaml`), its runtime (`action.rs`) and its tests.
 //! - [`catalog`] lists every connector's static [`ConnectorSpec`], which `weft lint` uses to check
 //!   connections and `uses:` steps without any I/O.
@@ -17,8 +17,10 @@
 
 pub mod http;
 pub mod secret;
+pub mod sql;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ pub fn catalog() -> Catalog {
 }
 
 /// Every connector's description; adding a connector means adding it here.
-static SPECS: [&ConnectorSpec; 1] = [&http::SPEC];
+static SPECS: [&ConnectorSpec; 4] = [&http::SPEC, &sql::POSTGRES, &sql::MYSQL, &sql::SQLITE];
 
 fn specs() -> &'static [&'static ConnectorSpec] {
     &SPECS
@@ -129,17 +131,20 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds a live connector for every connection of the project.
-    pub fn build(project: &Project) -> Result<Registry, BuildError> {
+    /// Builds a live connector for every connection of the project; `dir` is the project folder
+    /// (a SQLite connection's `path` is relative to it). Nothing connects yet.
+    pub fn build(project: &Project, dir: &Path) -> Result<Registry, BuildError> {
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         for (name, connection) in &project.connections {
+            let failed = |message| BuildError {
+                connection: name.clone(),
+                message,
+            };
             let built: Arc<dyn Connector> = match connection.type_name.as_str() {
-                "http" => Arc::new(http::HttpConnector::build(connection).map_err(|message| {
-                    BuildError {
-                        connection: name.clone(),
-                        message,
-                    }
-                })?),
+                "http" => Arc::new(http::HttpConnector::build(connection).map_err(failed)?),
+                "postgres" | "mysql" | "sqlite" => {
+                    Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
+                }
                 other => {
                     return Err(BuildError {
                         connection: name.clone(),

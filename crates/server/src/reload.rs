@@ -48,7 +48,7 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
                 continue;
             }
         };
-        let registry = match weft_connectors::Registry::build(&project) {
+        let registry = match weft_connectors::Registry::build(&project, &dir) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e}; the last good version keeps serving.");

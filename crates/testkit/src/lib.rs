@@ -198,3 +198,19 @@ async fn answer(
         axum::Json(answer.body),
     )
 }
+
+/// Whether the local service `name` listens on loopback `port`, for tests that need a real server.
+///
+/// When it does not: with `WEFT_REQUIRE_SERVICES=1` (as `.ci/run` sets) the test fails, since CI
+/// starts every service; otherwise it says plainly that it is skipped and returns `false`.
+pub fn service(name: &str, port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok() {
+        return true;
+    }
+    if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{name} is not listening on 127.0.0.1:{port}, and WEFT_REQUIRE_SERVICES=1");
+    }
+    eprintln!("SKIPPED: {name} is not listening on 127.0.0.1:{port}; start it to run this test");
+    false
+}
