@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `weft` binary on real project folders, against a real HTTP server on
 //! loopback, killed with SIGKILL where durability is the point.
 
+/// A running `weft serve` and calls to it.
+mod hub;
 /// Helpers: the binary, temporary projects, outputs.
 mod support;
 
@@ -16,3 +18,5 @@ mod lint;
 mod retries;
 /// `weft serve`: signed webhooks, SIGKILL and SIGTERM under load, schedules, the API, metrics, reload.
 mod serve;
+/// SQL connections: a PostgreSQL table copied into MariaDB by a poll, across a SIGKILL.
+mod sql;

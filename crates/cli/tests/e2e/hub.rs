@@ -1,0 +1,199 @@
+//! A running `weft serve` for end-to-end tests: start it on a free port, call its hooks and API,
+//! wait for runs to settle, stop it with SIGTERM or SIGKILL.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+use crate::support::command;
+
+pub const SECRET: &str = "e2e-shared-secret";
+/// A Standard Webhooks secret: `whsec_` and base64.
+pub const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A running `weft serve` and its address.
+pub struct Hub {
+    pub child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Every JSON log line after the one that gave the address.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Hub {
+    /// Starts `weft serve` on a free loopback port and waits until it listens.
+    pub async fn start(dir: &Path, extra: &[&str]) -> Hub {
+        let mut args = vec![
+            "serve",
+            ".",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = command(dir, &args);
+        cmd.env("WEFT_LOG", "info")
+            .env("E2E_SECRET", SECRET)
+            .env("E2E_WHSEC", WHSEC);
+        let mut child = cmd.spawn().expect("weft serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let address = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && let Some(a) = v["address"].as_str()
+                {
+                    return a.to_string();
+                }
+            }
+            panic!("weft serve ended before it listened");
+        })
+        .await
+        .expect("weft serve listens within a minute");
+        // Keep draining the log so the process never blocks on a full pipe.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Hub {
+            child,
+            base: format!("http://{address}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            log,
+        }
+    }
+
+    pub async fn post_hook(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/hooks/{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.expect("the hub answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs a JSON body to an API path.
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("the hub answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends only the head of a POST that declares `length` body bytes and returns the status.
+    pub async fn raw_post_status(&self, path: &str, length: usize) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("the hub answers before the body arrives")
+                .unwrap();
+            assert!(n > 0, "the hub closed the connection without answering");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        text.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the hub answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the hub answers")
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Every run, following the cursor.
+    pub async fn all_runs(&self, workflow: &str) -> Vec<Value> {
+        let mut runs = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = self
+                .get(&format!("/api/runs?workflow={workflow}&limit=500{cursor}"))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            runs.extend(page["runs"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return runs,
+            }
+        }
+    }
+
+    /// Waits until no run of `workflow` is unfinished.
+    pub async fn settle(&self, workflow: &str, limit: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let runs = self.all_runs(workflow).await;
+            if runs.iter().all(|r| {
+                ["succeeded", "failed", "cancelled"].contains(&r["state"].as_str().unwrap())
+            }) {
+                return runs;
+            }
+            assert!(start.elapsed() < limit, "runs did not finish: {runs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn sigterm(&self) {
+        let pid = self.child.id().expect("running") as i32;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
