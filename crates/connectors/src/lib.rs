@@ -15,7 +15,9 @@
 
 #![deny(missing_docs)]
 
+mod consume;
 pub mod http;
+pub mod redis;
 pub mod secret;
 pub mod sql;
 
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use weft_core::{Catalog, ConnectorSpec, Project};
+use weft_core::{Catalog, Connection, ConnectorSpec, Project};
 
 /// Every connector type this build knows.
 pub fn catalog() -> Catalog {
@@ -34,7 +36,13 @@ pub fn catalog() -> Catalog {
 }
 
 /// Every connector's description; adding a connector means adding it here.
-static SPECS: [&ConnectorSpec; 4] = [&http::SPEC, &sql::POSTGRES, &sql::MYSQL, &sql::SQLITE];
+static SPECS: [&ConnectorSpec; 5] = [
+    &http::SPEC,
+    &sql::POSTGRES,
+    &sql::MYSQL,
+    &sql::SQLITE,
+    &redis::SPEC,
+];
 
 fn specs() -> &'static [&'static ConnectorSpec] {
     &SPECS
@@ -112,6 +120,49 @@ pub struct Call<'a> {
 pub trait Connector: Send + Sync {
     /// Runs an action.
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError>;
+
+    /// Starts consuming messages for a `queue` trigger: `consumer` names the workflow (the default
+    /// of durable consumer names), `settings` are the trigger's connector-specific keys, checked
+    /// by the connector's [`weft_core::ConsumeSpec`]. Connectors without messages refuse.
+    async fn subscribe(
+        &self,
+        consumer: &str,
+        settings: &Value,
+    ) -> Result<Box<dyn Subscription>, ActionError> {
+        let _ = (consumer, settings);
+        Err(ActionError::fatal(
+            "this connection has no messages to consume",
+        ))
+    }
+}
+
+/// Messages of one `queue` trigger, as they arrive.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits for the next message. An error means the subscription is broken (the connection
+    /// was lost); the caller subscribes again, and unsettled messages come back from the broker.
+    async fn next(&mut self) -> Result<Delivery, ActionError>;
+}
+
+/// One message from a broker, not settled yet.
+pub struct Delivery {
+    /// The payload as received.
+    pub payload: Vec<u8>,
+    /// What the broker tells about the message (subject, headers, redelivery…), for `.trigger`.
+    pub meta: serde_json::Map<String, Value>,
+    /// An id that stays the same when the broker delivers the message again, if it has one.
+    pub id: Option<String>,
+    /// Acknowledges or rejects the message.
+    pub settle: Box<dyn Settle>,
+}
+
+/// How a message is settled with its broker, once.
+#[async_trait]
+pub trait Settle: Send {
+    /// The message's run is committed; the broker may forget the message.
+    async fn ack(self: Box<Self>) -> Result<(), ActionError>;
+    /// The message can never be read: drop it, or dead-letter it where the broker can.
+    async fn reject(self: Box<Self>, reason: &str) -> Result<(), ActionError>;
 }
 
 /// A connection that could not be set up.
@@ -136,25 +187,29 @@ impl Registry {
     pub fn build(project: &Project, dir: &Path) -> Result<Registry, BuildError> {
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         for (name, connection) in &project.connections {
-            let failed = |message| BuildError {
-                connection: name.clone(),
-                message,
-            };
-            let built: Arc<dyn Connector> = match connection.type_name.as_str() {
-                "http" => Arc::new(http::HttpConnector::build(connection).map_err(failed)?),
-                "postgres" | "mysql" | "sqlite" => {
-                    Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
-                }
-                other => {
-                    return Err(BuildError {
-                        connection: name.clone(),
-                        message: format!("no connector of type `{other}` in this build"),
-                    });
-                }
-            };
-            connectors.insert(name.clone(), built);
+            connectors.insert(name.clone(), Registry::connect(connection, dir)?);
         }
         Ok(Registry { connectors })
+    }
+
+    /// Builds the live connector of one connection. Nothing connects yet.
+    pub fn connect(connection: &Connection, dir: &Path) -> Result<Arc<dyn Connector>, BuildError> {
+        let failed = |message| BuildError {
+            connection: connection.name.clone(),
+            message,
+        };
+        Ok(match connection.type_name.as_str() {
+            "http" => Arc::new(http::HttpConnector::build(connection).map_err(failed)?),
+            "redis" => Arc::new(redis::RedisConnector::build(connection).map_err(failed)?),
+            "postgres" | "mysql" | "sqlite" => {
+                Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
+            }
+            other => {
+                return Err(failed(format!(
+                    "no connector of type `{other}` in this build"
+                )));
+            }
+        })
     }
 
     /// Adds or replaces a connector, as tests do with fakes.

@@ -36,6 +36,21 @@ pub struct ConnectorSpec {
     pub actions: &'static [ActionSpec],
     /// Checks a connection's settings (the whole mapping, `type` included) without I/O.
     pub check: fn(node: &Node, diags: &mut Diagnostics),
+    /// How a workflow consumes this connector's messages with `trigger: { queue: … }`, if it can.
+    pub consume: Option<ConsumeSpec>,
+}
+
+/// What a broker connector reads from a `queue` trigger.
+#[derive(Debug)]
+pub struct ConsumeSpec {
+    /// Its own keys of the trigger (besides `connection`, `format` and `key`, which the core reads).
+    pub keys: &'static [&'static str],
+    /// Checks those settings without I/O: receives a mapping of only the connector's own keys.
+    pub check: fn(settings: &Node, diags: &mut Diagnostics),
+    /// What the broker offers as a message id that stays the same when a message is delivered
+    /// again (the default de-duplication key), such as "the stream sequence"; `None` when there
+    /// is none.
+    pub message_id: Option<&'static str>,
 }
 
 impl ConnectorSpec {

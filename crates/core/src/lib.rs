@@ -41,7 +41,7 @@ pub mod trigger;
 pub mod workflow;
 pub mod yaml;
 
-pub use catalog::{ActionSpec, Catalog, ConnectorSpec};
+pub use catalog::{ActionSpec, Catalog, ConnectorSpec, ConsumeSpec};
 pub use diag::{Diagnostic, Diagnostics};
 pub use expr::{EvalError, Expr, Template, Val, ValMap, json_kind, json_to_val, val_to_json};
 pub use project::{Connection, Limits, Project, Settings, Sources};

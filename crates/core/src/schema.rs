@@ -51,7 +51,7 @@ pub fn workflow_schema() -> Value {
             "expression": expression,
             "duration": duration,
             "trigger": {
-                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>), `schedule` (cron) or `poll` (an HTTP API asked for new items).",
+                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>), `schedule` (cron), `poll` (an HTTP API or a database asked for new items) or `queue` (messages from NATS JetStream, RabbitMQ, MQTT or Redis streams).",
                 "oneOf": [
                     { "enum": ["manual", "webhook"] },
                     {
@@ -77,8 +77,24 @@ pub fn workflow_schema() -> Value {
                         "additionalProperties": false,
                         "required": ["poll"],
                         "properties": { "poll": { "$ref": "#/$defs/poll" } }
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["queue"],
+                        "properties": { "queue": { "$ref": "#/$defs/queue" } }
                     }
                 ]
+            },
+            "queue": {
+                "type": "object",
+                "required": ["connection"],
+                "description": "Each message of a broker starts a run, acknowledged once the run is committed. Besides these keys, the connection's type has its own: nats (stream, subject, consumer), amqp (queue, prefetch), mqtt (topic, qos), redis (stream, group, consumer, claim_after).",
+                "properties": {
+                    "connection": { "type": "string", "description": "A connection of type nats, amqp, mqtt or redis in weft.yaml." },
+                    "format": { "enum": ["json", "text"], "default": "json", "description": "How the payload becomes .input; a message that cannot be read so is rejected with a logged reason." },
+                    "key": { "type": "string", "description": "De-duplication key, ${{ }} over {message, trigger}. Default: the broker's message id where it has one." }
+                }
             },
             "webhook": {
                 "type": ["object", "null"],
@@ -299,6 +315,7 @@ mod tests {
             sorted(trigger::SCHEDULE_KEYS)
         );
         assert_eq!(keys(&s["$defs"]["poll"]), sorted(trigger::POLL_KEYS));
+        assert_eq!(keys(&s["$defs"]["queue"]), sorted(trigger::QUEUE_KEYS));
         assert_eq!(
             keys(&s["$defs"]["step"]["properties"]["approval"]["oneOf"][1]),
             sorted(crate::workflow::APPROVAL_KEYS)

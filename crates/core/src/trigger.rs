@@ -47,7 +47,7 @@ use crate::secret::SecretRef;
 use crate::workflow::{Scope, check_uses};
 use crate::yaml::{Kind, Node, Pos};
 
-/// Trigger types. `queue` and `tool` are recognised but not available yet.
+/// Trigger types. `tool` is recognised but not available yet.
 pub const TRIGGER_TYPES: &[&str] = &["manual", "webhook", "schedule", "poll", "queue", "tool"];
 /// Keys of a `webhook` trigger.
 pub const WEBHOOK_KEYS: &[&str] = &[
@@ -72,6 +72,9 @@ pub const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "missed", "overlap"];
 /// Keys of a `poll` trigger.
 pub const POLL_KEYS: &[&str] = &["every", "uses", "with", "items", "key", "cursor"];
 /// Shortest interval between polls.
+/// Keys of a queue trigger that the core reads; the connector reads the rest.
+pub const QUEUE_KEYS: &[&str] = &["connection", "format", "key"];
+/// The shortest poll interval.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Signature presets.
 pub const PRESETS: &[&str] = &[
@@ -103,6 +106,8 @@ pub enum Trigger {
     Schedule(ScheduleTrigger),
     /// An HTTP API asked for new items every interval.
     Poll(PollTrigger),
+    /// Messages consumed from a broker.
+    Queue(QueueTrigger),
 }
 
 impl Trigger {
@@ -113,6 +118,7 @@ impl Trigger {
             Trigger::Webhook(_) => "webhook",
             Trigger::Schedule(_) => "schedule",
             Trigger::Poll(_) => "poll",
+            Trigger::Queue(_) => "queue",
         }
     }
 }
@@ -332,6 +338,48 @@ impl PartialEq for PollTrigger {
     }
 }
 
+/// Messages from a broker start runs: `trigger: { queue: { connection: events, … } }`. The other
+/// keys belong to the connection's type (a NATS subject, a RabbitMQ queue, an MQTT topic, a Redis
+/// stream; see each connector's `consume` module).
+///
+/// Each message is one run: `.input` is the payload (parsed as JSON, or text with `format: text`)
+/// and `.trigger` is `{type: "queue", connection, id, received_at, …}` with what the broker tells
+/// about the message. A message is acknowledged only after its run is committed; one that cannot
+/// be read (not JSON when JSON is expected) is rejected with the reason in the log, and the
+/// consumer goes on. Runs are de-duplicated by `key`, by default the broker's message id where it
+/// has one that survives redelivery.
+#[derive(Clone, Debug)]
+pub struct QueueTrigger {
+    /// The connection consumed from.
+    pub connection: String,
+    /// The connection's type, which decides the other settings.
+    pub type_name: String,
+    /// How the payload is read.
+    pub format: Format,
+    /// The de-duplication key, over `{message, trigger}`: text or a number; `null` means none.
+    /// Without it, the broker's message id, if it has one.
+    pub key: Option<Template>,
+    /// The connector's own settings, as JSON.
+    pub settings: serde_json::Value,
+    /// The settings as written, to compare versions.
+    pub source: String,
+}
+
+impl PartialEq for QueueTrigger {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// How a queue message's payload becomes a run's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON; a payload that is not JSON is rejected.
+    Json,
+    /// UTF-8 text, as a string; a payload that is not UTF-8 is rejected.
+    Text,
+}
+
 /// Slots missed while the hub was down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Missed {
@@ -424,10 +472,20 @@ pub fn read(
                 None
             }
         },
+        "queue" => match settings {
+            Some(s) => read_queue(s, scope, diags).map(Trigger::Queue),
+            None => {
+                diags.error(
+                    pos,
+                    "a queue trigger needs settings, at least `connection:`, such as `queue: { connection: events, subject: orders }`",
+                );
+                None
+            }
+        },
         other if TRIGGER_TYPES.contains(&other) => {
             diags.error(
                 pos,
-                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule` or `poll`"),
+                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule`, `poll` or `queue`"),
             );
             None
         }
@@ -786,6 +844,103 @@ fn read_poll(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option<
             Some(c) => Some(c?),
             None => None,
         },
+        source: node.to_json().to_string(),
+    })
+}
+
+fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option<QueueTrigger> {
+    let Kind::Map(entries) = &node.kind else {
+        diags.error(
+            node.pos,
+            format!("`queue` must be a mapping, found {}", node.kind_name()),
+        );
+        return None;
+    };
+    let find = |key: &str| entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v);
+    let Some(conn_node) = find("connection") else {
+        diags.error(node.pos, "queue trigger needs `connection`");
+        return None;
+    };
+    let name = decode::string(conn_node, "`connection`", diags)?;
+    let Some(connection) = scope.connections.get(&name) else {
+        let known: Vec<&str> = scope.connections.keys().map(String::as_str).collect();
+        let hint = match did_you_mean(&name, known.iter().copied()) {
+            Some(h) => format!("; did you mean `{h}`?"),
+            None if known.is_empty() => "; weft.yaml defines no connections".to_string(),
+            None => format!("; weft.yaml defines: {}", known.join(", ")),
+        };
+        diags.error(conn_node.pos, format!("unknown connection `{name}`{hint}"));
+        return None;
+    };
+    // A connection of an unknown type is reported where it is defined, in weft.yaml.
+    let spec = scope.catalog.get(&connection.type_name)?;
+    let Some(consume) = &spec.consume else {
+        let brokers: Vec<&str> = scope
+            .catalog
+            .type_names()
+            .into_iter()
+            .filter(|t| scope.catalog.get(t).is_some_and(|s| s.consume.is_some()))
+            .collect();
+        diags.error(
+            conn_node.pos,
+            format!(
+                "connection `{name}` ({}) has no messages to consume; a queue trigger reads from a connection of type {}",
+                spec.type_name,
+                brokers.join(", ")
+            ),
+        );
+        return None;
+    };
+    let format = match find("format") {
+        None => Some(Format::Json),
+        Some(n) => match decode::string(n, "`format`", diags).as_deref() {
+            Some("json") => Some(Format::Json),
+            Some("text") => Some(Format::Text),
+            Some(other) => {
+                diags.error(
+                    n.pos,
+                    format!("unknown `format` `{other}`; use json or text"),
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let key = match find("key") {
+        None => None,
+        Some(n) => match &n.kind {
+            Kind::Str(s) if s.value.contains("${{") => Some(Template::from_node(n, diags)),
+            _ => {
+                diags.error(
+                    n.pos,
+                    "`key` must use `${{ }}` over the message, such as `${{ .message.order_id }}`; a fixed key would let only one message ever run",
+                );
+                None
+            }
+        },
+    };
+    // The connector checks its own keys; keys it does not know are reported there, with the
+    // core's keys among the ones offered.
+    let own: Vec<(crate::yaml::Key, Node)> = entries
+        .iter()
+        .filter(|(k, _)| !QUEUE_KEYS.contains(&k.name.as_str()))
+        .cloned()
+        .collect();
+    let own = Node {
+        pos: node.pos,
+        kind: Kind::Map(own),
+    };
+    let before = diags.len();
+    (consume.check)(&own, diags);
+    if diags.len() > before {
+        return None;
+    }
+    Some(QueueTrigger {
+        connection: name,
+        type_name: spec.type_name.to_string(),
+        format: format?,
+        key,
+        settings: own.to_json(),
         source: node.to_json().to_string(),
     })
 }

@@ -1123,6 +1123,7 @@ pub(crate) mod test_scope {
             check_inputs: no_input_check,
         }],
         check: |_, _| {},
+        consume: None,
     };
 
     pub(crate) fn with_scope<T>(f: impl FnOnce(&Scope<'_>) -> T) -> T {

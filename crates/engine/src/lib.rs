@@ -25,6 +25,7 @@ mod drive;
 mod exec;
 pub mod poll;
 pub mod project_dir;
+mod queue;
 pub mod testing;
 pub mod view;
 
@@ -245,6 +246,12 @@ impl Engine {
     /// The project version new runs start on.
     pub fn project(&self) -> Arc<Project> {
         self.inner.current().project.clone()
+    }
+
+    /// The live connector of connection `name` in the current project, for trigger tasks that
+    /// consume from it.
+    pub fn connector(&self, name: &str) -> Option<Arc<dyn weft_connectors::Connector>> {
+        self.inner.current().registry.get(name)
     }
 
     /// Makes `project` the version new runs start on, with its connectors. Runs that started on an

@@ -196,6 +196,12 @@ fn trigger_json(w: &Workflow) -> Value {
             "every": weft_core::duration::format(p.every),
             "uses": format!("{}.{}", p.connection, p.action),
         }),
+        Trigger::Queue(q) => json!({
+            "type": "queue",
+            "connection": q.connection,
+            "connection_type": q.type_name,
+            "settings": q.settings,
+        }),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod hooks;
 pub mod ops;
 pub mod poll;
+pub mod queue;
 pub mod reload;
 pub mod schedule;
 pub mod triggers;

@@ -1,5 +1,5 @@
-//! The hub's own trigger tasks: one per workflow whose trigger fires by itself (a schedule or a
-//! poll), all restarted together when the project is reloaded. Webhooks need no task; the router
+//! The hub's own trigger tasks: one per workflow whose trigger fires by itself (a schedule, a
+//! poll or a queue), all restarted together when the project is reloaded. Webhooks need no task; the router
 //! serves them.
 
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use weft_core::Trigger;
 use weft_engine::Engine;
 
-use crate::{poll, schedule};
+use crate::{poll, queue, schedule};
 
 /// The running trigger tasks.
 #[derive(Clone)]
@@ -50,6 +50,12 @@ impl TriggerTasks {
                     let p = p.clone();
                     tasks.push(tokio::spawn(async move {
                         poll::run_poll(engine, workflow, p).await;
+                    }));
+                }
+                Trigger::Queue(q) => {
+                    let q = q.clone();
+                    tasks.push(tokio::spawn(async move {
+                        queue::run_queue(engine, workflow, q).await;
                     }));
                 }
                 Trigger::Manual | Trigger::Webhook(_) => {}

@@ -8,6 +8,8 @@ mod support;
 
 /// `weft init`, `lint`, `test`, `run` and `runs` as a new user meets them.
 mod basics;
+/// The conformance suite of consuming connectors: once, malformed, SIGKILL, broker restart.
+mod conformance;
 /// A `weft` process killed in the middle of a step loses and repeats nothing it must not.
 mod durability;
 /// The example projects lint and pass their tests; `weft schema` validates them.

@@ -28,6 +28,7 @@ pub static SPEC: ConnectorSpec = ConnectorSpec {
     check: |node, diags| {
         HttpConfig::decode(node, diags);
     },
+    consume: None,
 };
 
 fn check_request_inputs(with: &Node, diags: &mut Diagnostics) {

@@ -93,6 +93,7 @@ pub static POSTGRES: ConnectorSpec = ConnectorSpec {
     check: |node, diags| {
         SqlConfig::decode(Dialect::Postgres, node, diags);
     },
+    consume: None,
 };
 
 /// The `mysql` connector's description (MySQL and MariaDB).
@@ -103,6 +104,7 @@ pub static MYSQL: ConnectorSpec = ConnectorSpec {
     check: |node, diags| {
         SqlConfig::decode(Dialect::Mysql, node, diags);
     },
+    consume: None,
 };
 
 /// The `sqlite` connector's description.
@@ -113,6 +115,7 @@ pub static SQLITE: ConnectorSpec = ConnectorSpec {
     check: |node, diags| {
         SqlConfig::decode(Dialect::Sqlite, node, diags);
     },
+    consume: None,
 };
 
 fn has_expression(node: &Node) -> bool {

@@ -1,0 +1,311 @@
+//! The conformance suite every consuming connector runs, through the real binary against the real
+//! broker: each message becomes one completed run under normal operation, a malformed message is
+//! rejected with a logged reason without stopping the consumer, every message still becomes a
+//! completed run after a SIGKILL of `weft` in the middle of a stream (exactly one where the broker
+//! gives a message id), and consuming resumes after the broker restarts.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_connectors::{Call, Connector};
+
+use crate::hub::Hub;
+use crate::support::Project;
+
+/// Publishes one raw payload.
+type Publish = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A broker under test: how a connection to it is written, which trigger settings consume a fresh
+/// destination of its own, and how a test publishes to that destination.
+struct Broker {
+    /// The connection's settings in weft.yaml, indented under the connection's name.
+    connection: String,
+    /// The `queue` trigger's connector keys, as a YAML flow mapping body (`stream: x, group: g`).
+    settings: String,
+    /// Publishes one raw payload to the destination.
+    publish: Publish,
+    /// Whether the broker gives messages an id that survives redelivery.
+    has_id: bool,
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "weft-e2e-{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    )
+}
+
+/// A connector for publishing from the test, built from the same settings the hub gets.
+fn publisher(type_name: &str, settings: &str) -> Arc<dyn Connector> {
+    let node = weft_core::yaml::parse(settings).unwrap();
+    let connection = weft_core::Connection {
+        name: "q".into(),
+        type_name: type_name.into(),
+        node,
+        pos: weft_core::yaml::Pos { line: 1, col: 1 },
+    };
+    weft_connectors::Registry::connect(&connection, Path::new(".")).unwrap()
+}
+
+/// Calls an action, trying again for a while when the broker is away (it may be restarting).
+async fn act(c: &Arc<dyn Connector>, action: &str, input: Value) -> Value {
+    let mut tries = 0;
+    loop {
+        let call = Call {
+            action,
+            input: input.clone(),
+            idempotency_key: "e2e/publish",
+            max_output_bytes: 1 << 20,
+        };
+        match c.call(call).await {
+            Ok(v) => return v,
+            Err(e) if e.is_retryable() && tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("{action} {input}: {e}"),
+        }
+    }
+}
+
+fn redis_broker(port: u16) -> Broker {
+    let stream = unique("redis");
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let c = publisher("redis", &format!("{{type: redis, url: \"{url}\"}}"));
+    let target = stream.clone();
+    Broker {
+        connection: format!("type: redis\n    url: {url}\n"),
+        settings: format!("stream: {stream}, group: weft, claim_after: 5s"),
+        publish: Box::new(move |payload| {
+            let c = c.clone();
+            let stream = target.clone();
+            Box::pin(async move {
+                act(&c, "xadd", json!({"stream": stream, "message": payload})).await;
+            })
+        }),
+        has_id: true,
+    }
+}
+
+fn project(broker: &Broker) -> Project {
+    Project::new(
+        &format!("connections:\n  q:\n    {}", broker.connection),
+        &[(
+            "consume",
+            &format!(
+                "trigger:\n  queue: {{ connection: q, {} }}\nsteps:\n  - id: n\n    map: ${{{{ .input.n }}}}\noutput: ${{{{ .steps.n }}}}\n",
+                broker.settings
+            ),
+        )],
+    )
+}
+
+/// Waits until `n` messages have completed runs.
+async fn wait_for(hub: &Hub, n: usize, limit: Duration) -> BTreeMap<i64, usize> {
+    let start = Instant::now();
+    loop {
+        let counts = outputs_settled(hub).await;
+        if let Some(counts) = counts
+            && counts.len() >= n
+        {
+            return counts;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{n} messages did not become completed runs within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many completed runs each message number has, once no run is unfinished.
+async fn outputs_settled(hub: &Hub) -> Option<BTreeMap<i64, usize>> {
+    let runs = hub.all_runs("consume").await;
+    let mut counts = BTreeMap::new();
+    for run in runs {
+        if run["state"] != "succeeded" {
+            assert!(
+                ["queued", "running"].contains(&run["state"].as_str().unwrap()),
+                "{run}"
+            );
+            return None;
+        }
+        assert_eq!(run["trigger"]["type"], "queue");
+        *counts.entry(run["output"].as_i64().unwrap()).or_default() += 1;
+    }
+    Some(counts)
+}
+
+/// Under normal operation every message is one completed run, and a malformed one in the middle
+/// is rejected with its reason logged while the rest go on.
+async fn delivers_each_message_once(broker: Broker) {
+    let p = project(&broker);
+    let hub = Hub::start(p.path(), &[]).await;
+    for n in 0..50 {
+        (broker.publish)(json!({"n": n}).to_string()).await;
+    }
+    (broker.publish)("not json {".to_string()).await;
+    for n in 50..100 {
+        (broker.publish)(json!({"n": n}).to_string()).await;
+    }
+    let counts = wait_for(&hub, 100, Duration::from_secs(60)).await;
+    assert_eq!(counts.len(), 100);
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+    let rejected = hub.log.lock().unwrap().iter().any(|l| {
+        l["message"] == "Rejected a message that cannot be read."
+            && l["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("the payload is not JSON"))
+    });
+    assert!(
+        rejected,
+        "the malformed message's rejection is logged with its reason"
+    );
+}
+
+/// A SIGKILL in the middle of a stream of 1,000 messages: after a restart every message is a
+/// completed run; duplicates only where the broker has no message id.
+async fn survives_a_sigkill_mid_stream(broker: Broker) {
+    let p = project(&broker);
+    for n in 0..1000 {
+        (broker.publish)(json!({"n": n}).to_string()).await;
+    }
+    let mut hub = Hub::start(p.path(), &[]).await;
+    let start = Instant::now();
+    let mut started = 0;
+    while started < 150 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no runs started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        started = hub.all_runs("consume").await.len();
+    }
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+    assert!(
+        started < 1000,
+        "the kill came after the whole stream: {started} runs"
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let counts = wait_for(&hub, 1000, Duration::from_secs(120)).await;
+    assert_eq!(counts.len(), 1000);
+    if broker.has_id {
+        let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+        assert!(twice.is_empty(), "messages with an id ran twice: {twice:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_deliver_each_message_once() {
+    if !weft_testkit::service("Redis", 6379) {
+        return;
+    }
+    delivers_each_message_once(redis_broker(6379)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_survive_a_sigkill_mid_stream() {
+    if !weft_testkit::service("Redis", 6379) {
+        return;
+    }
+    survives_a_sigkill_mid_stream(redis_broker(6379)).await;
+}
+
+/// A Redis server of the test's own, with its data in a temporary folder, so that it can be
+/// stopped and started again without disturbing other tests.
+struct PrivateRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            child: None,
+        };
+        r.up().then_some(r)
+    }
+
+    fn up(&mut self) -> bool {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            return false;
+        };
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_consuming_resumes_after_the_server_restarts() {
+    let Some(mut server) = PrivateRedis::start() else {
+        if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("redis-server could not be started for the restart test");
+        }
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    let broker = redis_broker(server.port);
+    let p = project(&broker);
+    let hub = Hub::start(p.path(), &[]).await;
+    for n in 0..20 {
+        (broker.publish)(json!({"n": n}).to_string()).await;
+    }
+    wait_for(&hub, 20, Duration::from_secs(30)).await;
+    server.down();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(server.up(), "the private redis-server starts again");
+    for n in 20..40 {
+        (broker.publish)(json!({"n": n}).to_string()).await;
+    }
+    let counts = wait_for(&hub, 40, Duration::from_secs(60)).await;
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+}
