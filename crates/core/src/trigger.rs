@@ -907,9 +907,9 @@ fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option
         },
     };
     let key = match find("key") {
-        None => None,
+        None => Some(None),
         Some(n) => match &n.kind {
-            Kind::Str(s) if s.value.contains("${{") => Some(Template::from_node(n, diags)),
+            Kind::Str(s) if s.value.contains("${{") => Some(Some(Template::from_node(n, diags))),
             _ => {
                 diags.error(
                     n.pos,
@@ -939,7 +939,7 @@ fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option
         connection: name,
         type_name: spec.type_name.to_string(),
         format: format?,
-        key,
+        key: key?,
         settings: own.to_json(),
         source: node.to_json().to_string(),
     })
@@ -949,6 +949,53 @@ fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option
 mod tests {
     use super::*;
     use crate::yaml;
+
+    #[test]
+    fn queue_triggers_name_a_broker_connection() {
+        let (t, errs) = read_str(
+            "queue: { connection: events, topic: orders, format: text, key: \"${{ .message }}\" }",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let Some(Trigger::Queue(q)) = t else {
+            panic!("a queue trigger")
+        };
+        assert_eq!(q.connection, "events");
+        assert_eq!(q.type_name, "broker");
+        assert_eq!(q.format, Format::Text);
+        assert_eq!(q.settings, serde_json::json!({"topic": "orders"}));
+        assert!(q.key.is_some());
+        let cases = [
+            (
+                "queue: { connection: evnts, topic: x }",
+                "1:22: unknown connection `evnts`; did you mean `events`?",
+            ),
+            (
+                "queue: { connection: shop }",
+                "1:22: connection `shop` (http) has no messages to consume; a queue trigger reads from a connection of type broker",
+            ),
+            (
+                "queue: { connection: events, topic: x, format: xml }",
+                "1:48: unknown `format` `xml`; use json or text",
+            ),
+            (
+                "queue: { connection: events, topic: x, key: fixed }",
+                "1:45: `key` must use `${{ }}` over the message, such as `${{ .message.order_id }}`; a fixed key would let only one message ever run",
+            ),
+            (
+                "queue: { connection: events }",
+                "1:8: queue trigger (broker) needs `topic`",
+            ),
+            (
+                "queue: { topic: x }",
+                "1:8: queue trigger needs `connection`",
+            ),
+        ];
+        for (src, expected) in cases {
+            let (t, errs) = read_str(src);
+            assert!(t.is_none(), "{src}");
+            assert_eq!(errs, vec![expected.to_string()], "{src}");
+        }
+    }
 
     fn read_str(src: &str) -> (Option<Trigger>, Vec<String>) {
         let node = yaml::parse(src).unwrap();
@@ -1124,7 +1171,7 @@ mod tests {
             d,
             vec![
                 "2:10: `every` must be at least 1s",
-                "3:9: unknown connection `billing`; weft.yaml defines: shop",
+                "3:9: unknown connection `billing`; weft.yaml defines: events, shop",
                 "4:10: `items` must be one expression, such as `${{ .input.total > 100 }}`",
                 "5:8: `key` must use `${{ }}` over the item, such as `${{ .item.id }}`; a fixed key would let only one item ever run",
                 "6:24: jq syntax error in `${{ .items | }}`: expected term, found end of expression",

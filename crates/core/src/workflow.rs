@@ -1126,9 +1126,38 @@ pub(crate) mod test_scope {
         consume: None,
     };
 
+    /// A broker whose queue triggers take one key, `topic`.
+    static BROKER: ConnectorSpec = ConnectorSpec {
+        type_name: "broker",
+        summary: "test",
+        actions: &[],
+        check: |_, _| {},
+        consume: Some(crate::catalog::ConsumeSpec {
+            keys: &["topic"],
+            check: |node, diags| {
+                if let Some(mut f) =
+                    crate::decode::Fields::new(node, "queue trigger (broker)", &["topic"], diags)
+                {
+                    f.require("topic", diags);
+                    f.finish(diags);
+                }
+            },
+            message_id: None,
+        }),
+    };
+
     pub(crate) fn with_scope<T>(f: impl FnOnce(&Scope<'_>) -> T) -> T {
-        let catalog = Catalog::new(vec![&HTTP]);
+        let catalog = Catalog::new(vec![&HTTP, &BROKER]);
         let mut connections = BTreeMap::new();
+        connections.insert(
+            "events".to_string(),
+            Connection {
+                name: "events".into(),
+                type_name: "broker".into(),
+                node: crate::yaml::parse("type: broker").unwrap(),
+                pos: Pos::new(1, 1),
+            },
+        );
         connections.insert(
             "shop".to_string(),
             Connection {
@@ -1223,7 +1252,7 @@ steps:
                 "6:5: unknown key `retyr` in step; did you mean `retry`?",
                 "7:9: duplicate step id `a` (first used at 4:9)",
                 "8:11: connection `shop` (http) has no action `fetch`; its actions are: request",
-                "10:11: unknown connection `nowhere`; weft.yaml defines: shop",
+                "10:11: unknown connection `nowhere`; weft.yaml defines: events, shop",
                 "12:10: `.steps.e` is not available to step `d`: step `e` runs later; a step can read only the steps before it",
                 "12:10: `.steps.zz` refers to a step that does not exist",
                 "14:19: jq syntax error in `${{ .x | }}`: expected term, found end of expression",
@@ -1256,7 +1285,7 @@ steps:
         assert_eq!(
             errs,
             vec![
-                "1:10: the `tool` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule` or `poll`",
+                "1:10: the `tool` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule`, `poll` or `queue`",
                 "3:5: step has both `uses` and `map`; a step does one thing",
                 "6:9: step id `b-c` must be usable in `.steps.b-c`: letters, digits and `_`, starting with a letter or `_`",
                 "7:11: `wait`: `soon` is not a duration; write a number and a unit (ms, s, m, h, d), such as `30s`",
