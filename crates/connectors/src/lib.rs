@@ -17,6 +17,7 @@
 
 mod consume;
 pub mod http;
+pub mod nats;
 pub mod redis;
 pub mod secret;
 pub mod sql;
@@ -36,12 +37,13 @@ pub fn catalog() -> Catalog {
 }
 
 /// Every connector's description; adding a connector means adding it here.
-static SPECS: [&ConnectorSpec; 5] = [
+static SPECS: [&ConnectorSpec; 6] = [
     &http::SPEC,
     &sql::POSTGRES,
     &sql::MYSQL,
     &sql::SQLITE,
     &redis::SPEC,
+    &nats::SPEC,
 ];
 
 fn specs() -> &'static [&'static ConnectorSpec] {
@@ -201,6 +203,7 @@ impl Registry {
         Ok(match connection.type_name.as_str() {
             "http" => Arc::new(http::HttpConnector::build(connection).map_err(failed)?),
             "redis" => Arc::new(redis::RedisConnector::build(connection).map_err(failed)?),
+            "nats" => Arc::new(nats::NatsConnector::build(connection).map_err(failed)?),
             "postgres" | "mysql" | "sqlite" => {
                 Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
             }

@@ -31,6 +31,12 @@ struct Broker {
     publish: Publish,
     /// Whether the broker gives messages an id that survives redelivery.
     has_id: bool,
+    /// Makes the destination exist before anything is published to it (called with "").
+    prepare: Publish,
+}
+
+fn nothing_to_prepare() -> Publish {
+    Box::new(|_| Box::pin(async {}))
 }
 
 fn unique(prefix: &str) -> String {
@@ -93,6 +99,49 @@ fn redis_broker(port: u16) -> Broker {
             })
         }),
         has_id: true,
+        prepare: nothing_to_prepare(),
+    }
+}
+
+fn nats_broker(port: u16) -> Broker {
+    let stream = unique("nats").replace('-', "_");
+    let url = format!("nats://127.0.0.1:{port}");
+    let c = publisher("nats", &format!("{{type: nats, url: \"{url}\"}}"));
+    let subject = format!("{stream}.in");
+    let target = subject.clone();
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let setup = c.clone();
+    let settings = json!({"stream": stream, "subject": subject});
+    Broker {
+        connection: format!("type: nats\n    url: {url}\n"),
+        settings: format!("stream: {stream}, subject: {subject}, ack_wait: 5s"),
+        publish: Box::new(move |payload| {
+            let c = c.clone();
+            let subject = target.clone();
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                act(
+                    &c,
+                    "publish",
+                    json!({"subject": subject, "message": payload, "msg_id": format!("m{n}")}),
+                )
+                .await;
+            })
+        }),
+        has_id: true,
+        prepare: Box::new(move |_| {
+            let c = setup.clone();
+            let settings = settings.clone();
+            Box::pin(async move {
+                // A consumer of the same settings creates the stream, as the hub's would.
+                let mut tries = 0;
+                while let Err(e) = c.subscribe("e2e-setup", &settings).await {
+                    tries += 1;
+                    assert!(tries < 40, "cannot create the stream: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        }),
     }
 }
 
@@ -149,6 +198,7 @@ async fn outputs_settled(hub: &Hub) -> Option<BTreeMap<i64, usize>> {
 /// is rejected with its reason logged while the rest go on.
 async fn delivers_each_message_once(broker: Broker) {
     let p = project(&broker);
+    (broker.prepare)(String::new()).await;
     let hub = Hub::start(p.path(), &[]).await;
     for n in 0..50 {
         (broker.publish)(json!({"n": n}).to_string()).await;
@@ -176,6 +226,7 @@ async fn delivers_each_message_once(broker: Broker) {
 /// completed run; duplicates only where the broker has no message id.
 async fn survives_a_sigkill_mid_stream(broker: Broker) {
     let p = project(&broker);
+    (broker.prepare)(String::new()).await;
     for n in 0..1000 {
         (broker.publish)(json!({"n": n}).to_string()).await;
     }
@@ -218,43 +269,45 @@ async fn redis_streams_survive_a_sigkill_mid_stream() {
     survives_a_sigkill_mid_stream(redis_broker(6379)).await;
 }
 
-/// A Redis server of the test's own, with its data in a temporary folder, so that it can be
+/// A broker server of the test's own, with its data in a temporary folder, so that it can be
 /// stopped and started again without disturbing other tests.
-struct PrivateRedis {
+struct PrivateServer {
     dir: tempfile::TempDir,
     port: u16,
+    program: &'static str,
+    args: fn(port: u16, dir: &Path) -> Vec<String>,
     child: Option<std::process::Child>,
 }
 
-impl PrivateRedis {
-    fn start() -> Option<PrivateRedis> {
+impl PrivateServer {
+    fn start(program: &'static str, args: fn(u16, &Path) -> Vec<String>) -> Option<PrivateServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut r = PrivateRedis {
+        let mut r = PrivateServer {
             dir: tempfile::tempdir().unwrap(),
             port,
+            program,
+            args,
             child: None,
         };
-        r.up().then_some(r)
+        if r.up() {
+            return Some(r);
+        }
+        if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("{program} could not be started for the restart test");
+        }
+        eprintln!("SKIPPED: {program} could not be started for the restart test");
+        None
     }
 
     fn up(&mut self) -> bool {
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
+        let child = std::process::Command::new(self.program)
+            .args((self.args)(self.port, self.dir.path()))
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn();
         let Ok(child) = child else {
             return false;
@@ -278,23 +331,16 @@ impl PrivateRedis {
     }
 }
 
-impl Drop for PrivateRedis {
+impl Drop for PrivateServer {
     fn drop(&mut self) {
         self.down();
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_consuming_resumes_after_the_server_restarts() {
-    let Some(mut server) = PrivateRedis::start() else {
-        if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("redis-server could not be started for the restart test");
-        }
-        eprintln!("SKIPPED: redis-server is not installed");
-        return;
-    };
-    let broker = redis_broker(server.port);
+/// Consuming goes on after the broker restarts: messages from before and after all run once.
+async fn resumes_after_the_broker_restarts(mut server: PrivateServer, broker: Broker) {
     let p = project(&broker);
+    (broker.prepare)(String::new()).await;
     let hub = Hub::start(p.path(), &[]).await;
     for n in 0..20 {
         (broker.publish)(json!({"n": n}).to_string()).await;
@@ -302,10 +348,74 @@ async fn redis_consuming_resumes_after_the_server_restarts() {
     wait_for(&hub, 20, Duration::from_secs(30)).await;
     server.down();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(server.up(), "the private redis-server starts again");
+    assert!(server.up(), "the private {} starts again", server.program);
     for n in 20..40 {
         (broker.publish)(json!({"n": n}).to_string()).await;
     }
     let counts = wait_for(&hub, 40, Duration::from_secs(60)).await;
     assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+}
+
+fn redis_args(port: u16, dir: &Path) -> Vec<String> {
+    let port = port.to_string();
+    let dir = dir.display().to_string();
+    [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--dir",
+        &dir,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn nats_args(port: u16, dir: &Path) -> Vec<String> {
+    let port = port.to_string();
+    let dir = dir.display().to_string();
+    ["-a", "127.0.0.1", "-p", &port, "-js", "-sd", &dir]
+        .map(String::from)
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_consuming_resumes_after_the_server_restarts() {
+    let Some(server) = PrivateServer::start("redis-server", redis_args) else {
+        return;
+    };
+    let broker = redis_broker(server.port);
+    resumes_after_the_broker_restarts(server, broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_jetstream_delivers_each_message_once() {
+    if !weft_testkit::service("NATS", 4222) {
+        return;
+    }
+    let broker = nats_broker(4222);
+    delivers_each_message_once(broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_jetstream_survives_a_sigkill_mid_stream() {
+    if !weft_testkit::service("NATS", 4222) {
+        return;
+    }
+    survives_a_sigkill_mid_stream(nats_broker(4222)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_consuming_resumes_after_the_server_restarts() {
+    let Some(server) = PrivateServer::start("nats-server", nats_args) else {
+        return;
+    };
+    let broker = nats_broker(server.port);
+    resumes_after_the_broker_restarts(server, broker).await;
 }
