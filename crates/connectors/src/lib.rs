@@ -17,6 +17,7 @@
 
 mod consume;
 pub mod http;
+pub mod mqtt;
 pub mod nats;
 pub mod redis;
 pub mod secret;
@@ -37,13 +38,14 @@ pub fn catalog() -> Catalog {
 }
 
 /// Every connector's description; adding a connector means adding it here.
-static SPECS: [&ConnectorSpec; 6] = [
+static SPECS: [&ConnectorSpec; 7] = [
     &http::SPEC,
     &sql::POSTGRES,
     &sql::MYSQL,
     &sql::SQLITE,
     &redis::SPEC,
     &nats::SPEC,
+    &mqtt::SPEC,
 ];
 
 fn specs() -> &'static [&'static ConnectorSpec] {
@@ -204,6 +206,7 @@ impl Registry {
             "http" => Arc::new(http::HttpConnector::build(connection).map_err(failed)?),
             "redis" => Arc::new(redis::RedisConnector::build(connection).map_err(failed)?),
             "nats" => Arc::new(nats::NatsConnector::build(connection).map_err(failed)?),
+            "mqtt" => Arc::new(mqtt::MqttConnector::build(connection).map_err(failed)?),
             "postgres" | "mysql" | "sqlite" => {
                 Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
             }

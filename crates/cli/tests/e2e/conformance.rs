@@ -145,6 +145,41 @@ fn nats_broker(port: u16) -> Broker {
     }
 }
 
+fn mqtt_broker(port: u16) -> Broker {
+    let topic = unique("mqtt");
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let c = publisher("mqtt", &format!("{{type: mqtt, url: \"{url}\"}}"));
+    let setup = c.clone();
+    let client_id = unique("mqtt-session");
+    let settings = json!({"topic": format!("{topic}/#"), "client_id": client_id});
+    let target = format!("{topic}/in");
+    Broker {
+        connection: format!("type: mqtt\n    url: {url}\n"),
+        settings: format!("topic: \"{topic}/#\", client_id: {client_id}"),
+        publish: Box::new(move |payload| {
+            let c = c.clone();
+            let topic = target.clone();
+            Box::pin(async move {
+                act(&c, "publish", json!({"topic": topic, "message": payload})).await;
+            })
+        }),
+        has_id: false,
+        prepare: Box::new(move |_| {
+            let c = setup.clone();
+            let settings = settings.clone();
+            Box::pin(async move {
+                // The hub's persistent session, made before anything is published to it.
+                let mut tries = 0;
+                while let Err(e) = c.subscribe("e2e-setup", &settings).await {
+                    tries += 1;
+                    assert!(tries < 40, "cannot open the session: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        }),
+    }
+}
+
 fn project(broker: &Broker) -> Project {
     Project::new(
         &format!("connections:\n  q:\n    {}", broker.connection),
@@ -161,16 +196,26 @@ fn project(broker: &Broker) -> Project {
 /// Waits until `n` messages have completed runs.
 async fn wait_for(hub: &Hub, n: usize, limit: Duration) -> BTreeMap<i64, usize> {
     let start = Instant::now();
+    let mut last = BTreeMap::new();
     loop {
-        let counts = outputs_settled(hub).await;
-        if let Some(counts) = counts
-            && counts.len() >= n
-        {
-            return counts;
+        if let Some(counts) = outputs_settled(hub).await {
+            if counts.len() >= n {
+                return counts;
+            }
+            last = counts;
         }
         assert!(
             start.elapsed() < limit,
-            "{n} messages did not become completed runs within {limit:?}"
+            "{n} messages did not become completed runs within {limit:?}; {} did: {:?}; the hub logged: {:?}",
+            last.len(),
+            last.keys().collect::<Vec<_>>(),
+            hub.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l["level"] != "DEBUG")
+                .map(|l| l["message"].to_string() + " " + &l["error"].to_string())
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -227,14 +272,30 @@ async fn delivers_each_message_once(broker: Broker) {
 async fn survives_a_sigkill_mid_stream(broker: Broker) {
     let p = project(&broker);
     (broker.prepare)(String::new()).await;
-    for n in 0..1000 {
-        (broker.publish)(json!({"n": n}).to_string()).await;
-    }
+    let broker = Arc::new(broker);
     let mut hub = Hub::start(p.path(), &[]).await;
+    let publisher = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            for n in 0..1000 {
+                (broker.publish)(json!({"n": n}).to_string()).await;
+            }
+        })
+    };
     let start = Instant::now();
     let mut started = 0;
     while started < 150 {
-        assert!(start.elapsed() < Duration::from_secs(60), "no runs started");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no runs started; the hub logged: {:?}",
+            hub.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l["level"] != "DEBUG")
+                .take(20)
+                .collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
         started = hub.all_runs("consume").await.len();
     }
@@ -244,6 +305,7 @@ async fn survives_a_sigkill_mid_stream(broker: Broker) {
         started < 1000,
         "the kill came after the whole stream: {started} runs"
     );
+    publisher.await.unwrap();
     let hub = Hub::start(p.path(), &[]).await;
     let counts = wait_for(&hub, 1000, Duration::from_secs(120)).await;
     assert_eq!(counts.len(), 1000);
@@ -323,8 +385,19 @@ impl PrivateServer {
         false
     }
 
+    /// Stops the server as an operator would (SIGTERM), so that it keeps what it persists.
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -377,6 +450,22 @@ fn redis_args(port: u16, dir: &Path) -> Vec<String> {
     .to_vec()
 }
 
+fn mosquitto_args(port: u16, dir: &Path) -> Vec<String> {
+    // Started as root, mosquitto runs as its own user, which must be able to save its sessions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    vec!["-c".into(), conf.display().to_string()]
+}
+
 fn nats_args(port: u16, dir: &Path) -> Vec<String> {
     let port = port.to_string();
     let dir = dir.display().to_string();
@@ -417,5 +506,30 @@ async fn nats_consuming_resumes_after_the_server_restarts() {
         return;
     };
     let broker = nats_broker(server.port);
+    resumes_after_the_broker_restarts(server, broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_delivers_each_message_once() {
+    if !weft_testkit::service("Mosquitto", 1883) {
+        return;
+    }
+    delivers_each_message_once(mqtt_broker(1883)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_survives_a_sigkill_mid_stream() {
+    if !weft_testkit::service("Mosquitto", 1883) {
+        return;
+    }
+    survives_a_sigkill_mid_stream(mqtt_broker(1883)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_consuming_resumes_after_the_broker_restarts() {
+    let Some(server) = PrivateServer::start("mosquitto", mosquitto_args) else {
+        return;
+    };
+    let broker = mqtt_broker(server.port);
     resumes_after_the_broker_restarts(server, broker).await;
 }
