@@ -15,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+pub mod amqp;
 mod consume;
 pub mod http;
 pub mod mqtt;
@@ -38,7 +39,7 @@ pub fn catalog() -> Catalog {
 }
 
 /// Every connector's description; adding a connector means adding it here.
-static SPECS: [&ConnectorSpec; 7] = [
+static SPECS: [&ConnectorSpec; 8] = [
     &http::SPEC,
     &sql::POSTGRES,
     &sql::MYSQL,
@@ -46,6 +47,7 @@ static SPECS: [&ConnectorSpec; 7] = [
     &redis::SPEC,
     &nats::SPEC,
     &mqtt::SPEC,
+    &amqp::SPEC,
 ];
 
 fn specs() -> &'static [&'static ConnectorSpec] {
@@ -207,6 +209,7 @@ impl Registry {
             "redis" => Arc::new(redis::RedisConnector::build(connection).map_err(failed)?),
             "nats" => Arc::new(nats::NatsConnector::build(connection).map_err(failed)?),
             "mqtt" => Arc::new(mqtt::MqttConnector::build(connection).map_err(failed)?),
+            "amqp" => Arc::new(amqp::AmqpConnector::build(connection).map_err(failed)?),
             "postgres" | "mysql" | "sqlite" => {
                 Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
             }

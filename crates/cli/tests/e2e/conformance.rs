@@ -180,6 +180,46 @@ fn mqtt_broker(port: u16) -> Broker {
     }
 }
 
+fn amqp_broker(port: u16) -> Broker {
+    let queue = unique("amqp");
+    let url = format!("amqp://guest@127.0.0.1:{port}/%2f");
+    let connection =
+        format!("{{type: amqp, url: \"{url}\", password: {{env: WEFT_TEST_AMQP_PASSWORD}}}}");
+    let c = publisher("amqp", &connection);
+    let setup = c.clone();
+    let settings = json!({"queue": queue});
+    let target = queue.clone();
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Broker {
+        connection: format!(
+            "type: amqp\n    url: {url}\n    password: {{ env: WEFT_TEST_AMQP_PASSWORD }}\n"
+        ),
+        settings: format!("queue: {queue}, prefetch: 50"),
+        publish: Box::new(move |payload| {
+            let c = c.clone();
+            let queue = target.clone();
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                act(&c, "publish", json!({"routing_key": queue, "message": payload, "message_id": format!("m{n}")})).await;
+            })
+        }),
+        has_id: true,
+        prepare: Box::new(move |_| {
+            let c = setup.clone();
+            let settings = settings.clone();
+            Box::pin(async move {
+                // A consumer of the same settings declares the queue, as the hub's would.
+                let mut tries = 0;
+                while let Err(e) = c.subscribe("e2e-setup", &settings).await {
+                    tries += 1;
+                    assert!(tries < 80, "cannot declare the queue: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        }),
+    }
+}
+
 fn project(broker: &Broker) -> Project {
     Project::new(
         &format!("connections:\n  q:\n    {}", broker.connection),
@@ -338,21 +378,34 @@ struct PrivateServer {
     port: u16,
     program: &'static str,
     args: fn(port: u16, dir: &Path) -> Vec<String>,
+    envs: fn(port: u16, dir: &Path) -> Vec<(String, String)>,
     child: Option<std::process::Child>,
 }
 
+fn no_envs(_: u16, _: &Path) -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl PrivateServer {
-    fn start(program: &'static str, args: fn(u16, &Path) -> Vec<String>) -> Option<PrivateServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    fn start(
+        program: &'static str,
+        args: fn(u16, &Path) -> Vec<String>,
+        envs: fn(u16, &Path) -> Vec<(String, String)>,
+    ) -> Option<PrivateServer> {
         let mut r = PrivateServer {
             dir: tempfile::tempdir().unwrap(),
-            port,
+            port: free_port(),
             program,
             args,
+            envs,
             child: None,
         };
         if r.up() {
@@ -368,6 +421,7 @@ impl PrivateServer {
     fn up(&mut self) -> bool {
         let child = std::process::Command::new(self.program)
             .args((self.args)(self.port, self.dir.path()))
+            .envs((self.envs)(self.port, self.dir.path()))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();
@@ -376,7 +430,7 @@ impl PrivateServer {
         };
         self.child = Some(child);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < Duration::from_secs(60) {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
@@ -388,15 +442,25 @@ impl PrivateServer {
     /// Stops the server as an operator would (SIGTERM), so that it keeps what it persists.
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            if self.program == "rabbitmq-server" {
+                // The script's child runs the node; stop the node itself.
+                let _ = std::process::Command::new("rabbitmqctl")
+                    .args(["-n", &format!("weft-e2e-{}@localhost", self.port), "stop"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            } else {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+            }
             let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = child.try_wait() {
+            while start.elapsed() < Duration::from_secs(30) {
+                let exited = matches!(child.try_wait(), Ok(Some(_)));
+                if exited && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(100));
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -466,6 +530,34 @@ fn mosquitto_args(port: u16, dir: &Path) -> Vec<String> {
     vec!["-c".into(), conf.display().to_string()]
 }
 
+fn rabbitmq_envs(port: u16, dir: &Path) -> Vec<(String, String)> {
+    // Started as root, RabbitMQ runs as its own user, which must be able to write its data.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let conf = dir.join("rabbitmq.conf");
+    std::fs::write(
+        &conf,
+        format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = |name: &str| dir.join(name).display().to_string();
+    vec![
+        (
+            "RABBITMQ_NODENAME".into(),
+            format!("weft-e2e-{port}@localhost"),
+        ),
+        ("RABBITMQ_NODE_PORT".into(), port.to_string()),
+        ("RABBITMQ_DIST_PORT".into(), free_port().to_string()),
+        ("RABBITMQ_CONFIG_FILE".into(), conf.display().to_string()),
+        ("RABBITMQ_MNESIA_BASE".into(), d("mnesia")),
+        ("RABBITMQ_LOG_BASE".into(), d("log")),
+        ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), d("plugins")),
+        ("RABBITMQ_PID_FILE".into(), d("pid")),
+        ("RABBITMQ_FEATURE_FLAGS_FILE".into(), d("feature_flags")),
+    ]
+}
+
 fn nats_args(port: u16, dir: &Path) -> Vec<String> {
     let port = port.to_string();
     let dir = dir.display().to_string();
@@ -476,7 +568,7 @@ fn nats_args(port: u16, dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_consuming_resumes_after_the_server_restarts() {
-    let Some(server) = PrivateServer::start("redis-server", redis_args) else {
+    let Some(server) = PrivateServer::start("redis-server", redis_args, no_envs) else {
         return;
     };
     let broker = redis_broker(server.port);
@@ -502,7 +594,7 @@ async fn nats_jetstream_survives_a_sigkill_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_consuming_resumes_after_the_server_restarts() {
-    let Some(server) = PrivateServer::start("nats-server", nats_args) else {
+    let Some(server) = PrivateServer::start("nats-server", nats_args, no_envs) else {
         return;
     };
     let broker = nats_broker(server.port);
@@ -527,9 +619,35 @@ async fn mqtt_survives_a_sigkill_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_consuming_resumes_after_the_broker_restarts() {
-    let Some(server) = PrivateServer::start("mosquitto", mosquitto_args) else {
+    let Some(server) = PrivateServer::start("mosquitto", mosquitto_args, no_envs) else {
         return;
     };
     let broker = mqtt_broker(server.port);
+    resumes_after_the_broker_restarts(server, broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_delivers_each_message_once() {
+    if !weft_testkit::service("RabbitMQ", 5672) {
+        return;
+    }
+    delivers_each_message_once(amqp_broker(5672)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_survives_a_sigkill_mid_stream() {
+    if !weft_testkit::service("RabbitMQ", 5672) {
+        return;
+    }
+    survives_a_sigkill_mid_stream(amqp_broker(5672)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_consuming_resumes_after_the_broker_restarts() {
+    let Some(server) = PrivateServer::start("rabbitmq-server", |_, _| Vec::new(), rabbitmq_envs)
+    else {
+        return;
+    };
+    let broker = amqp_broker(server.port);
     resumes_after_the_broker_restarts(server, broker).await;
 }
