@@ -22,6 +22,7 @@ pub mod mqtt;
 pub mod nats;
 pub mod redis;
 pub mod secret;
+pub mod smtp;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ pub fn catalog() -> Catalog {
 }
 
 /// Every connector's description; adding a connector means adding it here.
-static SPECS: [&ConnectorSpec; 8] = [
+static SPECS: [&ConnectorSpec; 9] = [
     &http::SPEC,
     &sql::POSTGRES,
     &sql::MYSQL,
@@ -48,6 +49,7 @@ static SPECS: [&ConnectorSpec; 8] = [
     &nats::SPEC,
     &mqtt::SPEC,
     &amqp::SPEC,
+    &smtp::SPEC,
 ];
 
 fn specs() -> &'static [&'static ConnectorSpec] {
@@ -210,6 +212,7 @@ impl Registry {
             "nats" => Arc::new(nats::NatsConnector::build(connection).map_err(failed)?),
             "mqtt" => Arc::new(mqtt::MqttConnector::build(connection).map_err(failed)?),
             "amqp" => Arc::new(amqp::AmqpConnector::build(connection).map_err(failed)?),
+            "smtp" => Arc::new(smtp::SmtpConnector::build(connection).map_err(failed)?),
             "postgres" | "mysql" | "sqlite" => {
                 Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
             }

@@ -3,9 +3,12 @@
 //! [`ScriptedServer`] is a real HTTP server on `127.0.0.1` that answers `/<name>` from a script of
 //! [`Answer`]s, one per request in order (the last one repeats), and records every request it saw,
 //! with its `Idempotency-Key`. Tests use it to count calls, to make an outside system fail on cue,
-//! and to hold a request open while a `weft` process is killed.
+//! and to hold a request open while a `weft` process is killed. [`smtp::SmtpSink`] is an SMTP
+//! server that keeps what it is sent, for the email connector.
 
 #![deny(missing_docs)]
+
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

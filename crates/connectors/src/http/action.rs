@@ -47,6 +47,7 @@ const USER_AGENT: &str = concat!("weft/", env!("CARGO_PKG_VERSION"));
 pub struct HttpConnector {
     config: HttpConfig,
     client: reqwest::Client,
+    tokens: super::oauth2::TokenCache,
 }
 
 fn install_crypto_provider() {
@@ -80,7 +81,11 @@ impl HttpConnector {
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
-        Ok(HttpConnector { config, client })
+        Ok(HttpConnector {
+            config,
+            client,
+            tokens: Default::default(),
+        })
     }
 }
 
@@ -409,6 +414,31 @@ impl Connector for HttpConnector {
             )));
         }
         let request = decode_request(&call.input, &self.config).map_err(ActionError::fatal)?;
+        let mut sent_token = None;
+        let first = self.attempt(&call, &request, None, &mut sent_token).await;
+        // An OAuth2 token the API refuses is fetched again, and the request sent once more.
+        if let (Some(token), Err(ActionError::Fatal { details, .. })) = (&sent_token, &first)
+            && details["status"] == 401
+        {
+            let refused = token.clone();
+            return self
+                .attempt(&call, &request, Some(&refused), &mut sent_token)
+                .await;
+        }
+        first
+    }
+}
+
+impl HttpConnector {
+    /// Sends the request once. `stale` is an OAuth2 token the API refused, to be replaced;
+    /// `sent_token` receives the OAuth2 token sent, if any.
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        request: &Request,
+        stale: Option<&str>,
+        sent_token: &mut Option<String>,
+    ) -> Result<Value, ActionError> {
         let mut builder = self
             .client
             .request(request.method.clone(), request.url.clone())
@@ -439,6 +469,14 @@ impl Connector for HttpConnector {
                     ActionError::fatal("the API key holds characters a header cannot carry")
                 })?;
                 builder = builder.header(header.clone(), value);
+            }
+            Some(Auth::OAuth2(settings)) => {
+                let token = self
+                    .tokens
+                    .token(&self.client, settings, request.timeout, stale)
+                    .await?;
+                builder = builder.bearer_auth(&token);
+                *sent_token = Some(token);
             }
         }
         // The body is encoded here, not by the client, so that a signature covers its exact bytes.
@@ -479,7 +517,7 @@ impl Connector for HttpConnector {
         let mut response = builder
             .send()
             .await
-            .map_err(|e| transport_error(&e, &request))?;
+            .map_err(|e| transport_error(&e, request))?;
         let status = response.status();
         let headers = response.headers().clone();
         let mut bytes: Vec<u8> = Vec::new();
@@ -497,7 +535,7 @@ impl Connector for HttpConnector {
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(transport_error(&e, &request)),
+                Err(e) => return Err(transport_error(&e, request)),
             }
         }
         let (body, base64) = body_json(&headers, &bytes);

@@ -8,6 +8,12 @@
 //!     headers: { Accept: application/json }        # sent with every request
 //!     timeout: 30s                                 # per request, unless the step says otherwise
 //!     auth: { type: bearer, token: { env: SHOP_TOKEN } }
+//!   crm:
+//!     type: http
+//!     base_url: https://crm.example.com/api
+//!     # OAuth 2.0 client credentials: the token is cached and refreshed before it expires.
+//!     auth: { type: oauth2, token_url: https://auth.example.com/oauth/token, client_id: weft,
+//!             client_secret: { env: CRM_CLIENT_SECRET }, scope: "contacts:read" }
 //!   partners:
 //!     type: http
 //!     base_url: https://partner.example.com/hooks
@@ -33,7 +39,19 @@ pub const KEYS: &[&str] = &["type", "base_url", "headers", "timeout", "auth", "s
 /// Keys of `sign`.
 pub const SIGN_KEYS: &[&str] = &["scheme", "secret"];
 /// Keys of `auth`.
-pub const AUTH_KEYS: &[&str] = &["type", "token", "username", "password", "header", "value"];
+pub const AUTH_KEYS: &[&str] = &[
+    "type",
+    "token",
+    "username",
+    "password",
+    "header",
+    "value",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+];
 
 /// The default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,6 +106,26 @@ pub enum Auth {
         /// The key.
         value: SecretRef,
     },
+    /// OAuth 2.0 client credentials (RFC 6749 section 4.4): `{ type: oauth2, token_url: https://…,
+    /// client_id: weft, client_secret: { env: NAME }, scope: "orders:read", audience: … }`. The
+    /// token is fetched with HTTP Basic client authentication, cached, fetched again shortly
+    /// before it expires, and once more when a request is answered 401.
+    OAuth2(OAuth2),
+}
+
+/// The settings of `auth: { type: oauth2 }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OAuth2 {
+    /// The authorization server's token endpoint.
+    pub token_url: Url,
+    /// The client id (not a secret).
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: SecretRef,
+    /// Space-separated scopes to ask for, if any.
+    pub scope: Option<String>,
+    /// The `audience` parameter some servers want (Auth0, for one), if any.
+    pub audience: Option<String>,
 }
 
 impl HttpConfig {
@@ -204,11 +242,50 @@ fn decode_auth(node: &Node, diags: &mut Diagnostics) -> Option<Auth> {
                 .zip(value)
                 .map(|(header, value)| Auth::ApiKey { header, value })
         }
+        Some("oauth2") => {
+            let token_url = f.require("token_url", diags).and_then(|n| {
+                let text = decode::string(n, "`auth.token_url`", diags)?;
+                match Url::parse(&text) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+                    _ => {
+                        diags.error(
+                            n.pos,
+                            format!("`auth.token_url` must be an http or https URL, not `{text}`"),
+                        );
+                        None
+                    }
+                }
+            });
+            let client_id = f
+                .require("client_id", diags)
+                .and_then(|n| decode::string(n, "`auth.client_id`", diags));
+            let client_secret = f
+                .require("client_secret", diags)
+                .and_then(|n| SecretRef::decode(n, "`auth.client_secret`", diags));
+            let scope = f
+                .get("scope")
+                .and_then(|n| decode::string(n, "`auth.scope`", diags));
+            let audience = f
+                .get("audience")
+                .and_then(|n| decode::string(n, "`auth.audience`", diags));
+            match (token_url, client_id, client_secret) {
+                (Some(token_url), Some(client_id), Some(client_secret)) => {
+                    Some(Auth::OAuth2(OAuth2 {
+                        token_url,
+                        client_id,
+                        client_secret,
+                        scope,
+                        audience,
+                    }))
+                }
+                _ => None,
+            }
+        }
         Some(other) => {
             if let Some(n) = node_of(node, "type") {
                 diags.error(
                     n.pos,
-                    format!("unknown `auth.type` `{other}`; use bearer, basic or api_key"),
+                    format!("unknown `auth.type` `{other}`; use bearer, basic, api_key or oauth2"),
                 );
             }
             None

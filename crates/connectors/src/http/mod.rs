@@ -6,9 +6,10 @@
 
 mod action;
 mod config;
+mod oauth2;
 
 pub use action::{HttpConnector, REQUEST_INPUTS, headers_json, retry_after};
-pub use config::{Auth, HttpConfig};
+pub use config::{Auth, HttpConfig, OAuth2};
 
 use weft_core::catalog::input_keys;
 use weft_core::yaml::Node;

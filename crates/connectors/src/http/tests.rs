@@ -317,3 +317,141 @@ fn lint_checks_request_inputs() {
         ]
     );
 }
+
+/// A token endpoint and an API that accepts only the newest token it issued.
+#[derive(Clone, Default)]
+struct Issuer {
+    issued: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// `expires_in` of the tokens issued.
+    lifetime: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+async fn oauth_server(issuer: Issuer) -> SocketAddr {
+    let token = {
+        let issuer = issuer.clone();
+        move |headers: HeaderMap, body: Bytes| {
+            let issuer = issuer.clone();
+            async move {
+                use base64::Engine as _;
+                let expected = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("weft:s3cret")
+                );
+                let form = String::from_utf8_lossy(&body).into_owned();
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&expected) {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(
+                            json!({"error": "invalid_client", "error_description": "unknown client"}),
+                        ),
+                    );
+                }
+                assert!(form.contains("grant_type=client_credentials"), "{form}");
+                assert!(form.contains("scope=orders%3Aread"), "{form}");
+                let mut issued = issuer.issued.lock().unwrap();
+                let t = format!("t{}", issued.len() + 1);
+                issued.push(t.clone());
+                let lifetime = issuer.lifetime.load(std::sync::atomic::Ordering::Relaxed);
+                (
+                    StatusCode::OK,
+                    axum::Json(
+                        json!({"access_token": t, "token_type": "Bearer", "expires_in": lifetime}),
+                    ),
+                )
+            }
+        }
+    };
+    let api = {
+        let issuer = issuer.clone();
+        move |headers: HeaderMap| {
+            let issuer = issuer.clone();
+            async move {
+                let newest = issuer.issued.lock().unwrap().last().cloned();
+                let sent = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim_start_matches("Bearer ").to_string());
+                if sent.is_some() && sent == newest {
+                    (StatusCode::OK, axum::Json(json!({"token": sent})))
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({"error": "expired"})),
+                    )
+                }
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/oauth/token", axum::routing::post(token))
+        .route("/api/orders", any(api));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn oauth_connector(addr: SocketAddr, secret_var: &str) -> HttpConnector {
+    let node = yaml::parse(&format!(
+        "{{type: http, base_url: \"http://{addr}/api\", auth: {{type: oauth2, token_url: \"http://{addr}/oauth/token\", client_id: weft, client_secret: {{env: {secret_var}}}, scope: \"orders:read\"}}}}"
+    ))
+    .unwrap();
+    let mut diags = weft_core::Diagnostics::new("weft.yaml");
+    let config = HttpConfig::decode(&node, &mut diags).unwrap();
+    assert!(diags.is_empty());
+    HttpConnector::new(config).unwrap()
+}
+
+async fn get_orders(c: &HttpConnector) -> Result<Value, ActionError> {
+    c.call(Call {
+        action: "request",
+        input: json!({"path": "/orders"}),
+        idempotency_key: "run/step",
+        max_output_bytes: 1 << 20,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn oauth2_tokens_are_cached_refreshed_before_expiry_and_after_a_401() {
+    let issuer = Issuer::default();
+    issuer
+        .lifetime
+        .store(3600, std::sync::atomic::Ordering::Relaxed);
+    let addr = oauth_server(issuer.clone()).await;
+    let c = oauth_connector(addr, "WEFT_TEST_OAUTH_SECRET");
+    assert_eq!(get_orders(&c).await.unwrap()["body"]["token"], "t1");
+    assert_eq!(
+        get_orders(&c).await.unwrap()["body"]["token"],
+        "t1",
+        "cached"
+    );
+    assert_eq!(issuer.issued.lock().unwrap().len(), 1);
+
+    // The server issues a token elsewhere, so ours is refused: one new token, one retry.
+    issuer.issued.lock().unwrap().push("elsewhere".into());
+    assert_eq!(get_orders(&c).await.unwrap()["body"]["token"], "t3");
+
+    // A short-lived token is replaced before it runs out.
+    issuer
+        .lifetime
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    issuer.issued.lock().unwrap().push("elsewhere-again".into());
+    assert_eq!(get_orders(&c).await.unwrap()["body"]["token"], "t5");
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    assert_eq!(get_orders(&c).await.unwrap()["body"]["token"], "t6");
+}
+
+#[tokio::test]
+async fn oauth2_refused_credentials_are_fatal_and_say_why() {
+    let addr = oauth_server(Issuer::default()).await;
+    let c = oauth_connector(addr, "WEFT_TEST_SMTP_PASSWORD");
+    let err = get_orders(&c).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the oauth2 token endpoint http://{addr}/oauth/token refused the client credentials (invalid_client: unknown client)"
+        )
+    );
+}
