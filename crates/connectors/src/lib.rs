@@ -18,6 +18,7 @@
 pub mod amqp;
 mod consume;
 pub mod http;
+pub mod limit;
 pub mod mqtt;
 pub mod nats;
 pub mod redis;
@@ -200,8 +201,20 @@ impl Registry {
         Ok(Registry { connectors })
     }
 
-    /// Builds the live connector of one connection. Nothing connects yet.
+    /// Builds the live connector of one connection, within its `rate_limit` if it has one.
+    /// Nothing connects yet.
     pub fn connect(connection: &Connection, dir: &Path) -> Result<Arc<dyn Connector>, BuildError> {
+        let built = Registry::connect_unlimited(connection, dir)?;
+        Ok(match &connection.rate_limit {
+            Some(limit) => Arc::new(limit::Limited::new(built, limit)),
+            None => built,
+        })
+    }
+
+    fn connect_unlimited(
+        connection: &Connection,
+        dir: &Path,
+    ) -> Result<Arc<dyn Connector>, BuildError> {
         let failed = |message| BuildError {
             connection: connection.name.clone(),
             message,

@@ -44,7 +44,7 @@ pub mod yaml;
 pub use catalog::{ActionSpec, Catalog, ConnectorSpec, ConsumeSpec};
 pub use diag::{Diagnostic, Diagnostics};
 pub use expr::{EvalError, Expr, Template, Val, ValMap, json_kind, json_to_val, val_to_json};
-pub use project::{Connection, Limits, Project, Settings, Sources};
+pub use project::{Connection, Limits, Project, RateLimit, Settings, Sources};
 pub use retry::{Backoff, RetryPolicy};
 pub use run::{AttemptState, RunState, StepKey};
 pub use trigger::Trigger;

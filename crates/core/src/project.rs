@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -120,6 +121,61 @@ pub struct Connection {
     pub node: Node,
     /// Where the connection is defined.
     pub pos: Pos,
+    /// `rate_limit:`, which any connection may carry; it is not part of `node`.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How hard a connection may be used, across every run of the hub:
+/// `rate_limit: { requests: 10, per: 1s, concurrency: 4 }`. Either part may be left out. A call
+/// waits for its turn (the wait counts toward the step's timeout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// At most `requests` calls start within any `per`.
+    pub rate: Option<(u32, Duration)>,
+    /// At most this many calls at once.
+    pub concurrency: Option<u32>,
+}
+
+/// Keys of `rate_limit`.
+pub const RATE_LIMIT_KEYS: &[&str] = &["requests", "per", "concurrency"];
+
+fn read_rate_limit(node: &Node, diags: &mut Diagnostics) -> Option<RateLimit> {
+    let mut f = Fields::new(node, "`rate_limit`", RATE_LIMIT_KEYS, diags)?;
+    let requests = f
+        .get("requests")
+        .and_then(|n| decode::integer(n, "`rate_limit.requests`", 1, 1_000_000, diags));
+    let per = f
+        .get("per")
+        .and_then(|n| decode::duration(n, "`rate_limit.per`", diags));
+    let concurrency = f
+        .get("concurrency")
+        .and_then(|n| decode::integer(n, "`rate_limit.concurrency`", 1, 10_000, diags));
+    let pos = f.pos();
+    let (has_requests, has_per, has_concurrency) =
+        (f.has("requests"), f.has("per"), f.has("concurrency"));
+    f.finish(diags);
+    if has_requests != has_per {
+        diags.error(
+            pos,
+            "`rate_limit` needs `requests` and `per` together, such as `{ requests: 10, per: 1s }`",
+        );
+        return None;
+    }
+    if !has_requests && !has_concurrency {
+        diags.error(
+            pos,
+            "`rate_limit` needs `requests` and `per`, `concurrency`, or both",
+        );
+        return None;
+    }
+    if per.is_some_and(|p| p.is_zero()) {
+        diags.error(pos, "`rate_limit.per` must be longer than zero");
+        return None;
+    }
+    Some(RateLimit {
+        rate: requests.zip(per).map(|(r, p)| (r as u32, p)),
+        concurrency: concurrency.map(|c| c as u32),
+    })
 }
 
 /// A checked project, ready to run.
@@ -416,12 +472,28 @@ fn read_connection(
         );
         return None;
     };
-    (spec.check)(node, diags);
+    // `rate_limit` belongs to every connection type; the connector sees the rest.
+    let rate_limit = entries
+        .iter()
+        .find(|(k, _)| k.name == "rate_limit")
+        .and_then(|(_, v)| read_rate_limit(v, diags));
+    let node = Node {
+        pos: node.pos,
+        kind: Kind::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| k.name != "rate_limit")
+                .cloned()
+                .collect(),
+        ),
+    };
+    (spec.check)(&node, diags);
     Some(Connection {
         name: name.to_string(),
         type_name,
-        node: node.clone(),
         pos: node.pos,
+        node,
+        rate_limit,
     })
 }
 
@@ -436,6 +508,46 @@ mod tests {
         }
         Project::load(&sources, &Catalog::empty())
             .map_err(|ds| ds.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn any_connection_may_carry_a_rate_limit() {
+        static ANY: crate::ConnectorSpec = crate::ConnectorSpec {
+            type_name: "any",
+            summary: "test",
+            actions: &[],
+            check: |node, diags| {
+                if let Some(mut f) = Fields::new(node, "any connection", &["type", "url"], diags) {
+                    f.get("type");
+                    f.get("url");
+                    f.finish(diags);
+                }
+            },
+            consume: None,
+        };
+        let catalog = Catalog::new(vec![&ANY]);
+        let load = |text: &str| {
+            Project::load(&Sources::new("weft.yaml", text), &catalog)
+                .map_err(|ds| ds.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+        };
+        let p = load("connections:\n  a: {type: any, url: x, rate_limit: {requests: 10, per: 1s, concurrency: 4}}\n  b: {type: any}\n").unwrap();
+        assert_eq!(
+            p.connections["a"].rate_limit,
+            Some(RateLimit {
+                rate: Some((10, Duration::from_secs(1))),
+                concurrency: Some(4)
+            })
+        );
+        assert_eq!(p.connections["b"].rate_limit, None);
+        assert_eq!(
+            load("connections:\n  a: {type: any, rate_limit: {requests: 10}}\n  b: {type: any, rate_limit: {}}\n  c: {type: any, rate_limit: {burst: 3, concurrency: 0}}\n").unwrap_err(),
+            vec![
+                "weft.yaml:2:30: `rate_limit` needs `requests` and `per` together, such as `{ requests: 10, per: 1s }`",
+                "weft.yaml:3:30: `rate_limit` needs `requests` and `per`, `concurrency`, or both",
+                "weft.yaml:4:31: unknown key `burst` in `rate_limit`; expected one of: requests, per, concurrency",
+                "weft.yaml:4:54: `rate_limit.concurrency` must be a whole number from 1 to 10000, found 0",
+            ]
+        );
     }
 
     #[test]

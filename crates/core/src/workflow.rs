@@ -1156,6 +1156,7 @@ pub(crate) mod test_scope {
                 type_name: "broker".into(),
                 node: crate::yaml::parse("type: broker").unwrap(),
                 pos: Pos::new(1, 1),
+                rate_limit: None,
             },
         );
         connections.insert(
@@ -1165,6 +1166,7 @@ pub(crate) mod test_scope {
                 type_name: "http".into(),
                 node: crate::yaml::parse("type: http").unwrap(),
                 pos: Pos::new(1, 1),
+                rate_limit: None,
             },
         );
         let workflows: BTreeSet<String> = ["test".to_string(), "other".to_string()].into();

@@ -58,6 +58,7 @@ fn publisher(type_name: &str, settings: &str) -> Arc<dyn Connector> {
         type_name: type_name.into(),
         node,
         pos: weft_core::yaml::Pos { line: 1, col: 1 },
+        rate_limit: None,
     };
     weft_connectors::Registry::connect(&connection, Path::new(".")).unwrap()
 }

@@ -14,6 +14,8 @@ mod conformance;
 mod durability;
 /// The example projects lint and pass their tests; `weft schema` validates them.
 mod examples;
+/// A connection's rate limit across the runs of a real hub.
+mod limits;
 /// `weft lint` on a folder of broken files: every diagnostic's file, line, column and text.
 mod lint;
 /// Retries against a server that fails on cue, and `weft runs retry`.

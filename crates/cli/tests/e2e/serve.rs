@@ -585,8 +585,17 @@ async fn approvals_wait_across_a_restart_and_are_answered_once() {
     let hub = Hub::start(p.path(), &[]).await;
     let again = pending(&hub).await;
     assert_eq!(again["id"], id.as_str());
-    let (_, run) = hub.get(&format!("/api/runs/{run_id}")).await;
-    assert_eq!(run["state"], "waiting", "{run}");
+    // The restarted hub resumes the run, which asks the same approval again and waits.
+    let start = Instant::now();
+    loop {
+        let (_, run) = hub.get(&format!("/api/runs/{run_id}")).await;
+        if run["state"] == "waiting" {
+            break;
+        }
+        assert_eq!(run["state"], "running", "{run}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Bad answers change nothing.
     let (status, err) = hub
