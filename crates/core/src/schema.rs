@@ -142,7 +142,8 @@ pub fn workflow_schema() -> Value {
                     "with": { "type": ["object", "string"], "description": "The action's inputs; expressions read {cursor, vars, env}." },
                     "items": { "$ref": "#/$defs/expression", "description": "The new items, a list: one expression over {response, cursor, vars, env}." },
                     "key": { "type": "string", "description": "Each item's de-duplication key, ${{ }} over {item, index, response, cursor, vars, env}; one run per key, ever." },
-                    "cursor": { "$ref": "#/$defs/expression", "description": "The next poll's .cursor, over {items, response, cursor, vars, env}; null keeps the previous one. Committed together with the runs." }
+                    "cursor": { "$ref": "#/$defs/expression", "description": "The next poll's .cursor, over {items, response, cursor, vars, env}; null keeps the previous one. Committed together with the runs." },
+                    "listen": { "type": "string", "description": "postgres only: a LISTEN channel; a NOTIFY on it makes the next poll happen at once." }
                 }
             },
             "secret": {

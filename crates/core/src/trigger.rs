@@ -70,7 +70,7 @@ pub const SIGNATURE_KEYS: &[&str] = &[
 /// Keys of a `schedule` trigger.
 pub const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "missed", "overlap"];
 /// Keys of a `poll` trigger.
-pub const POLL_KEYS: &[&str] = &["every", "uses", "with", "items", "key", "cursor"];
+pub const POLL_KEYS: &[&str] = &["every", "uses", "with", "items", "key", "cursor", "listen"];
 /// Shortest interval between polls.
 /// Keys of a queue trigger that the core reads; the connector reads the rest.
 pub const QUEUE_KEYS: &[&str] = &["connection", "format", "key"];
@@ -328,6 +328,11 @@ pub struct PollTrigger {
     /// The cursor for the next poll, over `{items, response, cursor, vars, env}`; `null` keeps the
     /// previous one. Without it, the cursor stays `null`.
     pub cursor: Option<Arc<Expr>>,
+    /// A PostgreSQL `LISTEN` channel that makes the next poll happen at once when a notification
+    /// arrives (`NOTIFY channel`), so that a poll of a `postgres` connection reacts within
+    /// moments while keeping its durability: notifications only wake the poll, the cursor still
+    /// decides what is new, and `every` still polls when a notification was missed.
+    pub listen: Option<String>,
     /// The settings as written, to compare versions.
     pub source: String,
 }
@@ -831,6 +836,34 @@ fn read_poll(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option<
     let cursor = f
         .get("cursor")
         .map(|n| Template::expr_from_node(n, "`cursor`", diags));
+    let listen = match f.get("listen") {
+        None => Some(None),
+        Some(n) => {
+            let channel = decode::string(n, "`listen`", diags);
+            let type_name = uses
+                .as_ref()
+                .and_then(|(c, _)| scope.connections.get(c))
+                .map(|c| c.type_name.as_str());
+            match channel {
+                Some(ch) if ch.is_empty() || ch.len() > 63 || ch.contains('\0') => {
+                    diags.error(
+                        n.pos,
+                        "`listen` must be a channel name of 1 to 63 characters",
+                    );
+                    None
+                }
+                Some(_) if type_name.is_some_and(|t| t != "postgres") => {
+                    diags.error(
+                        n.pos,
+                        "`listen` needs a poll that uses a postgres connection (LISTEN/NOTIFY is PostgreSQL's)",
+                    );
+                    None
+                }
+                Some(ch) => Some(Some(ch)),
+                None => None,
+            }
+        }
+    };
     f.finish(diags);
     let (connection, action) = uses?;
     Some(PollTrigger {
@@ -844,6 +877,7 @@ fn read_poll(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option<
             Some(c) => Some(c?),
             None => None,
         },
+        listen: listen?,
         source: node.to_json().to_string(),
     })
 }
@@ -949,6 +983,18 @@ fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option
 mod tests {
     use super::*;
     use crate::yaml;
+
+    #[test]
+    fn only_postgres_polls_listen() {
+        let (t, errs) = read_str(
+            "poll: { every: 1m, uses: shop.request, items: \"${{ .response.body }}\", key: \"${{ .item.id }}\", listen: changes }",
+        );
+        assert!(t.is_none());
+        assert_eq!(
+            errs,
+            vec!["1:104: `listen` needs a poll that uses a postgres connection (LISTEN/NOTIFY is PostgreSQL's)".to_string()]
+        );
+    }
 
     #[test]
     fn queue_triggers_name_a_broker_connection() {
@@ -1175,7 +1221,7 @@ mod tests {
                 "4:10: `items` must be one expression, such as `${{ .input.total > 100 }}`",
                 "5:8: `key` must use `${{ }}` over the item, such as `${{ .item.id }}`; a fixed key would let only one item ever run",
                 "6:24: jq syntax error in `${{ .items | }}`: expected term, found end of expression",
-                "7:3: unknown key `colour` in poll trigger; expected one of: every, uses, with, items, key, cursor",
+                "7:3: unknown key `colour` in poll trigger; expected one of: every, uses, with, items, key, cursor, listen",
             ]
         );
         let (_, d) = read_str("poll:\n  uses: shop.fetch\n  with: { retries: 3 }\n");

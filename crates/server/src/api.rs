@@ -195,6 +195,7 @@ fn trigger_json(w: &Workflow) -> Value {
             "type": "poll",
             "every": weft_core::duration::format(p.every),
             "uses": format!("{}.{}", p.connection, p.action),
+            "listen": p.listen,
         }),
         Trigger::Queue(q) => json!({
             "type": "queue",

@@ -8,7 +8,8 @@
 //! a crash between the request and the commit, starts no second run. A poll that fails, or whose
 //! commit fails, changes nothing; the next interval tries again from the same cursor. The interval
 //! also holds across restarts: a hub that comes back sooner than `every` after the last poll waits
-//! for the rest of it.
+//! for the rest of it. With `listen` (PostgreSQL), a `NOTIFY` on the channel makes the next poll
+//! happen at once; the cursor still decides what is new.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,48 @@ use weft_store::{Created, now_millis};
 
 /// How long a store failure while reading the state pauses the task before it tries again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// Aborts a task when dropped, so the listener ends with its poll.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Listens on a PostgreSQL channel for a poll and wakes it on every notification, subscribing
+/// again with backoff when the connection is lost (a missed notification is made up by `every`).
+async fn listen(
+    engine: Engine,
+    connection: String,
+    channel: String,
+    workflow: String,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if let Some(connector) = engine.connector(&connection) {
+            match connector
+                .subscribe(&workflow, &json!({"channel": channel}))
+                .await
+            {
+                Ok(mut notifications) => {
+                    backoff = Duration::from_millis(500);
+                    tracing::info!(workflow = %workflow, %channel, "Listening for notifications.");
+                    while notifications.next().await.is_ok() {
+                        wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(workflow = %workflow, %channel, error = %e, "Cannot listen; polling on the interval meanwhile.");
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
 
 /// The key of a workflow's poll state.
 pub fn state_key(workflow: &str) -> String {
@@ -45,9 +88,22 @@ pub(crate) async fn run_poll(engine: Engine, workflow: Arc<Workflow>, poll: Poll
     };
     let every = poll.every.as_millis() as i64;
     let mut next_at = last_poll.map_or(0, |last| last + every);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let _listening = poll.listen.as_ref().map(|channel| {
+        AbortOnDrop(tokio::spawn(listen(
+            engine.clone(),
+            poll.connection.clone(),
+            channel.clone(),
+            name.clone(),
+            wake.clone(),
+        )))
+    });
     loop {
         let wait = (next_at - now_millis()).max(0) as u64;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = wake.notified() => {}
+        }
         let started = now_millis();
         next_at = started + every;
         let polled = match engine.poll(&workflow, &poll, &cursor).await {

@@ -164,3 +164,88 @@ steps:
     )
     .await;
 }
+
+/// A poll with `listen` runs at once on a NOTIFY, long before its interval, and still takes what
+/// is new from its cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_wakes_a_postgres_poll_at_once() {
+    if !weft_testkit::service("PostgreSQL", 5432) {
+        return;
+    }
+    let pg_url = "postgres://postgres@127.0.0.1:5432/test";
+    let pg = connector(
+        Dialect::Postgres,
+        &format!("{{type: postgres, url: \"{pg_url}\"}}"),
+    );
+    let table = format!("weft_e2e_listen_{}", std::process::id());
+    let channel = format!("{table}_changed");
+    sql(
+        &pg,
+        "execute",
+        json!({"sql": format!("drop table if exists {table}")}),
+    )
+    .await;
+    sql(&pg, "execute", json!({"sql": format!("create table {table} (id bigserial primary key, note text not null)")})).await;
+    let watch = format!(
+        r#"trigger:
+  poll:
+    every: 1h
+    listen: {channel}
+    uses: src.query
+    with:
+      sql: "select id, note from {table} where id > $1 order by id limit 100"
+      params: ['${{{{ .cursor // 0 }}}}']
+    items: ${{{{ .response.rows }}}}
+    key: ${{{{ .item.id }}}}
+    cursor: ${{{{ .items | last | .id // null }}}}
+steps:
+  - id: note
+    map: ${{{{ .input.note }}}}
+output: ${{{{ .steps.note }}}}
+"#
+    );
+    let p = Project::new(
+        &format!("connections:\n  src:\n    type: postgres\n    url: {pg_url}\n"),
+        &[("watch", &watch)],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    // Let the first poll (at start) and the listener settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(hub.all_runs("watch").await.is_empty());
+    for note in ["first", "second"] {
+        sql(
+            &pg,
+            "execute",
+            json!({"sql": format!("insert into {table} (note) values ($1)"), "params": [note]}),
+        )
+        .await;
+        sql(
+            &pg,
+            "query",
+            json!({"sql": "select pg_notify($1, $2)", "params": [channel, note]}),
+        )
+        .await;
+        let start = Instant::now();
+        loop {
+            let runs = hub.all_runs("watch").await;
+            if runs
+                .iter()
+                .any(|r| r["output"] == note && r["state"] == "succeeded")
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "no run for `{note}` within 15s of the NOTIFY (the interval is an hour): {runs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(hub.all_runs("watch").await.len(), 2);
+    sql(
+        &pg,
+        "execute",
+        json!({"sql": format!("drop table {table}")}),
+    )
+    .await;
+}

@@ -608,8 +608,70 @@ impl std::io::Write for Counter {
     }
 }
 
+/// Notifications on one PostgreSQL channel, for a poll's `listen`: each one wakes the poll.
+struct Notifications {
+    listener: sqlx::postgres::PgListener,
+}
+
+/// Nothing to settle: a notification only wakes a poll, and a missed one is made up by `every`.
+struct Unsettled;
+
+#[async_trait]
+impl crate::Settle for Unsettled {
+    async fn ack(self: Box<Self>) -> Result<(), ActionError> {
+        Ok(())
+    }
+    async fn reject(self: Box<Self>, _reason: &str) -> Result<(), ActionError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::Subscription for Notifications {
+    async fn next(&mut self) -> Result<crate::Delivery, ActionError> {
+        let n = self
+            .listener
+            .recv()
+            .await
+            .map_err(|e| ActionError::retryable(format!("postgres: listening: {e}")))?;
+        let mut meta = serde_json::Map::new();
+        meta.insert("channel".into(), json!(n.channel()));
+        Ok(crate::Delivery {
+            payload: n.payload().as_bytes().to_vec(),
+            meta,
+            id: None,
+            settle: Box::new(Unsettled),
+        })
+    }
+}
+
 #[async_trait]
 impl Connector for SqlConnector {
+    /// PostgreSQL only, for a poll's `listen`: `settings` is `{channel}`.
+    async fn subscribe(
+        &self,
+        _consumer: &str,
+        settings: &Value,
+    ) -> Result<Box<dyn crate::Subscription>, ActionError> {
+        let channel = settings["channel"]
+            .as_str()
+            .ok_or_else(|| ActionError::fatal("listening needs a `channel`"))?;
+        let pool = self.pool.get_or_try_init(|| async { self.open() }).await?;
+        let Pool::Postgres(pool) = pool else {
+            return Err(ActionError::fatal(
+                "only postgres connections can listen for notifications",
+            ));
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(|e| ActionError::retryable(format!("postgres: cannot listen: {e}")))?;
+        listener
+            .listen(channel)
+            .await
+            .map_err(|e| ActionError::retryable(format!("postgres: cannot listen: {e}")))?;
+        Ok(Box::new(Notifications { listener }))
+    }
+
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
         let request = parse(call.action, &call.input).map_err(ActionError::fatal)?;
         let dialect = self.config.dialect;

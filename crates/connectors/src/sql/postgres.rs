@@ -168,6 +168,8 @@ fn column_json(row: &PgRow, i: usize) -> Result<Value, String> {
     };
     Ok(match info.name() {
         "BOOL" => Value::Bool(get(row, i)?),
+        // What functions such as pg_notify return.
+        "VOID" => Value::Null,
         "INT2" => Value::from(get::<i16>(row, i)?),
         "INT4" => Value::from(get::<i32>(row, i)?),
         "INT8" => Value::from(get::<i64>(row, i)?),
