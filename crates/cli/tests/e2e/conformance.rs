@@ -652,3 +652,86 @@ async fn amqp_consuming_resumes_after_the_broker_restarts() {
     let broker = amqp_broker(server.port);
     resumes_after_the_broker_restarts(server, broker).await;
 }
+
+/// While the store cannot commit (another process holds the database locked), a message is not
+/// acknowledged: it stays pending at the broker; once the store works again its run is committed
+/// and only then is it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_not_acknowledged_while_the_store_fails() {
+    if !weft_testkit::service("Redis", 6379) {
+        return;
+    }
+    let broker = redis_broker(6379);
+    let stream = broker
+        .settings
+        .split(',')
+        .next()
+        .unwrap()
+        .trim_start_matches("stream: ")
+        .to_string();
+    let p = project(&broker);
+    let hub = Hub::start(p.path(), &[]).await;
+    (broker.publish)(json!({"n": 0}).to_string()).await;
+    wait_for(&hub, 1, Duration::from_secs(30)).await;
+
+    // Hold the database in an exclusive transaction from another process.
+    let db = p.path().join(".weft/weft.db");
+    let mut lock = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\nc.execute('begin exclusive')\nprint('locked', flush=True)\nsys.stdin.read()\n")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut out = tokio::io::BufReader::new(lock.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+        .await
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    (broker.publish)(json!({"n": 1}).to_string()).await;
+    // The hub received the message and cannot commit it: it stays pending in the group.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut conn = redis::Client::open("redis://127.0.0.1:6379/0")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg("weft")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary[0],
+        redis::Value::Int(1),
+        "one message delivered and not acknowledged: {summary:?}"
+    );
+
+    // The store works again: the run is committed, then the message acknowledged.
+    drop(lock.stdin.take());
+    let _ = lock.wait().await;
+    let counts = wait_for(&hub, 2, Duration::from_secs(60)).await;
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+    let start = Instant::now();
+    loop {
+        let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("weft")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if summary[0] == redis::Value::Int(0) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still pending: {summary:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
