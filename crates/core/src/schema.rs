@@ -89,7 +89,7 @@ pub fn workflow_schema() -> Value {
             "queue": {
                 "type": "object",
                 "required": ["connection"],
-                "description": "Each message of a broker starts a run, acknowledged once the run is committed. Besides these keys, the connection's type has its own: nats (stream, subject, consumer), amqp (queue, prefetch), mqtt (topic, qos), redis (stream, group, consumer, claim_after).",
+                "description": "Each message of a broker starts a run, acknowledged once the run is committed. Besides these keys, the connection's type has its own: nats (stream, subject, consumer, deliver, ack_wait), amqp (queue, prefetch, dead_letter_queue), mqtt (topic, client_id), redis (stream, group, consumer, start, claim_after, field).",
                 "properties": {
                     "connection": { "type": "string", "description": "A connection of type nats, amqp, mqtt or redis in weft.yaml." },
                     "format": { "enum": ["json", "text"], "default": "json", "description": "How the payload becomes .input; a message that cannot be read so is rejected with a logged reason." },

@@ -39,10 +39,13 @@ fn nothing_to_prepare() -> Publish {
     Box::new(|_| Box::pin(async {}))
 }
 
+/// A name no other test (of this run or an earlier one) uses.
 fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     format!(
-        "weft-e2e-{prefix}-{}-{}",
+        "weft-e2e-{prefix}-{}-{}-{}",
         std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -147,15 +150,22 @@ fn nats_broker(port: u16) -> Broker {
 }
 
 fn mqtt_broker(port: u16) -> Broker {
+    mqtt_version_broker(port, "3.1.1")
+}
+
+fn mqtt_version_broker(port: u16, version: &str) -> Broker {
     let topic = unique("mqtt");
     let url = format!("mqtt://127.0.0.1:{port}");
-    let c = publisher("mqtt", &format!("{{type: mqtt, url: \"{url}\"}}"));
+    let c = publisher(
+        "mqtt",
+        &format!("{{type: mqtt, url: \"{url}\", version: \"{version}\"}}"),
+    );
     let setup = c.clone();
     let client_id = unique("mqtt-session");
     let settings = json!({"topic": format!("{topic}/#"), "client_id": client_id});
     let target = format!("{topic}/in");
     Broker {
-        connection: format!("type: mqtt\n    url: {url}\n"),
+        connection: format!("type: mqtt\n    url: {url}\n    version: \"{version}\"\n"),
         settings: format!("topic: \"{topic}/#\", client_id: {client_id}"),
         publish: Box::new(move |payload| {
             let c = c.clone();
@@ -734,4 +744,20 @@ async fn a_message_is_not_acknowledged_while_the_store_fails() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_delivers_each_message_once() {
+    if !weft_testkit::service("Mosquitto", 1883) {
+        return;
+    }
+    delivers_each_message_once(mqtt_version_broker(1883, "5")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_survives_a_sigkill_mid_stream() {
+    if !weft_testkit::service("Mosquitto", 1883) {
+        return;
+    }
+    survives_a_sigkill_mid_stream(mqtt_version_broker(1883, "5")).await;
 }

@@ -5,7 +5,8 @@
 //! connections:
 //!   plant:
 //!     type: mqtt
-//!     url: mqtt://127.0.0.1:1883           # MQTT 3.1.1 over TCP
+//!     url: mqtt://127.0.0.1:1883           # over TCP
+//!     version: 5                           # 3.1.1 (default) or 5
 //!     username: weft                       # optional, with password
 //!     password: { env: MQTT_PASSWORD }
 //!     client_id: weft-hub-1                # prefix of the client ids this hub uses (default weft)
@@ -23,7 +24,8 @@
 //!     client_id: weft-alarms    # the session's client id (default <connection client_id>-<workflow>)
 //! ```
 //!
-//! TLS (`mqtts://`) and MQTT 5 are not available in this version of Weft yet.
+//! TLS (`mqtts://`) is not available in this version of Weft yet. With MQTT 5 the session is
+//! kept for a week after the hub disconnects (session expiry interval).
 
 use std::time::Duration;
 
@@ -38,6 +40,7 @@ use crate::secret::SecretRef;
 pub const KEYS: &[&str] = &[
     "type",
     "url",
+    "version",
     "username",
     "password",
     "client_id",
@@ -56,6 +59,8 @@ pub struct MqttConfig {
     pub host: String,
     /// The broker's port (default 1883).
     pub port: u16,
+    /// The protocol version. Default 3.1.1.
+    pub version: super::Version,
     /// A user name (not a secret), with `password`.
     pub username: Option<String>,
     /// The user's password, `{ env: NAME }`.
@@ -105,6 +110,21 @@ impl MqttConfig {
             };
             Some((host.trim_matches(['[', ']']).to_string(), url.port().unwrap_or(1883)))
         });
+        let version = match f.get("version") {
+            None => Some(super::Version::V311),
+            Some(n) => match n.to_json() {
+                serde_json::Value::String(v) if v == "3.1.1" => Some(super::Version::V311),
+                serde_json::Value::String(v) if v == "5" => Some(super::Version::V5),
+                serde_json::Value::Number(v) if v.as_u64() == Some(5) => Some(super::Version::V5),
+                other => {
+                    diags.error(
+                        n.pos,
+                        format!("unknown MQTT `version` {other}; use 3.1.1 or 5"),
+                    );
+                    None
+                }
+            },
+        };
         let username = f
             .get("username")
             .and_then(|n| decode::string(n, "`username`", diags));
@@ -136,6 +156,7 @@ impl MqttConfig {
         Some(MqttConfig {
             host,
             port,
+            version: version?,
             username,
             password,
             client_id: client_id?,
@@ -208,6 +229,11 @@ mod tests {
     #[test]
     fn settings_are_checked_with_positions() {
         assert!(errors("{type: mqtt, url: \"mqtt://127.0.0.1:1883\"}", false).is_empty());
+        assert!(errors("{type: mqtt, url: \"mqtt://h\", version: 5}", false).is_empty());
+        assert_eq!(
+            errors("{type: mqtt, url: \"mqtt://h\", version: 4}", false),
+            vec!["weft.yaml:1:40: unknown MQTT `version` 4; use 3.1.1 or 5"]
+        );
         assert_eq!(
             errors("{type: mqtt, url: \"mqtts://host\"}", false),
             vec![

@@ -1,5 +1,6 @@
-//! The `mqtt` connector (MQTT 3.1.1): publishing with QoS 0 or 1, and consuming a topic with a
-//! persistent session and QoS 1 for `queue` triggers.
+//! The `mqtt` connector (MQTT 3.1.1 or 5, by the connection's `version`): publishing with QoS 0
+//! or 1, and consuming a topic with a persistent session and QoS 1 for `queue` triggers.
+//! `proto.rs` puts both protocol versions behind one surface.
 //!
 //! | action | `with:` | output |
 //! |---|---|---|
@@ -17,16 +18,17 @@
 //! logged by the hub.
 
 mod config;
+mod proto;
 
 pub use config::{ConsumeConfig, MqttConfig};
+pub use proto::Version;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
+use proto::{Client, Event, Loop, Message, Options};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics};
@@ -41,7 +43,7 @@ const MAX_PACKET: usize = 16 * 1024 * 1024;
 /// The `mqtt` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
     type_name: "mqtt",
-    summary: "An MQTT 3.1.1 broker: publishing with QoS 0 or 1, persistent QoS 1 subscriptions.",
+    summary: "An MQTT 3.1.1 or 5 broker: publishing with QoS 0 or 1, persistent QoS 1 subscriptions.",
     actions: &[ActionSpec {
         name: "publish",
         summary: "Publishes a message to a topic; with QoS 1 it waits for the broker's PUBACK.",
@@ -73,13 +75,13 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 /// Publishes waiting for their packet id (in the order they were sent) or for their PUBACK.
 #[derive(Default)]
 struct Waiters {
-    queued: VecDeque<(QoS, Waiter)>,
+    queued: VecDeque<(u8, Waiter)>,
     inflight: HashMap<u16, Waiter>,
     broken: Option<String>,
 }
 
 struct Publisher {
-    client: AsyncClient,
+    client: Client,
     waiters: Arc<std::sync::Mutex<Waiters>>,
     /// Held while a publish is queued, so that waiters line up with packets.
     order: tokio::sync::Mutex<()>,
@@ -117,21 +119,21 @@ fn lock(w: &std::sync::Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
 
 /// Polls a publisher's event loop, matching packet ids and PUBACKs to waiting publishes. On the
 /// first connection error every waiter fails (retryable) and the publisher is done.
-async fn drive(mut eventloop: EventLoop, waiters: Arc<std::sync::Mutex<Waiters>>) {
+async fn drive(mut eventloop: Loop, waiters: Arc<std::sync::Mutex<Waiters>>) {
     loop {
         match eventloop.poll().await {
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            Ok(Event::Sent(pkid)) => {
                 let mut w = lock(&waiters);
                 if let Some((qos, tx)) = w.queued.pop_front() {
-                    if qos == QoS::AtMostOnce {
+                    if qos == 0 {
                         let _ = tx.send(Ok(()));
                     } else {
                         w.inflight.insert(pkid, tx);
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(tx) = lock(&waiters).inflight.remove(&ack.pkid) {
+            Ok(Event::PubAck(pkid)) => {
+                if let Some(tx) = lock(&waiters).inflight.remove(&pkid) {
                     let _ = tx.send(Ok(()));
                 }
             }
@@ -174,19 +176,24 @@ impl MqttConnector {
         }
     }
 
-    fn options(&self, client_id: String, clean: bool) -> Result<MqttOptions, ActionError> {
-        let mut options = MqttOptions::new(client_id, self.config.host.clone(), self.config.port);
-        options
-            .set_clean_session(clean)
-            .set_keep_alive(Duration::from_secs(15))
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
-        if let (Some(user), Some(password)) = (&self.config.username, &self.config.password) {
-            options.set_credentials(
+    fn options(&self, client_id: String, persistent: bool) -> Result<Options<'_>, ActionError> {
+        let credentials = match (&self.config.username, &self.config.password) {
+            (Some(user), Some(password)) => Some((
                 user.clone(),
                 password.resolve().map_err(ActionError::fatal)?,
-            );
-        }
-        Ok(options)
+            )),
+            _ => None,
+        };
+        Ok(Options {
+            version: self.config.version,
+            client_id,
+            host: &self.config.host,
+            port: self.config.port,
+            persistent,
+            credentials,
+            manual_acks: persistent,
+            max_packet: MAX_PACKET,
+        })
     }
 
     async fn publisher(&self) -> Result<Arc<Publisher>, ActionError> {
@@ -198,9 +205,9 @@ impl MqttConnector {
         }
         let options = self.options(
             format!("{}-pub-{}", self.config.client_id, unique_suffix()),
-            true,
+            false,
         )?;
-        let (client, eventloop) = AsyncClient::new(options, 100);
+        let (client, eventloop) = proto::open(options);
         let waiters = Arc::new(std::sync::Mutex::new(Waiters::default()));
         let driver = tokio::spawn(drive(eventloop, waiters.clone()));
         let p = Arc::new(Publisher {
@@ -223,10 +230,10 @@ impl MqttConnector {
             }
             None => return Err(ActionError::fatal("publish needs `with.topic`")),
         };
-        let qos = match input.get("qos") {
-            None | Some(Value::Null) => QoS::AtLeastOnce,
-            Some(v) if v == &json!(1) => QoS::AtLeastOnce,
-            Some(v) if v == &json!(0) => QoS::AtMostOnce,
+        let qos: u8 = match input.get("qos") {
+            None | Some(Value::Null) => 1,
+            Some(v) if v == &json!(1) => 1,
+            Some(v) if v == &json!(0) => 0,
             Some(other) => {
                 return Err(ActionError::fatal(format!(
                     "`qos` must be 0 or 1, found {other}"
@@ -255,7 +262,7 @@ impl MqttConnector {
                 .map_err(|e| ActionError::retryable(format!("mqtt: cannot publish: {e}")))?;
         }
         match tokio::time::timeout(self.config.timeout, rx).await {
-            Ok(Ok(Ok(()))) => Ok(json!({"topic": topic, "qos": qos as u8})),
+            Ok(Ok(Ok(()))) => Ok(json!({"topic": topic, "qos": qos})),
             Ok(Ok(Err(message))) => Err(ActionError::retryable(message)),
             Ok(Err(_)) => Err(ActionError::retryable(
                 "mqtt: the publishing connection ended",
@@ -289,16 +296,15 @@ impl Connector for MqttConnector {
             .client_id
             .clone()
             .unwrap_or_else(|| format!("{}-{workflow}", self.config.client_id));
-        let mut options = self.options(client_id, false)?;
-        options.set_manual_acks(true);
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let options = self.options(client_id, true)?;
+        let (client, mut eventloop) = proto::open(options);
         // Connect now, so that a broker that is down is an error here, not a silent wait.
         let connected = tokio::time::timeout(self.config.timeout, async {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(Event::ConnAck) => return Ok(()),
                     Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e),
                 }
             }
         })
@@ -314,7 +320,7 @@ impl Connector for MqttConnector {
             }
         }
         client
-            .subscribe(config.topic.clone(), QoS::AtLeastOnce)
+            .subscribe(config.topic.clone())
             .await
             .map_err(|e| ActionError::retryable(format!("mqtt: cannot subscribe: {e}")))?;
         // Wait for the SUBACK, keeping any message that arrives first (a persistent session
@@ -323,10 +329,10 @@ impl Connector for MqttConnector {
         let subscribed = tokio::time::timeout(self.config.timeout, async {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => return Ok(()),
-                    Ok(Event::Incoming(Packet::Publish(p))) => early.push_back(p),
+                    Ok(Event::SubAck) => return Ok(()),
+                    Ok(Event::Message(m)) => early.push_back(*m),
                     Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e),
                 }
             }
         })
@@ -359,20 +365,20 @@ impl Connector for MqttConnector {
 /// Polls a subscription's connection, passing messages on, subscribing again after a reconnect;
 /// the first connection error ends it (the hub subscribes again).
 async fn receive(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
+    mut eventloop: Loop,
+    client: Client,
     topic: String,
-    tx: tokio::sync::mpsc::UnboundedSender<Result<Publish, String>>,
+    tx: tokio::sync::mpsc::UnboundedSender<Result<Message, String>>,
 ) {
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if tx.send(Ok(publish)).is_err() {
+            Ok(Event::Message(message)) => {
+                if tx.send(Ok(*message)).is_err() {
                     return;
                 }
             }
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+            Ok(Event::ConnAck) => {
+                client.try_subscribe(topic.clone());
             }
             Ok(_) => {}
             Err(e) => {
@@ -384,8 +390,8 @@ async fn receive(
 }
 
 struct MqttSubscription {
-    client: AsyncClient,
-    rx: tokio::sync::mpsc::UnboundedReceiver<Result<Publish, String>>,
+    client: Client,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<Message, String>>,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -396,19 +402,19 @@ impl Drop for MqttSubscription {
 }
 
 impl MqttSubscription {
-    fn delivery(&self, publish: Publish) -> Delivery {
+    fn delivery(&self, mut message: Message) -> Delivery {
         let mut meta = Map::new();
-        meta.insert("topic".into(), json!(publish.topic));
-        meta.insert("qos".into(), json!(publish.qos as u8));
-        meta.insert("retain".into(), json!(publish.retain));
-        meta.insert("redelivered".into(), json!(publish.dup));
+        meta.insert("topic".into(), json!(message.topic));
+        meta.insert("qos".into(), json!(message.qos));
+        meta.insert("retain".into(), json!(message.retain));
+        meta.insert("redelivered".into(), json!(message.dup));
         Delivery {
-            payload: publish.payload.to_vec(),
+            payload: std::mem::take(&mut message.payload),
             meta,
             id: None,
             settle: Box::new(MqttSettle {
                 client: self.client.clone(),
-                publish,
+                message,
             }),
         }
     }
@@ -418,7 +424,7 @@ impl MqttSubscription {
 impl Subscription for MqttSubscription {
     async fn next(&mut self) -> Result<Delivery, ActionError> {
         match self.rx.recv().await {
-            Some(Ok(publish)) => Ok(self.delivery(publish)),
+            Some(Ok(message)) => Ok(self.delivery(message)),
             Some(Err(message)) => Err(ActionError::retryable(message)),
             None => Err(ActionError::retryable("mqtt: the connection ended")),
         }
@@ -426,15 +432,15 @@ impl Subscription for MqttSubscription {
 }
 
 struct MqttSettle {
-    client: AsyncClient,
-    publish: Publish,
+    client: Client,
+    message: Message,
 }
 
 #[async_trait]
 impl Settle for MqttSettle {
     async fn ack(self: Box<Self>) -> Result<(), ActionError> {
         self.client
-            .ack(&self.publish)
+            .ack(&self.message)
             .await
             .map_err(|e| ActionError::retryable(format!("mqtt: acknowledging: {e}")))
     }

@@ -10,9 +10,15 @@ use weft_core::yaml;
 use super::*;
 
 fn mqtt() -> Option<MqttConnector> {
+    mqtt_version("3.1.1")
+}
+
+fn mqtt_version(version: &str) -> Option<MqttConnector> {
     weft_testkit::service("Mosquitto", 1883).then(|| {
-        let node =
-            yaml::parse("{type: mqtt, url: \"mqtt://127.0.0.1:1883\", timeout: 5s}").unwrap();
+        let node = yaml::parse(&format!(
+            "{{type: mqtt, url: \"mqtt://127.0.0.1:1883\", version: \"{version}\", timeout: 5s}}"
+        ))
+        .unwrap();
         let mut diags = Diagnostics::new("weft.yaml");
         MqttConnector::new(MqttConfig::decode(&node, &mut diags).unwrap())
     })
@@ -49,6 +55,16 @@ async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
 #[tokio::test]
 async fn a_persistent_session_keeps_and_redelivers_until_acknowledged() {
     let Some(m) = mqtt() else { return };
+    session_keeps_and_redelivers(m).await;
+}
+
+#[tokio::test]
+async fn mqtt5_sessions_keep_and_redeliver_until_acknowledged() {
+    let Some(m) = mqtt_version("5") else { return };
+    session_keeps_and_redelivers(m).await;
+}
+
+async fn session_keeps_and_redelivers(m: MqttConnector) {
     let topic = unique();
     let settings = json!({"topic": format!("{topic}/#"), "client_id": unique()});
     // The first subscription creates the session; messages published while away wait in it.
