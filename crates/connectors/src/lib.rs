@@ -16,15 +16,17 @@
 #![deny(missing_docs)]
 
 pub mod amqp;
-mod consume;
 pub mod http;
 pub mod limit;
 pub mod mqtt;
 pub mod nats;
 pub mod redis;
 pub mod secret;
+mod settings;
 pub mod smtp;
 pub mod sql;
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeMap;
 use std::path::Path;

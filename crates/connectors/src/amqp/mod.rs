@@ -31,7 +31,6 @@ use lapin::{BasicProperties, Channel, Confirmation, ConnectionProperties};
 use serde_json::{Map, Value, json};
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics, json_kind};
 
-use crate::consume::settings;
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
@@ -86,15 +85,7 @@ fn lost(what: &str, e: impl std::fmt::Display) -> ActionError {
 impl AmqpConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first use.
     pub fn build(connection: &Connection) -> Result<AmqpConnector, String> {
-        let mut diags = Diagnostics::new("weft.yaml");
-        match AmqpConfig::decode(&connection.node, &mut diags) {
-            Some(config) if diags.is_empty() => Ok(AmqpConnector::new(config)),
-            _ => Err(diags
-                .into_vec()
-                .into_iter()
-                .next()
-                .map_or_else(|| "invalid settings".into(), |d| d.to_string())),
-        }
+        crate::settings::connection(connection, AmqpConfig::decode).map(AmqpConnector::new)
     }
 
     /// Builds the connector from decoded settings.
@@ -266,7 +257,7 @@ impl Connector for AmqpConnector {
         workflow: &str,
         raw: &Value,
     ) -> Result<Box<dyn Subscription>, ActionError> {
-        let config = settings(raw, ConsumeConfig::decode)?;
+        let config = crate::settings::queue(raw, ConsumeConfig::decode)?;
         let connection = self.connect().await?;
         let channel = connection
             .create_channel()

@@ -2,12 +2,11 @@
 //! unroutable message as a fatal error, consuming with acknowledgements, redelivery of a message
 //! that was never settled, and dead-lettering of a rejected one.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use weft_core::yaml;
 
 use super::*;
+use crate::testing::{next, unique};
 
 fn rabbit() -> Option<AmqpConnector> {
     weft_testkit::service("RabbitMQ", 5672).then(|| {
@@ -20,17 +19,6 @@ fn rabbit() -> Option<AmqpConnector> {
     })
 }
 
-fn unique() -> String {
-    format!(
-        "weft-test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 async fn publish(c: &AmqpConnector, key: &str, input: Value) -> Result<Value, ActionError> {
     c.call(Call {
         action: "publish",
@@ -41,17 +29,10 @@ async fn publish(c: &AmqpConnector, key: &str, input: Value) -> Result<Value, Ac
     .await
 }
 
-async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
-    tokio::time::timeout(Duration::from_secs(10), sub.next())
-        .await
-        .expect("a message within 10s")
-        .expect("the subscription works")
-}
-
 #[tokio::test]
 async fn confirms_consumes_redelivers_and_dead_letters() {
     let Some(r) = rabbit() else { return };
-    let queue = unique();
+    let queue = unique("amqp");
     let dead = format!("{queue}.dead");
     let settings = json!({"queue": queue, "prefetch": 10, "dead_letter_queue": dead});
     // Subscribing declares the queue and its dead-letter queue.
@@ -93,9 +74,13 @@ async fn confirms_consumes_redelivers_and_dead_letters() {
     assert_eq!(dead_letter.payload, br#"{"n":2}"#);
     dead_letter.settle.ack().await.unwrap();
 
-    let err = publish(&r, "k", json!({"routing_key": unique(), "message": "lost"}))
-        .await
-        .unwrap_err();
+    let err = publish(
+        &r,
+        "k",
+        json!({"routing_key": unique("amqp"), "message": "lost"}),
+    )
+    .await
+    .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert!(
         err.to_string().contains("no queue receives messages"),

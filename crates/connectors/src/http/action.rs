@@ -30,7 +30,7 @@ use base64::Engine as _;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Map, Value, json};
-use weft_core::{Connection, Diagnostics, json_kind};
+use weft_core::{Connection, json_kind};
 
 use super::config::{Auth, HttpConfig, Signing};
 use crate::secret::Resolve;
@@ -61,16 +61,7 @@ fn install_crypto_provider() {
 impl HttpConnector {
     /// Builds the connector from a connection's settings.
     pub fn build(connection: &Connection) -> Result<HttpConnector, String> {
-        let mut diags = Diagnostics::new("weft.yaml");
-        let config = HttpConfig::decode(&connection.node, &mut diags);
-        let config = match config {
-            Some(c) if diags.is_empty() => c,
-            _ => {
-                let first = diags.into_vec().into_iter().next().map(|d| d.to_string());
-                return Err(first.unwrap_or_else(|| "invalid settings".into()));
-            }
-        };
-        HttpConnector::new(config)
+        HttpConnector::new(crate::settings::connection(connection, HttpConfig::decode)?)
     }
 
     /// Builds the connector from decoded settings.

@@ -33,7 +33,6 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics};
 
-use crate::consume::settings;
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
@@ -157,15 +156,7 @@ async fn drive(mut eventloop: Loop, waiters: Arc<std::sync::Mutex<Waiters>>) {
 impl MqttConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first use.
     pub fn build(connection: &Connection) -> Result<MqttConnector, String> {
-        let mut diags = Diagnostics::new("weft.yaml");
-        match MqttConfig::decode(&connection.node, &mut diags) {
-            Some(config) if diags.is_empty() => Ok(MqttConnector::new(config)),
-            _ => Err(diags
-                .into_vec()
-                .into_iter()
-                .next()
-                .map_or_else(|| "invalid settings".into(), |d| d.to_string())),
-        }
+        crate::settings::connection(connection, MqttConfig::decode).map(MqttConnector::new)
     }
 
     /// Builds the connector from decoded settings.
@@ -291,7 +282,7 @@ impl Connector for MqttConnector {
         workflow: &str,
         raw: &Value,
     ) -> Result<Box<dyn Subscription>, ActionError> {
-        let config = settings(raw, ConsumeConfig::decode)?;
+        let config = crate::settings::queue(raw, ConsumeConfig::decode)?;
         let client_id = config
             .client_id
             .clone()

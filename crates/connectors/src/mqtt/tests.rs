@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use weft_core::yaml;
 
 use super::*;
+use crate::testing::{next, unique};
 
 fn mqtt() -> Option<MqttConnector> {
     mqtt_version("3.1.1")
@@ -24,17 +25,6 @@ fn mqtt_version(version: &str) -> Option<MqttConnector> {
     })
 }
 
-fn unique() -> String {
-    format!(
-        "weft-test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 async fn publish(c: &MqttConnector, input: Value) -> Result<Value, ActionError> {
     c.call(Call {
         action: "publish",
@@ -43,13 +33,6 @@ async fn publish(c: &MqttConnector, input: Value) -> Result<Value, ActionError> 
         max_output_bytes: 1 << 20,
     })
     .await
-}
-
-async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
-    tokio::time::timeout(Duration::from_secs(10), sub.next())
-        .await
-        .expect("a message within 10s")
-        .expect("the subscription works")
 }
 
 #[tokio::test]
@@ -65,8 +48,8 @@ async fn mqtt5_sessions_keep_and_redeliver_until_acknowledged() {
 }
 
 async fn session_keeps_and_redelivers(m: MqttConnector) {
-    let topic = unique();
-    let settings = json!({"topic": format!("{topic}/#"), "client_id": unique()});
+    let topic = unique("mqtt");
+    let settings = json!({"topic": format!("{topic}/#"), "client_id": unique("mqtt")});
     // The first subscription creates the session; messages published while away wait in it.
     drop(m.subscribe("wf", &settings).await.unwrap());
     for n in 0..3 {
@@ -140,8 +123,8 @@ async fn an_unreachable_broker_is_retryable() {
 async fn keeps_up_with_a_stream_published_meanwhile() {
     let Some(m) = mqtt() else { return };
     let m = std::sync::Arc::new(m);
-    let topic = unique();
-    let settings = json!({"topic": format!("{topic}/#"), "client_id": unique()});
+    let topic = unique("mqtt");
+    let settings = json!({"topic": format!("{topic}/#"), "client_id": unique("mqtt")});
     drop(m.subscribe("wf", &settings).await.unwrap());
     let publisher = {
         let m = m.clone();

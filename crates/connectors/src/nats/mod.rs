@@ -28,7 +28,6 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics, json_kind};
 
-use crate::consume::settings;
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
@@ -71,15 +70,7 @@ fn text(v: &Value) -> String {
 impl NatsConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first use.
     pub fn build(connection: &Connection) -> Result<NatsConnector, String> {
-        let mut diags = Diagnostics::new("weft.yaml");
-        match NatsConfig::decode(&connection.node, &mut diags) {
-            Some(config) if diags.is_empty() => Ok(NatsConnector::new(config)),
-            _ => Err(diags
-                .into_vec()
-                .into_iter()
-                .next()
-                .map_or_else(|| "invalid settings".into(), |d| d.to_string())),
-        }
+        crate::settings::connection(connection, NatsConfig::decode).map(NatsConnector::new)
     }
 
     /// Builds the connector from decoded settings.
@@ -186,7 +177,7 @@ impl Connector for NatsConnector {
         workflow: &str,
         raw: &Value,
     ) -> Result<Box<dyn Subscription>, ActionError> {
-        let config = settings(raw, ConsumeConfig::decode)?;
+        let config = crate::settings::queue(raw, ConsumeConfig::decode)?;
         let js = jetstream::new(self.client().await?);
         let lost = |what: &str, e: String| ActionError::retryable(format!("nats: {what}: {e}"));
         let stream = match &config.subject {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use weft_core::yaml;
 
 use super::*;
+use crate::testing::{next, unique};
 
 fn nats() -> Option<NatsConnector> {
     weft_testkit::service("NATS", 4222).then(|| {
@@ -16,17 +17,6 @@ fn nats() -> Option<NatsConnector> {
         let mut diags = Diagnostics::new("weft.yaml");
         NatsConnector::new(NatsConfig::decode(&node, &mut diags).unwrap())
     })
-}
-
-fn unique() -> String {
-    format!(
-        "weft_test_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
 }
 
 async fn publish(c: &NatsConnector, key: &str, input: Value) -> Result<Value, ActionError> {
@@ -39,17 +29,10 @@ async fn publish(c: &NatsConnector, key: &str, input: Value) -> Result<Value, Ac
     .await
 }
 
-async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
-    tokio::time::timeout(Duration::from_secs(10), sub.next())
-        .await
-        .expect("a message within 10s")
-        .expect("the subscription works")
-}
-
 #[tokio::test]
 async fn publishes_once_and_consumes_with_acknowledgements() {
     let Some(n) = nats() else { return };
-    let stream = unique();
+    let stream = unique("nats");
     let subject = format!("{stream}.orders");
     let settings = json!({"stream": stream, "subject": format!("{stream}.>"), "ack_wait": "1s"});
     // Subscribing creates the stream.
@@ -107,7 +90,7 @@ async fn publishes_once_and_consumes_with_acknowledgements() {
     let err = publish(
         &n,
         "k",
-        json!({"subject": format!("{}.nowhere", unique()), "message": "x"}),
+        json!({"subject": format!("{}.nowhere", unique("nats")), "message": "x"}),
     )
     .await
     .unwrap_err();

@@ -188,17 +188,14 @@ impl ConsumeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_core::yaml;
+    use crate::testing::problems;
 
     fn errors(src: &str, consume: bool) -> Vec<String> {
-        let node = yaml::parse(src).unwrap();
-        let mut d = Diagnostics::new("weft.yaml");
         if consume {
-            ConsumeConfig::decode(&node, &mut d);
+            problems(src, ConsumeConfig::decode)
         } else {
-            RedisConfig::decode(&node, &mut d);
+            problems(src, RedisConfig::decode)
         }
-        d.into_vec().into_iter().map(|d| d.to_string()).collect()
     }
 
     #[test]

@@ -18,7 +18,6 @@ use serde_json::{Map, Value, json};
 
 use super::config::{ConsumeConfig, Start};
 use super::{RedisConnector, classify};
-use crate::consume::settings;
 use crate::{ActionError, Delivery, Settle, Subscription};
 
 /// How long one blocking read waits for new entries before it checks for stale ones.
@@ -31,7 +30,7 @@ pub(super) async fn subscribe(
     workflow: &str,
     raw: &Value,
 ) -> Result<Box<dyn Subscription>, ActionError> {
-    let config = settings(raw, ConsumeConfig::decode)?;
+    let config = crate::settings::queue(raw, ConsumeConfig::decode)?;
     let client = connector.client()?;
     let reader = client
         .get_multiplexed_async_connection_with_config(

@@ -136,15 +136,7 @@ fn input_text(input: &Value, key: &str) -> Result<String, ActionError> {
 impl RedisConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first call.
     pub fn build(connection: &Connection) -> Result<RedisConnector, String> {
-        let mut diags = Diagnostics::new("weft.yaml");
-        match RedisConfig::decode(&connection.node, &mut diags) {
-            Some(config) if diags.is_empty() => Ok(RedisConnector::new(config)),
-            _ => Err(diags
-                .into_vec()
-                .into_iter()
-                .next()
-                .map_or_else(|| "invalid settings".into(), |d| d.to_string())),
-        }
+        crate::settings::connection(connection, RedisConfig::decode).map(RedisConnector::new)
     }
 
     /// Builds the connector from decoded settings.

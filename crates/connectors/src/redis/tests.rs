@@ -2,14 +2,13 @@
 //! stream with acknowledgements, redelivery of what was not acknowledged, and taking over what a
 //! dead consumer left behind.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use weft_core::yaml;
 
 use super::*;
-use crate::Delivery;
+use crate::testing::{next, unique as name};
 
 fn redis() -> Option<RedisConnector> {
     weft_testkit::service("Redis", 6379).then(|| {
@@ -18,20 +17,6 @@ fn redis() -> Option<RedisConnector> {
         let mut diags = Diagnostics::new("weft.yaml");
         RedisConnector::new(RedisConfig::decode(&node, &mut diags).unwrap())
     })
-}
-
-/// A key no other test (or earlier run) uses.
-fn name(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "weft-test:{prefix}:{}:{}:{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
 }
 
 async fn call(c: &RedisConnector, action: &str, input: Value) -> Result<Value, ActionError> {
@@ -116,13 +101,6 @@ async fn keys_with_ttl_channels_and_streams() {
         "`ttl`: `soon` is not a duration; write a number and a unit (ms, s, m, h, d), such as `30s`"
     );
     call(&r, "delete", json!({"key": stream})).await.unwrap();
-}
-
-async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
-    tokio::time::timeout(Duration::from_secs(10), sub.next())
-        .await
-        .expect("a message within 10s")
-        .expect("the subscription works")
 }
 
 #[tokio::test]

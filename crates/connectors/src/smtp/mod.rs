@@ -115,15 +115,7 @@ fn classify(e: lettre::transport::smtp::Error) -> ActionError {
 impl SmtpConnector {
     /// Builds the connector from a connection's settings.
     pub fn build(connection: &Connection) -> Result<SmtpConnector, String> {
-        let mut diags = Diagnostics::new("weft.yaml");
-        match SmtpConfig::decode(&connection.node, &mut diags) {
-            Some(config) if diags.is_empty() => Ok(SmtpConnector { config }),
-            _ => Err(diags
-                .into_vec()
-                .into_iter()
-                .next()
-                .map_or_else(|| "invalid settings".into(), |d| d.to_string())),
-        }
+        crate::settings::connection(connection, SmtpConfig::decode).map(SmtpConnector::new)
     }
 
     /// Builds the connector from decoded settings.

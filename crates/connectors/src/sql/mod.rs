@@ -279,9 +279,30 @@ fn parse(action: &str, input: &Value) -> Result<Request, String> {
     }
 }
 
+/// One row as a JSON object, each column read by `column`; a column that cannot be read is a
+/// fatal error naming it and its type.
+fn row_json<R: sqlx::Row>(
+    row: &R,
+    column: impl Fn(&R, usize) -> Result<Value, String>,
+) -> Result<serde_json::Map<String, Value>, SqlError> {
+    use sqlx::{Column, TypeInfo};
+    let mut out = serde_json::Map::with_capacity(row.len());
+    for (i, c) in row.columns().iter().enumerate() {
+        let value = column(row, i).map_err(|m| {
+            SqlError::Input(format!(
+                "column `{}` ({}): {m}",
+                c.name(),
+                c.type_info().name()
+            ))
+        })?;
+        out.insert(c.name().to_string(), value);
+    }
+    Ok(out)
+}
+
 /// Runs a request on one kind of pool; `$args` binds parameters on a connection.
 macro_rules! run_on {
-    ($pool:expr, $dialect:expr, $args:path, $row_json:path, $request:expr) => {{
+    ($pool:expr, $dialect:expr, $args:path, $column_json:path, $request:expr) => {{
         match $request {
             Request::Query { sql, params } => {
                 let mut conn = $pool.acquire().await?;
@@ -291,7 +312,7 @@ macro_rules! run_on {
                     .await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    out.push(Value::Object($row_json(row)?));
+                    out.push(Value::Object(row_json(row, $column_json)?));
                 }
                 Ok(json!({"rows": out, "count": rows.len()}))
             }
@@ -360,15 +381,10 @@ impl SqlConnector {
             "sqlite" => Dialect::Sqlite,
             other => return Err(format!("`{other}` is not a SQL connection type")),
         };
-        let mut diags = Diagnostics::new("weft.yaml");
-        match SqlConfig::decode(dialect, &connection.node, &mut diags) {
-            Some(config) if diags.is_empty() => Ok(SqlConnector::new(config, dir)),
-            _ => Err(diags
-                .into_vec()
-                .into_iter()
-                .next()
-                .map_or_else(|| "invalid settings".into(), |d| d.to_string())),
-        }
+        crate::settings::connection(connection, |node, diags| {
+            SqlConfig::decode(dialect, node, diags)
+        })
+        .map(|config| SqlConnector::new(config, dir))
     }
 
     /// Builds the connector from decoded settings.
@@ -465,7 +481,7 @@ impl SqlConnector {
                     pool,
                     Dialect::Postgres,
                     postgres::arguments,
-                    postgres::row_json,
+                    postgres::column_json,
                     request
                 )
             }
@@ -474,7 +490,7 @@ impl SqlConnector {
                     pool,
                     Dialect::Mysql,
                     mysql_arguments,
-                    mysql::row_json,
+                    mysql::column_json,
                     request
                 )
             }
@@ -483,7 +499,7 @@ impl SqlConnector {
                     pool,
                     Dialect::Sqlite,
                     sqlite_arguments,
-                    sqlite::row_json,
+                    sqlite::column_json,
                     request
                 )
             }

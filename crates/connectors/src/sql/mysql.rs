@@ -5,7 +5,7 @@
 //! turns them into values. Timestamps are sent as the text given; MySQL wants
 //! `2026-11-25 12:00:00` (no `T`, no offset), which jq's `sub("T"; " ")` or `strftime` produce.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::mysql::{MySqlArguments, MySqlRow};
 use sqlx::types::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use sqlx::types::{BigDecimal, Json};
@@ -34,22 +34,6 @@ pub fn arguments(params: &[Value]) -> Result<MySqlArguments, SqlError> {
     Ok(args)
 }
 
-/// One row as a JSON object, each column as its JSON kind (see [`value`]).
-pub fn row_json(row: &MySqlRow) -> Result<Map<String, Value>, SqlError> {
-    let mut out = Map::with_capacity(row.len());
-    for (i, column) in row.columns().iter().enumerate() {
-        let value = column_json(row, i).map_err(|m| {
-            SqlError::Input(format!(
-                "column `{}` ({}): {m}",
-                column.name(),
-                column.type_info().name()
-            ))
-        })?;
-        out.insert(column.name().to_string(), value);
-    }
-    Ok(out)
-}
-
 fn get<'r, T: sqlx::Decode<'r, sqlx::MySql> + sqlx::Type<sqlx::MySql>>(
     row: &'r MySqlRow,
     i: usize,
@@ -64,7 +48,8 @@ fn unchecked<'r, T: sqlx::Decode<'r, sqlx::MySql>>(
     row.try_get_unchecked::<T, _>(i).map_err(|e| e.to_string())
 }
 
-fn column_json(row: &MySqlRow, i: usize) -> Result<Value, String> {
+/// Column `i` of a row as its JSON kind (see [`value`]).
+pub fn column_json(row: &MySqlRow, i: usize) -> Result<Value, String> {
     let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
     if raw.is_null() {
         return Ok(Value::Null);

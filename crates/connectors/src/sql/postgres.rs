@@ -5,12 +5,12 @@
 //! Preparing first is what lets `where created_at > $1` take RFC 3339 text and `where id = $1` take
 //! `"42"`: without it, text would be sent as `text` and PostgreSQL would refuse to compare it.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow, PgTypeInfo, PgTypeKind};
 use sqlx::types::Json;
 use sqlx::types::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use sqlx::types::{BigDecimal, Uuid};
-use sqlx::{Arguments, Column, Either, Executor, Row, Statement, TypeInfo, ValueRef};
+use sqlx::{Arguments, Either, Executor, Row, Statement, TypeInfo, ValueRef};
 
 use super::value;
 use super::{SqlError, check_count, sql_str};
@@ -119,22 +119,6 @@ fn bind(args: &mut PgArguments, v: &Value, t: &PgTypeInfo) -> Result<(), String>
     }
 }
 
-/// One row as a JSON object, each column as its JSON kind (see [`value`]).
-pub fn row_json(row: &PgRow) -> Result<Map<String, Value>, SqlError> {
-    let mut out = Map::with_capacity(row.len());
-    for (i, column) in row.columns().iter().enumerate() {
-        let value = column_json(row, i).map_err(|m| {
-            SqlError::Input(format!(
-                "column `{}` ({}): {m}",
-                column.name(),
-                column.type_info().name()
-            ))
-        })?;
-        out.insert(column.name().to_string(), value);
-    }
-    Ok(out)
-}
-
 fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
     row: &'r PgRow,
     i: usize,
@@ -156,7 +140,8 @@ where
     ))
 }
 
-fn column_json(row: &PgRow, i: usize) -> Result<Value, String> {
+/// Column `i` of a row as its JSON kind (see [`value`]).
+pub fn column_json(row: &PgRow, i: usize) -> Result<Value, String> {
     let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
     if raw.is_null() {
         return Ok(Value::Null);

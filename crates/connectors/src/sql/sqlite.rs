@@ -2,7 +2,7 @@
 //! the value stored (SQLite types values, not columns), except that a column declared `BOOLEAN`
 //! reads as `true`/`false`. JSON is stored as text in SQLite and arrives as text.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Column, Row, TypeInfo, ValueRef};
 
@@ -28,18 +28,9 @@ pub fn arguments(params: &[Value]) -> Result<SqliteArguments, SqlError> {
     Ok(args)
 }
 
-/// One row as a JSON object.
-pub fn row_json(row: &SqliteRow) -> Result<Map<String, Value>, SqlError> {
-    let mut out = Map::with_capacity(row.len());
-    for (i, column) in row.columns().iter().enumerate() {
-        let value = column_json(row, i, column.type_info().name())
-            .map_err(|m| SqlError::Input(format!("column `{}`: {m}", column.name())))?;
-        out.insert(column.name().to_string(), value);
-    }
-    Ok(out)
-}
-
-fn column_json(row: &SqliteRow, i: usize, declared: &str) -> Result<Value, String> {
+/// Column `i` of a row by the type of the value stored; `BOOLEAN` columns as booleans.
+pub fn column_json(row: &SqliteRow, i: usize) -> Result<Value, String> {
+    let declared = row.columns()[i].type_info().name();
     let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
     if raw.is_null() {
         return Ok(Value::Null);
