@@ -29,7 +29,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ConnectionProperties};
 use serde_json::{Map, Value, json};
-use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics, json_kind};
+use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, json_kind};
 
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};

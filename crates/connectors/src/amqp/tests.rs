@@ -7,6 +7,7 @@ use weft_core::yaml;
 
 use super::*;
 use crate::testing::{next, unique};
+use weft_core::Diagnostics;
 
 fn rabbit() -> Option<AmqpConnector> {
     weft_testkit::service("RabbitMQ", 5672).then(|| {

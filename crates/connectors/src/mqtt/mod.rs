@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use proto::{Client, Event, Loop, Message, Options};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
-use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics};
+use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec};
 
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};

@@ -9,6 +9,7 @@ use weft_core::yaml;
 
 use super::*;
 use crate::testing::{next, unique};
+use weft_core::Diagnostics;
 
 fn mqtt() -> Option<MqttConnector> {
     mqtt_version("3.1.1")

@@ -26,7 +26,7 @@ use async_nats::jetstream::{self, AckKind};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics, json_kind};
+use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, json_kind};
 
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};

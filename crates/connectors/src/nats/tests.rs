@@ -9,6 +9,7 @@ use weft_core::yaml;
 
 use super::*;
 use crate::testing::{next, unique};
+use weft_core::Diagnostics;
 
 fn nats() -> Option<NatsConnector> {
     weft_testkit::service("NATS", 4222).then(|| {

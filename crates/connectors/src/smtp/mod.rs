@@ -37,7 +37,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use weft_core::{ActionSpec, Connection, ConnectorSpec, Diagnostics, json_kind};
+use weft_core::{ActionSpec, Connection, ConnectorSpec, json_kind};
 
 use crate::secret::Resolve;
 use crate::{ActionError, Call, Connector};

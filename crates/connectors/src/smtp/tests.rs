@@ -7,6 +7,7 @@ use weft_core::yaml;
 use weft_testkit::smtp::SmtpSink;
 
 use super::*;
+use weft_core::Diagnostics;
 
 fn connector(settings: &str) -> SmtpConnector {
     let node = yaml::parse(settings).unwrap();
