@@ -31,12 +31,33 @@ struct Broker {
     publish: Publish,
     /// Whether the broker gives messages an id that survives redelivery.
     has_id: bool,
-    /// Makes the destination exist before anything is published to it (called with "").
-    prepare: Publish,
+    /// Makes the destination exist before anything is published to it.
+    prepare: Prepare,
 }
 
-fn nothing_to_prepare() -> Publish {
-    Box::new(|_| Box::pin(async {}))
+/// Makes a destination exist.
+type Prepare = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn nothing_to_prepare() -> Prepare {
+    Box::new(|| Box::pin(async {}))
+}
+
+/// Makes the destination exist as the hub's consumer will: subscribes once with the same
+/// settings (which creates a NATS stream, declares a RabbitMQ queue, opens an MQTT session),
+/// trying again for a while as a broker may still be starting.
+fn subscribe_first(c: Arc<dyn Connector>, settings: Value) -> Prepare {
+    Box::new(move || {
+        let c = c.clone();
+        let settings = settings.clone();
+        Box::pin(async move {
+            let mut tries = 0;
+            while let Err(e) = c.subscribe("e2e-setup", &settings).await {
+                tries += 1;
+                assert!(tries < 80, "cannot prepare the destination: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    })
 }
 
 /// A name no other test (of this run or an earlier one) uses.
@@ -133,19 +154,7 @@ fn nats_broker(port: u16) -> Broker {
             })
         }),
         has_id: true,
-        prepare: Box::new(move |_| {
-            let c = setup.clone();
-            let settings = settings.clone();
-            Box::pin(async move {
-                // A consumer of the same settings creates the stream, as the hub's would.
-                let mut tries = 0;
-                while let Err(e) = c.subscribe("e2e-setup", &settings).await {
-                    tries += 1;
-                    assert!(tries < 40, "cannot create the stream: {e}");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            })
-        }),
+        prepare: subscribe_first(setup, settings),
     }
 }
 
@@ -175,19 +184,7 @@ fn mqtt_version_broker(port: u16, version: &str) -> Broker {
             })
         }),
         has_id: false,
-        prepare: Box::new(move |_| {
-            let c = setup.clone();
-            let settings = settings.clone();
-            Box::pin(async move {
-                // The hub's persistent session, made before anything is published to it.
-                let mut tries = 0;
-                while let Err(e) = c.subscribe("e2e-setup", &settings).await {
-                    tries += 1;
-                    assert!(tries < 40, "cannot open the session: {e}");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            })
-        }),
+        prepare: subscribe_first(setup, settings),
     }
 }
 
@@ -215,19 +212,7 @@ fn amqp_broker(port: u16) -> Broker {
             })
         }),
         has_id: true,
-        prepare: Box::new(move |_| {
-            let c = setup.clone();
-            let settings = settings.clone();
-            Box::pin(async move {
-                // A consumer of the same settings declares the queue, as the hub's would.
-                let mut tries = 0;
-                while let Err(e) = c.subscribe("e2e-setup", &settings).await {
-                    tries += 1;
-                    assert!(tries < 80, "cannot declare the queue: {e}");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            })
-        }),
+        prepare: subscribe_first(setup, settings),
     }
 }
 
@@ -294,7 +279,7 @@ async fn outputs_settled(hub: &Hub) -> Option<BTreeMap<i64, usize>> {
 /// is rejected with its reason logged while the rest go on.
 async fn delivers_each_message_once(broker: Broker) {
     let p = project(&broker);
-    (broker.prepare)(String::new()).await;
+    (broker.prepare)().await;
     let hub = Hub::start(p.path(), &[]).await;
     for n in 0..50 {
         (broker.publish)(json!({"n": n}).to_string()).await;
@@ -322,7 +307,7 @@ async fn delivers_each_message_once(broker: Broker) {
 /// completed run; duplicates only where the broker has no message id.
 async fn survives_a_sigkill_mid_stream(broker: Broker) {
     let p = project(&broker);
-    (broker.prepare)(String::new()).await;
+    (broker.prepare)().await;
     let broker = Arc::new(broker);
     let mut hub = Hub::start(p.path(), &[]).await;
     let publisher = {
@@ -488,7 +473,7 @@ impl Drop for PrivateServer {
 /// Consuming goes on after the broker restarts: messages from before and after all run once.
 async fn resumes_after_the_broker_restarts(mut server: PrivateServer, broker: Broker) {
     let p = project(&broker);
-    (broker.prepare)(String::new()).await;
+    (broker.prepare)().await;
     let hub = Hub::start(p.path(), &[]).await;
     for n in 0..20 {
         (broker.publish)(json!({"n": n}).to_string()).await;
