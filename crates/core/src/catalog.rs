@@ -91,6 +91,113 @@ impl Catalog {
     }
 }
 
+/// Names of the connections Weft provides itself, which `weft.yaml` may not define: `state` (the
+/// conversation store, see [`STATE`]) and `kb` (the knowledge base, see [`KB`]).
+pub const BUILTIN_CONNECTIONS: &[&str] = &["state", "kb"];
+
+/// The built-in connection `name`, if it is one.
+pub fn builtin(name: &str) -> Option<&'static ConnectorSpec> {
+    match name {
+        "state" => Some(&STATE),
+        "kb" => Some(&KB),
+        _ => None,
+    }
+}
+
+/// `uses: state.get | state.set | state.delete`: a key–value store in Weft's own database, for
+/// what a chatbot must remember between tool calls (a conversation's context, say).
+///
+/// ```yaml
+/// - id: remember
+///   uses: state.set
+///   with:
+///     namespace: conversation-${{ .input.conversation_id }}   # keys live in namespaces
+///     key: last_order
+///     value: ${{ .input.order_id }}                           # any JSON
+///     ttl: 24h                                                # optional: forgotten after this long
+/// - id: recall
+///   uses: state.get                 # output: {found, value} (value null when not found)
+///   with: { namespace: "conversation-${{ .input.conversation_id }}", key: last_order }
+/// - id: forget
+///   uses: state.delete              # output: {deleted}
+///   with: { namespace: "conversation-${{ .input.conversation_id }}", key: last_order }
+/// ```
+///
+/// `state.set` answers `{namespace, key, expires_at}` (milliseconds since the Unix epoch, or
+/// null). An expired key reads as not found.
+pub static STATE: ConnectorSpec = ConnectorSpec {
+    type_name: "state",
+    summary: "Weft's key-value store for conversation state, in its own database",
+    actions: &[
+        ActionSpec {
+            name: "get",
+            summary: "read a key: {found, value}",
+            inputs: &["namespace", "key"],
+            required: &["namespace", "key"],
+            check_inputs: no_input_check,
+        },
+        ActionSpec {
+            name: "set",
+            summary: "write a key, optionally with a time to live",
+            inputs: &["namespace", "key", "value", "ttl"],
+            required: &["namespace", "key", "value"],
+            check_inputs: check_ttl,
+        },
+        ActionSpec {
+            name: "delete",
+            summary: "forget a key: {deleted}",
+            inputs: &["namespace", "key"],
+            required: &["namespace", "key"],
+            check_inputs: no_input_check,
+        },
+    ],
+    check: no_settings,
+    consume: None,
+};
+
+/// `uses: kb.search`: the best passages of the project's knowledge base (`kb/`) for a question.
+///
+/// ```yaml
+/// - id: answer
+///   uses: kb.search
+///   with:
+///     query: ${{ .input.question }}
+///     limit: 3              # default 3, at most 20
+///     min_score: 1.0        # optional, default 0.75: scores are scaled so that a word
+///                           # found in one passage only scores about 1
+/// ```
+///
+/// The output is `{matched, passages: [{title, source, heading, text, score}]}`, best first;
+/// `matched` is false when no passage reaches the threshold, so a workflow can hand the question
+/// over to a person.
+pub static KB: ConnectorSpec = ConnectorSpec {
+    type_name: "kb",
+    summary: "the project's knowledge base (files in kb/)",
+    actions: &[ActionSpec {
+        name: "search",
+        summary: "the best passages for a question: {matched, passages}",
+        inputs: &["query", "limit", "min_score"],
+        required: &["query"],
+        check_inputs: no_input_check,
+    }],
+    check: no_settings,
+    consume: None,
+};
+
+fn no_settings(_node: &Node, _diags: &mut Diagnostics) {}
+
+/// A literal `ttl` must be a duration.
+fn check_ttl(with: &Node, diags: &mut Diagnostics) {
+    if let crate::yaml::Kind::Map(entries) = &with.kind
+        && let Some((_, ttl)) = entries.iter().find(|(k, _)| k.name == "ttl")
+        && let crate::yaml::Kind::Str(s) = &ttl.kind
+        && !s.value.contains("${{")
+        && let Err(e) = crate::duration::parse(&s.value)
+    {
+        diags.error(ttl.pos, format!("`ttl`: {e}"));
+    }
+}
+
 /// An input check for actions that need none beyond known and required keys.
 pub fn no_input_check(_with: &Node, _diags: &mut Diagnostics) {}
 

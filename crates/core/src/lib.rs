@@ -37,6 +37,7 @@ pub mod schema;
 pub mod secret;
 pub mod signature;
 pub mod testcase;
+pub mod tool;
 pub mod trigger;
 pub mod workflow;
 pub mod yaml;

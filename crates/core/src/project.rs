@@ -27,8 +27,11 @@ pub const PROJECT_KEYS: &[&str] = &[
     "env",
     "limits",
     "retention",
+    "mcp",
     "connections",
 ];
+/// Keys of `mcp:` in `weft.yaml`.
+pub const MCP_KEYS: &[&str] = &["allowed_hosts"];
 /// Keys of `retention:` in `weft.yaml`.
 pub const RETENTION_KEYS: &[&str] = &["runs"];
 /// Keys of `limits:` in `weft.yaml`.
@@ -81,6 +84,11 @@ pub struct Settings {
     /// that finished longer ago than this, with their step data, and gives the disk space back.
     /// Without it, runs are kept until deleted.
     pub retention: Option<std::time::Duration>,
+    /// Host names (optionally `host:port`) that MCP clients may reach `/mcp` under:
+    /// `mcp: { allowed_hosts: [hub.example.com] }`. The `Host` header of every MCP request must
+    /// name one of them, a guard against DNS rebinding; without the setting, only loopback names
+    /// (localhost, 127.0.0.1, ::1) are accepted. Read when `weft serve` starts.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 /// Size and depth limits; each is a key under `limits:` in `weft.yaml`.
@@ -324,6 +332,7 @@ fn read_project_file(
         env: Vec::new(),
         limits: Limits::default(),
         retention: None,
+        mcp_allowed_hosts: Vec::new(),
     };
     let mut connections = BTreeMap::new();
     let root = match yaml::parse(text) {
@@ -371,6 +380,20 @@ fn read_project_file(
     if let Some(node) = fields.get("limits") {
         read_limits(node, &mut settings.limits, diags);
     }
+    if let Some(node) = fields.get("mcp")
+        && let Some(mut f) = Fields::new(node, "`mcp`", MCP_KEYS, diags)
+    {
+        if let Some(n) = f.get("allowed_hosts")
+            && let Some(items) = decode::list(n, "`mcp.allowed_hosts`", diags)
+        {
+            for item in items {
+                if let Some(host) = decode::string(item, "a host name", diags) {
+                    settings.mcp_allowed_hosts.push(host);
+                }
+            }
+        }
+        f.finish(diags);
+    }
     if let Some(node) = fields.get("retention")
         && let Some(mut f) = Fields::new(node, "`retention`", RETENTION_KEYS, diags)
     {
@@ -389,6 +412,13 @@ fn read_project_file(
                 diags.error(
                     key.pos,
                     format!("connection name `{}` may hold only letters, digits, `_` and `-`, and must start with a letter", key.name),
+                );
+                continue;
+            }
+            if crate::catalog::BUILTIN_CONNECTIONS.contains(&key.name.as_str()) {
+                diags.error(
+                    key.pos,
+                    format!("`{}` is a connection Weft provides itself (`uses: {}.…`); give yours another name", key.name, key.name),
                 );
                 continue;
             }

@@ -51,7 +51,7 @@ pub fn workflow_schema() -> Value {
             "expression": expression,
             "duration": duration,
             "trigger": {
-                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>), `schedule` (cron), `poll` (an HTTP API or a database asked for new items) or `queue` (messages from NATS JetStream, RabbitMQ, MQTT or Redis streams).",
+                "description": "What starts a run: `manual` (weft run, the API, or a call step), `webhook` (POST /hooks/<path>), `schedule` (cron), `poll` (an HTTP API or a database asked for new items), `queue` (messages from NATS JetStream, RabbitMQ, MQTT or Redis streams) or `tool` (a chatbot calls the workflow over MCP or HTTP).",
                 "oneOf": [
                     { "enum": ["manual", "webhook"] },
                     {
@@ -83,8 +83,27 @@ pub fn workflow_schema() -> Value {
                         "additionalProperties": false,
                         "required": ["queue"],
                         "properties": { "queue": { "$ref": "#/$defs/queue" } }
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["tool"],
+                        "properties": { "tool": { "$ref": "#/$defs/tool" } }
                     }
                 ]
+            },
+            "tool": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["description"],
+                "description": "A chatbot calls the workflow as a tool named after it, over MCP (/mcp, weft mcp) or HTTP (POST /api/tools/<name>). Arguments are checked against `input` before any run starts.",
+                "properties": {
+                    "description": { "type": "string", "minLength": 1, "description": "What the tool does, for the model that decides whether to call it." },
+                    "title": { "type": "string", "description": "A short name for people." },
+                    "input": { "type": "object", "description": "JSON Schema of the arguments, with `type: object`. Default: an object with no properties." },
+                    "output": { "type": "object", "description": "JSON Schema of the run's output, with `type: object`; an output that does not match is a tool error." },
+                    "wait": { "$ref": "#/$defs/duration", "description": "How long a call waits for its run before answering that it is still going (1s to 15m, default 30s)." }
+                }
             },
             "queue": {
                 "type": "object",
@@ -317,6 +336,7 @@ mod tests {
         );
         assert_eq!(keys(&s["$defs"]["poll"]), sorted(trigger::POLL_KEYS));
         assert_eq!(keys(&s["$defs"]["queue"]), sorted(trigger::QUEUE_KEYS));
+        assert_eq!(keys(&s["$defs"]["tool"]), sorted(crate::tool::TOOL_KEYS));
         assert_eq!(
             keys(&s["$defs"]["step"]["properties"]["approval"]["oneOf"][1]),
             sorted(crate::workflow::APPROVAL_KEYS)

@@ -44,10 +44,11 @@ use crate::decode::{self, Fields};
 use crate::diag::{Diagnostics, did_you_mean};
 use crate::expr::{Expr, Template};
 use crate::secret::SecretRef;
+pub use crate::tool::ToolTrigger;
 use crate::workflow::{Scope, check_uses};
 use crate::yaml::{Kind, Node, Pos};
 
-/// Trigger types. `tool` is recognised but not available yet.
+/// Trigger types.
 pub const TRIGGER_TYPES: &[&str] = &["manual", "webhook", "schedule", "poll", "queue", "tool"];
 /// Keys of a `webhook` trigger.
 pub const WEBHOOK_KEYS: &[&str] = &[
@@ -108,6 +109,8 @@ pub enum Trigger {
     Poll(PollTrigger),
     /// Messages consumed from a broker.
     Queue(QueueTrigger),
+    /// A chatbot calls the workflow as a tool, over MCP or HTTP.
+    Tool(ToolTrigger),
 }
 
 impl Trigger {
@@ -119,6 +122,7 @@ impl Trigger {
             Trigger::Schedule(_) => "schedule",
             Trigger::Poll(_) => "poll",
             Trigger::Queue(_) => "queue",
+            Trigger::Tool(_) => "tool",
         }
     }
 }
@@ -487,13 +491,7 @@ pub fn read(
                 None
             }
         },
-        other if TRIGGER_TYPES.contains(&other) => {
-            diags.error(
-                pos,
-                format!("the `{other}` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule`, `poll` or `queue`"),
-            );
-            None
-        }
+        "tool" => crate::tool::read(settings, pos, workflow, diags).map(Trigger::Tool),
         other => {
             let hint = did_you_mean(other, TRIGGER_TYPES.iter().copied())
                 .map(|h| format!("; did you mean `{h}`?"))

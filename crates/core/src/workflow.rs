@@ -829,18 +829,24 @@ pub(crate) fn check_uses(
         );
         return None;
     };
-    let Some(conn) = scope.connections.get(connection) else {
-        let known: Vec<&str> = scope.connections.keys().map(String::as_str).collect();
-        let hint = match did_you_mean(connection, known.iter().copied()) {
-            Some(h) => format!("; did you mean `{h}`?"),
-            None if known.is_empty() => "; weft.yaml defines no connections".to_string(),
-            None => format!("; weft.yaml defines: {}", known.join(", ")),
-        };
-        diags.error(pos, format!("unknown connection `{connection}`{hint}"));
-        return None;
+    let spec = match (
+        scope.connections.get(connection),
+        crate::catalog::builtin(connection),
+    ) {
+        (_, Some(builtin)) => builtin,
+        // A connection of an unknown type is reported where it is defined, in weft.yaml.
+        (Some(conn), None) => scope.catalog.get(&conn.type_name)?,
+        (None, None) => {
+            let known: Vec<&str> = scope.connections.keys().map(String::as_str).collect();
+            let hint = match did_you_mean(connection, known.iter().copied()) {
+                Some(h) => format!("; did you mean `{h}`?"),
+                None if known.is_empty() => "; weft.yaml defines no connections".to_string(),
+                None => format!("; weft.yaml defines: {}", known.join(", ")),
+            };
+            diags.error(pos, format!("unknown connection `{connection}`{hint}"));
+            return None;
+        }
     };
-    // A connection of an unknown type is reported where it is defined, in weft.yaml.
-    let spec = scope.catalog.get(&conn.type_name)?;
     let Some(action_spec) = spec.action(action) else {
         let names: Vec<&str> = spec.actions.iter().map(|a| a.name).collect();
         diags.error(
@@ -1287,7 +1293,7 @@ steps:
         assert_eq!(
             errs,
             vec![
-                "1:10: the `tool` trigger is not available in this version of Weft yet; use `manual`, `webhook`, `schedule`, `poll` or `queue`",
+                "1:10: a tool trigger needs settings, at least `description:`, such as `tool: { description: \"Look up an order\" }`",
                 "3:5: step has both `uses` and `map`; a step does one thing",
                 "6:9: step id `b-c` must be usable in `.steps.b-c`: letters, digits and `_`, starting with a letter or `_`",
                 "7:11: `wait`: `soon` is not a duration; write a number and a unit (ms, s, m, h, d), such as `30s`",

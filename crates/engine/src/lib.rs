@@ -26,6 +26,7 @@ mod exec;
 pub mod poll;
 pub mod project_dir;
 mod queue;
+mod state;
 pub mod testing;
 pub mod view;
 
@@ -131,6 +132,41 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// Why a tool call started no run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolCallError {
+    /// No workflow of this name has a `tool` trigger.
+    #[error("there is no tool named `{name}`{hint}")]
+    UnknownTool {
+        /// The name asked for.
+        name: String,
+        /// A suggestion or the list of tools, with leading punctuation.
+        hint: String,
+    },
+    /// The arguments do not match the tool's input schema.
+    #[error("the arguments of `{tool}` do not match its input schema: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidInput {
+        /// The tool.
+        tool: String,
+        /// Every problem, with where it is.
+        problems: Vec<weft_core::tool::SchemaProblem>,
+    },
+    /// The run could not be committed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The names of the project's tools (workflows with a `tool` trigger), sorted.
+pub fn tool_names(project: &Project) -> Vec<&str> {
+    project
+        .workflows
+        .values()
+        .filter(|w| matches!(w.trigger, weft_core::Trigger::Tool(_)))
+        .map(|w| w.name.as_str())
+        .collect()
+}
+
 /// When [`Engine::drive`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Until {
@@ -207,6 +243,8 @@ pub(crate) struct Inner {
     pub(crate) mocks: Option<Arc<dyn StepMocks>>,
     /// Compiled workflows by version, so each version is compiled once.
     pub(crate) versions: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// Connectors Weft provides itself, added to every registry.
+    pub(crate) builtins: Mutex<Vec<(String, Arc<dyn weft_connectors::Connector>)>>,
     /// Rung when a run is created or finishes, to wake the drive loop and callers waiting on runs.
     pub(crate) wake: Notify,
     pub(crate) events: broadcast::Sender<Event>,
@@ -231,6 +269,7 @@ impl Engine {
                 options: parts.options,
                 mocks: parts.mocks,
                 versions: Mutex::new(versions),
+                builtins: Mutex::new(Vec::new()),
                 wake: Notify::new(),
                 events,
                 shutdown,
@@ -264,6 +303,12 @@ impl Engine {
                     .or_insert_with(|| workflow.clone());
             }
         }
+        let mut registry = registry;
+        if let Ok(builtins) = self.inner.builtins.lock() {
+            for (name, connector) in builtins.iter() {
+                registry.insert(name.clone(), connector.clone());
+            }
+        }
         let current = Arc::new(Current::new(project, registry));
         match self.inner.current.write() {
             Ok(mut slot) => *slot = current,
@@ -271,9 +316,25 @@ impl Engine {
         }
     }
 
+    /// Adds a connector that Weft provides itself (the knowledge base as `kb`) to the current
+    /// registry and to every registry [`Engine::set_project`] installs from now on.
+    pub fn add_builtin(&self, name: &str, connector: Arc<dyn weft_connectors::Connector>) {
+        if let Ok(mut builtins) = self.inner.builtins.lock() {
+            builtins.push((name.to_string(), connector));
+        }
+        let current = self.inner.current();
+        self.set_project(current.project.clone(), current.registry.clone());
+    }
+
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Completes once [`Engine::shutdown`] has been called.
+    pub async fn stopping(&self) {
+        let mut rx = self.inner.shutdown.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// Asks every [`Engine::drive`] to stop claiming work, let in-flight steps finish, give their
@@ -310,6 +371,50 @@ impl Engine {
         let run = NewRun {
             idempotency_key,
             ..new_run(w, json!({"type": "manual"}), input, self.inner.clock.now())
+        };
+        let mut created = self.accept(&[run], None).await?;
+        Ok(created.remove(0))
+    }
+
+    /// Checks a tool call's arguments against the input schema of workflow `name`'s `tool`
+    /// trigger and, when they match, commits its run (or, with an idempotency key a run of the
+    /// workflow already carries, returns that run). Arguments that do not match start nothing.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Created, ToolCallError> {
+        let project = self.project();
+        let tool = project.workflows.get(name).and_then(|w| match &w.trigger {
+            weft_core::Trigger::Tool(t) => Some((w, t)),
+            _ => None,
+        });
+        let Some((workflow, tool)) = tool else {
+            let names = tool_names(&project);
+            let hint = weft_core::diag::did_you_mean(name, names.iter().copied())
+                .map(|h| format!("; did you mean `{h}`?"))
+                .unwrap_or_else(|| format!("; the tools are: {}", names.join(", ")));
+            return Err(ToolCallError::UnknownTool {
+                name: name.to_string(),
+                hint,
+            });
+        };
+        let problems = tool.input.problems(&arguments);
+        if !problems.is_empty() {
+            return Err(ToolCallError::InvalidInput {
+                tool: name.to_string(),
+                problems,
+            });
+        }
+        let run = NewRun {
+            idempotency_key,
+            ..new_run(
+                workflow,
+                json!({"type": "tool", "tool": name}),
+                arguments,
+                self.inner.clock.now(),
+            )
         };
         let mut created = self.accept(&[run], None).await?;
         Ok(created.remove(0))

@@ -455,6 +455,25 @@ pub trait Store: Send + Sync + 'static {
     /// The state a trigger stored with [`Store::create_runs`].
     async fn trigger_state(&self, key: &str) -> Result<Option<Value>>;
 
+    /// The value of `key` in `namespace` of the conversation state, unless it expired by `now`.
+    async fn state_get(&self, namespace: &str, key: &str, now: Millis) -> Result<Option<Value>>;
+
+    /// Writes `key` in `namespace`, replacing any value, to be forgotten at `expires_at` if given.
+    async fn state_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &Value,
+        expires_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<()>;
+
+    /// Forgets `key` in `namespace`; whether it was there (and not yet expired).
+    async fn state_delete(&self, namespace: &str, key: &str, now: Millis) -> Result<bool>;
+
+    /// Deletes up to `limit` keys that expired by `now`; returns how many.
+    async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64>;
+
     /// How many runs are queued, running and waiting, by workflow and state.
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;
 

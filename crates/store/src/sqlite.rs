@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -122,6 +122,19 @@ CREATE TABLE approvals (
     UNIQUE (run_id, step_key, attempt)
 );
 CREATE INDEX approvals_pending ON approvals(created_at) WHERE state = 'pending';
+"#;
+
+/// Version 4: conversation state (`state.get/set/delete` steps), keys in namespaces.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE kv_state (
+    namespace  TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    expires_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX kv_state_expiry ON kv_state(expires_at) WHERE expires_at IS NOT NULL;
 "#;
 
 const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
@@ -370,6 +383,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     if version < 3 {
         sqlx::raw_sql(SCHEMA_V3).execute(&mut *tx).await?;
     }
+    if version < 4 {
+        sqlx::raw_sql(SCHEMA_V4).execute(&mut *tx).await?;
+    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
     )))
@@ -552,6 +568,72 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.reader)
                 .await?;
         parse_json(text, "trigger state")
+    }
+
+    async fn state_get(&self, namespace: &str, key: &str, now: Millis) -> Result<Option<Value>> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM kv_state WHERE namespace = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        parse_json(text, "conversation state")
+    }
+
+    async fn state_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &Value,
+        expires_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO kv_state (namespace, key, value, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(value.to_string())
+        .bind(expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn state_delete(&self, namespace: &str, key: &str, now: Millis) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM kv_state WHERE namespace = ?1 AND key = ?2 RETURNING expires_at IS NULL OR expires_at > ?3",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get::<bool, _>(0))
+        .transpose()?
+        .unwrap_or(false);
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM kv_state WHERE (namespace, key) IN (SELECT namespace, key FROM kv_state WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+        )
+        .bind(now)
+        .bind(i64::from(limit.max(1)))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>> {

@@ -667,3 +667,45 @@ async fn approvals_open_once_answer_once_and_wake_their_run() {
     assert_eq!(retried.state, ApprovalState::Pending);
     assert_eq!(retried.attempt, 2);
 }
+
+#[tokio::test]
+async fn conversation_state_is_namespaced_replaced_and_forgotten_when_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let now = 1_000_000;
+    assert_eq!(store.state_get("c1", "order", now).await.unwrap(), None);
+    store
+        .state_set("c1", "order", &json!({"id": 7}), None, now)
+        .await
+        .unwrap();
+    store
+        .state_set("c2", "order", &json!(8), Some(now + 1000), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.state_get("c1", "order", now).await.unwrap(),
+        Some(json!({"id": 7}))
+    );
+    store
+        .state_set("c1", "order", &json!("replaced"), None, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.state_get("c1", "order", now).await.unwrap(),
+        Some(json!("replaced"))
+    );
+    assert_eq!(
+        store.state_get("c2", "order", now + 999).await.unwrap(),
+        Some(json!(8))
+    );
+    // Expired: reads as absent, deleting it says it was not there, and purging removes it.
+    assert_eq!(
+        store.state_get("c2", "order", now + 1000).await.unwrap(),
+        None
+    );
+    assert_eq!(store.purge_expired_state(now + 1000, 100).await.unwrap(), 1);
+    assert!(!store.state_delete("c2", "order", now + 1000).await.unwrap());
+    assert!(store.state_delete("c1", "order", now).await.unwrap());
+    assert!(!store.state_delete("c1", "order", now).await.unwrap());
+    assert_eq!(store.state_get("c1", "order", now).await.unwrap(), None);
+}
