@@ -5,12 +5,14 @@
 //! CLI's reference) and maps outcomes to exit codes.
 
 mod init;
+mod kb;
 mod lint;
 mod output;
 mod run;
 mod serve;
 mod setup;
 mod test;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,6 +157,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Serve the project's tools over MCP on standard input and output, for chatbots that start
+    /// their tools as a program (Claude Desktop, IDE agents).
+    ///
+    /// Lists every workflow with a `tool` trigger (and kb_search when the project has a kb/
+    /// folder) and runs them in this process. Logs go to standard error; standard output carries
+    /// only the protocol.
+    Mcp {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Tool definitions for chatbots.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
     /// Look at runs and steer them: list, show, retry, replay, resume, cancel.
     Runs {
         #[command(subcommand)]
@@ -171,6 +189,22 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Print the project's tools in a vendor's function-calling format, to paste into a bot's
+    /// request or an assistant platform. Calls go to POST /api/tools/<name> of `weft serve`.
+    Export {
+        /// openai (Chat Completions `tools`), anthropic (Messages `tools`) or openapi.
+        #[arg(long, value_enum)]
+        format: tools::ExportFormat,
+        /// The hub's base URL, for the openapi format's `servers`.
+        #[arg(long, default_value = "http://127.0.0.1:7807")]
+        server: String,
+        #[command(flatten)]
+        project: ProjectArg,
     },
 }
 
@@ -341,6 +375,15 @@ async fn dispatch(command: Command) -> CmdResult {
             RunsCommand::Cancel { id, project } => run::cancel(&project.dir, &id).await,
         },
         Command::Test { dir, json } => test::test(&dir, json).await,
+        Command::Mcp { dir } => tools::mcp(&dir).await,
+        Command::Tools {
+            command:
+                ToolsCommand::Export {
+                    format,
+                    server,
+                    project,
+                },
+        } => tools::export(&project.dir, format, &server),
         Command::Serve {
             dir,
             listen,

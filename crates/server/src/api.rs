@@ -20,11 +20,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_core::trigger::{Missed, Overlap, Respond};
 use weft_core::{RunState, Trigger, Workflow};
-use weft_engine::view;
+use weft_engine::{ToolCallError, view};
 use weft_store::{CancelOutcome, RunFilter, now_millis};
 
-use crate::Hub;
 use crate::error::{ApiError, ErrorBody};
+use crate::{Hub, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -40,7 +40,8 @@ pub const MAX_PAGE: u32 = 500;
     tags(
         (name = "workflows", description = "The workflows of the project being served."),
         (name = "runs", description = "Runs and their step attempts."),
-        (name = "approvals", description = "Questions that waiting runs ask a person or a program.")
+        (name = "approvals", description = "Questions that waiting runs ask a person or a program."),
+        (name = "tools", description = "Workflows that chatbots call as tools (HTTP function calling; MCP is at /mcp). /api/tools/openapi.json describes just the tools, for assistant platforms to import as actions.")
     )
 )]
 struct ApiDoc;
@@ -59,19 +60,25 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(replay_run))
         .routes(routes!(list_approvals))
         .routes(routes!(show_approval, answer_approval))
+        .routes(routes!(list_tools))
+        .routes(routes!(call_tool))
 }
 
 /// The API's routes, with their OpenAPI document served at `/openapi.json`.
 pub fn router() -> OpenApiRouter<Arc<Hub>> {
     let (routes, doc) = routes().split_for_parts();
     let doc = Arc::new(doc);
-    OpenApiRouter::new().merge(OpenApiRouter::from(routes.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )))
+    OpenApiRouter::new().merge(OpenApiRouter::from(
+        routes
+            .route(
+                "/openapi.json",
+                axum::routing::get(move || {
+                    let doc = doc.clone();
+                    async move { axum::Json(doc.as_ref().clone()) }
+                }),
+            )
+            .route("/tools/openapi.json", axum::routing::get(tools_openapi)),
+    ))
 }
 
 /// The OpenAPI document of the API.
@@ -196,6 +203,13 @@ fn trigger_json(w: &Workflow) -> Value {
             "every": weft_core::duration::format(p.every),
             "uses": format!("{}.{}", p.connection, p.action),
             "listen": p.listen,
+        }),
+        Trigger::Tool(t) => json!({
+            "type": "tool",
+            "description": t.description,
+            "input": t.input.schema(),
+            "output": t.output.as_ref().map(|o| o.schema()),
+            "wait": weft_core::duration::format(t.wait),
         }),
         Trigger::Queue(q) => json!({
             "type": "queue",
@@ -570,6 +584,134 @@ async fn answer_approval(
         )
         .await?;
     Ok(axum::Json(view::approval_json(&record)))
+}
+
+/// The tools of the project, as chatbots see them.
+#[utoipa::path(get, path = "/tools", tag = "tools",
+    responses((status = 200, description = "Every tool with its input and output schema", body = Object)))]
+async fn list_tools(State(hub): State<Arc<Hub>>) -> axum::Json<Value> {
+    let tools: Vec<Value> = tools::list(&hub.engine)
+        .into_iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "title": d.title,
+                "description": d.description,
+                "input_schema": d.input_schema,
+                "output_schema": d.output_schema,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "tools": tools }))
+}
+
+/// Calls a tool: the body is its arguments. The arguments are checked against the tool's input
+/// schema before any run starts; then the call waits for the run up to the tool's `wait`.
+#[utoipa::path(post, path = "/tools/{name}", tag = "tools",
+    params(
+        ("name" = String, Path, description = "The tool's name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Calls with the same key return the same run's result instead of starting another run")),
+    request_body(content = Object, description = "The tool's arguments, as its input schema says"),
+    responses(
+        (status = 200, description = "The run succeeded: `{run_id, state, output}`", body = Object),
+        (status = 202, description = "The run is still going (waiting for an approval, say): `{run_id, state, approval}`; call again with the same Idempotency-Key for its result", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, description = "No such tool", body = ErrorBody),
+        (status = 422, description = "The arguments do not match the input schema (`details.problems`); no run started", body = ErrorBody),
+        (status = 500, description = "The run failed; `details` names the step and the reason", body = ErrorBody)))]
+async fn call_tool(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let arguments: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?
+    };
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "the Idempotency-Key header must be 1 to 200 visible ASCII characters",
+                    )
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let outcome = tools::call(&hub.engine, &name, arguments, key, |_| {}).await;
+    match outcome {
+        Ok(o @ tools::CallOutcome::Done { .. }) => Ok(axum::Json(o.json()).into_response()),
+        Ok(o @ tools::CallOutcome::Pending { .. }) => {
+            Ok((StatusCode::ACCEPTED, axum::Json(o.json())).into_response())
+        }
+        Ok(o @ tools::CallOutcome::Failed { .. }) => {
+            Err(
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "run_failed", o.text())
+                    .with_details(o.json()),
+            )
+        }
+        Err(tools::ToolError::Call(e @ ToolCallError::UnknownTool { .. })) => {
+            Err(ApiError::not_found(e.to_string()))
+        }
+        Err(tools::ToolError::Call(ToolCallError::InvalidInput { tool, problems })) => {
+            let list: Vec<Value> = problems
+                .iter()
+                .map(|p| json!({"path": p.path, "message": p.message}))
+                .collect();
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                format!(
+                    "the arguments of `{tool}` do not match its input schema: {}",
+                    text.join("; ")
+                ),
+            )
+            .with_details(json!({ "problems": list })))
+        }
+        Err(tools::ToolError::Builtin(message)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            message,
+        )),
+        Err(tools::ToolError::Call(ToolCallError::Engine(e)) | tools::ToolError::Engine(e)) => {
+            Err(e.into())
+        }
+        Err(tools::ToolError::Call(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )),
+    }
+}
+
+/// The OpenAPI document of just the tools, for assistant platforms to import as actions. Its
+/// server URL is the one this request came to.
+async fn tools_openapi(
+    State(hub): State<Arc<Hub>>,
+    headers: axum::http::HeaderMap,
+) -> axum::Json<Value> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    let defs = tools::list(&hub.engine);
+    axum::Json(weft_core::tool::openapi(
+        &defs,
+        &format!("{scheme}://{host}"),
+    ))
 }
 
 /// Refuses a query string with a parameter the route does not take.

@@ -8,7 +8,8 @@
 //! - [`Hub`] is the state the HTTP handlers share: the engine and the routing tables derived from the
 //!   current project ([`hooks`] by path).
 //! - [`hooks`] turns an inbound request into a committed run (or a clear 4xx); [`api`] is the REST API
-//!   with its OpenAPI document; [`ops`] is `/healthz`, `/readyz` and `/metrics`; [`triggers`] runs a
+//!   with its OpenAPI document (and HTTP function calling of the tools); [`tools`] is what a tool
+//!   call does, whichever way it comes; [`mcp`] serves the tools over MCP at `/mcp` and on stdio; [`ops`] is `/healthz`, `/readyz` and `/metrics`; [`triggers`] runs a
 //!   task per schedule ([`schedule`], cron slots) and per poll ([`poll`]); [`reload`] watches the
 //!   project folder.
 //!
@@ -20,11 +21,13 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
+pub mod mcp;
 pub mod ops;
 pub mod poll;
 pub mod queue;
 pub mod reload;
 pub mod schedule;
+pub mod tools;
 pub mod triggers;
 
 use std::collections::HashMap;
@@ -135,6 +138,13 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
         .merge(ops::router())
         .merge(hooks::router())
         .nest("/api", api)
+        .nest_service(
+            "/mcp",
+            mcp::McpServer::http_service(
+                hub.engine.clone(),
+                &hub.engine.project().settings.mcp_allowed_hosts,
+            ),
+        )
         .fallback(error::no_route)
         .with_state(hub)
 }

@@ -115,9 +115,23 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Deletes runs older than the project's `retention.runs`, now and every quarter of an hour.
+/// Deletes runs older than the project's `retention.runs` and conversation state whose time to live
+/// has passed, now and every quarter of an hour.
 pub(crate) async fn retention(engine: Engine) {
     loop {
+        match engine
+            .store()
+            .purge_expired_state(now_millis(), RETENTION_BATCH * 10)
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(keys = n, "Retention deleted expired conversation state.")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Retention could not delete expired conversation state; it tries again later.")
+            }
+        }
         if let Some(keep) = engine.project().settings.retention {
             let before = now_millis() - keep.as_millis() as i64;
             let mut total = 0u64;

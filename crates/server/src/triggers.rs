@@ -58,7 +58,7 @@ impl TriggerTasks {
                         queue::run_queue(engine, workflow, q).await;
                     }));
                 }
-                Trigger::Manual | Trigger::Webhook(_) => {}
+                Trigger::Manual | Trigger::Webhook(_) | Trigger::Tool(_) => {}
             }
         }
     }

@@ -26,14 +26,12 @@ pub struct Hub {
 impl Hub {
     /// Starts `weft serve` on a free loopback port and waits until it listens.
     pub async fn start(dir: &Path, extra: &[&str]) -> Hub {
-        let mut args = vec![
-            "serve",
-            ".",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ];
+        Hub::start_at(dir, "127.0.0.1:0", extra).await
+    }
+
+    /// Starts `weft serve` on `listen` and waits until it listens.
+    pub async fn start_at(dir: &Path, listen: &str, extra: &[&str]) -> Hub {
+        let mut args = vec!["serve", ".", "--listen", listen, "--log-format", "json"];
         args.extend_from_slice(extra);
         let mut cmd = command(dir, &args);
         cmd.env("WEFT_LOG", "info")

@@ -8,6 +8,9 @@ mod support;
 
 /// `weft init`, `lint`, `test`, `run` and `runs` as a new user meets them.
 mod basics;
+/// Workflows as chatbot tools: the official MCP Python SDK over streamable HTTP and stdio, HTTP
+/// function calling, and a tool call that waits for an approval across a restart.
+mod chatbot;
 /// The conformance suite of consuming connectors: once, malformed, SIGKILL, broker restart.
 mod conformance;
 /// A `weft` process killed in the middle of a step loses and repeats nothing it must not.

@@ -1,0 +1,397 @@
+//! The support-bot example as a chatbot meets it: the official MCP Python SDK (PyPI `mcp`)
+//! connects over streamable HTTP (negotiating the newest protocol version and, when asked, an
+//! older one) and over stdio, lists the tools and calls each one, including a call with invalid
+//! input and one whose run fails; a tool call that reaches an approval waits, survives a SIGKILL of
+//! the hub, and completes once the approval is answered.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::support::{repo_root, weft_path};
+
+/// A copy of `examples/support-bot` whose stand-in shop and helpdesk point at `port`.
+fn support_bot(port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo_root().join("examples/support-bot");
+    copy_dir(&src, dir.path());
+    let yaml = std::fs::read_to_string(dir.path().join("weft.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("weft.yaml"),
+        yaml.replace("127.0.0.1:7807", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether the MCP Python SDK can be imported; without it the test is skipped, or fails when
+/// `WEFT_REQUIRE_SERVICES=1` (as in `.ci/run`, which installs it).
+fn python_sdk() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!(
+            "the MCP Python SDK is not installed (pip install mcp), and WEFT_REQUIRE_SERVICES=1"
+        );
+    }
+    eprintln!("SKIPPED: the MCP Python SDK is not installed; `pip install mcp` to run this test");
+    false
+}
+
+fn client_script() -> PathBuf {
+    repo_root().join("crates/cli/tests/e2e/mcp_client.py")
+}
+
+/// Runs the SDK client script and returns its checks by name.
+async fn run_client(args: &[&str]) -> std::collections::HashMap<String, Value> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("python3")
+            .arg(client_script())
+            .args(args)
+            .env("WEFT_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("the MCP client finishes within 3 minutes")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the MCP client failed:\n{stdout}\n{stderr}"
+    );
+    let checks: std::collections::HashMap<String, Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| (v["check"].as_str().unwrap_or("").to_string(), v))
+        .collect();
+    assert!(checks.contains_key("done"), "{stdout}\n{stderr}");
+    for (name, check) in &checks {
+        assert!(
+            check.get("exception").is_none(),
+            "check {name} raised: {check}\n{stderr}"
+        );
+    }
+    checks
+}
+
+/// What every transport must show, whichever protocol version was negotiated.
+fn assert_tool_calls(c: &std::collections::HashMap<String, Value>) {
+    let names: Vec<&str> = c["list"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ask", "kb_search", "order_status", "refund"]);
+    assert!(
+        c["list"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["hasInputSchema"] == true && t["hasOutputSchema"] == true)
+    );
+
+    assert_eq!(c["order_ok"]["isError"], false, "{}", c["order_ok"]);
+    assert_eq!(
+        c["order_ok"]["structuredContent"],
+        json!({"order_id": 1001, "status": "shipped", "carrier": "DHL", "tracking": "JD014600006281230000"})
+    );
+
+    let invalid = &c["order_invalid"];
+    assert_eq!(invalid["isError"], true, "{invalid}");
+    let text = invalid["text"].as_str().unwrap();
+    assert!(
+        text.contains("`/order_id`") && text.contains("minimum of 1"),
+        "{text}"
+    );
+
+    let missing = &c["order_missing"];
+    assert_eq!(missing["isError"], true, "{missing}");
+    assert_eq!(missing["structuredContent"]["step"], "missing", "{missing}");
+    assert!(
+        missing["text"]
+            .as_str()
+            .unwrap()
+            .contains("there is no order 4242"),
+        "{missing}"
+    );
+
+    let answered = &c["ask_answered"]["structuredContent"];
+    assert_eq!(answered["answered"], true, "{answered}");
+    assert_eq!(answered["passages"][0]["heading"], "Refunds", "{answered}");
+    assert_eq!(answered["passages"][0]["source"], "faq.md", "{answered}");
+    assert_eq!(answered["ticket"], Value::Null);
+
+    let ticket = &c["ask_ticket"]["structuredContent"];
+    assert_eq!(ticket["answered"], false, "{ticket}");
+    assert!(
+        ticket["ticket"].as_str().unwrap().starts_with("T-"),
+        "{ticket}"
+    );
+
+    let kb = &c["kb_search"]["structuredContent"];
+    assert_eq!(kb["matched"], true, "{kb}");
+    assert_eq!(
+        kb["passages"][0]["heading"], "Customer service hours",
+        "{kb}"
+    );
+    assert_eq!(kb["passages"][0]["source"], "opening-hours.html", "{kb}");
+
+    assert_eq!(
+        c["refund_small"]["structuredContent"],
+        json!({"refunded": 5, "decision": "automatic"})
+    );
+}
+
+#[tokio::test]
+async fn the_mcp_python_sdk_calls_every_tool_over_streamable_http_and_stdio() {
+    if !python_sdk() {
+        return;
+    }
+    let port = free_port();
+    let project = support_bot(port);
+    let hub = Hub::start_at(project.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let mcp = format!("{}/mcp", hub.base);
+    let api = format!("{}/api", hub.base);
+
+    // The newest version both sides speak.
+    let c = run_client(&["http", &mcp, &api, "--mode", "auto"]).await;
+    assert_eq!(c["connect"]["protocolVersion"], "2026-07-28");
+    assert_eq!(c["connect"]["serverName"], "weft");
+    assert_tool_calls(&c);
+    let approval = &c["refund_approval"];
+    assert_eq!(
+        approval["structuredContent"],
+        json!({"refunded": 80, "decision": "approved"}),
+        "{approval}"
+    );
+    let progress: Vec<&str> = approval["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        progress[0].starts_with("waiting for approval ")
+            && progress[0].contains("Refund 80 EUR on order 1003"),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.starts_with("step `pay` succeeded")),
+        "{progress:?}"
+    );
+
+    // A client that only speaks the handshake-era protocol gets that version.
+    let c = run_client(&["http", &mcp, &api, "--mode", "legacy"]).await;
+    assert_eq!(c["connect"]["protocolVersion"], "2025-11-25");
+    assert_tool_calls(&c);
+
+    // Over stdio, `weft mcp` runs the tools in its own process; the stand-in shop it calls is
+    // still served by the hub.
+    let dir = project.path().to_str().unwrap().to_string();
+    let c = run_client(&["stdio", weft_path(), &dir]).await;
+    assert_eq!(c["connect"]["serverName"], "weft");
+    assert_tool_calls(&c);
+
+    // Invalid input started no run: every order_status run is one of the calls that passed.
+    let runs = hub.settle("order_status", Duration::from_secs(30)).await;
+    assert_eq!(runs.len(), 6, "two calls per client reach a run");
+}
+
+#[tokio::test]
+async fn a_tool_call_waits_for_its_approval_across_a_sigkill() {
+    let port = free_port();
+    let project = support_bot(port);
+    let listen = format!("127.0.0.1:{port}");
+    let mut hub = Hub::start_at(project.path(), &listen, &[]).await;
+    let call = |hub: &Hub| {
+        hub.client
+            .post(format!("{}/api/tools/refund", hub.base))
+            .header("idempotency-key", "conversation-7/refund-1")
+            .json(&json!({"order_id": 1003, "amount": 80, "reason": "arrived broken"}))
+            .send()
+    };
+
+    // The call waits; its run asks for an approval.
+    let pending = tokio::spawn(call(&hub));
+    let approval = wait_for_approval(&hub).await;
+    assert_eq!(approval["data"]["amount"], 80);
+
+    // The hub dies with the call open; the client sees the connection go.
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+    assert!(pending.await.unwrap().is_err(), "the open call is cut off");
+
+    // After a restart the run still waits for the same approval.
+    hub = Hub::start_at(project.path(), &listen, &[]).await;
+    let (status, again) = hub.get("/api/approvals").await;
+    assert_eq!(status, 200);
+    assert_eq!(again["approvals"].as_array().unwrap().len(), 1, "{again}");
+    assert_eq!(again["approvals"][0]["id"], approval["id"]);
+
+    // The same call (same idempotency key) now waits for that run, and answering completes it.
+    let waiting = tokio::spawn(call(&hub));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, answered) = hub
+        .post_json(
+            &format!("/api/approvals/{}", approval["id"].as_str().unwrap()),
+            json!({"decision": "approve", "by": "e2e"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    let resp = waiting.await.unwrap().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["output"],
+        json!({"refunded": 80, "decision": "approved"}),
+        "{body}"
+    );
+
+    // One run of the tool, one refund at the shop: the restart changed nothing.
+    let runs = hub.settle("refund", Duration::from_secs(10)).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"], body["run_id"]);
+    let refunds = hub
+        .settle("demo-shop-refunds", Duration::from_secs(10))
+        .await;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+
+    // Asking once more answers from the finished run, without another refund.
+    let resp = call(&hub).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(hub.all_runs("demo-shop-refunds").await.len(), 1);
+    hub.sigterm();
+}
+
+#[tokio::test]
+async fn http_function_calling_refuses_bad_calls_and_describes_the_tools() {
+    let port = free_port();
+    let project = support_bot(port);
+    let hub = Hub::start_at(project.path(), &format!("127.0.0.1:{port}"), &[]).await;
+
+    let (status, body) = hub
+        .post_json(
+            "/api/tools/order_status",
+            json!({"order_id": "seven", "extra": 1}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    let paths: Vec<&str> = body["error"]["details"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/order_id") && paths.contains(&""),
+        "{body}"
+    );
+
+    let (status, body) = hub.post_json("/api/tools/order_statu", json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `order_status`"),
+        "{body}"
+    );
+    // A webhook workflow is not a tool.
+    let (status, _) = hub
+        .post_json("/api/tools/demo-shop-orders", json!({}))
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        hub.all_runs("order_status").await.is_empty(),
+        "no run started"
+    );
+
+    let (status, body) = hub
+        .post_json("/api/tools/order_status", json!({"order_id": 4242}))
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "run_failed");
+    assert_eq!(body["error"]["details"]["step"], "missing");
+
+    let (status, doc) = hub.get("/api/tools/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], hub.base);
+    let op = &doc["paths"]["/api/tools/order_status"]["post"];
+    assert_eq!(op["operationId"], "order_status");
+    assert_eq!(
+        op["requestBody"]["content"]["application/json"]["schema"]["required"],
+        json!(["order_id"])
+    );
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 4, "{doc}");
+
+    for (format, name_at) in [("openai", "/0/function/name"), ("anthropic", "/0/name")] {
+        let out =
+            crate::support::weft(project.path(), &["tools", "export", "--format", format]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let tools = out.json();
+        assert_eq!(tools.as_array().unwrap().len(), 4, "{tools}");
+        assert_eq!(tools.pointer(name_at).unwrap(), "ask", "{tools}");
+    }
+    let out =
+        crate::support::weft(project.path(), &["tools", "export", "--format", "openai"]).await;
+    assert_eq!(
+        out.json()[2]["function"]["parameters"]["properties"]["order_id"]["minimum"],
+        1
+    );
+    hub.sigterm();
+}
+
+async fn wait_for_approval(hub: &Hub) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, body) = hub.get("/api/approvals").await;
+        assert_eq!(status, 200);
+        if let Some(a) = body["approvals"].as_array().and_then(|a| a.first()) {
+            return a.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no approval appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
