@@ -864,3 +864,150 @@ async fn a_retry_delay_survives_a_restart() {
     );
     assert_eq!(server.seen("later").len(), 2);
 }
+
+#[tokio::test]
+async fn state_steps_remember_across_runs_and_forget_after_their_ttl() {
+    let (_server, addr) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let remember = r#"
+trigger: manual
+steps:
+  - id: set
+    uses: state.set
+    with: { namespace: "conv-${{ .input.conv }}", key: order, value: "${{ .input.order }}", ttl: 1h }
+"#;
+    let recall = r#"
+trigger: manual
+steps:
+  - id: get
+    uses: state.get
+    with: { namespace: "conv-${{ .input.conv }}", key: order }
+"#;
+    let forget = r#"
+trigger: manual
+steps:
+  - id: delete
+    uses: state.delete
+    with: { namespace: "conv-${{ .input.conv }}", key: order }
+"#;
+    let bad = r#"
+trigger: manual
+steps:
+  - id: set
+    uses: state.set
+    with: { namespace: "", key: order, value: 1 }
+"#;
+    let project = project(
+        addr,
+        &[
+            ("remember", remember),
+            ("recall", recall),
+            ("forget", forget),
+            ("bad", bad),
+        ],
+        "",
+    );
+    let clock = Arc::new(VirtualClock::new(1_000_000));
+    let engine = engine(open_store(dir.path()).await, project, clock.clone());
+
+    let run = run_to_end(
+        &engine,
+        "remember",
+        json!({"conv": "a", "order": {"id": 7}}),
+    )
+    .await;
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    assert_eq!(
+        run.output.unwrap(),
+        json!({"namespace": "conv-a", "key": "order", "expires_at": 1_000_000 + 3_600_000})
+    );
+    let run = run_to_end(&engine, "recall", json!({"conv": "a"})).await;
+    assert_eq!(
+        run.output.unwrap(),
+        json!({"found": true, "value": {"id": 7}})
+    );
+    // Namespaces keep conversations apart.
+    let run = run_to_end(&engine, "recall", json!({"conv": "b"})).await;
+    assert_eq!(run.output.unwrap(), json!({"found": false, "value": null}));
+
+    // An hour later the key is gone.
+    clock.sleep(Duration::from_secs(3600)).await;
+    let run = run_to_end(&engine, "recall", json!({"conv": "a"})).await;
+    assert_eq!(run.output.unwrap(), json!({"found": false, "value": null}));
+
+    run_to_end(&engine, "remember", json!({"conv": "a", "order": 8})).await;
+    let run = run_to_end(&engine, "forget", json!({"conv": "a"})).await;
+    assert_eq!(run.output.unwrap(), json!({"deleted": true}));
+    let run = run_to_end(&engine, "forget", json!({"conv": "a"})).await;
+    assert_eq!(run.output.unwrap(), json!({"deleted": false}));
+
+    let run = run_to_end(&engine, "bad", json!({})).await;
+    assert_eq!(run.state, RunState::Failed);
+    let error = run.error.unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("`namespace` is empty"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_tool_call_with_arguments_that_do_not_match_starts_no_run() {
+    let (_server, addr) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tool = r#"
+trigger:
+  tool:
+    description: Doubles a number.
+    input: { type: object, required: [n], properties: { n: { type: integer, maximum: 10 } }, additionalProperties: false }
+steps:
+  - id: double
+    map: ${{ .input.n * 2 }}
+"#;
+    let project = project(
+        addr,
+        &[
+            ("double", tool),
+            ("plain", "trigger: manual\nsteps: [{id: a, map: 1}]\n"),
+        ],
+        "",
+    );
+    let engine = engine(open_store(dir.path()).await, project, Arc::new(SystemClock));
+    let err = engine
+        .call_tool("double", json!({"n": 11, "m": 1}), None)
+        .await
+        .unwrap_err();
+    let ToolCallError::InvalidInput { problems, .. } = &err else {
+        panic!("{err}");
+    };
+    let mut paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["", "/n"], "{err}");
+    assert!(err.to_string().contains("'m' was unexpected"), "{err}");
+    let err = engine
+        .call_tool("plain", json!({}), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("the tools are: double"), "{err}");
+    let runs = engine
+        .store()
+        .list_runs(&weft_store::RunFilter::default())
+        .await
+        .unwrap();
+    assert!(runs.is_empty(), "no run started");
+
+    let created = engine
+        .call_tool("double", json!({"n": 4}), Some("k".into()))
+        .await
+        .unwrap();
+    let again = engine
+        .call_tool("double", json!({"n": 4}), Some("k".into()))
+        .await
+        .unwrap();
+    assert_eq!(created.id(), again.id(), "the same key joins the same run");
+    let run = engine.store().get_run(created.id()).await.unwrap().unwrap();
+    assert_eq!(run.trigger, json!({"type": "tool", "tool": "double"}));
+    assert_eq!(run.input, json!({"n": 4}));
+}

@@ -110,11 +110,24 @@ fn crates_depend_only_as_the_architecture_allows() {
         "server depends on the engine and what it is built from, never on the cli"
     );
     assert_eq!(
+        weft_dependencies("kb"),
+        Vec::<String>::new(),
+        "the knowledge base knows nothing of workflows; the cli adapts it to a connector"
+    );
+    assert_eq!(
         weft_dependencies("testkit"),
         Vec::<String>::new(),
         "testkit is test support only"
     );
-    for krate in ["core", "store", "connectors", "engine", "server", "testkit"] {
+    for krate in [
+        "core",
+        "store",
+        "connectors",
+        "engine",
+        "server",
+        "kb",
+        "testkit",
+    ] {
         assert!(
             !weft_dependencies(krate).contains(&"weft".to_string()),
             "nothing depends on the cli"
