@@ -1,8 +1,13 @@
 //! The knowledge base as the built-in `kb` connection: `uses: kb.search` steps and the `kb_search`
 //! tool reach the project's `kb/` folder ([`weft_kb::Library`]) through this adapter, which the
 //! composition root adds to the engine's connectors.
+//!
+//! The index is built on the first search, not when a command starts: `weft runs cancel` does not
+//! pay for it, and a file in `kb/` that cannot be read fails the searches (naming the file) until
+//! it is fixed, rather than every command of the project.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -14,14 +19,36 @@ const MAX_LIMIT: u64 = 20;
 
 /// The `kb` connection of a project.
 pub(crate) struct KbConnector {
-    library: Arc<Library>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    library: Mutex<Option<Arc<Library>>>,
 }
 
 impl KbConnector {
-    pub(crate) fn new(library: Library) -> KbConnector {
+    /// The knowledge base in `dir` (the project's `kb/`), opened on the first search.
+    pub(crate) fn new(dir: PathBuf) -> KbConnector {
         KbConnector {
-            library: Arc::new(library),
+            shared: Arc::new(Shared {
+                dir,
+                library: Mutex::new(None),
+            }),
         }
+    }
+}
+
+impl Shared {
+    /// The open library, opening it first if need be (blocking: call off the async workers).
+    fn library(&self) -> Result<Arc<Library>, String> {
+        let mut slot = self.library.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(library) = slot.as_ref() {
+            return Ok(library.clone());
+        }
+        let library = Arc::new(Library::open(&self.dir).map_err(|e| e.to_string())?);
+        *slot = Some(library.clone());
+        Ok(library)
     }
 }
 
@@ -67,12 +94,18 @@ impl Connector for KbConnector {
                 }
             },
         };
-        // A search may first re-index changed files: keep that off the async workers.
-        let library = self.library.clone();
-        let hits = tokio::task::spawn_blocking(move || library.ask(&query, limit, min_score))
-            .await
-            .map_err(|e| ActionError::fatal(format!("the knowledge base search stopped: {e}")))?
-            .map_err(|e| ActionError::fatal(format!("the knowledge base cannot answer: {e}")))?;
+        // A search may first (re-)index the files: keep that off the async workers.
+        let shared = self.shared.clone();
+        let hits = tokio::task::spawn_blocking(move || {
+            shared.library().and_then(|library| {
+                library
+                    .ask(&query, limit, min_score)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .await
+        .map_err(|e| ActionError::fatal(format!("the knowledge base search stopped: {e}")))?
+        .map_err(|e| ActionError::fatal(format!("the knowledge base cannot answer: {e}")))?;
         Ok(json!({
             "matched": hits.matched,
             "passages": hits.passages,

@@ -20,7 +20,11 @@ use crate::{CliError, CmdResult, exit, setup};
 
 fn engine_error(e: EngineError) -> CliError {
     match e {
-        EngineError::UnknownWorkflow { .. } | EngineError::Unrunnable(_) => CliError::usage(e),
+        EngineError::UnknownWorkflow { .. }
+        | EngineError::Unrunnable(_)
+        | EngineError::InvalidInput { .. }
+        | EngineError::BadIdempotencyKey
+        | EngineError::KeyReused { .. } => CliError::usage(e),
         EngineError::Store(s) => store_error(s),
         other => CliError::internal(other),
     }

@@ -72,14 +72,8 @@ pub(crate) async fn store(loaded: &Loaded) -> Result<Arc<dyn Store>, CliError> {
     Ok(Arc::new(store))
 }
 
-/// The project's knowledge base folder, `kb/`, if it has one.
-pub(crate) fn kb_dir(loaded: &Loaded) -> Option<std::path::PathBuf> {
-    let dir = loaded.files.root.join("kb");
-    dir.is_dir().then_some(dir)
-}
-
-/// Builds the engine for the project, with the knowledge base as the built-in `kb` connection
-/// when the project has a `kb/` folder.
+/// Builds the engine for the project, with the knowledge base (`kb/`, opened on the first search)
+/// as the built-in `kb` connection.
 pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
     let store = store(loaded).await?;
     let registry = weft_connectors::Registry::build(&loaded.project, &loaded.files.root)
@@ -93,9 +87,7 @@ pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
         options: EngineOptions::default(),
         mocks: None,
     });
-    if let Some(dir) = kb_dir(loaded) {
-        let library = weft_kb::Library::open(&dir).map_err(CliError::usage)?;
-        engine.add_builtin("kb", Arc::new(crate::kb::KbConnector::new(library)));
-    }
+    let kb = crate::kb::KbConnector::new(loaded.files.root.join("kb"));
+    engine.add_builtin("kb", Arc::new(kb));
     Ok(engine)
 }

@@ -23,7 +23,7 @@ pub(crate) enum ExportFormat {
 /// Prints the project's tool definitions in `format`.
 pub(crate) fn export(dir: &Path, format: ExportFormat, server: &str) -> CmdResult {
     let loaded = setup::load(dir)?;
-    let defs = weft_core::tool::definitions(&loaded.project, setup::kb_dir(&loaded).is_some());
+    let defs = weft_core::tool::definitions(&loaded.project, loaded.project.has_kb);
     let doc = match format {
         ExportFormat::Openai => weft_core::tool::openai(&defs),
         ExportFormat::Anthropic => weft_core::tool::anthropic(&defs),

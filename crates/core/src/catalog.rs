@@ -192,9 +192,12 @@ fn check_ttl(with: &Node, diags: &mut Diagnostics) {
         && let Some((_, ttl)) = entries.iter().find(|(k, _)| k.name == "ttl")
         && let crate::yaml::Kind::Str(s) = &ttl.kind
         && !s.value.contains("${{")
-        && let Err(e) = crate::duration::parse(&s.value)
     {
-        diags.error(ttl.pos, format!("`ttl`: {e}"));
+        match crate::duration::parse(&s.value) {
+            Err(e) => diags.error(ttl.pos, format!("`ttl`: {e}")),
+            Ok(d) if d.is_zero() => diags.error(ttl.pos, "`ttl` must be longer than zero"),
+            Ok(_) => {}
+        }
     }
 }
 

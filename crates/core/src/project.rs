@@ -49,6 +49,8 @@ pub struct Sources {
     pub project: (String, String),
     /// `workflows/*.yaml`: path relative to the project folder and text, in any order.
     pub workflows: Vec<(String, String)>,
+    /// Whether the project has a knowledge base (a `kb/` folder), which `kb.search` steps need.
+    pub has_kb: bool,
 }
 
 impl Sources {
@@ -57,6 +59,7 @@ impl Sources {
         Sources {
             project: (project_file.into(), text.into()),
             workflows: Vec::new(),
+            has_kb: false,
         }
     }
 
@@ -195,6 +198,8 @@ pub struct Project {
     pub connections: BTreeMap<String, Connection>,
     /// Workflows by name.
     pub workflows: BTreeMap<String, Arc<Workflow>>,
+    /// Whether the project has a knowledge base (`kb/`).
+    pub has_kb: bool,
 }
 
 impl Project {
@@ -236,6 +241,7 @@ impl Project {
             connections: &connections,
             catalog,
             workflows: &workflow_names,
+            has_kb: sources.has_kb,
         };
         let mut workflows = BTreeMap::new();
         let mut sorted: Vec<&(String, String)> = sources.workflows.iter().collect();
@@ -253,6 +259,7 @@ impl Project {
             settings,
             connections,
             workflows,
+            has_kb: sources.has_kb,
         };
         (project, problems)
     }
@@ -270,6 +277,7 @@ impl Project {
             connections: &self.connections,
             catalog,
             workflows: &names,
+            has_kb: self.has_kb,
         };
         Workflow::parse(file, source, &scope)
     }

@@ -41,7 +41,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// Names of tools that Weft itself provides, which no workflow may take.
-pub const BUILTIN_TOOLS: &[&str] = &["kb_search"];
+pub const BUILTIN_TOOLS: &[&str] = &["kb_search", "run_result"];
 
 /// Longest tool name: function-calling APIs accept up to 64 characters.
 pub const MAX_TOOL_NAME: usize = 64;
@@ -90,14 +90,18 @@ impl std::fmt::Display for SchemaProblem {
 impl ToolSchema {
     /// Compiles a schema; the error says what is wrong with it. Remote `$ref`s are not fetched.
     pub fn compile(schema: Value) -> Result<ToolSchema, String> {
-        let validator = jsonschema::validator_for(&schema).map_err(|e| {
-            let at = e.schema_path().to_string();
-            if at.is_empty() || at == "/" {
-                e.to_string()
-            } else {
-                format!("{e} (at `{at}`)")
-            }
-        })?;
+        // `format` (email, date-time, uri …) is checked, not only noted.
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .map_err(|e| {
+                let at = e.schema_path().to_string();
+                if at.is_empty() || at == "/" {
+                    e.to_string()
+                } else {
+                    format!("{e} (at `{at}`)")
+                }
+            })?;
         Ok(ToolSchema {
             schema: Arc::new(schema),
             validator: Arc::new(validator),
@@ -187,8 +191,27 @@ pub fn kb_search_def() -> ToolDef {
     }
 }
 
-/// The project's tools, sorted by name: every workflow with a `tool` trigger, then `kb_search`
-/// when the project has a knowledge base.
+/// The built-in `run_result` tool: the result of a run that a tool call left running (waiting for
+/// an approval, say), by its id.
+pub fn run_result_def() -> ToolDef {
+    ToolDef {
+        name: "run_result".into(),
+        title: Some("Result of an earlier tool call".into()),
+        description: "Get the result of an earlier tool call whose run was still going (for example waiting for a person's approval): pass the run_id that call answered with. Waits a while for the run to finish; if it still has not, says so again.".into(),
+        input_schema: json!({
+            "type": "object",
+            "required": ["run_id"],
+            "properties": {
+                "run_id": {"type": "string", "minLength": 1, "description": "The run id an earlier tool call answered with."}
+            },
+            "additionalProperties": false
+        }),
+        output_schema: None,
+    }
+}
+
+/// The project's tools, sorted by name: every workflow with a `tool` trigger and, with them,
+/// `run_result`; `kb_search` when the project has a knowledge base.
 pub fn definitions(project: &crate::Project, with_kb: bool) -> Vec<ToolDef> {
     let mut defs: Vec<ToolDef> = project
         .workflows
@@ -204,6 +227,9 @@ pub fn definitions(project: &crate::Project, with_kb: bool) -> Vec<ToolDef> {
             _ => None,
         })
         .collect();
+    if !defs.is_empty() {
+        defs.push(run_result_def());
+    }
     if with_kb {
         defs.push(kb_search_def());
     }
@@ -274,24 +300,27 @@ pub fn openapi(defs: &[ToolDef], server: &str) -> Value {
                     },
                     "responses": {
                         "200": {
-                            "description": "The run finished; `output` is its output.",
+                            "description": "The run finished: `output` when it succeeded; `is_error` with the step and the reason when it failed.",
                             "content": {"application/json": {"schema": {
                                 "type": "object",
-                                "required": ["state", "output"],
+                                "required": ["state", "is_error"],
                                 "properties": {
                                     "run_id": {"type": ["string", "null"]},
-                                    "state": {"const": "succeeded"},
-                                    "output": output
+                                    "state": {"type": "string", "description": "succeeded, failed or cancelled"},
+                                    "is_error": {"type": "boolean"},
+                                    "output": output,
+                                    "step": {"type": ["string", "null"], "description": "The step that failed."},
+                                    "message": {"type": "string", "description": "Why it failed."}
                                 }
                             }}}
                         },
                         "202": {
-                            "description": "The run is still going (waiting for an approval, say); call again with the same Idempotency-Key for its result.",
+                            "description": "The run is still going (waiting for an approval, say); call again with the same Idempotency-Key, or call run_result with the run_id, for its result.",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pending"}}}
                         },
                         "404": {"description": "No such tool.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                        "422": {"description": "The arguments do not match the input schema; `details.problems` says where and why. No run started.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                        "500": {"description": "The run failed; `details` names the step and the reason.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                        "409": {"description": "The Idempotency-Key belongs to a call with other arguments.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                        "422": {"description": "The arguments do not match the input schema; `details.problems` says where and why. No run started.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
                     }
                 }
             }),
@@ -314,7 +343,8 @@ pub fn openapi(defs: &[ToolDef], server: &str) -> Value {
                     "properties": {
                         "run_id": {"type": "string"},
                         "state": {"type": "string", "description": "queued, running or waiting"},
-                        "approval": {"type": ["object", "null"], "description": "The approval the run waits for, if any."}
+                        "approval": {"type": ["object", "null"], "description": "The approval the run waits for, if any."},
+                        "message": {"type": "string", "description": "What the run waits for and how to get its result."}
                     }
                 },
                 "Error": {
@@ -405,7 +435,7 @@ pub(crate) fn read(
     };
     let wait = match f.get("wait") {
         Some(n) => match decode::duration(n, "`wait`", diags) {
-            Some(d) if d.is_zero() || d > MAX_WAIT => {
+            Some(d) if d < Duration::from_secs(1) || d > MAX_WAIT => {
                 diags.error(n.pos, "`wait` must be between 1s and 15m");
                 None
             }
@@ -533,12 +563,32 @@ mod tests {
         assert!(p[0].contains("needs `description`"), "{p:?}");
         let (_, p) = read_text("description: x\nwait: 1h\n", "t");
         assert!(p[0].contains("between 1s and 15m"), "{p:?}");
+        let (_, p) = read_text("description: x\nwait: 500ms\n", "t");
+        assert!(p[0].contains("between 1s and 15m"), "{p:?}");
         let (_, p) = read_text("description: x\n", "kb_search");
         assert!(p[0].contains("Weft provides itself"), "{p:?}");
         let (_, p) = read_text("description: x\n", &"a".repeat(65));
         assert!(p[0].contains("cannot name a tool"), "{p:?}");
         let (_, p) = read_text("description: x\ninputs: {}\n", "t");
         assert!(p[0].contains("did you mean `input`"), "{p:?}");
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let (t, p) = read_text(
+            "description: x\ninput: { type: object, properties: { email: { type: string, format: email } } }\n",
+            "t",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let t = t.unwrap();
+        assert!(
+            t.input
+                .problems(&json!({"email": "ada@example.com"}))
+                .is_empty()
+        );
+        let p = t.input.problems(&json!({"email": "not an address"}));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "/email");
     }
 
     #[test]

@@ -271,6 +271,8 @@ pub struct Scope<'a> {
     pub catalog: &'a Catalog,
     /// The names of every workflow of the project.
     pub workflows: &'a BTreeSet<String>,
+    /// Whether the project has a knowledge base (`kb/`).
+    pub has_kb: bool,
 }
 
 /// The SHA-256 of a workflow's text in hex: its version.
@@ -829,6 +831,13 @@ pub(crate) fn check_uses(
         );
         return None;
     };
+    if connection == "kb" && !scope.has_kb {
+        diags.error(
+            pos,
+            format!("`uses: {uses}` searches the project's knowledge base, but the project has no kb/ folder; add one with Markdown, text or HTML files"),
+        );
+        return None;
+    }
     let spec = match (
         scope.connections.get(connection),
         crate::catalog::builtin(connection),
@@ -1180,6 +1189,7 @@ pub(crate) mod test_scope {
             connections: &connections,
             catalog: &catalog,
             workflows: &workflows,
+            has_kb: false,
         })
     }
 }
@@ -1191,6 +1201,19 @@ mod tests {
 
     fn errors(source: &str) -> Vec<String> {
         with_scope(|scope| parse_for_test(source, scope).err().unwrap_or_default())
+    }
+
+    #[test]
+    fn built_in_connections_need_no_definition_and_kb_needs_a_kb_folder() {
+        let source = "trigger: manual\nsteps:\n  - id: s\n    uses: state.set\n    with: { namespace: n, key: k, value: 1, ttl: soon }\n  - id: g\n    uses: state.get\n    with: { namespace: n }\n  - id: q\n    uses: kb.search\n    with: { query: hi }\n";
+        assert_eq!(
+            errors(source),
+            [
+                "5:50: `ttl`: `soon` is not a duration; write a number and a unit (ms, s, m, h, d), such as `30s`",
+                "7:11: state.get needs `with.key`",
+                "10:11: `uses: kb.search` searches the project's knowledge base, but the project has no kb/ folder; add one with Markdown, text or HTML files",
+            ]
+        );
     }
 
     #[test]

@@ -924,6 +924,11 @@ impl RunExec {
             )));
         }
         let Some(connector) = self.current.registry.get(connection) else {
+            if connection == "kb" {
+                return Err(ActionError::fatal(
+                    "the project's knowledge base is not available here: it has no kb/ folder",
+                ));
+            }
             return Err(ActionError::fatal(format!(
                 "the connection `{connection}` is not defined in weft.yaml any more"
             )));

@@ -127,6 +127,29 @@ pub enum EngineError {
     /// A run's workflow cannot be loaded any more.
     #[error("{0}")]
     Unrunnable(String),
+    /// The input does not match the input schema of a `tool` workflow; no run started.
+    #[error("the arguments of `{workflow}` do not match its input schema: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidInput {
+        /// The workflow (the tool).
+        workflow: String,
+        /// Every problem, with where it is.
+        problems: Vec<weft_core::tool::SchemaProblem>,
+    },
+    /// An idempotency key that cannot be used: empty or longer than [`MAX_IDEMPOTENCY_KEY`].
+    #[error("an idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters long")]
+    BadIdempotencyKey,
+    /// A tool call's idempotency key names a run that started with other arguments.
+    #[error(
+        "the idempotency key `{key}` belongs to run {run_id} of `{workflow}`, which was called with other arguments; use a new key for a new call"
+    )]
+    KeyReused {
+        /// The workflow.
+        workflow: String,
+        /// The key.
+        key: String,
+        /// The run that carries it.
+        run_id: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -144,17 +167,27 @@ pub enum ToolCallError {
         /// A suggestion or the list of tools, with leading punctuation.
         hint: String,
     },
-    /// The arguments do not match the tool's input schema.
-    #[error("the arguments of `{tool}` do not match its input schema: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    InvalidInput {
-        /// The tool.
-        tool: String,
-        /// Every problem, with where it is.
-        problems: Vec<weft_core::tool::SchemaProblem>,
-    },
-    /// The run could not be committed.
+    /// The arguments do not match (see [`EngineError::InvalidInput`]), the idempotency key cannot be
+    /// used, or the run could not be committed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// Longest idempotency key a tool call may carry, in characters.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// Checks `input` against the input schema of `workflow` when it is a tool.
+fn check_tool_input(workflow: &Workflow, input: &Value) -> Result<(), EngineError> {
+    if let weft_core::Trigger::Tool(tool) = &workflow.trigger {
+        let problems = tool.input.problems(input);
+        if !problems.is_empty() {
+            return Err(EngineError::InvalidInput {
+                workflow: workflow.name.clone(),
+                problems,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The names of the project's tools (workflows with a `tool` trigger), sorted.
@@ -368,6 +401,8 @@ impl Engine {
                 hint,
             });
         };
+        // A tool's schema holds however its workflow is started.
+        check_tool_input(w, &input)?;
         let run = NewRun {
             idempotency_key,
             ..new_run(w, json!({"type": "manual"}), input, self.inner.clock.now())
@@ -378,16 +413,17 @@ impl Engine {
 
     /// Checks a tool call's arguments against the input schema of workflow `name`'s `tool`
     /// trigger and, when they match, commits its run (or, with an idempotency key a run of the
-    /// workflow already carries, returns that run). Arguments that do not match start nothing.
+    /// workflow already carries with the same arguments, returns that run). Arguments that do not
+    /// match start nothing. Returns the run and the tool's settings it was called under.
     pub async fn call_tool(
         &self,
         name: &str,
         arguments: Value,
         idempotency_key: Option<String>,
-    ) -> Result<Created, ToolCallError> {
+    ) -> Result<(Created, weft_core::tool::ToolTrigger), ToolCallError> {
         let project = self.project();
         let tool = project.workflows.get(name).and_then(|w| match &w.trigger {
-            weft_core::Trigger::Tool(t) => Some((w, t)),
+            weft_core::Trigger::Tool(t) => Some((w, t.clone())),
             _ => None,
         });
         let Some((workflow, tool)) = tool else {
@@ -400,24 +436,40 @@ impl Engine {
                 hint,
             });
         };
-        let problems = tool.input.problems(&arguments);
-        if !problems.is_empty() {
-            return Err(ToolCallError::InvalidInput {
-                tool: name.to_string(),
-                problems,
-            });
+        check_tool_input(workflow, &arguments)?;
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY)
+        {
+            return Err(EngineError::BadIdempotencyKey.into());
         }
         let run = NewRun {
-            idempotency_key,
+            idempotency_key: idempotency_key.clone(),
             ..new_run(
                 workflow,
                 json!({"type": "tool", "tool": name}),
-                arguments,
+                arguments.clone(),
                 self.inner.clock.now(),
             )
         };
-        let mut created = self.accept(&[run], None).await?;
-        Ok(created.remove(0))
+        let created = self.accept(&[run], None).await?.remove(0);
+        // A key names one call: the same key with other arguments is a mistake, not a retry.
+        if let (Created::Existing(id), Some(key)) = (&created, idempotency_key) {
+            let existing = self
+                .inner
+                .store
+                .get_run(id)
+                .await
+                .map_err(EngineError::from)?;
+            if existing.is_some_and(|r| r.input != arguments) {
+                return Err(EngineError::KeyReused {
+                    workflow: name.to_string(),
+                    key,
+                    run_id: id.clone(),
+                }
+                .into());
+            }
+        }
+        Ok((created, tool))
     }
 
     /// Commits runs that a trigger produced (see [`new_run`]) and, in the same transaction, the

@@ -58,6 +58,7 @@ pub fn read(dir: &Path) -> Result<ProjectFiles, ReadError> {
     }
     let text = read_text(&project_file)?;
     let mut sources = Sources::new(PROJECT_FILE, text);
+    sources.has_kb = dir.join("kb").is_dir();
     for (rel, path) in yaml_files(dir, "workflows")? {
         sources.add_workflow(rel, read_text(&path)?);
     }

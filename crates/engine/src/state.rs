@@ -11,6 +11,9 @@ use weft_store::{Millis, Store};
 /// Longest namespace or key, in bytes.
 const MAX_NAME: usize = 512;
 
+/// Longest time to live: ten years, in milliseconds.
+const MAX_TTL_MILLIS: i64 = 10 * 365 * 24 * 3600 * 1000;
+
 /// Runs `state.<action>` with its evaluated inputs.
 pub(crate) async fn call(
     store: &dyn Store,
@@ -20,6 +23,7 @@ pub(crate) async fn call(
 ) -> Result<Value, ActionError> {
     let namespace = name(input, "namespace")?;
     let key = name(input, "key")?;
+    let (namespace, key) = (namespace.as_str(), key.as_str());
     let stored = |e: weft_store::StoreError| {
         let message = format!("the conversation store failed: {e}");
         if e.is_retryable() {
@@ -39,7 +43,7 @@ pub(crate) async fn call(
             };
             let expires_at = match input.get("ttl") {
                 None | Some(Value::Null) => None,
-                Some(ttl) => Some(now + ttl_millis(ttl)?),
+                Some(ttl) => Some(now.saturating_add(ttl_millis(ttl)?)),
             };
             store
                 .state_set(namespace, key, value, expires_at, now)
@@ -61,9 +65,10 @@ pub(crate) async fn call(
 }
 
 /// A namespace or key: a string that is not empty (numbers are taken as their text).
-fn name<'a>(input: &'a Value, field: &str) -> Result<&'a str, ActionError> {
+fn name(input: &Value, field: &str) -> Result<String, ActionError> {
     match input.get(field) {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_NAME => Ok(s),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_NAME => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
         Some(Value::String(s)) if s.is_empty() => Err(ActionError::fatal(format!(
             "`{field}` is empty; name what to remember, such as conversation-<id>"
         ))),
@@ -78,14 +83,19 @@ fn name<'a>(input: &'a Value, field: &str) -> Result<&'a str, ActionError> {
     }
 }
 
-/// A time to live: a duration such as `30m`, or a number of seconds.
+/// A time to live: a duration such as `30m`, or a number of seconds; more than zero, at most ten
+/// years.
 fn ttl_millis(ttl: &Value) -> Result<i64, ActionError> {
     let millis = match ttl {
-        Value::String(s) => weft_core::duration::parse(s)
-            .map_err(|e| ActionError::fatal(format!("`ttl`: {e}")))?
-            .as_millis() as i64,
+        Value::String(s) => {
+            let d = weft_core::duration::parse(s)
+                .map_err(|e| ActionError::fatal(format!("`ttl`: {e}")))?;
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        }
         Value::Number(n) => match n.as_f64() {
-            Some(secs) if secs > 0.0 && secs < 1e10 => (secs * 1000.0) as i64,
+            Some(secs) if secs > 0.0 && secs.is_finite() => {
+                (secs * 1000.0).min(i64::MAX as f64) as i64
+            }
             _ => {
                 return Err(ActionError::fatal(format!(
                     "`ttl` must be a positive number of seconds or a duration such as 30m, found {n}"
@@ -101,6 +111,11 @@ fn ttl_millis(ttl: &Value) -> Result<i64, ActionError> {
     };
     if millis <= 0 {
         return Err(ActionError::fatal("`ttl` must be longer than zero"));
+    }
+    if millis > MAX_TTL_MILLIS {
+        return Err(ActionError::fatal(
+            "`ttl` may be at most ten years (3650d); leave it out to keep the key until deleted",
+        ));
     }
     Ok(millis)
 }

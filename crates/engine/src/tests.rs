@@ -979,7 +979,7 @@ steps:
         .call_tool("double", json!({"n": 11, "m": 1}), None)
         .await
         .unwrap_err();
-    let ToolCallError::InvalidInput { problems, .. } = &err else {
+    let ToolCallError::Engine(EngineError::InvalidInput { problems, .. }) = &err else {
         panic!("{err}");
     };
     let mut paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
@@ -998,14 +998,31 @@ steps:
         .unwrap();
     assert!(runs.is_empty(), "no run started");
 
-    let created = engine
+    let (created, _) = engine
         .call_tool("double", json!({"n": 4}), Some("k".into()))
         .await
         .unwrap();
-    let again = engine
+    let (again, tool) = engine
         .call_tool("double", json!({"n": 4}), Some("k".into()))
         .await
         .unwrap();
+    assert_eq!(tool.description, "Doubles a number.");
+    let err = engine
+        .call_tool("double", json!({"n": 5}), Some("k".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolCallError::Engine(EngineError::KeyReused { .. })),
+        "{err}"
+    );
+    let err = engine
+        .call_tool("double", json!({"n": 5}), Some(String::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolCallError::Engine(EngineError::BadIdempotencyKey)),
+        "{err}"
+    );
     assert_eq!(created.id(), again.id(), "the same key joins the same run");
     let run = engine.store().get_run(created.id()).await.unwrap().unwrap();
     assert_eq!(run.trigger, json!({"type": "tool", "tool": "double"}));

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use weft_core::trigger::{Missed, Overlap, Respond};
 use weft_core::{RunState, Trigger, Workflow};
-use weft_engine::{ToolCallError, view};
+use weft_engine::{EngineError, ToolCallError, view};
 use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::error::{ApiError, ErrorBody};
@@ -613,12 +613,12 @@ async fn list_tools(State(hub): State<Arc<Hub>>) -> axum::Json<Value> {
         ("Idempotency-Key" = Option<String>, Header, description = "Calls with the same key return the same run's result instead of starting another run")),
     request_body(content = Object, description = "The tool's arguments, as its input schema says"),
     responses(
-        (status = 200, description = "The run succeeded: `{run_id, state, output}`", body = Object),
-        (status = 202, description = "The run is still going (waiting for an approval, say): `{run_id, state, approval}`; call again with the same Idempotency-Key for its result", body = Object),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 200, description = "The run finished: `{run_id, state, is_error, output}`, or with `is_error: true`, the failed `step` and the reason (`message`)", body = Object),
+        (status = 202, description = "The run is still going (waiting for an approval, say): `{run_id, state, approval, message}`; call again with the same Idempotency-Key, or `run_result` with the run id, for its result", body = Object),
+        (status = 400, description = "The body is not JSON, or the Idempotency-Key header is not usable", body = ErrorBody),
         (status = 404, description = "No such tool", body = ErrorBody),
-        (status = 422, description = "The arguments do not match the input schema (`details.problems`); no run started", body = ErrorBody),
-        (status = 500, description = "The run failed; `details` names the step and the reason", body = ErrorBody)))]
+        (status = 409, description = "The Idempotency-Key belongs to a call with other arguments", body = ErrorBody),
+        (status = 422, description = "The arguments do not match the input schema (`details.problems`); no run started", body = ErrorBody)))]
 async fn call_tool(
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,
@@ -631,15 +631,12 @@ async fn call_tool(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?
     };
+    // Its length is checked with the call (`Engine::call_tool`), whichever way the call comes.
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 200)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "the Idempotency-Key header must be 1 to 200 visible ASCII characters",
-                    )
+                .map_err(|_| {
+                    ApiError::bad_request("the Idempotency-Key header must be visible ASCII text")
                 })?
                 .to_string(),
         ),
@@ -647,48 +644,44 @@ async fn call_tool(
     };
     let outcome = tools::call(&hub.engine, &name, arguments, key, |_| {}).await;
     match outcome {
-        Ok(o @ tools::CallOutcome::Done { .. }) => Ok(axum::Json(o.json()).into_response()),
         Ok(o @ tools::CallOutcome::Pending { .. }) => {
             Ok((StatusCode::ACCEPTED, axum::Json(o.json())).into_response())
         }
-        Ok(o @ tools::CallOutcome::Failed { .. }) => {
-            Err(
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "run_failed", o.text())
-                    .with_details(o.json()),
-            )
-        }
+        // A failed run is an answer for the model, like a successful one: 200 with `is_error`, so
+        // that no proxy retries it as a server fault.
+        Ok(o) => Ok(axum::Json(o.json()).into_response()),
         Err(tools::ToolError::Call(e @ ToolCallError::UnknownTool { .. })) => {
             Err(ApiError::not_found(e.to_string()))
         }
-        Err(tools::ToolError::Call(ToolCallError::InvalidInput { tool, problems })) => {
+        Err(tools::ToolError::Call(ToolCallError::Engine(
+            e @ EngineError::InvalidInput { .. },
+        ))) => {
+            let EngineError::InvalidInput { problems, .. } = &e else {
+                unreachable!()
+            };
             let list: Vec<Value> = problems
                 .iter()
                 .map(|p| json!({"path": p.path, "message": p.message}))
                 .collect();
-            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_input",
-                format!(
-                    "the arguments of `{tool}` do not match its input schema: {}",
-                    text.join("; ")
-                ),
+                e.to_string(),
             )
             .with_details(json!({ "problems": list })))
         }
-        Err(tools::ToolError::Builtin(message)) => Err(ApiError::new(
+        Err(tools::ToolError::BadArguments(message)) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
             message,
         )),
-        Err(tools::ToolError::Call(ToolCallError::Engine(e)) | tools::ToolError::Engine(e)) => {
-            Err(e.into())
-        }
-        Err(tools::ToolError::Call(e)) => Err(ApiError::new(
+        Err(tools::ToolError::Failed(message)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            e.to_string(),
+            message,
         )),
+        Err(tools::ToolError::Call(ToolCallError::Engine(e))) => Err(e.into()),
+        Err(tools::ToolError::Call(e)) => Err(ApiError::internal(e)),
     }
 }
 

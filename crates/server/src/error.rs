@@ -33,7 +33,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorInfo {
     /// A stable code: `bad_request`, `not_found`, `conflict`, `payload_too_large`,
-    /// `unsupported_media_type`, `bad_signature`, `method_not_allowed`, `run_failed`, `unavailable`,
+    /// `unsupported_media_type`, `bad_signature`, `method_not_allowed`, `run_failed`, `invalid_input`,
+    /// `unavailable`,
     /// `internal`.
     pub code: String,
     /// What went wrong, for people.
@@ -110,6 +111,15 @@ impl From<EngineError> for ApiError {
             EngineError::Store(e) => e.into(),
             EngineError::UnknownWorkflow { .. } => ApiError::not_found(e.to_string()),
             EngineError::Unrunnable(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            EngineError::InvalidInput { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                e.to_string(),
+            ),
+            EngineError::BadIdempotencyKey => ApiError::bad_request(e.to_string()),
+            EngineError::KeyReused { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             e => ApiError::internal(e),
         }
     }

@@ -21,9 +21,9 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use weft_core::tool::ToolDef;
-use weft_engine::{Engine, ToolCallError};
+use weft_engine::{Engine, EngineError, ToolCallError};
 
 use crate::tools::{self, CallOutcome, ToolError};
 
@@ -60,12 +60,23 @@ impl McpServer {
 
     /// The streamable HTTP endpoint, to be mounted at `/mcp`. `allowed_hosts` are the host names
     /// the `Host` header may carry (a guard against DNS rebinding); empty means loopback only.
+    ///
+    /// Open streams end when the engine shuts down, so that they do not hold up a graceful stop.
     pub fn http_service(
         engine: Engine,
         allowed_hosts: &[String],
     ) -> StreamableHttpService<McpServer, LocalSessionManager> {
-        let mut config =
-            StreamableHttpServerConfig::default().with_max_request_body_bytes(MAX_BODY);
+        let stop = tokio_util::sync::CancellationToken::new();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            runtime.spawn(async move {
+                engine.stopping().await;
+                stop.cancel();
+            });
+        }
+        let mut config = StreamableHttpServerConfig::default()
+            .with_max_request_body_bytes(MAX_BODY)
+            .with_cancellation_token(stop);
         if !allowed_hosts.is_empty() {
             config = config.with_allowed_hosts(allowed_hosts.iter().cloned());
         }
@@ -178,8 +189,23 @@ impl ServerHandler for McpServer {
             Err(ToolError::Call(ToolCallError::UnknownTool { name, hint })) => Err(
                 ErrorData::invalid_params(format!("there is no tool named `{name}`{hint}"), None),
             ),
-            Err(e @ ToolError::Call(ToolCallError::InvalidInput { .. }))
-            | Err(e @ ToolError::Builtin(_)) => {
+            // What the model can correct or should read is a tool result, not a protocol error.
+            Err(ToolError::Call(ToolCallError::Engine(
+                e @ (EngineError::InvalidInput { .. }
+                | EngineError::BadIdempotencyKey
+                | EngineError::KeyReused { .. }),
+            ))) => {
+                let mut r = CallToolResult::error(vec![ContentBlock::text(e.to_string())]);
+                if let EngineError::InvalidInput { problems, .. } = &e {
+                    let list: Vec<Value> = problems
+                        .iter()
+                        .map(|p| json!({"path": p.path, "message": p.message}))
+                        .collect();
+                    r.structured_content = Some(json!({ "problems": list }));
+                }
+                Ok(r.into())
+            }
+            Err(e @ (ToolError::BadArguments(_) | ToolError::Failed(_))) => {
                 Ok(CallToolResult::error(vec![ContentBlock::text(e.to_string())]).into())
             }
             Err(e) => Err(ErrorData::internal_error(e.to_string(), None)),

@@ -119,18 +119,31 @@ fn escape_label(value: &str) -> String {
 /// has passed, now and every quarter of an hour.
 pub(crate) async fn retention(engine: Engine) {
     loop {
-        match engine
-            .store()
-            .purge_expired_state(now_millis(), RETENTION_BATCH * 10)
-            .await
-        {
-            Ok(n) if n > 0 => {
-                tracing::info!(keys = n, "Retention deleted expired conversation state.")
+        let mut expired = 0u64;
+        loop {
+            match engine
+                .store()
+                .purge_expired_state(now_millis(), RETENTION_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    expired += n;
+                    if n < u64::from(RETENTION_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Retention could not delete expired conversation state; it tries again later.");
+                    break;
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "Retention could not delete expired conversation state; it tries again later.")
-            }
+            tokio::task::yield_now().await;
+        }
+        if expired > 0 {
+            tracing::info!(
+                keys = expired,
+                "Retention deleted expired conversation state."
+            );
         }
         if let Some(keep) = engine.project().settings.retention {
             let before = now_millis() - keep.as_millis() as i64;

@@ -5,25 +5,23 @@
 //! ([`weft_engine::Engine::call_tool`]), commits the run, and waits for it up to the tool's `wait`,
 //! telling the caller about each step as it finishes and about an approval the run waits for. The
 //! answer is one of three [`CallOutcome`]s: the output (checked against the output schema), the
-//! failure (step and reason), or "still going" with the run's id, for a run that waits for a person;
-//! calling again with the same idempotency key then returns that same run's result. The built-in
-//! `kb_search` tool answers from the knowledge base without a run.
+//! failure (step and reason), or "still going" with the run's id, for a run that waits for a person.
+//! The built-in tool `run_result` waits for such a run again by its id; a call with the same
+//! idempotency key does the same. The built-in tool `kb_search` answers from the knowledge base
+//! through the `kb` connection, without a run.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
-use weft_connectors::{ActionError, Call};
-use weft_core::tool::{ToolDef, definitions};
+use weft_connectors::Call;
+use weft_core::tool::{DEFAULT_WAIT, ToolDef, ToolSchema, definitions};
 use weft_core::{AttemptState, RunState, Trigger};
 use weft_engine::{Engine, EngineError, Event, ToolCallError, view};
 use weft_store::{ApprovalState, RunRecord};
 
 /// How often a waiting call reads its run again without being told of a change.
 const RECHECK: Duration = Duration::from_secs(1);
-
-/// Most passages `kb_search` returns.
-const KB_MAX_LIMIT: u64 = 20;
 
 /// How a tool call ended, as far as the caller waited.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +37,7 @@ pub enum CallOutcome {
     Failed {
         /// The run.
         run_id: String,
-        /// The run's state (`failed` or `cancelled`).
+        /// The run's state (`failed`, `cancelled`, or `succeeded` with an output that does not match).
         state: RunState,
         /// The step that failed, if one did.
         step: Option<String>,
@@ -60,7 +58,8 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
-    /// Text for a model to read: the output as JSON, or what went wrong, or what the run waits for.
+    /// Text for a model to read: the output as JSON, or what went wrong, or what the run waits for
+    /// and how to get its result.
     pub fn text(&self) -> String {
         match self {
             CallOutcome::Done { output, .. } => output.to_string(),
@@ -69,22 +68,25 @@ impl CallOutcome {
                 run_id,
                 state,
                 approval,
-            } => match approval.as_ref().and_then(|a| a["message"].as_str()) {
-                Some(question) => format!(
-                    "Run {run_id} is waiting for a person to approve: {question}. Call the tool again with the same idempotency key to get its result once answered."
-                ),
-                None => format!(
-                    "Run {run_id} is still {state}. Call the tool again with the same idempotency key to get its result."
-                ),
-            },
+            } => {
+                let what = match approval.as_ref().and_then(|a| a["message"].as_str()) {
+                    Some(question) => {
+                        format!("Run {run_id} is waiting for a person to approve: {question}")
+                    }
+                    None => format!("Run {run_id} is still {state}"),
+                };
+                format!(
+                    "{what}. It goes on by itself; call the tool `run_result` with {{\"run_id\": \"{run_id}\"}} later to get its result."
+                )
+            }
         }
     }
 
-    /// The outcome as JSON, as the HTTP API answers it (besides status codes).
+    /// The outcome as JSON, as the HTTP API answers it.
     pub fn json(&self) -> Value {
         match self {
             CallOutcome::Done { run_id, output } => {
-                json!({"run_id": run_id, "state": "succeeded", "output": output})
+                json!({"run_id": run_id, "state": "succeeded", "is_error": false, "output": output})
             }
             CallOutcome::Failed {
                 run_id,
@@ -92,14 +94,18 @@ impl CallOutcome {
                 step,
                 message,
                 error,
-            } => {
-                json!({"run_id": run_id, "state": state.as_str(), "step": step, "message": message, "error": error})
-            }
+            } => json!({
+                "run_id": run_id, "state": state.as_str(), "is_error": true,
+                "step": step, "message": message, "error": error,
+            }),
             CallOutcome::Pending {
                 run_id,
                 state,
                 approval,
-            } => json!({"run_id": run_id, "state": state.as_str(), "approval": approval}),
+            } => json!({
+                "run_id": run_id, "state": state.as_str(), "is_error": false,
+                "approval": approval, "message": self.text(),
+            }),
         }
     }
 }
@@ -107,15 +113,22 @@ impl CallOutcome {
 /// Why a call is refused before any run starts, or cannot be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
-    /// Unknown tool or arguments that do not match (nothing started).
+    /// Unknown tool, arguments that do not match, an unusable idempotency key, or a store that
+    /// failed (nothing started).
     #[error(transparent)]
     Call(#[from] ToolCallError),
-    /// The built-in tool's arguments are wrong, or it failed.
+    /// A built-in tool's arguments are wrong.
     #[error("{0}")]
-    Builtin(String),
-    /// The store failed while the call waited.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
+    BadArguments(String),
+    /// A built-in tool failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<EngineError> for ToolError {
+    fn from(e: EngineError) -> ToolError {
+        ToolError::Call(ToolCallError::Engine(e))
+    }
 }
 
 /// What a caller hears while a call runs: a step finished, or the run waits for an approval.
@@ -127,10 +140,11 @@ pub struct Progress {
     pub message: String,
 }
 
-/// The tools of the engine's current project: its `tool` workflows, and `kb_search` when the
-/// project has a knowledge base.
+/// The tools of the engine's current project: its `tool` workflows, `run_result` with them, and
+/// `kb_search` when the project has a knowledge base.
 pub fn list(engine: &Engine) -> Vec<ToolDef> {
-    definitions(&engine.project(), engine.connector("kb").is_some())
+    let project = engine.project();
+    definitions(&project, project.has_kb)
 }
 
 /// Calls tool `name` with `arguments`, waiting for its run at most the tool's `wait`, and reports
@@ -140,32 +154,45 @@ pub async fn call(
     name: &str,
     arguments: Value,
     idempotency_key: Option<String>,
+    progress: impl FnMut(Progress),
+) -> Result<CallOutcome, ToolError> {
+    match name {
+        "kb_search" if engine.project().has_kb => return kb_search(engine, arguments).await,
+        "run_result" => return run_result(engine, arguments, progress).await,
+        _ => {}
+    }
+    // Listen before the run exists, so that no event of it is missed.
+    let events = engine.subscribe();
+    let (created, tool) = engine.call_tool(name, arguments, idempotency_key).await?;
+    follow(
+        engine,
+        created.id(),
+        tool.wait,
+        tool.output.as_ref(),
+        events,
+        progress,
+    )
+    .await
+}
+
+/// Waits for run `run_id` at most `wait`, reporting its steps, and answers its outcome.
+async fn follow(
+    engine: &Engine,
+    run_id: &str,
+    wait: Duration,
+    output_schema: Option<&ToolSchema>,
+    mut events: broadcast::Receiver<Event>,
     mut progress: impl FnMut(Progress),
 ) -> Result<CallOutcome, ToolError> {
-    if name == "kb_search" && engine.connector("kb").is_some() {
-        return kb_search(engine, arguments).await;
-    }
-    let project = engine.project();
-    let (wait, output_schema) = match project.workflows.get(name).map(|w| &w.trigger) {
-        Some(Trigger::Tool(t)) => (t.wait, t.output.clone()),
-        _ => (Duration::ZERO, None),
-    };
-    // Listen before the run exists, so that no event of it is missed.
-    let mut events = engine.subscribe();
-    let created = engine.call_tool(name, arguments, idempotency_key).await?;
-    let run_id = created.id().to_string();
     let deadline = tokio::time::Instant::now() + wait;
     let mut count = 0u32;
-    let mut approval: Option<Value> = None;
     loop {
-        let run = engine
-            .store()
-            .get_run(&run_id)
-            .await
-            .map_err(EngineError::from)?
-            .ok_or_else(|| EngineError::Unrunnable(format!("run {run_id} disappeared")))?;
+        let run = read_run(engine, run_id).await?;
         if run.state.is_terminal() {
-            return Ok(finished(run, output_schema.as_ref()));
+            return Ok(finished(run, output_schema));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return pending(engine, run).await;
         }
         // Read the run again at least every second: another process may be executing it.
         let recheck = tokio::time::Instant::now() + RECHECK;
@@ -173,16 +200,19 @@ pub async fn call(
             let event = tokio::select! {
                 event = tokio::time::timeout_at(deadline.min(recheck), events.recv()) => event,
                 // A hub that shuts down answers with the run's id rather than dropping the call.
-                () = engine.stopping() => return pending(engine, &run_id, approval).await,
+                () = engine.stopping() => {
+                    let run = read_run(engine, run_id).await?;
+                    return if run.state.is_terminal() {
+                        Ok(finished(run, output_schema))
+                    } else {
+                        pending(engine, run).await
+                    };
+                }
             };
             let event = match event {
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return pending(engine, &run_id, approval).await;
-                }
-                Err(_) => break,
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                Err(_) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                 Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    return pending(engine, &run_id, approval).await;
+                    return pending(engine, read_run(engine, run_id).await?).await;
                 }
                 Ok(Ok(event)) => event,
             };
@@ -196,18 +226,15 @@ pub async fn call(
                     ..
                 } if id == run_id => {
                     let message = match state {
+                        AttemptState::Started => continue,
                         AttemptState::Waiting => {
-                            match engine.store().approval_for(&run_id, &step, attempt).await {
+                            match engine.store().approval_for(run_id, &step, attempt).await {
                                 Ok(Some(a)) if a.state == ApprovalState::Pending => {
-                                    let text =
-                                        format!("waiting for approval {}: {}", a.id, a.message);
-                                    approval = Some(view::approval_json(&a));
-                                    text
+                                    format!("waiting for approval {}: {}", a.id, a.message)
                                 }
                                 _ => format!("step `{}` is waiting", step.step_id()),
                             }
                         }
-                        AttemptState::Started => continue,
                         other => match error {
                             Some(e) => format!("step `{}` {other}: {e}", step.step_id()),
                             None => format!("step `{}` {other}", step.step_id()),
@@ -223,8 +250,16 @@ pub async fn call(
     }
 }
 
+async fn read_run(engine: &Engine, run_id: &str) -> Result<RunRecord, EngineError> {
+    engine
+        .store()
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| EngineError::Unrunnable(format!("run {run_id} no longer exists")))
+}
+
 /// The outcome of a run that finished.
-fn finished(run: RunRecord, output_schema: Option<&weft_core::tool::ToolSchema>) -> CallOutcome {
+fn finished(run: RunRecord, output_schema: Option<&ToolSchema>) -> CallOutcome {
     let error = run.error.clone().unwrap_or(Value::Null);
     if run.state == RunState::Succeeded {
         let output = run.output.unwrap_or(Value::Null);
@@ -266,80 +301,100 @@ fn finished(run: RunRecord, output_schema: Option<&weft_core::tool::ToolSchema>)
     }
 }
 
-/// The outcome of a run that is still going, with the approval it waits for.
-async fn pending(
-    engine: &Engine,
-    run_id: &str,
-    approval: Option<Value>,
-) -> Result<CallOutcome, ToolError> {
+/// The outcome of a run that is still going, with the approval it waits for now.
+async fn pending(engine: &Engine, run: RunRecord) -> Result<CallOutcome, ToolError> {
     let store = engine.store();
-    let run = store
-        .get_run(run_id)
-        .await
-        .map_err(EngineError::from)?
-        .ok_or_else(|| EngineError::Unrunnable(format!("run {run_id} disappeared")))?;
-    if run.state.is_terminal() {
-        return Ok(finished(run, None));
-    }
-    // A call that joined a run already waiting saw no event: look the approval up.
-    let approval = match approval {
-        Some(a) => Some(a),
-        None => store
-            .list_approvals(true, 500)
+    // The approval, if the run waits for one: the one its waiting attempt opened.
+    let attempts = store.attempts(&run.id).await.map_err(EngineError::from)?;
+    let mut approval = None;
+    if let Some(a) = attempts
+        .iter()
+        .rev()
+        .find(|a| a.state == AttemptState::Waiting)
+        && let Some(record) = store
+            .approval_for(&run.id, &a.step_key, a.attempt)
             .await
             .map_err(EngineError::from)?
-            .iter()
-            .find(|a| a.run_id == run_id)
-            .map(view::approval_json),
-    };
+        && record.state == ApprovalState::Pending
+    {
+        approval = Some(view::approval_json(&record));
+    }
     Ok(CallOutcome::Pending {
-        run_id: run_id.to_string(),
+        run_id: run.id,
         state: run.state,
         approval,
     })
 }
 
-/// The built-in `kb_search` tool.
-async fn kb_search(engine: &Engine, arguments: Value) -> Result<CallOutcome, ToolError> {
-    let query = match arguments.get("query") {
-        Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
+/// The built-in `run_result` tool: waits (at most the default tool wait) for a run that a tool call
+/// started and answers its outcome.
+async fn run_result(
+    engine: &Engine,
+    arguments: Value,
+    progress: impl FnMut(Progress),
+) -> Result<CallOutcome, ToolError> {
+    let run_id = match (
+        arguments.get("run_id"),
+        arguments.as_object().map(|o| o.len()),
+    ) {
+        (Some(Value::String(id)), Some(1)) if !id.is_empty() => id.clone(),
         _ => {
-            return Err(ToolError::Builtin(
-                "kb_search needs `query`: the question to look up, as a string".into(),
+            return Err(ToolError::BadArguments(
+                "run_result takes one argument, `run_id`: the id a tool call answered with".into(),
             ));
         }
     };
-    let limit = match arguments.get("limit") {
-        None | Some(Value::Null) => 3,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=KB_MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ToolError::Builtin(format!(
-                    "kb_search: `limit` must be a whole number from 1 to {KB_MAX_LIMIT}"
-                )));
-            }
-        },
+    let events = engine.subscribe();
+    let run = engine
+        .store()
+        .get_run(&run_id)
+        .await
+        .map_err(EngineError::from)?
+        // Only runs that tool calls started: a chatbot sees nothing else.
+        .filter(|r| r.trigger["type"] == "tool")
+        .ok_or_else(|| {
+            ToolError::BadArguments(format!("no tool call started a run with the id {run_id}"))
+        })?;
+    let project = engine.project();
+    let output_schema = match project.workflows.get(&run.workflow).map(|w| &w.trigger) {
+        Some(Trigger::Tool(t)) => t.output.clone(),
+        _ => None,
     };
-    if let Some(key) = arguments
-        .as_object()
-        .and_then(|o| o.keys().find(|k| !["query", "limit"].contains(&k.as_str())))
-    {
-        return Err(ToolError::Builtin(format!(
-            "kb_search takes `query` and `limit`, not `{key}`"
+    follow(
+        engine,
+        &run_id,
+        DEFAULT_WAIT,
+        output_schema.as_ref(),
+        events,
+        progress,
+    )
+    .await
+}
+
+/// The built-in `kb_search` tool, through the `kb` connection.
+async fn kb_search(engine: &Engine, arguments: Value) -> Result<CallOutcome, ToolError> {
+    let def = weft_core::tool::kb_search_def();
+    let schema = ToolSchema::compile(def.input_schema).expect("the kb_search schema compiles");
+    let problems = schema.problems(&arguments);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(ToolError::BadArguments(format!(
+            "the arguments of `kb_search` do not match its input schema: {}",
+            list.join("; ")
         )));
     }
     let kb = engine
         .connector("kb")
-        .ok_or_else(|| ToolError::Builtin("this project has no knowledge base (kb/)".into()))?;
+        .ok_or_else(|| ToolError::Failed("the knowledge base is not available here".into()))?;
     let output = kb
         .call(Call {
             action: "search",
-            input: json!({"query": query, "limit": limit}),
+            input: arguments,
             idempotency_key: "kb_search",
             max_output_bytes: u64::MAX,
         })
         .await
-        .map_err(|e: ActionError| ToolError::Builtin(format!("kb_search failed: {e}")))?;
+        .map_err(|e| ToolError::Failed(format!("kb_search failed: {e}")))?;
     Ok(CallOutcome::Done {
         run_id: None,
         output,

@@ -698,13 +698,20 @@ async fn conversation_state_is_namespaced_replaced_and_forgotten_when_it_expires
         store.state_get("c2", "order", now + 999).await.unwrap(),
         Some(json!(8))
     );
-    // Expired: reads as absent, deleting it says it was not there, and purging removes it.
+    // Expired: reads as absent, and deleting it says it was not there.
     assert_eq!(
         store.state_get("c2", "order", now + 1000).await.unwrap(),
         None
     );
-    assert_eq!(store.purge_expired_state(now + 1000, 100).await.unwrap(), 1);
     assert!(!store.state_delete("c2", "order", now + 1000).await.unwrap());
+    // Purging removes expired keys only.
+    store
+        .state_set("c3", "order", &json!(9), Some(now + 1000), now)
+        .await
+        .unwrap();
+    assert_eq!(store.purge_expired_state(now + 999, 100).await.unwrap(), 0);
+    assert_eq!(store.purge_expired_state(now + 1000, 100).await.unwrap(), 1);
+    assert_eq!(store.state_get("c3", "order", now).await.unwrap(), None);
     assert!(store.state_delete("c1", "order", now).await.unwrap());
     assert!(!store.state_delete("c1", "order", now).await.unwrap());
     assert_eq!(store.state_get("c1", "order", now).await.unwrap(), None);

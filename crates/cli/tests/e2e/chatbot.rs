@@ -5,7 +5,7 @@
 //! the hub, and completes once the approval is answered.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -116,14 +116,15 @@ fn assert_tool_calls(c: &std::collections::HashMap<String, Value>) {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["ask", "kb_search", "order_status", "refund"]);
-    assert!(
-        c["list"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t["hasInputSchema"] == true && t["hasOutputSchema"] == true)
+    assert_eq!(
+        names,
+        ["ask", "kb_search", "order_status", "refund", "run_result"]
     );
+    for t in c["list"]["tools"].as_array().unwrap() {
+        assert_eq!(t["hasInputSchema"], true, "{t}");
+        // Every tool but run_result (whose output is that of another tool) declares its output.
+        assert_eq!(t["hasOutputSchema"], t["name"] != "run_result", "{t}");
+    }
 
     assert_eq!(c["order_ok"]["isError"], false, "{}", c["order_ok"]);
     assert_eq!(
@@ -131,8 +132,18 @@ fn assert_tool_calls(c: &std::collections::HashMap<String, Value>) {
         json!({"order_id": 1001, "status": "shipped", "carrier": "DHL", "tracking": "JD014600006281230000"})
     );
 
+    assert_eq!(
+        c["order_recall"]["structuredContent"]["order_id"], 1001,
+        "{}",
+        c["order_recall"]
+    );
+
     let invalid = &c["order_invalid"];
     assert_eq!(invalid["isError"], true, "{invalid}");
+    assert_eq!(
+        invalid["structuredContent"]["problems"][0]["path"], "/order_id",
+        "{invalid}"
+    );
     let text = invalid["text"].as_str().unwrap();
     assert!(
         text.contains("`/order_id`") && text.contains("minimum of 1"),
@@ -221,6 +232,12 @@ async fn the_mcp_python_sdk_calls_every_tool_over_streamable_http_and_stdio() {
     let c = run_client(&["http", &mcp, &api, "--mode", "legacy"]).await;
     assert_eq!(c["connect"]["protocolVersion"], "2025-11-25");
     assert_tool_calls(&c);
+    assert_eq!(
+        c["refund_approval"]["structuredContent"],
+        json!({"refunded": 80, "decision": "approved"}),
+        "{}",
+        c["refund_approval"]
+    );
 
     // Over stdio, `weft mcp` runs the tools in its own process; the stand-in shop it calls is
     // still served by the hub.
@@ -231,43 +248,63 @@ async fn the_mcp_python_sdk_calls_every_tool_over_streamable_http_and_stdio() {
 
     // Invalid input started no run: every order_status run is one of the calls that passed.
     let runs = hub.settle("order_status", Duration::from_secs(30)).await;
-    assert_eq!(runs.len(), 6, "two calls per client reach a run");
+    assert_eq!(runs.len(), 9, "three calls per client reach a run");
 }
 
 #[tokio::test]
-async fn a_tool_call_waits_for_its_approval_across_a_sigkill() {
+async fn a_tool_call_waits_for_its_approval_across_restarts() {
     let port = free_port();
     let project = support_bot(port);
+    // Calls wait 3 s here (the example waits a minute), so that "still going" comes quickly.
+    let refund = project.path().join("workflows/refund.yaml");
+    let text = std::fs::read_to_string(&refund).unwrap();
+    std::fs::write(&refund, text.replace("wait: 1m", "wait: 3s")).unwrap();
     let listen = format!("127.0.0.1:{port}");
     let mut hub = Hub::start_at(project.path(), &listen, &[]).await;
-    let call = |hub: &Hub| {
+    let arguments = json!({"order_id": 1003, "amount": 80, "reason": "arrived broken"});
+    let call = |hub: &Hub, arguments: &Value| {
         hub.client
             .post(format!("{}/api/tools/refund", hub.base))
             .header("idempotency-key", "conversation-7/refund-1")
-            .json(&json!({"order_id": 1003, "amount": 80, "reason": "arrived broken"}))
+            .json(arguments)
             .send()
     };
 
-    // The call waits; its run asks for an approval.
-    let pending = tokio::spawn(call(&hub));
-    let approval = wait_for_approval(&hub).await;
-    assert_eq!(approval["data"]["amount"], 80);
+    // The call waits for the run, which waits for a person: after `wait`, 202 with the approval.
+    let resp = call(&hub, &arguments).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let pending: Value = resp.json().await.unwrap();
+    assert_eq!(pending["state"], "waiting", "{pending}");
+    let approval = pending["approval"].clone();
+    assert_eq!(approval["data"]["amount"], 80, "{pending}");
+    let run_id = pending["run_id"].as_str().unwrap().to_string();
+    assert!(
+        pending["message"].as_str().unwrap().contains("run_result"),
+        "{pending}"
+    );
 
-    // The hub dies with the call open; the client sees the connection go.
+    // Calling again joins the same run; a hub that shuts down meanwhile answers "still going"
+    // instead of dropping the call.
+    let again = tokio::spawn(call(&hub, &arguments));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.sigterm();
+    let resp = again.await.unwrap().unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["run_id"], run_id.as_str(), "{body}");
+    let _ = hub.child.wait().await;
+
+    // A restart, then a SIGKILL and another restart: the run still waits for the same approval.
+    hub = Hub::start_at(project.path(), &listen, &[]).await;
     hub.child.start_kill().unwrap();
     let _ = hub.child.wait().await;
-    assert!(pending.await.unwrap().is_err(), "the open call is cut off");
-
-    // After a restart the run still waits for the same approval.
     hub = Hub::start_at(project.path(), &listen, &[]).await;
-    let (status, again) = hub.get("/api/approvals").await;
+    let (status, listed) = hub.get("/api/approvals").await;
     assert_eq!(status, 200);
-    assert_eq!(again["approvals"].as_array().unwrap().len(), 1, "{again}");
-    assert_eq!(again["approvals"][0]["id"], approval["id"]);
+    assert_eq!(listed["approvals"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["approvals"][0]["id"], approval["id"]);
 
-    // The same call (same idempotency key) now waits for that run, and answering completes it.
-    let waiting = tokio::spawn(call(&hub));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Answering completes the run; the same call, and run_result, now answer its output.
     let (status, answered) = hub
         .post_json(
             &format!("/api/approvals/{}", approval["id"].as_str().unwrap()),
@@ -275,28 +312,40 @@ async fn a_tool_call_waits_for_its_approval_across_a_sigkill() {
         )
         .await;
     assert_eq!(status, 200, "{answered}");
-    let resp = waiting.await.unwrap().unwrap();
+    let resp = call(&hub, &arguments).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["run_id"], run_id.as_str());
     assert_eq!(
         body["output"],
         json!({"refunded": 80, "decision": "approved"}),
         "{body}"
     );
+    let (status, result) = hub
+        .post_json("/api/tools/run_result", json!({"run_id": run_id}))
+        .await;
+    assert_eq!(
+        (status, &result["output"]),
+        (200, &body["output"]),
+        "{result}"
+    );
 
-    // One run of the tool, one refund at the shop: the restart changed nothing.
+    // The key names that call: with other arguments it is refused, and nothing starts.
+    let resp = call(
+        &hub,
+        &json!({"order_id": 1003, "amount": 90, "reason": "arrived broken"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+
+    // One run of the tool, one refund at the shop: the restarts changed nothing.
     let runs = hub.settle("refund", Duration::from_secs(10)).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0]["id"], body["run_id"]);
     let refunds = hub
         .settle("demo-shop-refunds", Duration::from_secs(10))
         .await;
     assert_eq!(refunds.len(), 1, "{refunds:?}");
-
-    // Asking once more answers from the finished run, without another refund.
-    let resp = call(&hub).await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(hub.all_runs("demo-shop-refunds").await.len(), 1);
     hub.sigterm();
 }
 
@@ -344,12 +393,66 @@ async fn http_function_calling_refuses_bad_calls_and_describes_the_tools() {
         "no run started"
     );
 
+    // A failed run is an answer too, flagged as an error, with the step and the reason.
     let (status, body) = hub
         .post_json("/api/tools/order_status", json!({"order_id": 4242}))
         .await;
-    assert_eq!(status, 500, "{body}");
-    assert_eq!(body["error"]["code"], "run_failed");
-    assert_eq!(body["error"]["details"]["step"], "missing");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_error"], true, "{body}");
+    assert_eq!(body["state"], "failed", "{body}");
+    assert_eq!(body["step"], "missing", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("no order 4242"),
+        "{body}"
+    );
+
+    // A tool's schema holds also when its workflow is run from the command line.
+    let out = crate::support::weft(
+        project.path(),
+        &["run", "order_status", "--input", r#"{"order_id": -1}"#],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("at `/order_id`"), "{}", out.stderr);
+    let (status, body) = hub
+        .post_json(
+            "/api/tools/ask",
+            json!({"question": "Why?", "email": "not an address"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["details"]["problems"][0]["path"], "/email",
+        "{body}"
+    );
+
+    // An output that does not match the declared output schema is an error, not an answer.
+    let ask = project.path().join("workflows/ask.yaml");
+    let text = std::fs::read_to_string(&ask).unwrap();
+    std::fs::write(
+        &ask,
+        text.replace("answered: { type: boolean }", "answered: { type: string }"),
+    )
+    .unwrap();
+    let hub2 = Hub::start(project.path(), &[]).await;
+    let (status, body) = hub2
+        .post_json(
+            "/api/tools/ask",
+            json!({"question": "How long does a refund take?", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["is_error"], true, "{body}");
+    assert_eq!(body["state"], "succeeded", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the tool's output schema"),
+        "{body}"
+    );
+    hub2.sigterm();
+    std::fs::write(&ask, text).unwrap();
 
     let (status, doc) = hub.get("/api/tools/openapi.json").await;
     assert_eq!(status, 200);
@@ -358,17 +461,17 @@ async fn http_function_calling_refuses_bad_calls_and_describes_the_tools() {
     let op = &doc["paths"]["/api/tools/order_status"]["post"];
     assert_eq!(op["operationId"], "order_status");
     assert_eq!(
-        op["requestBody"]["content"]["application/json"]["schema"]["required"],
-        json!(["order_id"])
+        op["requestBody"]["content"]["application/json"]["schema"]["anyOf"],
+        json!([{"required": ["order_id"]}, {"required": ["conversation_id"]}])
     );
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 4, "{doc}");
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 5, "{doc}");
 
     for (format, name_at) in [("openai", "/0/function/name"), ("anthropic", "/0/name")] {
         let out =
             crate::support::weft(project.path(), &["tools", "export", "--format", format]).await;
         assert_eq!(out.code, 0, "{}", out.stderr);
         let tools = out.json();
-        assert_eq!(tools.as_array().unwrap().len(), 4, "{tools}");
+        assert_eq!(tools.as_array().unwrap().len(), 5, "{tools}");
         assert_eq!(tools.pointer(name_at).unwrap(), "ask", "{tools}");
     }
     let out =
@@ -378,20 +481,4 @@ async fn http_function_calling_refuses_bad_calls_and_describes_the_tools() {
         1
     );
     hub.sigterm();
-}
-
-async fn wait_for_approval(hub: &Hub) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, body) = hub.get("/api/approvals").await;
-        assert_eq!(status, 200);
-        if let Some(a) = body["approvals"].as_array().and_then(|a| a.first()) {
-            return a.clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no approval appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -97,6 +97,8 @@ def call(name, arguments):
 
 CALLS = [
     ("order_ok", call("order_status", {"order_id": 1001, "conversation_id": "c-42"})),
+    # The same chat without a number: the tool recalls the order from the conversation state.
+    ("order_recall", call("order_status", {"conversation_id": "c-42"})),
     ("order_invalid", call("order_status", {"order_id": 0})),
     ("order_missing", call("order_status", {"order_id": 4242})),
     ("ask_answered", call("ask", {"question": "How long does a refund take?", "email": "ada@example.com"})),
