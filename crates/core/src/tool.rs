@@ -77,6 +77,14 @@ pub struct SchemaProblem {
     pub message: String,
 }
 
+/// Problems as JSON, for programs: `[{path, message}]`.
+pub fn problems_json(problems: &[SchemaProblem]) -> Value {
+    problems
+        .iter()
+        .map(|p| json!({"path": p.path, "message": p.message}))
+        .collect()
+}
+
 impl std::fmt::Display for SchemaProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.path.is_empty() {

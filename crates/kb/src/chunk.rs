@@ -245,6 +245,29 @@ fn split_paragraph(paragraph: &str, max: usize) -> Vec<&str> {
     pieces
 }
 
+/// What the format tests of `markdown` and `html` share.
+#[cfg(test)]
+mod testing {
+    use super::{Chunk, Format, chunk};
+
+    /// The (heading, text) of each chunk of `text` read as `format`.
+    pub(super) fn sections(format: Format, text: &str) -> Vec<(String, String)> {
+        chunk(format, "stem", text)
+            .chunks
+            .into_iter()
+            .map(|Chunk { heading, text }| (heading, text))
+            .collect()
+    }
+
+    /// Owned (heading, text) pairs, to compare with [`sections`].
+    pub(super) fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(h, t)| (h.to_string(), t.to_string()))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

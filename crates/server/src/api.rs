@@ -659,10 +659,7 @@ async fn call_tool(
             let EngineError::InvalidInput { problems, .. } = &e else {
                 unreachable!()
             };
-            let list: Vec<Value> = problems
-                .iter()
-                .map(|p| json!({"path": p.path, "message": p.message}))
-                .collect();
+            let list = weft_core::tool::problems_json(problems);
             Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_input",

@@ -197,10 +197,7 @@ impl ServerHandler for McpServer {
             ))) => {
                 let mut r = CallToolResult::error(vec![ContentBlock::text(e.to_string())]);
                 if let EngineError::InvalidInput { problems, .. } = &e {
-                    let list: Vec<Value> = problems
-                        .iter()
-                        .map(|p| json!({"path": p.path, "message": p.message}))
-                        .collect();
+                    let list = weft_core::tool::problems_json(problems);
                     r.structured_content = Some(json!({ "problems": list }));
                 }
                 Ok(r.into())

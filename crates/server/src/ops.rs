@@ -119,26 +119,11 @@ fn escape_label(value: &str) -> String {
 /// has passed, now and every quarter of an hour.
 pub(crate) async fn retention(engine: Engine) {
     loop {
-        let mut expired = 0u64;
-        loop {
-            match engine
-                .store()
-                .purge_expired_state(now_millis(), RETENTION_BATCH)
-                .await
-            {
-                Ok(n) => {
-                    expired += n;
-                    if n < u64::from(RETENTION_BATCH) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Retention could not delete expired conversation state; it tries again later.");
-                    break;
-                }
-            }
-            tokio::task::yield_now().await;
-        }
+        let store = engine.store();
+        let expired = in_batches("expired conversation state", || {
+            store.purge_expired_state(now_millis(), RETENTION_BATCH)
+        })
+        .await;
         if expired > 0 {
             tracing::info!(
                 keys = expired,
@@ -147,23 +132,12 @@ pub(crate) async fn retention(engine: Engine) {
         }
         if let Some(keep) = engine.project().settings.retention {
             let before = now_millis() - keep.as_millis() as i64;
-            let mut total = 0u64;
-            loop {
-                match engine.store().purge_finished(before, RETENTION_BATCH).await {
-                    Ok(n) => {
-                        total += n;
-                        metrics::counter!("weft_runs_purged_total").increment(n);
-                        if n < u64::from(RETENTION_BATCH) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Retention could not delete old runs; it tries again later.");
-                        break;
-                    }
-                }
-                tokio::task::yield_now().await;
-            }
+            let total = in_batches("old runs", || async {
+                let n = store.purge_finished(before, RETENTION_BATCH).await?;
+                metrics::counter!("weft_runs_purged_total").increment(n);
+                Ok(n)
+            })
+            .await;
             if total > 0 {
                 tracing::info!(
                     runs = total,
@@ -173,5 +147,30 @@ pub(crate) async fn retention(engine: Engine) {
             }
         }
         tokio::time::sleep(RETENTION_EVERY).await;
+    }
+}
+
+/// Runs `batch` (one deletion of at most [`RETENTION_BATCH`]) until one deletes fewer, and returns
+/// how many were deleted in all; a failure is logged and retried at the next round.
+async fn in_batches<F, Fut>(what: &str, mut batch: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, weft_store::StoreError>>,
+{
+    let mut total = 0u64;
+    loop {
+        match batch().await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(RETENTION_BATCH) {
+                    return total;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Retention could not delete {what}; it tries again later.");
+                return total;
+            }
+        }
+        tokio::task::yield_now().await;
     }
 }

@@ -373,8 +373,11 @@ async fn run_result(
 
 /// The built-in `kb_search` tool, through the `kb` connection.
 async fn kb_search(engine: &Engine, arguments: Value) -> Result<CallOutcome, ToolError> {
-    let def = weft_core::tool::kb_search_def();
-    let schema = ToolSchema::compile(def.input_schema).expect("the kb_search schema compiles");
+    static SCHEMA: std::sync::OnceLock<ToolSchema> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        ToolSchema::compile(weft_core::tool::kb_search_def().input_schema)
+            .expect("the kb_search schema compiles")
+    });
     let problems = schema.problems(&arguments);
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();

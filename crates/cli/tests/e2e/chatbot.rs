@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::hub::Hub;
-use crate::support::{repo_root, weft_path};
+use crate::support::{free_port, repo_root, weft_path};
 
 /// A copy of `examples/support-bot` whose stand-in shop and helpdesk point at `port`.
 fn support_bot(port: u16) -> tempfile::TempDir {
@@ -41,14 +41,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Whether the MCP Python SDK can be imported; without it the test is skipped, or fails when
@@ -480,5 +472,79 @@ async fn http_function_calling_refuses_bad_calls_and_describes_the_tools() {
         out.json()[2]["function"]["parameters"]["properties"]["order_id"]["minimum"],
         1
     );
+    hub.sigterm();
+}
+
+#[tokio::test]
+async fn mcp_negotiates_older_versions_and_refuses_foreign_hosts() {
+    let port = free_port();
+    let project = support_bot(port);
+    let hub = Hub::start_at(project.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let initialize = |version: &str, host: Option<&str>| {
+        let mut req = hub
+            .client
+            .post(format!("{}/mcp", hub.base))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": version, "capabilities": {},
+                    "clientInfo": {"name": "e2e", "version": "1"}}})
+                .to_string(),
+            );
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        req.send()
+    };
+    // The answer is one JSON-RPC message, in an event stream or as JSON.
+    let answer = |text: String| -> Value {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .chain(std::iter::once(text.as_str()))
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .unwrap_or_else(|| panic!("no JSON-RPC answer in {text}"))
+    };
+    // A version the hub knows is kept; one it does not know gets its newest handshake version.
+    for (asked, agreed) in [("2024-11-05", "2024-11-05"), ("2099-01-01", "2025-11-25")] {
+        let resp = initialize(asked, None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = answer(resp.text().await.unwrap());
+        assert_eq!(body["result"]["protocolVersion"], agreed, "{body}");
+        assert_eq!(body["result"]["serverInfo"]["name"], "weft");
+    }
+    // A Host outside mcp.allowed_hosts (by default: loopback names) is refused.
+    let resp = initialize("2025-11-25", Some("evil.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    hub.sigterm();
+    let _ = hub.child.wait_with_output().await;
+
+    // Named in weft.yaml, a host is let in.
+    let yaml = project.path().join("weft.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        format!("{text}mcp: {{ allowed_hosts: [bot.example.com] }}\n"),
+    )
+    .unwrap();
+    let hub = Hub::start_at(project.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let resp = hub
+        .client
+        .post(format!("{}/mcp", hub.base))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("host", "bot.example.com")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "e2e", "version": "1"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     hub.sigterm();
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use weft_connectors::{Call, Connector};
 
 use crate::hub::Hub;
-use crate::support::Project;
+use crate::support::{Project, free_port};
 
 /// Publishes one raw payload.
 type Publish = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -380,14 +380,6 @@ struct PrivateServer {
 
 fn no_envs(_: u16, _: &Path) -> Vec<(String, String)> {
     Vec::new()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl PrivateServer {

@@ -104,3 +104,12 @@ pub fn repo_root() -> PathBuf {
         .canonicalize()
         .expect("the repository root exists")
 }
+
+/// A loopback port that was free a moment ago (for servers that must be told their port first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -343,22 +343,12 @@ fn entity(name: &str) -> Option<char> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Chunk, Format, chunk};
+    use super::super::testing::pairs;
+    use super::super::{Format, chunk};
     use super::*;
 
     fn sections(html: &str) -> Vec<(String, String)> {
-        chunk(Format::Html, "stem", html)
-            .chunks
-            .into_iter()
-            .map(|Chunk { heading, text }| (heading, text))
-            .collect()
-    }
-
-    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-        expected
-            .iter()
-            .map(|(h, t)| (h.to_string(), t.to_string()))
-            .collect()
+        super::super::testing::sections(Format::Html, html)
     }
 
     #[test]

@@ -233,22 +233,12 @@ fn plain_inline(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::pairs;
     use super::super::{Chunk, Format, chunk};
     use super::*;
 
     fn sections(markdown: &str) -> Vec<(String, String)> {
-        chunk(Format::Markdown, "stem", markdown)
-            .chunks
-            .into_iter()
-            .map(|Chunk { heading, text }| (heading, text))
-            .collect()
-    }
-
-    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-        expected
-            .iter()
-            .map(|(h, t)| (h.to_string(), t.to_string()))
-            .collect()
+        super::super::testing::sections(Format::Markdown, markdown)
     }
 
     #[test]
