@@ -12,6 +12,7 @@ mod run;
 mod serve;
 mod setup;
 mod test;
+mod tokens;
 mod tools;
 
 use std::path::PathBuf;
@@ -168,6 +169,11 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// API tokens of the hub: create (the secret is shown once), list, revoke.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Tool definitions for chatbots.
     Tools {
         #[command(subcommand)]
@@ -189,6 +195,49 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token and print its secret once (only its hash is stored).
+    ///
+    /// Roles: viewer reads; operator also retries, cancels, starts runs, answers approvals and calls
+    /// tools; editor also changes workflows and connections; admin also manages tokens and secrets;
+    /// tool calls only the tools given with --tools.
+    Create {
+        /// admin, editor, operator, viewer or tool.
+        #[arg(long)]
+        role: String,
+        /// For --role tool: the tools it may call, comma-separated.
+        #[arg(long)]
+        tools: Option<String>,
+        /// How long it works, such as 30d (default: until revoked).
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// A label, such as the bot or person it is for.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print {id, token, role, tools, expires_at} as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// List the tokens: id, role, state (live, expired, revoked), label; never a secret.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Revoke a token: requests carrying it get 401 from then on.
+    Revoke {
+        /// The token's id (tok_…).
+        id: String,
+        #[command(flatten)]
+        project: ProjectArg,
     },
 }
 
@@ -376,6 +425,18 @@ async fn dispatch(command: Command) -> CmdResult {
         },
         Command::Test { dir, json } => test::test(&dir, json).await,
         Command::Mcp { dir } => tools::mcp(&dir).await,
+        Command::Tokens { command } => match command {
+            TokensCommand::Create {
+                role,
+                tools,
+                expires,
+                name,
+                json,
+                project,
+            } => tokens::create(&project.dir, &role, tools, expires, name, json).await,
+            TokensCommand::List { json, project } => tokens::list(&project.dir, json).await,
+            TokensCommand::Revoke { id, project } => tokens::revoke(&project.dir, &id).await,
+        },
         Command::Tools {
             command:
                 ToolsCommand::Export {

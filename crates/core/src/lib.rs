@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod catalog;
 pub mod decode;
 pub mod diag;

@@ -23,6 +23,7 @@ use weft_core::{RunState, Trigger, Workflow};
 use weft_engine::{EngineError, ToolCallError, view};
 use weft_store::{CancelOutcome, RunFilter, now_millis};
 
+use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
 use crate::{Hub, tools};
 
@@ -589,8 +590,11 @@ async fn answer_approval(
 /// The tools of the project, as chatbots see them.
 #[utoipa::path(get, path = "/tools", tag = "tools",
     responses((status = 200, description = "Every tool with its input and output schema", body = Object)))]
-async fn list_tools(State(hub): State<Arc<Hub>>) -> axum::Json<Value> {
-    let tools: Vec<Value> = tools::list(&hub.engine)
+async fn list_tools(
+    State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
+) -> axum::Json<Value> {
+    let tools: Vec<Value> = tools::list(&hub.engine, who.as_deref())
         .into_iter()
         .map(|d| {
             json!({
@@ -621,6 +625,7 @@ async fn list_tools(State(hub): State<Arc<Hub>>) -> axum::Json<Value> {
         (status = 422, description = "The arguments do not match the input schema (`details.problems`); no run started", body = ErrorBody)))]
 async fn call_tool(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
     body: Bytes,
@@ -642,7 +647,7 @@ async fn call_tool(
         ),
         None => None,
     };
-    let outcome = tools::call(&hub.engine, &name, arguments, key, |_| {}).await;
+    let outcome = tools::call(&hub.engine, who.as_deref(), &name, arguments, key, |_| {}).await;
     match outcome {
         Ok(o @ tools::CallOutcome::Pending { .. }) => {
             Ok((StatusCode::ACCEPTED, axum::Json(o.json())).into_response())
@@ -686,6 +691,7 @@ async fn call_tool(
 /// server URL is the one this request came to.
 async fn tools_openapi(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     headers: axum::http::HeaderMap,
 ) -> axum::Json<Value> {
     let host = headers
@@ -697,7 +703,7 @@ async fn tools_openapi(
         .and_then(|h| h.to_str().ok())
         .filter(|p| *p == "https" || *p == "http")
         .unwrap_or("http");
-    let defs = tools::list(&hub.engine);
+    let defs = tools::list(&hub.engine, who.as_deref());
     axum::Json(weft_core::tool::openapi(
         &defs,
         &format!("{scheme}://{host}"),

@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod hooks;
 pub mod mcp;
@@ -146,6 +147,10 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
             ),
         )
         .fallback(error::no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            auth::check,
+        ))
         .with_state(hub)
 }
 

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use weft_core::tool::ToolDef;
 use weft_engine::{Engine, EngineError, ToolCallError};
 
+use crate::auth::Identity;
 use crate::tools::{self, CallOutcome, ToolError};
 
 /// The `_meta` field of a `tools/call` that carries an idempotency key.
@@ -88,6 +89,16 @@ impl McpServer {
     }
 }
 
+/// The token behind an MCP request over HTTP (the auth check left it on the request); none over
+/// stdio, where the user who started `weft mcp` may call every tool.
+fn identity(context: &RequestContext<RoleServer>) -> Option<Identity> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Identity>())
+        .cloned()
+}
+
 /// A tool in MCP's terms.
 fn mcp_tool(def: ToolDef) -> Tool {
     let object = |v: Value| match v {
@@ -136,9 +147,10 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools = tools::list(&self.engine)
+        let who = identity(&context);
+        let tools = tools::list(&self.engine, who.as_ref())
             .into_iter()
             .map(mcp_tool)
             .collect();
@@ -174,7 +186,15 @@ impl ServerHandler for McpServer {
         let progress = move |p: tools::Progress| {
             let _ = notes.send(p);
         };
-        let call = tools::call(&self.engine, &request.name, arguments, key, progress);
+        let who = identity(&context);
+        let call = tools::call(
+            &self.engine,
+            who.as_ref(),
+            &request.name,
+            arguments,
+            key,
+            progress,
+        );
         let outcome = tokio::select! {
             outcome = call => outcome,
             () = context.ct.cancelled() => {

@@ -20,6 +20,8 @@ use weft_core::{AttemptState, RunState, Trigger};
 use weft_engine::{Engine, EngineError, Event, ToolCallError, view};
 use weft_store::{ApprovalState, RunRecord};
 
+use crate::auth::Identity;
+
 /// How often a waiting call reads its run again without being told of a change.
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -140,25 +142,40 @@ pub struct Progress {
     pub message: String,
 }
 
-/// The tools of the engine's current project: its `tool` workflows, `run_result` with them, and
-/// `kb_search` when the project has a knowledge base.
-pub fn list(engine: &Engine) -> Vec<ToolDef> {
+/// The tools of the engine's current project that `who` may call (all of them without an
+/// identity, as over stdio): its `tool` workflows, `run_result` with them, and `kb_search` when the
+/// project has a knowledge base.
+pub fn list(engine: &Engine, who: Option<&Identity>) -> Vec<ToolDef> {
     let project = engine.project();
-    definitions(&project, project.has_kb)
+    let mut defs = definitions(&project, project.has_kb);
+    defs.retain(|d| who.is_none_or(|w| w.may_call(&d.name)));
+    if defs.iter().all(|d| d.name == "run_result") {
+        defs.clear();
+    }
+    defs
 }
 
-/// Calls tool `name` with `arguments`, waiting for its run at most the tool's `wait`, and reports
-/// progress through `progress`.
+/// Calls tool `name` with `arguments` on behalf of `who` (anyone without an identity, as over
+/// stdio), waiting for its run at most the tool's `wait`, and reports progress through `progress`.
+/// A tool `who` may not call is answered as unknown, so that its existence does not show.
 pub async fn call(
     engine: &Engine,
+    who: Option<&Identity>,
     name: &str,
     arguments: Value,
     idempotency_key: Option<String>,
     progress: impl FnMut(Progress),
 ) -> Result<CallOutcome, ToolError> {
+    if who.is_some_and(|w| !w.may_call(name)) {
+        let names: Vec<String> = list(engine, who).into_iter().map(|d| d.name).collect();
+        return Err(ToolError::Call(ToolCallError::UnknownTool {
+            name: name.to_string(),
+            hint: format!("; the tools are: {}", names.join(", ")),
+        }));
+    }
     match name {
         "kb_search" if engine.project().has_kb => return kb_search(engine, arguments).await,
-        "run_result" => return run_result(engine, arguments, progress).await,
+        "run_result" => return run_result(engine, who, arguments, progress).await,
         _ => {}
     }
     // Listen before the run exists, so that no event of it is missed.
@@ -330,6 +347,7 @@ async fn pending(engine: &Engine, run: RunRecord) -> Result<CallOutcome, ToolErr
 /// started and answers its outcome.
 async fn run_result(
     engine: &Engine,
+    who: Option<&Identity>,
     arguments: Value,
     progress: impl FnMut(Progress),
 ) -> Result<CallOutcome, ToolError> {
@@ -350,8 +368,8 @@ async fn run_result(
         .get_run(&run_id)
         .await
         .map_err(EngineError::from)?
-        // Only runs that tool calls started: a chatbot sees nothing else.
-        .filter(|r| r.trigger["type"] == "tool")
+        // Only runs that calls of tools `who` may call started: a chatbot sees nothing else.
+        .filter(|r| r.trigger["type"] == "tool" && who.is_none_or(|w| w.may_call(&r.workflow)))
         .ok_or_else(|| {
             ToolError::BadArguments(format!("no tool call started a run with the id {run_id}"))
         })?;

@@ -401,6 +401,34 @@ pub struct ApprovalRecord {
     pub answered_by: Option<String>,
 }
 
+/// An API token as stored: never its secret, only the secret's SHA-256.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRecord {
+    /// Its public id (what `weft tokens list` shows and `revoke` takes).
+    pub id: String,
+    /// The SHA-256 of its secret, in hex.
+    pub hash: String,
+    /// What it may do.
+    pub role: weft_core::auth::Role,
+    /// For the `tool` role: the tools it may call.
+    pub tools: Option<Vec<String>>,
+    /// A label for people.
+    pub name: Option<String>,
+    /// When it was made.
+    pub created_at: Millis,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Millis>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Millis>,
+}
+
+impl TokenRecord {
+    /// Whether it works at `now`: not revoked, not expired.
+    pub fn is_live(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
 /// The durable store of runs. See the crate documentation for the lease model.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -473,6 +501,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` keys that expired by `now`; returns how many.
     async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64>;
+
+    /// Stores a new API token (its hash, never its secret).
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+
+    /// The token whose secret has this SHA-256, revoked or expired ones included.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Every token, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Revokes token `id`; whether it was live before.
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool>;
 
     /// How many runs are queued, running and waiting, by workflow and state.
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;

@@ -26,11 +26,12 @@ use weft_core::{AttemptState, RunState, StepKey};
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, CancelOutcome, ClaimScope, Claimed, Created,
     Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord, Store,
-    StoreError, StoredVersion,
+    StoreError, StoredVersion, TokenRecord,
 };
+use weft_core::auth::Role;
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -136,6 +137,22 @@ CREATE TABLE kv_state (
 ) WITHOUT ROWID;
 CREATE INDEX kv_state_expiry ON kv_state(expires_at) WHERE expires_at IS NOT NULL;
 "#;
+
+/// Version 5: API tokens, by the SHA-256 of their secret (the secret itself is never stored).
+const SCHEMA_V5: &str = r#"
+CREATE TABLE tokens (
+    id         TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL,
+    tools      TEXT,
+    name       TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+"#;
+
+const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
 
 const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
 
@@ -386,6 +403,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     if version < 4 {
         sqlx::raw_sql(SCHEMA_V4).execute(&mut *tx).await?;
     }
+    if version < 5 {
+        sqlx::raw_sql(SCHEMA_V5).execute(&mut *tx).await?;
+    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
     )))
@@ -403,6 +423,25 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
+    let role: String = row.try_get("role")?;
+    let tools: Option<String> = row.try_get("tools")?;
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        hash: row.try_get("hash")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown token role `{role}`")))?,
+        tools: tools
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("token tools: {e}")))?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
 }
 
 fn approval_from_row(row: &SqliteRow) -> Result<ApprovalRecord> {
@@ -634,6 +673,60 @@ impl Store for SqliteStore {
         .rows_affected();
         tx.commit().await?;
         Ok(deleted)
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> Result<()> {
+        let tools = token
+            .tools
+            .as_ref()
+            .map(|t| serde_json::to_string(t).unwrap_or_default());
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, hash, role, tools, name, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+        )
+        .bind(&token.id)
+        .bind(&token.hash)
+        .bind(token.role.as_str())
+        .bind(tools)
+        .bind(&token.name)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
+        )))
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let changed =
+            sqlx::query("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
     }
 
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>> {

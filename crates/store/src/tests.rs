@@ -716,3 +716,43 @@ async fn conversation_state_is_namespaced_replaced_and_forgotten_when_it_expires
     assert!(!store.state_delete("c1", "order", now).await.unwrap());
     assert_eq!(store.state_get("c1", "order", now).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn tokens_are_found_by_hash_listed_and_revoked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let token = TokenRecord {
+        id: "tok_1".into(),
+        hash: "h1".into(),
+        role: weft_core::auth::Role::Tool,
+        tools: Some(vec!["lookup".into()]),
+        name: Some("bot".into()),
+        created_at: 1_000,
+        expires_at: Some(2_000),
+        revoked_at: None,
+    };
+    store.create_token(&token).await.unwrap();
+    assert_eq!(
+        store.token_by_hash("h1").await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(store.token_by_hash("h2").await.unwrap(), None);
+    assert!(token.is_live(1_999));
+    assert!(!token.is_live(2_000), "expired at its expiry");
+    // The same hash cannot be stored twice.
+    assert!(
+        store
+            .create_token(&TokenRecord {
+                id: "tok_2".into(),
+                ..token.clone()
+            })
+            .await
+            .is_err()
+    );
+    assert!(store.revoke_token("tok_1", 1_500).await.unwrap());
+    assert!(!store.revoke_token("tok_1", 1_600).await.unwrap());
+    let listed = store.list_tokens().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(1_500));
+    assert!(!listed[0].is_live(1_000));
+}

@@ -192,7 +192,8 @@ async fn the_mcp_python_sdk_calls_every_tool_over_streamable_http_and_stdio() {
     let api = format!("{}/api", hub.base);
 
     // The newest version both sides speak.
-    let c = run_client(&["http", &mcp, &api, "--mode", "auto"]).await;
+    let token = ["--token", crate::hub::ADMIN_TOKEN];
+    let c = run_client(&[&["http", &mcp, &api, "--mode", "auto"][..], &token].concat()).await;
     assert_eq!(c["connect"]["protocolVersion"], "2026-07-28");
     assert_eq!(c["connect"]["serverName"], "weft");
     assert_tool_calls(&c);
@@ -221,7 +222,7 @@ async fn the_mcp_python_sdk_calls_every_tool_over_streamable_http_and_stdio() {
     );
 
     // A client that only speaks the handshake-era protocol gets that version.
-    let c = run_client(&["http", &mcp, &api, "--mode", "legacy"]).await;
+    let c = run_client(&[&["http", &mcp, &api, "--mode", "legacy"][..], &token].concat()).await;
     assert_eq!(c["connect"]["protocolVersion"], "2025-11-25");
     assert_tool_calls(&c);
     assert_eq!(

@@ -11,6 +11,8 @@ use tokio::process::Child;
 use crate::support::command;
 
 pub const SECRET: &str = "e2e-shared-secret";
+/// The admin token every test hub starts with (`WEFT_ADMIN_TOKEN`); its client sends it.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 /// A Standard Webhooks secret: `whsec_` and base64.
 pub const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -35,6 +37,7 @@ impl Hub {
         args.extend_from_slice(extra);
         let mut cmd = command(dir, &args);
         cmd.env("WEFT_LOG", "info")
+            .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("E2E_SECRET", SECRET)
             .env("E2E_WHSEC", WHSEC);
         let mut child = cmd.spawn().expect("weft serve starts");
@@ -68,6 +71,14 @@ impl Hub {
             base: format!("http://{address}"),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .default_headers(
+                    [(
+                        reqwest::header::AUTHORIZATION,
+                        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
                 .build()
                 .unwrap(),
             log,

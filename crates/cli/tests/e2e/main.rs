@@ -23,6 +23,8 @@ mod limits;
 mod lint;
 /// Retries against a server that fails on cue, and `weft runs retry`.
 mod retries;
+/// API tokens and roles under attack.
+mod security;
 /// `weft serve`: signed webhooks, SIGKILL and SIGTERM under load, schedules, the API, metrics, reload.
 mod serve;
 /// SQL connections: a PostgreSQL table copied into MariaDB by a poll, across a SIGKILL.

@@ -24,6 +24,7 @@ import uuid
 import anyio
 import httpx2
 from mcp import Client, Implementation, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 # Seconds a request may wait for its answer.
 TIMEOUT = 60.0
@@ -111,10 +112,14 @@ CALLS = [
 ]
 
 
+# Headers for every request to the hub over HTTP (the API token, when given).
+AUTH = {}
+
+
 async def approve_when_asked(api, needle, found):
     """Polls the hub's pending approvals until one mentions `needle`, and approves it."""
     last_error = None
-    async with httpx2.AsyncClient(timeout=10.0, trust_env=False) as http:
+    async with httpx2.AsyncClient(timeout=10.0, trust_env=False, headers=AUTH) as http:
         with anyio.move_on_after(30):
             while True:
                 try:
@@ -164,10 +169,15 @@ async def main():
     parser.add_argument("target", help="the MCP URL (http) or the weft binary (stdio)")
     parser.add_argument("extra", help="the REST API base (http) or the project directory (stdio)")
     parser.add_argument("--mode", choices=["auto", "legacy"], default="auto")
+    parser.add_argument("--token", help="the hub's API token (http), sent as a bearer token")
     args = parser.parse_args()
+    if args.token:
+        AUTH["Authorization"] = f"Bearer {args.token}"
 
     if args.transport == "http":
-        server = args.target
+        # The hub wants its API token on every MCP request, as on the REST API.
+        http = httpx2.AsyncClient(headers=AUTH, trust_env=False, timeout=TIMEOUT)
+        server = streamable_http_client(args.target, http_client=http)
     else:
         # The SDK passes only a few "safe" variables to the child by default; pass all (WEFT_LOG...).
         server = StdioServerParameters(command=args.target, args=["mcp", args.extra], env=dict(os.environ))

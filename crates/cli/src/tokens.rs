@@ -1,0 +1,161 @@
+//! `weft tokens create|list|revoke`: the API tokens of a project's hub. A new token's secret is
+//! printed once, on standard output; the store keeps only its hash.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde_json::json;
+use weft_core::auth::Role;
+use weft_store::{Store, StoreError, now_millis};
+
+use crate::{CliError, CmdResult, exit, setup};
+
+/// Creates a token and prints its secret.
+pub(crate) async fn create(
+    dir: &Path,
+    role: &str,
+    tools: Option<String>,
+    expires: Option<Duration>,
+    name: Option<String>,
+    json: bool,
+) -> CmdResult {
+    let role = Role::parse(role).ok_or_else(|| {
+        CliError::usage(anyhow!(
+            "unknown role `{role}`; use admin, editor, operator, viewer or tool"
+        ))
+    })?;
+    let loaded = setup::load(dir)?;
+    let tools = match (role, tools) {
+        (Role::Tool, None) => {
+            return Err(CliError::usage(anyhow!(
+                "a `tool` token needs --tools: the tools it may call, such as --tools order_status,kb_search"
+            )));
+        }
+        (Role::Tool, Some(list)) => {
+            let names: Vec<String> = list
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let known = weft_core::tool::definitions(&loaded.project, loaded.project.has_kb);
+            if let Some(unknown) = names.iter().find(|n| !known.iter().any(|d| &d.name == *n)) {
+                let all: Vec<&str> = known.iter().map(|d| d.name.as_str()).collect();
+                return Err(CliError::usage(anyhow!(
+                    "the project has no tool `{unknown}`; its tools are: {}",
+                    all.join(", ")
+                )));
+            }
+            Some(names)
+        }
+        (_, Some(_)) => {
+            return Err(CliError::usage(anyhow!(
+                "--tools applies to `tool` tokens only; a `{role}` token's role decides what it may do"
+            )));
+        }
+        (_, None) => None,
+    };
+    let store = setup::store(&loaded).await?;
+    let now = now_millis();
+    let expires_at = expires.map(|d| now.saturating_add(d.as_millis() as i64));
+    let (secret, record) = weft_server::auth::new_token(role, tools, name, expires_at, None, now);
+    store
+        .create_token(&record)
+        .await
+        .map_err(CliError::internal)?;
+    if json {
+        println!(
+            "{}",
+            json!({"id": record.id, "token": secret, "role": role.as_str(), "tools": record.tools, "expires_at": expires_at})
+        );
+    } else {
+        println!("{secret}");
+        eprintln!(
+            "Created token {} ({role}). It is shown only now; send it as `Authorization: Bearer <token>`.",
+            record.id
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Lists the tokens: ids, roles, dates; never secrets.
+pub(crate) async fn list(dir: &Path, json: bool) -> CmdResult {
+    let loaded = setup::load(dir)?;
+    let store = setup::store(&loaded).await?;
+    let tokens = store.list_tokens().await.map_err(CliError::internal)?;
+    let now = now_millis();
+    if json {
+        let list: Vec<_> = tokens
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id, "role": t.role.as_str(), "tools": t.tools, "name": t.name,
+                    "created_at": t.created_at, "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+                    "live": t.is_live(now),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(exit::OK);
+    }
+    for t in &tokens {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if !t.is_live(now) {
+            "expired"
+        } else {
+            "live"
+        };
+        let tools = t
+            .tools
+            .as_ref()
+            .map(|t| format!(" tools={}", t.join(",")))
+            .unwrap_or_default();
+        let name = t.name.as_deref().unwrap_or("");
+        println!(
+            "{}  {:<8} {:<7} {name}{tools}",
+            t.id,
+            t.role.as_str(),
+            state
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Revokes a token.
+pub(crate) async fn revoke(dir: &Path, id: &str) -> CmdResult {
+    let loaded = setup::load(dir)?;
+    let store = setup::store(&loaded).await?;
+    match weft_server::auth::revoke(store.as_ref(), id, now_millis()).await {
+        Ok(true) => {
+            eprintln!("Revoked token {id}.");
+            Ok(exit::OK)
+        }
+        Ok(false) => {
+            eprintln!("Token {id} was already revoked.");
+            Ok(exit::OK)
+        }
+        Err(StoreError::NotFound(_)) => Err(CliError::usage(anyhow!(
+            "there is no token {id}; `weft tokens list` shows them"
+        ))),
+        Err(e) => Err(CliError::internal(e)),
+    }
+}
+
+/// Makes sure a hub about to serve can be reached: see [`weft_server::auth::bootstrap`]. A token
+/// made here is printed once on standard error.
+pub(crate) async fn bootstrap(store: &dyn Store) -> Result<(), CliError> {
+    let from_env = std::env::var("WEFT_ADMIN_TOKEN")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match weft_server::auth::bootstrap(store, from_env, now_millis()).await {
+        Ok(Some(secret)) => {
+            eprintln!(
+                "No API token existed, so Weft made an admin token. It is shown only now; keep it:\n\n    {secret}\n\nSend it as `Authorization: Bearer <token>`; `weft tokens create` makes more."
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(CliError::usage(anyhow!(e))),
+    }
+}

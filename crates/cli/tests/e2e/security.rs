@@ -1,0 +1,351 @@
+//! Attacks on the hub's API: missing, wrong, expired and revoked tokens on every route, each role
+//! against each kind of action, and `tool` tokens that try tools they were not given. Neither a 401
+//! nor a 403 may tell whether what was asked for exists.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::support::{Project, weft};
+
+const WORKFLOWS: &[(&str, &str)] = &[
+    (
+        "hello",
+        "trigger: manual\nsteps:\n  - id: hi\n    map: ${{ \"hi \\(.input.name)\" }}\n",
+    ),
+    (
+        "lookup",
+        "trigger:\n  tool:\n    description: Look a thing up.\n    input: { type: object, properties: { id: { type: integer } } }\nsteps:\n  - id: a\n    map: ${{ {id: .input.id} }}\n",
+    ),
+    (
+        "wipe",
+        "trigger:\n  tool:\n    description: Wipe everything.\nsteps:\n  - id: a\n    map: ${{ {wiped: true} }}\n",
+    ),
+    ("hook", "trigger: webhook\nsteps:\n  - id: a\n    map: 1\n"),
+];
+
+/// Makes a token with the CLI and returns its secret and id.
+async fn token(p: &Project, args: &[&str]) -> (String, String) {
+    let mut all = vec!["tokens", "create", "--json"];
+    all.extend_from_slice(args);
+    let out = p.weft(&all).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let made = out.json();
+    (
+        made["token"].as_str().unwrap().to_string(),
+        made["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Every documented route, plus the tools' document, MCP, metrics and a path that does not exist,
+/// with a method each.
+async fn every_route(hub: &Hub, run_id: &str) -> Vec<(reqwest::Method, String)> {
+    let (status, doc) = hub.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let path = path.replace("{name}", "hello").replace("{id}", run_id);
+            routes.push((
+                method.to_uppercase().parse().unwrap(),
+                format!("/api{path}"),
+            ));
+        }
+    }
+    for (method, path) in [
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/tools/openapi.json"),
+        ("POST", "/mcp"),
+        ("GET", "/metrics"),
+        ("GET", "/api/runs/no-such-run"),
+        ("GET", "/no/such/path"),
+    ] {
+        routes.push((method.parse().unwrap(), path.to_string()));
+    }
+    routes
+}
+
+async fn send(
+    hub: &Hub,
+    method: &reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    // A client without the hub's default admin token.
+    let client = reqwest::Client::new();
+    let mut req = client
+        .request(method.clone(), format!("{}{path}", hub.base))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body("{}");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, challenge, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_every_route_and_roles_decide_what_a_token_may_do() {
+    let p = Project::new("name: sec\n", WORKFLOWS);
+    let hub = Hub::start(p.path(), &[]).await;
+    let (status, started) = hub
+        .post_json("/api/workflows/hello/runs", json!({"input": {"name": "a"}}))
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    hub.settle("hello", Duration::from_secs(10)).await;
+
+    let (expired, _) = token(&p, &["--role", "admin", "--expires", "1s"]).await;
+    let (revoked, revoked_id) = token(&p, &["--role", "admin"]).await;
+    let out = p.weft(&["tokens", "revoke", &revoked_id]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // No token, a made-up one, an expired one, a revoked one: the same 401 everywhere.
+    let routes = every_route(&hub, &run_id).await;
+    assert!(routes.len() >= 15, "{routes:?}");
+    for bad in [
+        None,
+        Some("weft_0000000000000000000000000000000000000000000000"),
+        Some(expired.as_str()),
+        Some(revoked.as_str()),
+        Some(""),
+    ] {
+        let mut bodies = std::collections::BTreeSet::new();
+        for (method, path) in &routes {
+            let (status, challenge, body) = send(&hub, method, path, bad).await;
+            assert_eq!(status, 401, "{method} {path} with {bad:?}: {body}");
+            assert_eq!(challenge.as_deref(), Some("Bearer"), "{method} {path}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+            bodies.insert(body.to_string());
+        }
+        assert_eq!(bodies.len(), 1, "one answer whatever was asked: {bodies:?}");
+    }
+    // Health, readiness and webhooks need none.
+    for (method, path) in [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("POST", "/hooks/hook"),
+    ] {
+        let (status, _, body) = send(&hub, &method.parse().unwrap(), path, None).await;
+        assert!(status < 300, "{method} {path}: {status} {body}");
+    }
+
+    let (viewer, _) = token(&p, &["--role", "viewer"]).await;
+    let (operator, _) = token(&p, &["--role", "operator"]).await;
+    let (editor, _) = token(&p, &["--role", "editor"]).await;
+    let (tool, _) = token(&p, &["--role", "tool", "--tools", "lookup"]).await;
+    let retry = format!("/api/runs/{run_id}/retry");
+    let show = format!("/api/runs/{run_id}");
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    // (token, method, path, expected status)
+    let cases: Vec<(&str, &reqwest::Method, &str, u16)> = vec![
+        (&viewer, &get, "/api/runs", 200),
+        (&viewer, &get, "/metrics", 200),
+        (&viewer, &post, "/api/workflows/lint", 200),
+        (&viewer, &post, &retry, 403),
+        (&viewer, &post, "/api/runs/no-such-run/retry", 403),
+        (&viewer, &post, "/api/tools/lookup", 403),
+        (&viewer, &post, "/mcp", 403),
+        (&operator, &post, &retry, 409),
+        (&operator, &post, "/api/tools/lookup", 200),
+        (&operator, &post, "/api/tools/wipe", 200),
+        (&editor, &post, &retry, 409),
+        (&tool, &get, "/api/runs", 403),
+        (&tool, &get, &show, 403),
+        (&tool, &get, "/api/runs/no-such-run", 403),
+        (&tool, &post, &retry, 403),
+        (&tool, &get, "/metrics", 403),
+        (&tool, &post, "/api/tools/lookup", 200),
+        (&tool, &post, "/api/tools/wipe", 404),
+        (&tool, &post, "/api/tools/no-such-tool", 404),
+    ];
+    for (secret, method, path, expected) in cases {
+        let (status, _, body) = send(&hub, method, path, Some(secret)).await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        if status == 403 {
+            assert_eq!(body["error"]["code"], "forbidden", "{body}");
+        }
+    }
+    // A tool token sees only its tools, in the list and in the tools' OpenAPI document, and the
+    // answer for a tool it was not given is the one for a tool that does not exist.
+    let (_, _, listed) = send(&hub, &get, "/api/tools", Some(&tool)).await;
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lookup", "run_result"]);
+    let (_, _, doc) = send(&hub, &get, "/api/tools/openapi.json", Some(&tool)).await;
+    assert!(doc["paths"].get("/api/tools/wipe").is_none(), "{doc}");
+    let (_, _, hidden) = send(&hub, &post, "/api/tools/wipe", Some(&tool)).await;
+    let (_, _, absent) = send(&hub, &post, "/api/tools/wipf", Some(&tool)).await;
+    assert_eq!(
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("wipe", "?"),
+        absent["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("wipf", "?")
+    );
+    assert_eq!(
+        hub.all_runs("wipe").await.len(),
+        1,
+        "only the operator's call ran"
+    );
+
+    // Over MCP too: a tool token lists only its tools; an operator lists them all.
+    assert_eq!(mcp_tools(&hub, &tool).await, ["lookup", "run_result"]);
+    assert_eq!(
+        mcp_tools(&hub, &operator).await,
+        ["lookup", "run_result", "wipe"]
+    );
+
+    // The tokens' list shows no secret.
+    let out = weft(p.path(), &["tokens", "list", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for secret in [&viewer, &operator, &editor, &tool, &expired, &revoked] {
+        assert!(!out.stdout.contains(secret.as_str()), "{}", out.stdout);
+    }
+    let listed = out.json();
+    let states: Vec<bool> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["live"].as_bool().unwrap())
+        .collect();
+    assert_eq!(states.iter().filter(|l| !**l).count(), 2, "{listed}");
+    hub.sigterm();
+}
+
+#[tokio::test]
+async fn a_new_hub_makes_and_shows_an_admin_token_once_and_stores_only_its_hash() {
+    let p = Project::new("name: first\n", WORKFLOWS);
+    let mut cmd = crate::support::command(p.path(), &["serve", ".", "--listen", "127.0.0.1:0"]);
+    cmd.env_remove("WEFT_ADMIN_TOKEN");
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let secret = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line = line.trim();
+            if line.starts_with("weft_") {
+                return line.to_string();
+            }
+        }
+        panic!("no token was shown");
+    })
+    .await
+    .unwrap();
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let db = std::fs::read(p.path().join(".weft/weft.db")).unwrap();
+    let wal = std::fs::read(p.path().join(".weft/weft.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is not in the database"
+        );
+    }
+    let out = weft(p.path(), &["tokens", "list", "--json"]).await;
+    assert_eq!(out.json().as_array().unwrap().len(), 1);
+
+    // A second start makes no second token.
+    let hub = Hub::start(p.path(), &[]).await;
+    hub.sigterm();
+    let out = weft(p.path(), &["tokens", "list", "--json"]).await;
+    let roles: Vec<String> = out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["role"].as_str().unwrap().to_string())
+        .collect();
+    // The first token, and the test hub's WEFT_ADMIN_TOKEN.
+    assert_eq!(roles, ["admin", "admin"]);
+
+    let out = weft(p.path(), &["tokens", "create", "--role", "tool"]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("needs --tools"), "{}", out.stderr);
+    let out = weft(
+        p.path(),
+        &["tokens", "create", "--role", "tool", "--tools", "nope"],
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("has no tool `nope`"), "{}", out.stderr);
+    let out = weft(p.path(), &["tokens", "create", "--role", "root"]).await;
+    assert_eq!(out.code, 2);
+    let out = weft(p.path(), &["tokens", "revoke", "tok_nope"]).await;
+    assert_eq!(out.code, 2);
+}
+
+/// The tool names `tools/list` gives over MCP (an initialize handshake, then the list) for `token`.
+async fn mcp_tools(hub: &Hub, token: &str) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut req = client
+            .post(format!("{}/mcp", hub.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body.to_string());
+        if let Some(id) = session {
+            req = req.header("mcp-session-id", id);
+        }
+        req.send()
+    };
+    let message = |text: &str| -> Value {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .or_else(|| serde_json::from_str(text).ok())
+            .unwrap_or_else(|| panic!("no JSON-RPC message in {text}"))
+    };
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let session = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let _ = resp.text().await;
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        session.as_deref(),
+    )
+    .await
+    .unwrap();
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        session.as_deref(),
+    )
+    .await
+    .unwrap();
+    let listed = message(&resp.text().await.unwrap());
+    listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -1,0 +1,306 @@
+//! API tokens: how they are made, and the check in front of every route but `/healthz`, `/readyz`
+//! and the webhooks (which prove themselves with signatures).
+//!
+//! A token is a random secret shown once; the store keeps only its SHA-256 ([`TokenRecord`]). A
+//! request carries it as `Authorization: Bearer <secret>`. Missing, unknown, expired and revoked
+//! tokens all get the same 401, and the check runs before routing, so neither a 401 nor a 403 says
+//! whether what was asked for exists. What a route needs ([`access_for`]) is granted by the
+//! token's role ([`weft_core::auth::Role`]); a `tool` token may further call only its listed tools,
+//! which the tool routes check per call through the [`Identity`] left on the request.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use weft_core::auth::{Access, Role};
+use weft_store::{Millis, Store, StoreError, TokenRecord};
+
+use crate::Hub;
+use crate::error::ApiError;
+
+/// Shortest secret accepted from `WEFT_ADMIN_TOKEN`.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Who a request comes from: the token that authenticated it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// The token's public id.
+    pub token_id: String,
+    /// Its role.
+    pub role: Role,
+    /// For the `tool` role: the tools it may call.
+    pub tools: Option<Vec<String>>,
+}
+
+impl Identity {
+    /// Whether this token may call tool `name` (`run_result` is open to every token that may call
+    /// tools; it answers only about runs of tools the token may call).
+    pub fn may_call(&self, name: &str) -> bool {
+        match self.role {
+            Role::Tool => {
+                name == "run_result"
+                    || self
+                        .tools
+                        .as_ref()
+                        .is_some_and(|t| t.iter().any(|n| n == name))
+            }
+            role => role.allows(Access::Tools),
+        }
+    }
+}
+
+/// The SHA-256 of a secret, in hex: what the store keeps.
+pub fn hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+/// A new token: its secret (to show once) and its record (to store). With `secret`, that secret is
+/// used instead of a random one (`WEFT_ADMIN_TOKEN`).
+pub fn new_token(
+    role: Role,
+    tools: Option<Vec<String>>,
+    name: Option<String>,
+    expires_at: Option<Millis>,
+    secret: Option<String>,
+    now: Millis,
+) -> (String, TokenRecord) {
+    let secret = secret.unwrap_or_else(|| format!("weft_{}", random_hex(24)));
+    let record = TokenRecord {
+        id: format!("tok_{}", random_hex(6)),
+        hash: hash(&secret),
+        role,
+        tools,
+        name,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    (secret, record)
+}
+
+/// Makes sure the hub can be reached: when no live token exists, stores an admin token, from
+/// `WEFT_ADMIN_TOKEN` when it is set, or a new one. Returns the new secret when it made one, to
+/// be shown once.
+pub async fn bootstrap(
+    store: &dyn Store,
+    from_env: Option<String>,
+    now: Millis,
+) -> Result<Option<String>, String> {
+    if let Some(secret) = &from_env
+        && secret.len() < MIN_SECRET_LEN
+    {
+        return Err(format!(
+            "WEFT_ADMIN_TOKEN must be at least {MIN_SECRET_LEN} characters long"
+        ));
+    }
+    let tokens = store.list_tokens().await.map_err(|e| e.to_string())?;
+    if let Some(secret) = &from_env {
+        // A known secret stays as it is (revoked stays revoked).
+        if tokens.iter().any(|t| t.hash == hash(secret)) {
+            return Ok(None);
+        }
+    } else if tokens.iter().any(|t| t.is_live(now)) {
+        return Ok(None);
+    }
+    let made_here = from_env.is_none();
+    let (secret, record) = new_token(
+        Role::Admin,
+        None,
+        Some(
+            if made_here {
+                "first start"
+            } else {
+                "WEFT_ADMIN_TOKEN"
+            }
+            .into(),
+        ),
+        None,
+        from_env,
+        now,
+    );
+    store
+        .create_token(&record)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(made_here.then_some(secret))
+}
+
+/// What a request needs, or `None` for the open routes.
+pub fn access_for(method: &Method, path: &str) -> Option<Access> {
+    if path == "/healthz" || path == "/readyz" || path.starts_with("/hooks/") {
+        return None;
+    }
+    if path == "/mcp" || path.starts_with("/mcp/") {
+        return Some(Access::Tools);
+    }
+    if path == "/api/tools" || path.starts_with("/api/tools/") {
+        // Listing is open to every role; calling needs the right to call tools.
+        return Some(if method == Method::GET || method == Method::HEAD {
+            Access::Read
+        } else {
+            Access::Tools
+        });
+    }
+    if method == Method::GET || method == Method::HEAD || path == "/api/workflows/lint" {
+        return Some(Access::Read);
+    }
+    Some(Access::Operate)
+}
+
+/// The middleware: authenticates the request, checks its role against what the route needs, and
+/// leaves the [`Identity`] on the request.
+pub async fn check(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> Response {
+    let Some(access) = access_for(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let identity = match identify(hub.engine.store().as_ref(), req.headers()).await {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    // A tool token may read the list of its tools, and nothing else.
+    let tool_listing = access == Access::Read && req.uri().path().starts_with("/api/tools");
+    let allowed = identity.role.allows(access) || (tool_listing && identity.role == Role::Tool);
+    if !allowed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("a `{}` token may not {access}", identity.role),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+async fn identify(store: &dyn Store, headers: &HeaderMap) -> Result<Identity, Response> {
+    let unauthorized = |message: &str| {
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+        response
+    };
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let Some(secret) = secret else {
+        return Err(unauthorized(
+            "this request needs an API token: `Authorization: Bearer <token>` (weft tokens create)",
+        ));
+    };
+    let token = match store.token_by_hash(&hash(secret)).await {
+        Ok(token) => token,
+        Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    match token {
+        Some(t) if t.is_live(weft_store::now_millis()) => Ok(Identity {
+            token_id: t.id,
+            role: t.role,
+            tools: t.tools,
+        }),
+        _ => Err(unauthorized(
+            "the API token is not valid: unknown, expired or revoked",
+        )),
+    }
+}
+
+/// Revokes token `id`; an unknown id is [`StoreError::NotFound`].
+pub async fn revoke(store: &dyn Store, id: &str, now: Millis) -> Result<bool, StoreError> {
+    if !store.list_tokens().await?.iter().any(|t| t.id == id) {
+        return Err(StoreError::NotFound(id.to_string()));
+    }
+    store.revoke_token(id, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_what_their_method_and_path_say() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(access_for(&get, "/healthz"), None);
+        assert_eq!(access_for(&get, "/readyz"), None);
+        assert_eq!(access_for(&post, "/hooks/shop/orders"), None);
+        assert_eq!(access_for(&get, "/hooksx"), Some(Access::Read));
+        assert_eq!(access_for(&get, "/metrics"), Some(Access::Read));
+        assert_eq!(access_for(&get, "/api/runs"), Some(Access::Read));
+        assert_eq!(access_for(&post, "/api/workflows/lint"), Some(Access::Read));
+        assert_eq!(
+            access_for(&post, "/api/runs/x/retry"),
+            Some(Access::Operate)
+        );
+        assert_eq!(access_for(&post, "/api/approvals/x"), Some(Access::Operate));
+        assert_eq!(access_for(&get, "/api/tools"), Some(Access::Read));
+        assert_eq!(access_for(&post, "/api/tools/refund"), Some(Access::Tools));
+        assert_eq!(access_for(&post, "/mcp"), Some(Access::Tools));
+        assert_eq!(access_for(&get, "/mcp"), Some(Access::Tools));
+        assert_eq!(access_for(&get, "/nothing-here"), Some(Access::Read));
+    }
+
+    #[test]
+    fn a_tool_token_calls_only_its_tools() {
+        let tool = Identity {
+            token_id: "t".into(),
+            role: Role::Tool,
+            tools: Some(vec!["order_status".into()]),
+        };
+        assert!(tool.may_call("order_status"));
+        assert!(tool.may_call("run_result"));
+        assert!(!tool.may_call("refund"));
+        assert!(!tool.may_call("kb_search"));
+        let viewer = Identity {
+            role: Role::Viewer,
+            tools: None,
+            ..tool.clone()
+        };
+        assert!(!viewer.may_call("order_status"));
+        let operator = Identity {
+            role: Role::Operator,
+            tools: None,
+            ..tool
+        };
+        assert!(operator.may_call("refund"));
+    }
+
+    #[test]
+    fn secrets_are_random_and_stored_as_hashes() {
+        let (a, ra) = new_token(Role::Admin, None, None, None, None, 1);
+        let (b, rb) = new_token(Role::Admin, None, None, None, None, 1);
+        assert_ne!(a, b);
+        assert_ne!(ra.id, rb.id);
+        assert!(a.starts_with("weft_") && a.len() == 53, "{a}");
+        assert_eq!(ra.hash, hash(&a));
+        assert!(!ra.hash.contains(&a));
+        let (given, rg) = new_token(
+            Role::Admin,
+            None,
+            None,
+            None,
+            Some("s3cret-s3cret-s3cret".into()),
+            1,
+        );
+        assert_eq!(given, "s3cret-s3cret-s3cret");
+        assert_eq!(rg.hash, hash(&given));
+    }
+}
