@@ -31,7 +31,7 @@ fn project(addr: SocketAddr, workflows: &[(&str, &str)], limits: &str) -> Arc<Pr
     let mut sources = Sources::new(
         "weft.yaml",
         format!(
-            "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    timeout: 5s\n{limits}"
+            "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    timeout: 5s\n    allow_private_network: true\n{limits}"
         ),
     );
     for (name, text) in workflows {

@@ -14,7 +14,7 @@ async fn a_rate_limit_spreads_the_calls_of_many_runs() {
     server.script("ping", vec![weft_testkit::Answer::ok(json!({"ok": true}))]);
     let p = Project::new(
         &format!(
-            "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    rate_limit: {{ requests: 2, per: 1s, concurrency: 1 }}\n"
+            "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    allow_private_network: true\n    rate_limit: {{ requests: 2, per: 1s, concurrency: 1 }}\n"
         ),
         &[(
             "ping",

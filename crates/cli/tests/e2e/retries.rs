@@ -149,7 +149,7 @@ async fn a_signing_connection_is_a_verifiable_webhook_sender_across_retries() {
     let wf = "trigger: manual\nsteps:\n  - id: notify\n    uses: partner.request\n    with: { method: POST, path: /partner, body: { event: order.paid, order: 7 } }\n    retry: { attempts: 3, backoff: fixed, initial: 10ms, jitter: false }\n";
     let p = Project::new(
         &format!(
-            "connections:\n  partner:\n    type: http\n    base_url: http://{addr}\n    sign: {{ scheme: standard-webhooks, secret: {{ env: PARTNER_WHSEC }} }}\n"
+            "connections:\n  partner:\n    type: http\n    base_url: http://{addr}\n    allow_private_network: true\n    sign: {{ scheme: standard-webhooks, secret: {{ env: PARTNER_WHSEC }} }}\n"
         ),
         &[("notify", wf)],
     );

@@ -81,7 +81,7 @@ impl Project {
     pub fn with_api(addr: std::net::SocketAddr, workflows: &[(&str, &str)]) -> Project {
         Project::new(
             &format!(
-                "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    timeout: 30s\n"
+                "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    timeout: 30s\n    allow_private_network: true\n"
             ),
             workflows,
         )

@@ -67,9 +67,15 @@ impl HttpConnector {
     /// Builds the connector from decoded settings.
     pub fn new(config: HttpConfig) -> Result<HttpConnector, String> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)));
+        if !config.allow_private_network {
+            builder = builder
+                .dns_resolver(std::sync::Arc::new(super::guard::PublicOnly))
+                .redirect(super::guard::redirects());
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         Ok(HttpConnector {
@@ -369,6 +375,10 @@ fn body_json(headers: &HeaderMap, bytes: &[u8]) -> (Value, Option<String>) {
 }
 
 fn transport_error(err: &reqwest::Error, request: &Request) -> ActionError {
+    // A refused address stays refused: no retry.
+    if let Some(refused) = super::guard::refused_in(err) {
+        return ActionError::fatal(refused.0.clone());
+    }
     let target = format!("{} {}", request.method, display_url(&request.url));
     let message = if err.is_timeout() {
         format!(
@@ -405,6 +415,14 @@ impl Connector for HttpConnector {
             )));
         }
         let request = decode_request(&call.input, &self.config).map_err(ActionError::fatal)?;
+        if !self.config.allow_private_network {
+            super::guard::check_url(&request.url).map_err(|r| ActionError::fatal(r.0))?;
+            if let Some(Auth::OAuth2(settings)) = &self.config.auth {
+                super::guard::check_url(&settings.token_url).map_err(|r| {
+                    ActionError::fatal(format!("the oauth2 token endpoint: {}", r.0))
+                })?;
+            }
+        }
         let mut sent_token = None;
         let first = self.attempt(&call, &request, None, &mut sent_token).await;
         // An OAuth2 token the API refuses is fetched again, and the request sent once more.

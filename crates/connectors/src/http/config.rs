@@ -20,6 +20,12 @@
 //!     # Signs every request with the Standard Webhooks scheme: webhook-id (the step's idempotency
 //!     # key, the same on every retry), webhook-timestamp and webhook-signature.
 //!     sign: { scheme: standard-webhooks, secret: { env: PARTNER_WHSEC } }
+//!   intranet:
+//!     type: http
+//!     base_url: http://10.0.4.12:8080
+//!     # Requests may reach loopback, private, link-local and other non-public addresses only
+//!     # with this; without it they are refused (a guard against server-side request forgery).
+//!     allow_private_network: true
 //! ```
 //!
 //! Decoding is pure (no I/O), so `weft lint` checks these settings offline.
@@ -35,7 +41,15 @@ use weft_core::yaml::Node;
 use crate::secret::SecretRef;
 
 /// Keys of an `http` connection.
-pub const KEYS: &[&str] = &["type", "base_url", "headers", "timeout", "auth", "sign"];
+pub const KEYS: &[&str] = &[
+    "type",
+    "base_url",
+    "headers",
+    "timeout",
+    "auth",
+    "sign",
+    "allow_private_network",
+];
 /// Keys of `sign`.
 pub const SIGN_KEYS: &[&str] = &["scheme", "secret"];
 /// Keys of `auth`.
@@ -70,6 +84,10 @@ pub struct HttpConfig {
     pub auth: Option<Auth>,
     /// How every request is signed for its receiver, if at all.
     pub sign: Option<Signing>,
+    /// Whether requests may reach loopback, private, link-local, carrier-grade NAT, cloud-metadata
+    /// and other non-public addresses. Default false: such requests are refused, whether the
+    /// address is written in the URL, resolved from a name, or reached by a redirect.
+    pub allow_private_network: bool,
 }
 
 /// Signing of outbound requests, so that receivers can check they come from this hub.
@@ -190,6 +208,10 @@ impl HttpConfig {
             .unwrap_or(DEFAULT_TIMEOUT);
         let auth = f.get("auth").and_then(|n| decode_auth(n, diags));
         let sign = f.get("sign").and_then(|n| decode_sign(n, diags));
+        let allow_private_network = f
+            .get("allow_private_network")
+            .and_then(|n| decode::boolean(n, "`allow_private_network`", diags))
+            .unwrap_or(false);
         f.finish(diags);
         Some(HttpConfig {
             base_url,
@@ -197,6 +219,7 @@ impl HttpConfig {
             timeout,
             auth,
             sign,
+            allow_private_network,
         })
     }
 }
@@ -386,7 +409,7 @@ mod tests {
                 "weft.yaml:3:11: `bad header` is not a valid header name",
                 "weft.yaml:4:46: `auth.password` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
                 "weft.yaml:4:55: `token` does not apply to this `auth`",
-                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth, sign",
+                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth, sign, allow_private_network",
                 "weft.yaml:6:16: unknown `sign.scheme` `jwt`; Weft signs with standard-webhooks",
                 "weft.yaml:6:29: `sign.secret` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
             ]

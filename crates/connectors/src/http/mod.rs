@@ -1,11 +1,13 @@
 //! The `http` connector: calls HTTP APIs with `uses: <connection>.request`.
 //!
-//! `config.rs` holds the connection settings, `action.rs` the `request` action. Every request
-//! carries the step's `Idempotency-Key`; timeouts, refused connections, 408, 429 and 5xx answers are
-//! retryable (honouring `Retry-After`), other 4xx answers are fatal.
+//! `config.rs` holds the connection settings, `action.rs` the `request` action, `guard.rs` the
+//! refusal of non-public addresses. Every request carries the step's `Idempotency-Key`; timeouts,
+//! refused connections, 408, 429 and 5xx answers are retryable (honouring `Retry-After`), other 4xx
+//! answers and addresses the guard refuses are fatal.
 
 mod action;
 mod config;
+pub mod guard;
 mod oauth2;
 
 pub use action::{HttpConnector, REQUEST_INPUTS, headers_json, retry_after};

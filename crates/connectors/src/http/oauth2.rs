@@ -73,7 +73,10 @@ async fn fetch(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| ActionError::retryable(format!("{what} cannot be reached: {e}")))?;
+        .map_err(|e| match super::guard::refused_in(&e) {
+            Some(refused) => ActionError::fatal(format!("{what}: {refused}")),
+            None => ActionError::retryable(format!("{what} cannot be reached: {e}")),
+        })?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -73,8 +73,9 @@ async fn serve() -> SocketAddr {
     addr
 }
 
+/// A connector for `settings`, allowed to reach the tests' servers on loopback.
 fn connector(settings: &str) -> HttpConnector {
-    let node = yaml::parse(settings).unwrap();
+    let node = yaml::parse(&format!("{settings}allow_private_network: true\n")).unwrap();
     let mut diags = weft_core::Diagnostics::new("weft.yaml");
     let config = HttpConfig::decode(&node, &mut diags).unwrap();
     assert!(diags.is_empty(), "{:?}", diags.into_vec());
@@ -393,7 +394,7 @@ async fn oauth_server(issuer: Issuer) -> SocketAddr {
 
 fn oauth_connector(addr: SocketAddr, secret_var: &str) -> HttpConnector {
     let node = yaml::parse(&format!(
-        "{{type: http, base_url: \"http://{addr}/api\", auth: {{type: oauth2, token_url: \"http://{addr}/oauth/token\", client_id: weft, client_secret: {{env: {secret_var}}}, scope: \"orders:read\"}}}}"
+        "{{type: http, base_url: \"http://{addr}/api\", allow_private_network: true, auth: {{type: oauth2, token_url: \"http://{addr}/oauth/token\", client_id: weft, client_secret: {{env: {secret_var}}}, scope: \"orders:read\"}}}}"
     ))
     .unwrap();
     let mut diags = weft_core::Diagnostics::new("weft.yaml");
@@ -454,4 +455,58 @@ async fn oauth2_refused_credentials_are_fatal_and_say_why() {
             "the oauth2 token endpoint http://{addr}/oauth/token refused the client credentials (invalid_client: unknown client)"
         )
     );
+}
+
+/// A connector for `settings` as written: without `allow_private_network`.
+fn guarded(settings: &str) -> HttpConnector {
+    let node = yaml::parse(settings).unwrap();
+    let mut diags = weft_core::Diagnostics::new("weft.yaml");
+    let config = HttpConfig::decode(&node, &mut diags).unwrap();
+    assert!(diags.is_empty(), "{:?}", diags.into_vec());
+    assert!(!config.allow_private_network);
+    HttpConnector::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_the_connection_allows_them() {
+    let (server, addr) = weft_testkit::ScriptedServer::start().await;
+    let port = addr.port();
+    let c = guarded("type: http\n");
+    for url in [
+        format!("http://{addr}/x"),
+        format!("http://localhost:{port}/x"),
+        format!("http://2130706433:{port}/x"),
+        format!("http://0x7f.0.0.1:{port}/x"),
+        format!("http://[::ffff:127.0.0.1]:{port}/x"),
+        format!("http://[::1]:{port}/x"),
+        // Never sent anywhere: refused before any connection is tried.
+        "http://10.0.0.1/x".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://100.64.1.1/x".to_string(),
+    ] {
+        let err = call(&c, json!({"url": url})).await.unwrap_err();
+        assert!(!err.is_retryable(), "{url}: {err}");
+        assert!(
+            err.to_string().contains("allow_private_network"),
+            "{url}: {err}"
+        );
+    }
+    // A base_url on a private address, and an OAuth2 token endpoint on one, are refused too.
+    let c = guarded(&format!("type: http\nbase_url: http://{addr}\n"));
+    let err = call(&c, json!({"path": "/x"})).await.unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+    let c = guarded(&format!(
+        "type: http\nbase_url: https://api.example.com\nauth: {{ type: oauth2, token_url: http://{addr}/token, client_id: weft, client_secret: {{ env: CARGO_PKG_NAME }} }}\n"
+    ));
+    let err = call(&c, json!({"path": "/x"})).await.unwrap_err();
+    assert!(err.to_string().contains("oauth2 token endpoint"), "{err}");
+    assert!(server.seen("x").is_empty() && server.seen("token").is_empty());
+
+    // With the flag, the same request goes through.
+    server.script("x", vec![weft_testkit::Answer::ok(json!({"ok": true}))]);
+    let c = connector("type: http\n");
+    let out = call(&c, json!({"url": format!("http://localhost:{port}/x")}))
+        .await
+        .unwrap();
+    assert_eq!(out["body"]["ok"], true);
 }
