@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module; this file defines the arguments (their help texts are the
 //! CLI's reference) and maps outcomes to exit codes.
 
+mod audit;
 mod init;
 mod kb;
 mod lint;
@@ -168,6 +169,20 @@ enum Command {
         /// The project folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+    /// Read the audit log, newest first: who (token id, cli, stdio, system, files) did what, when.
+    Audit {
+        /// Most entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only entries older than this sequence number, to page back.
+        #[arg(long)]
+        before: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
     },
     /// API tokens of the hub: create (the secret is shown once), list, revoke.
     Tokens {
@@ -425,6 +440,12 @@ async fn dispatch(command: Command) -> CmdResult {
         },
         Command::Test { dir, json } => test::test(&dir, json).await,
         Command::Mcp { dir } => tools::mcp(&dir).await,
+        Command::Audit {
+            limit,
+            before,
+            json,
+            project,
+        } => audit::audit(&project.dir, limit, before, json).await,
         Command::Tokens { command } => match command {
             TokensCommand::Create {
                 role,

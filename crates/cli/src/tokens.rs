@@ -63,6 +63,8 @@ pub(crate) async fn create(
         .create_token(&record)
         .await
         .map_err(CliError::internal)?;
+    let details = json!({"role": role.as_str(), "tools": record.tools, "expires_at": expires_at, "name": record.name});
+    weft_server::audit::record(store.as_ref(), "cli", "token.create", &record.id, details).await;
     if json {
         println!(
             "{}",
@@ -128,6 +130,7 @@ pub(crate) async fn revoke(dir: &Path, id: &str) -> CmdResult {
     let store = setup::store(&loaded).await?;
     match weft_server::auth::revoke(store.as_ref(), id, now_millis()).await {
         Ok(true) => {
+            weft_server::audit::record(store.as_ref(), "cli", "token.revoke", id, json!({})).await;
             eprintln!("Revoked token {id}.");
             Ok(exit::OK)
         }

@@ -77,6 +77,29 @@ pub struct SchemaProblem {
     pub message: String,
 }
 
+/// `value` with every field its schema marks sensitive (`writeOnly: true` or `x-sensitive: true`)
+/// replaced by `"***"`, for the audit log. Fields are followed through `properties` and `items`.
+pub fn mask_sensitive(schema: &Value, value: &Value) -> Value {
+    let marked = |s: &Value| s["writeOnly"] == true || s["x-sensitive"] == true;
+    if marked(schema) {
+        return json!("***");
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), mask_sensitive(&schema["properties"][k], v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| mask_sensitive(&schema["items"], v))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Problems as JSON, for programs: `[{path, message}]`.
 pub fn problems_json(problems: &[SchemaProblem]) -> Value {
     problems
@@ -597,6 +620,23 @@ mod tests {
         let p = t.input.problems(&json!({"email": "not an address"}));
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].path, "/email");
+    }
+
+    #[test]
+    fn sensitive_fields_are_masked() {
+        let schema = json!({"type": "object", "properties": {
+            "card": {"type": "string", "writeOnly": true},
+            "note": {"type": "string"},
+            "people": {"type": "array", "items": {"type": "object", "properties": {"ssn": {"x-sensitive": true}}}}
+        }});
+        let masked = mask_sensitive(
+            &schema,
+            &json!({"card": "4111", "note": "hi", "people": [{"ssn": "1", "name": "a"}], "extra": 1}),
+        );
+        assert_eq!(
+            masked,
+            json!({"card": "***", "note": "hi", "people": [{"ssn": "***", "name": "a"}], "extra": 1})
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{Hub, tools};
+use crate::{Hub, audit, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -42,6 +42,7 @@ pub const MAX_PAGE: u32 = 500;
         (name = "workflows", description = "The workflows of the project being served."),
         (name = "runs", description = "Runs and their step attempts."),
         (name = "approvals", description = "Questions that waiting runs ask a person or a program."),
+        (name = "audit", description = "Who did what: changes, approvals, tool calls. Admin tokens only."),
         (name = "tools", description = "Workflows that chatbots call as tools (HTTP function calling; MCP is at /mcp). /api/tools/openapi.json describes just the tools, for assistant platforms to import as actions.")
     )
 )]
@@ -61,6 +62,7 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(replay_run))
         .routes(routes!(list_approvals))
         .routes(routes!(show_approval, answer_approval))
+        .routes(routes!(list_audit))
         .routes(routes!(list_tools))
         .routes(routes!(call_tool))
 }
@@ -317,6 +319,7 @@ async fn lint_workflow(
         (status = 409, description = "The workflow is not started manually", body = ErrorBody)))]
 async fn start_run(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -348,6 +351,14 @@ async fn start_run(
             request.idempotency_key,
         )
         .await?;
+    audit::record(
+        hub.engine.store().as_ref(),
+        &audit::actor(who.as_deref()),
+        "run.start",
+        &name,
+        json!({"run_id": created.id()}),
+    )
+    .await;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RunRef {
@@ -433,10 +444,20 @@ async fn show_run(
         (status = 409, description = "The run is not failed", body = ErrorBody)))]
 async fn retry_run(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = hub.engine.store().resolve_run_id(&id).await?;
     hub.engine.retry(&id).await?;
+    let actor = audit::actor(who.as_deref());
+    audit::record(
+        hub.engine.store().as_ref(),
+        &actor,
+        "run.retry",
+        &id,
+        json!({}),
+    )
+    .await;
     Ok(accepted(id, None))
 }
 
@@ -449,6 +470,7 @@ async fn retry_run(
         (status = 409, description = "The run is already finished", body = ErrorBody)))]
 async fn cancel_run(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = hub.engine.store().resolve_run_id(&id).await?;
@@ -456,6 +478,16 @@ async fn cancel_run(
         CancelOutcome::Cancelled => "cancelled",
         CancelOutcome::Requested => "requested",
     };
+    let actor = audit::actor(who.as_deref());
+    let details = json!({ "outcome": outcome });
+    audit::record(
+        hub.engine.store().as_ref(),
+        &actor,
+        "run.cancel",
+        &id,
+        details,
+    )
+    .await;
     Ok(accepted(id, Some(outcome)))
 }
 
@@ -468,10 +500,21 @@ async fn cancel_run(
         (status = 409, description = "The run's workflow is no longer in the project", body = ErrorBody)))]
 async fn replay_run(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = hub.engine.store().resolve_run_id(&id).await?;
     let new_id = hub.engine.replay(&id).await?;
+    let actor = audit::actor(who.as_deref());
+    let details = json!({ "new_run_id": new_id });
+    audit::record(
+        hub.engine.store().as_ref(),
+        &actor,
+        "run.replay",
+        &id,
+        details,
+    )
+    .await;
     Ok(accepted(new_id, None))
 }
 
@@ -561,6 +604,7 @@ async fn show_approval(
         (status = 409, description = "Already answered or expired, or the run has finished", body = ErrorBody)))]
 async fn answer_approval(
     State(hub): State<Arc<Hub>>,
+    who: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -584,7 +628,46 @@ async fn answer_approval(
             answer.by.as_deref(),
         )
         .await?;
+    audit::record(
+        hub.engine.store().as_ref(),
+        &audit::actor(who.as_deref()),
+        "approval.answer",
+        &record.id,
+        json!({"decision": record.state.as_str(), "by": record.answered_by, "run_id": record.run_id, "workflow": record.workflow}),
+    )
+    .await;
     Ok(axum::Json(view::approval_json(&record)))
+}
+
+/// The audit log, newest first: who (token id) did what, to what, and when. Admin tokens only; the
+/// API cannot change it.
+#[utoipa::path(get, path = "/audit", tag = "audit",
+    params(
+        ("limit" = Option<u32>, Query, description = "Most entries, 1 to 500 (default 50)"),
+        ("before" = Option<u64>, Query, description = "Only entries older than this `seq`, to page back")),
+    responses(
+        (status = 200, description = "`{entries: [{seq, at, actor, action, target, details}], next_before}`", body = Object),
+        (status = 400, description = "A bad parameter", body = ErrorBody)))]
+async fn list_audit(
+    State(hub): State<Arc<Hub>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    only_known_parameters(&query, &["limit", "before"])?;
+    let limit = page_limit(&query)?;
+    let before = match query.get("before") {
+        Some(b) => Some(b.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("`before` must be a whole number, found `{b}`"))
+        })?),
+        None => None,
+    };
+    let entries = hub.engine.store().list_audit(before, limit).await?;
+    let next = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|(seq, _)| *seq))
+        .flatten();
+    Ok(axum::Json(json!({
+        "entries": entries.iter().map(|(seq, e)| audit::entry_json(*seq, e)).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
 }
 
 /// The tools of the project, as chatbots see them.

@@ -134,6 +134,8 @@ pub async fn bootstrap(
         .create_token(&record)
         .await
         .map_err(|e| e.to_string())?;
+    let details = serde_json::json!({"role": "admin", "name": record.name});
+    crate::audit::record(store, "system", "token.create", &record.id, details).await;
     Ok(made_here.then_some(secret))
 }
 
@@ -141,6 +143,9 @@ pub async fn bootstrap(
 pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     if path == "/healthz" || path == "/readyz" || path.starts_with("/hooks/") {
         return None;
+    }
+    if path == "/api/audit" {
+        return Some(Access::Admin);
     }
     if path == "/mcp" || path.starts_with("/mcp/") {
         return Some(Access::Tools);
@@ -245,6 +250,7 @@ mod tests {
         assert_eq!(access_for(&get, "/hooksx"), Some(Access::Read));
         assert_eq!(access_for(&get, "/metrics"), Some(Access::Read));
         assert_eq!(access_for(&get, "/api/runs"), Some(Access::Read));
+        assert_eq!(access_for(&get, "/api/audit"), Some(Access::Admin));
         assert_eq!(access_for(&post, "/api/workflows/lint"), Some(Access::Read));
         assert_eq!(
             access_for(&post, "/api/runs/x/retry"),

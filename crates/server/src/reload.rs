@@ -3,6 +3,7 @@
 //! The folder is read once a second and compared with the version being served. A version that
 //! loads becomes the one new runs start on (runs already started finish on their own version); a
 //! version with problems is reported, problem by problem, and the last good one keeps serving.
+//! Every reload is written to the audit log with the workflows and connections it changed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,7 +58,16 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
             }
         };
         let project = Arc::new(project);
+        let changes = changes(&hub.engine.project(), &project);
         hub.engine.set_project(project.clone(), registry);
+        crate::audit::record(
+            hub.engine.store().as_ref(),
+            "files",
+            "project.reload",
+            &dir.display().to_string(),
+            changes,
+        )
+        .await;
         hub.route(&project);
         triggers.restart();
         metrics::counter!("weft_reloads_total", "outcome" => "loaded").increment(1);
@@ -66,4 +76,28 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
             "Reloaded the project; new runs start on the new version."
         );
     }
+}
+
+/// What a reload changed: workflows and connections added, changed and removed, by name.
+fn changes(old: &Project, new: &Project) -> serde_json::Value {
+    fn diff<T>(
+        old: &std::collections::BTreeMap<String, T>,
+        new: &std::collections::BTreeMap<String, T>,
+        same: impl Fn(&T, &T) -> bool,
+    ) -> serde_json::Value {
+        let added: Vec<&String> = new.keys().filter(|k| !old.contains_key(*k)).collect();
+        let removed: Vec<&String> = old.keys().filter(|k| !new.contains_key(*k)).collect();
+        let changed: Vec<&String> = new
+            .iter()
+            .filter(|(k, v)| old.get(*k).is_some_and(|o| !same(o, v)))
+            .map(|(k, _)| k)
+            .collect();
+        serde_json::json!({"added": added, "changed": changed, "removed": removed})
+    }
+    serde_json::json!({
+        "workflows": diff(&old.workflows, &new.workflows, |a, b| a.version == b.version),
+        "connections": diff(&old.connections, &new.connections, |a, b| {
+            a.node.to_json() == b.node.to_json() && a.rate_limit == b.rate_limit
+        }),
+    })
 }

@@ -173,14 +173,32 @@ pub async fn call(
             hint: format!("; the tools are: {}", names.join(", ")),
         }));
     }
+    let store = engine.store().as_ref();
+    let actor = crate::audit::actor(who);
     match name {
-        "kb_search" if engine.project().has_kb => return kb_search(engine, arguments).await,
-        "run_result" => return run_result(engine, who, arguments, progress).await,
+        "kb_search" if engine.project().has_kb => {
+            let details = json!({ "arguments": arguments });
+            crate::audit::record(store, &actor, "tool.call", name, details).await;
+            return kb_search(engine, arguments).await;
+        }
+        "run_result" => {
+            let details = json!({ "arguments": arguments });
+            crate::audit::record(store, &actor, "tool.call", name, details).await;
+            return run_result(engine, who, arguments, progress).await;
+        }
         _ => {}
     }
     // Listen before the run exists, so that no event of it is missed.
     let events = engine.subscribe();
+    let shown = arguments.clone();
+    let key = idempotency_key.clone();
     let (created, tool) = engine.call_tool(name, arguments, idempotency_key).await?;
+    let details = json!({
+        "arguments": weft_core::tool::mask_sensitive(tool.input.schema(), &shown),
+        "run_id": created.id(),
+        "idempotency_key": key,
+    });
+    crate::audit::record(store, &actor, "tool.call", name, details).await;
     follow(
         engine,
         created.id(),

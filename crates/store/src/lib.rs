@@ -429,6 +429,22 @@ impl TokenRecord {
     }
 }
 
+/// One entry of the audit log: who did what to what, and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// When.
+    pub at: Millis,
+    /// Who: a token id (`tok_…`), `cli` (a command on the hub's machine), `stdio` (`weft mcp`) or
+    /// `system`.
+    pub actor: String,
+    /// What, such as `token.create`, `approval.answer`, `tool.call`, `run.retry`.
+    pub action: String,
+    /// To what: a token, approval, run or tool.
+    pub target: String,
+    /// More, such as a tool call's arguments (sensitive fields masked); never a secret.
+    pub details: Value,
+}
+
 /// The durable store of runs. See the crate documentation for the lease model.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -501,6 +517,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` keys that expired by `now`; returns how many.
     async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64>;
+
+    /// Appends an entry to the audit log and returns its sequence number. Entries are never changed
+    /// or deleted through the store.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64>;
+
+    /// Audit entries, newest first, with sequence numbers below `before` (all without it).
+    async fn list_audit(&self, before: Option<u64>, limit: u32) -> Result<Vec<(u64, AuditEntry)>>;
 
     /// Stores a new API token (its hash, never its secret).
     async fn create_token(&self, token: &TokenRecord) -> Result<()>;

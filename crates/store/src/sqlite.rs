@@ -24,14 +24,14 @@ use sqlx::{Row, Sqlite, Transaction};
 use weft_core::{AttemptState, RunState, StepKey};
 
 use crate::{
-    ApprovalRecord, ApprovalState, AttemptRecord, CancelOutcome, ClaimScope, Claimed, Created,
-    Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord, Store,
-    StoreError, StoredVersion, TokenRecord,
+    ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
+    Created, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord,
+    Store, StoreError, StoredVersion, TokenRecord,
 };
 use weft_core::auth::Role;
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -150,6 +150,18 @@ CREATE TABLE tokens (
     expires_at INTEGER,
     revoked_at INTEGER
 ) WITHOUT ROWID;
+"#;
+
+/// Version 6: the audit log, appended to and read, never changed.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE audit (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    details TEXT NOT NULL
+);
 "#;
 
 const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
@@ -405,6 +417,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     }
     if version < 5 {
         sqlx::raw_sql(SCHEMA_V5).execute(&mut *tx).await?;
+    }
+    if version < 6 {
+        sqlx::raw_sql(SCHEMA_V6).execute(&mut *tx).await?;
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
@@ -727,6 +742,48 @@ impl Store for SqliteStore {
                 .rows_affected();
         tx.commit().await?;
         Ok(changed > 0)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO audit (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.details.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seq as u64)
+    }
+
+    async fn list_audit(&self, before: Option<u64>, limit: u32) -> Result<Vec<(u64, AuditEntry)>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, target, details FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+        )
+        .bind(before.map_or(i64::MAX, |b| b as i64))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let details: String = row.try_get("details")?;
+                Ok((
+                    row.try_get::<i64, _>("seq")? as u64,
+                    AuditEntry {
+                        at: row.try_get("at")?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        target: row.try_get("target")?,
+                        details: serde_json::from_str(&details)
+                            .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
+                    },
+                ))
+            })
+            .collect()
     }
 
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>> {

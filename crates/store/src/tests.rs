@@ -756,3 +756,29 @@ async fn tokens_are_found_by_hash_listed_and_revoked_once() {
     assert_eq!(listed[0].revoked_at, Some(1_500));
     assert!(!listed[0].is_live(1_000));
 }
+
+#[tokio::test]
+async fn the_audit_log_appends_and_pages_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    for i in 0..5 {
+        let seq = store
+            .append_audit(&AuditEntry {
+                at: 1_000 + i,
+                actor: "tok_a".into(),
+                action: "tool.call".into(),
+                target: format!("t{i}"),
+                details: json!({"i": i}),
+            })
+            .await
+            .unwrap();
+        assert_eq!(seq, i as u64 + 1);
+    }
+    let page = store.list_audit(None, 2).await.unwrap();
+    let targets: Vec<&str> = page.iter().map(|(_, e)| e.target.as_str()).collect();
+    assert_eq!(targets, ["t4", "t3"]);
+    let older = store.list_audit(Some(page[1].0), 10).await.unwrap();
+    let targets: Vec<&str> = older.iter().map(|(_, e)| e.target.as_str()).collect();
+    assert_eq!(targets, ["t2", "t1", "t0"]);
+    assert_eq!(older[0].1.details, json!({"i": 2}));
+}

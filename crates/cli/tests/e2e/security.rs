@@ -16,7 +16,7 @@ const WORKFLOWS: &[(&str, &str)] = &[
     ),
     (
         "lookup",
-        "trigger:\n  tool:\n    description: Look a thing up.\n    input: { type: object, properties: { id: { type: integer } } }\nsteps:\n  - id: a\n    map: ${{ {id: .input.id} }}\n",
+        "trigger:\n  tool:\n    description: Look a thing up.\n    input: { type: object, properties: { id: { type: integer }, pin: { type: string, writeOnly: true } } }\nsteps:\n  - id: a\n    map: ${{ {id: .input.id} }}\n",
     ),
     (
         "wipe",
@@ -211,6 +211,59 @@ async fn tokens_guard_every_route_and_roles_decide_what_a_token_may_do() {
         mcp_tools(&hub, &operator).await,
         ["lookup", "run_result", "wipe"]
     );
+
+    // The audit log: readable by admins only, not writable at all, and tool calls are in it with
+    // their sensitive arguments masked.
+    let (status, _, _) = send(&hub, &post, "/api/tools/lookup", Some(&tool)).await;
+    assert_eq!(status, 200);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/tools/lookup", hub.base))
+        .header("authorization", format!("Bearer {tool}"))
+        .json(&json!({"id": 7, "pin": "hunter2-pin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _, _) = send(&hub, &get, "/api/audit", Some(&viewer)).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = send(&hub, &get, "/api/audit", Some(&operator)).await;
+    assert_eq!(status, 403);
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let (status, _, _) = send(&hub, &method, "/api/audit", Some(crate::hub::ADMIN_TOKEN)).await;
+        assert!(
+            status == 405 || status == 404,
+            "{method} /api/audit: {status}"
+        );
+    }
+    let (status, log) = hub.get("/api/audit?limit=500").await;
+    assert_eq!(status, 200, "{log}");
+    let text = log.to_string();
+    assert!(!text.contains("hunter2-pin"), "{text}");
+    let entries = log["entries"].as_array().unwrap();
+    let call = entries
+        .iter()
+        .find(|e| e["action"] == "tool.call" && e["details"]["arguments"]["id"] == 7)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(call["target"], "lookup");
+    assert_eq!(call["details"]["arguments"]["pin"], "***");
+    assert!(
+        call["actor"].as_str().unwrap().starts_with("tok_"),
+        "{call}"
+    );
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in ["token.create", "token.revoke", "run.start", "tool.call"] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    let out = p.weft(&["audit", "--json", "--limit", "500"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json().as_array().unwrap().len(), entries.len());
 
     // The tokens' list shows no secret.
     let out = weft(p.path(), &["tokens", "list", "--json"]).await;

@@ -900,4 +900,18 @@ async fn watch_reloads_good_changes_and_refuses_broken_ones() {
     }
     let (_, wf) = hub.get("/api/workflows/echo").await;
     assert!(wf["source"].as_str().unwrap().contains("map: 2"));
+    // The audit log names the reload and what it changed; the refused version is not in it.
+    let (_, log) = hub.get("/api/audit").await;
+    let reloads: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "project.reload")
+        .collect();
+    assert_eq!(reloads.len(), 1, "{log}");
+    assert_eq!(reloads[0]["actor"], "files");
+    assert_eq!(
+        reloads[0]["details"]["workflows"]["changed"],
+        json!(["echo"])
+    );
 }
