@@ -5,6 +5,7 @@
 //! CLI's reference) and maps outcomes to exit codes.
 
 mod audit;
+mod erase;
 mod init;
 mod kb;
 mod lint;
@@ -184,6 +185,11 @@ enum Command {
         #[command(flatten)]
         project: ProjectArg,
     },
+    /// Personal data in runs: erase what a data-protection request names.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// API tokens of the hub: create (the secret is shown once), list, revoke.
     Tokens {
         #[command(subcommand)]
@@ -210,6 +216,28 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Delete every run (with its child runs, step data and approvals) whose event matches a jq
+    /// predicate over {input, trigger, workflow}, such as '.input.email == "ada@example.com"'.
+    ///
+    /// Runs still going are left (exit 1): cancel them or erase again once they finish. Writes an
+    /// audit entry with the count.
+    Erase {
+        /// The jq predicate.
+        #[arg(long = "match")]
+        predicate: String,
+        /// Only count what matches.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
     },
 }
 
@@ -331,6 +359,18 @@ enum RunsCommand {
         #[command(flatten)]
         project: ProjectArg,
     },
+    /// Delete every top-level run that finished longer ago than --older-than, with its child runs
+    /// and step data (what `retention` in weft.yaml does on a running hub). Writes an audit entry.
+    Purge {
+        /// Such as 30d.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: std::time::Duration,
+        /// Print the count as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
     /// Cancel a run and its unfinished child runs.
     Cancel {
         /// The run's id, or a unique prefix of it.
@@ -437,6 +477,11 @@ async fn dispatch(command: Command) -> CmdResult {
             RunsCommand::Replay { id, json, project } => run::replay(&project.dir, &id, json).await,
             RunsCommand::Resume { project } => run::resume(&project.dir).await,
             RunsCommand::Cancel { id, project } => run::cancel(&project.dir, &id).await,
+            RunsCommand::Purge {
+                older_than,
+                json,
+                project,
+            } => erase::purge(&project.dir, older_than, json).await,
         },
         Command::Test { dir, json } => test::test(&dir, json).await,
         Command::Mcp { dir } => tools::mcp(&dir).await,
@@ -446,6 +491,15 @@ async fn dispatch(command: Command) -> CmdResult {
             json,
             project,
         } => audit::audit(&project.dir, limit, before, json).await,
+        Command::Data {
+            command:
+                DataCommand::Erase {
+                    predicate,
+                    dry_run,
+                    json,
+                    project,
+                },
+        } => erase::erase(&project.dir, &predicate, dry_run, json).await,
         Command::Tokens { command } => match command {
             TokensCommand::Create {
                 role,

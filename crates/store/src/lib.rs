@@ -544,6 +544,11 @@ pub trait Store: Send + Sync + 'static {
     /// attempts and payloads, and gives the space back. Returns how many runs were deleted.
     async fn purge_finished(&self, before: Millis, limit: u32) -> Result<u64>;
 
+    /// Deletes the run trees rooted at `roots` (each run with its child runs, attempts, approvals and
+    /// payloads) whose runs have all finished, and gives the space back. Returns how many runs were
+    /// deleted and how many trees were left because a run in them is unfinished.
+    async fn erase_trees(&self, roots: &[String]) -> Result<(u64, u64)>;
+
     /// The stored text of a workflow version.
     async fn load_version(&self, version: &str) -> Result<Option<StoredVersion>>;
 

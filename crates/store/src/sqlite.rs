@@ -826,6 +826,40 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
+    async fn erase_trees(&self, roots: &[String]) -> Result<(u64, u64)> {
+        let mut tx = self.begin().await?;
+        let (mut deleted, mut skipped) = (0u64, 0u64);
+        for root in roots {
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM runs WHERE root_id = ?1 AND state IN ('queued', 'running', 'waiting')",
+            )
+            .bind(root)
+            .fetch_one(&mut *tx)
+            .await?;
+            if unfinished > 0 {
+                skipped += 1;
+                continue;
+            }
+            deleted += sqlx::query("DELETE FROM runs WHERE root_id = ?1")
+                .bind(root)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if deleted > 0 {
+            sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if deleted > 0 {
+            sqlx::raw_sql("PRAGMA incremental_vacuum")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok((deleted, skipped))
+    }
+
     async fn load_version(&self, version: &str) -> Result<Option<StoredVersion>> {
         let row = sqlx::query("SELECT workflow, file, source FROM versions WHERE version = ?1")
             .bind(version)

@@ -402,3 +402,116 @@ async fn mcp_tools(hub: &Hub, token: &str) -> Vec<String> {
         .map(|t| t["name"].as_str().unwrap().to_string())
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_erase_deletes_the_runs_a_request_names_and_purge_deletes_old_runs() {
+    let p = Project::new(
+        "name: erase\n",
+        &[
+            (
+                "signup",
+                "trigger: manual\nsteps:\n  - id: hi\n    map: ${{ .input.email }}\n",
+            ),
+            (
+                "slow",
+                "trigger: manual\nsteps:\n  - id: later\n    wait: 1h\n",
+            ),
+        ],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    for (workflow, email) in [
+        ("signup", "ada@example.com"),
+        ("signup", "bob@example.com"),
+        ("signup", "ada@example.com"),
+        ("slow", "ada@example.com"),
+    ] {
+        let (status, body) = hub
+            .post_json(
+                &format!("/api/workflows/{workflow}/runs"),
+                json!({"input": {"email": email}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    hub.settle("signup", Duration::from_secs(10)).await;
+
+    let out = p
+        .weft(&[
+            "data",
+            "erase",
+            "--match",
+            ".input.email == \"ada@example.com\"",
+            "--dry-run",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["matched_trees"], 3);
+    assert_eq!(
+        hub.all_runs("signup").await.len(),
+        3,
+        "a dry run deletes nothing"
+    );
+
+    let out = p
+        .weft(&[
+            "data",
+            "erase",
+            "--match",
+            ".input.email == \"ada@example.com\"",
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.code, 1, "an unfinished run was left: {}", out.stderr);
+    let counts = out.json();
+    assert_eq!(counts["deleted_runs"], 2, "{counts}");
+    assert_eq!(counts["unfinished_left"], 1, "{counts}");
+    let left = hub.all_runs("signup").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["input"]["email"], "bob@example.com");
+    assert_eq!(
+        hub.all_runs("slow").await.len(),
+        1,
+        "the waiting run is left"
+    );
+
+    // The audit entry has the count, and not the address the request named.
+    let (_, log) = hub.get("/api/audit").await;
+    let erase = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "data.erase")
+        .unwrap_or_else(|| panic!("{log}"))
+        .clone();
+    assert_eq!(erase["details"]["runs"], 2);
+    assert_eq!(erase["actor"], "cli");
+    assert!(!erase.to_string().contains("ada@"), "{erase}");
+
+    let out = p.weft(&["data", "erase", "--match", ".input |"]).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--match is not a jq predicate"),
+        "{}",
+        out.stderr
+    );
+
+    // Purge: every run that finished more than a second ago.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let out = p
+        .weft(&["runs", "purge", "--older-than", "1s", "--json"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["deleted"], 1);
+    assert!(hub.all_runs("signup").await.is_empty());
+    let (_, log) = hub.get("/api/audit").await;
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "runs.purge" && e["details"]["runs"] == 1),
+        "{log}"
+    );
+    hub.sigterm();
+}
