@@ -40,6 +40,8 @@ pub const LIMIT_KEYS: &[&str] = &[
     "max_output_bytes",
     "max_for_each_items",
     "max_call_depth",
+    "token_requests_per_minute",
+    "webhook_requests_per_minute",
 ];
 
 /// The text of a project's files.
@@ -107,6 +109,12 @@ pub struct Limits {
     pub max_for_each_items: u64,
     /// Deepest chain of `call` steps (a run calling a run calling a run …). Default 8.
     pub max_call_depth: u64,
+    /// Most requests one API token may make per minute (`/api`, `/mcp`, `/metrics`); more get 429
+    /// with `Retry-After`. Default 6,000 (100 a second, with bursts of ten seconds' worth).
+    pub token_requests_per_minute: u64,
+    /// Most requests one webhook path may take per minute; more get 429 with `Retry-After` (and
+    /// no run). Default 600,000 (a guard against floods, far above what one hub ingests).
+    pub webhook_requests_per_minute: u64,
 }
 
 impl Default for Limits {
@@ -116,6 +124,8 @@ impl Default for Limits {
             max_output_bytes: 16 * 1024 * 1024,
             max_for_each_items: 10_000,
             max_call_depth: 8,
+            token_requests_per_minute: 6_000,
+            webhook_requests_per_minute: 600_000,
         }
     }
 }
@@ -472,6 +482,20 @@ fn read_limits(node: &Node, limits: &mut Limits, diags: &mut Diagnostics) {
         &mut f,
     );
     number("max_call_depth", 1, 100, &mut limits.max_call_depth, &mut f);
+    number(
+        "token_requests_per_minute",
+        1,
+        10_000_000,
+        &mut limits.token_requests_per_minute,
+        &mut f,
+    );
+    number(
+        "webhook_requests_per_minute",
+        1,
+        10_000_000,
+        &mut limits.webhook_requests_per_minute,
+        &mut f,
+    );
     f.finish(diags);
 }
 

@@ -185,6 +185,18 @@ pub async fn check(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) ->
         )
         .into_response();
     }
+    let per_minute = hub
+        .engine
+        .project()
+        .settings
+        .limits
+        .token_requests_per_minute;
+    if let Err(wait) = hub
+        .throttle
+        .take(&format!("token:{}", identity.token_id), per_minute)
+    {
+        return crate::throttle::too_many("this token", per_minute, wait);
+    }
     req.extensions_mut().insert(identity);
     next.run(req).await
 }

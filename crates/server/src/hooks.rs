@@ -58,6 +58,16 @@ async fn receive(
     let Trigger::Webhook(hook) = &workflow.trigger else {
         return ApiError::not_found(format!("no webhook listens on /hooks/{path}")).into_response();
     };
+    let per_minute = hub
+        .engine
+        .project()
+        .settings
+        .limits
+        .webhook_requests_per_minute;
+    if let Err(wait) = hub.throttle.take(&format!("hook:{path}"), per_minute) {
+        count(&workflow.name, "rate_limited");
+        return crate::throttle::too_many(&format!("/hooks/{path}"), per_minute, wait);
+    }
     match accept(&hub, &workflow, hook, &path, method, query, headers, body).await {
         Ok(response) => response,
         Err((outcome, error)) => {

@@ -29,6 +29,7 @@ pub mod poll;
 pub mod queue;
 pub mod reload;
 pub mod schedule;
+pub mod throttle;
 pub mod tools;
 pub mod triggers;
 
@@ -86,6 +87,8 @@ pub struct Hub {
     ready: AtomicBool,
     /// The metrics recorder's handle, when this process installed one.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Requests per token and per webhook path.
+    pub throttle: throttle::Throttle,
 }
 
 impl Hub {
@@ -96,6 +99,7 @@ impl Hub {
             engine,
             ready: AtomicBool::new(false),
             metrics: ops::install_recorder(),
+            throttle: throttle::Throttle::default(),
         };
         hub.route(&hub.engine.project());
         Arc::new(hub)

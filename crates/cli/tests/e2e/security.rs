@@ -515,3 +515,51 @@ async fn data_erase_deletes_the_runs_a_request_names_and_purge_deletes_old_runs(
     );
     hub.sigterm();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_webhooks_over_their_rate_get_429_with_retry_after() {
+    let p = Project::new(
+        "name: limited\nlimits: { token_requests_per_minute: 6, webhook_requests_per_minute: 6 }\n",
+        WORKFLOWS,
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let (viewer, _) = token(&p, &["--role", "viewer"]).await;
+    let (other, _) = token(&p, &["--role", "viewer"]).await;
+    let get = reqwest::Method::GET;
+    // Six a minute is one at a time, one every ten seconds.
+    let (status, _, _) = send(&hub, &get, "/api/runs", Some(&viewer)).await;
+    assert_eq!(status, 200);
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/runs", hub.base))
+        .header("authorization", format!("Bearer {viewer}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&wait), "{wait}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another token has its own budget.
+    let (status, _, _) = send(&hub, &get, "/api/runs", Some(&other)).await;
+    assert_eq!(status, 200);
+
+    let (status, _) = hub.post_hook("hook", &[], "{}").await;
+    assert_eq!(status, 202);
+    let (status, body) = hub.post_hook("hook", &[], "{}").await;
+    assert_eq!(status, 429, "{body}");
+    // (Read through the CLI: the test's admin token is limited too.)
+    let out = p
+        .weft(&["runs", "list", "--workflow", "hook", "--json"])
+        .await;
+    assert_eq!(
+        out.json().as_array().unwrap().len(),
+        1,
+        "the refused request started nothing"
+    );
+    hub.sigterm();
+}
