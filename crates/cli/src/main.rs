@@ -159,6 +159,12 @@ enum Command {
         /// Log format: text, or json (one object per line).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve HTTPS: the certificate chain, a PEM file (leaf first). Needs --tls-key.
+        #[arg(long, requires = "tls_key", env = "WEFT_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key, a PEM file. Needs --tls-cert.
+        #[arg(long, requires = "tls_cert", env = "WEFT_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Serve the project's tools over MCP on standard input and output, for chatbots that start
     /// their tools as a program (Claude Desktop, IDE agents).
@@ -526,7 +532,14 @@ async fn dispatch(command: Command) -> CmdResult {
             watch,
             shutdown_timeout,
             log_format: _,
-        } => serve::serve(&dir, listen, watch, shutdown_timeout).await,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| weft_server::tls::TlsFiles { cert, key });
+            serve::serve(&dir, listen, watch, shutdown_timeout, tls).await
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) async fn serve(
     listen: SocketAddr,
     watch: bool,
     shutdown_timeout: Duration,
+    tls: Option<weft_server::tls::TlsFiles>,
 ) -> CmdResult {
     let loaded = setup::load(dir)?;
     let engine = setup::engine(&loaded).await?;
@@ -34,11 +35,14 @@ pub(crate) async fn serve(
         listen,
         watch,
         shutdown_timeout,
+        tls,
     };
     weft_server::serve(engine, options, run::interrupt())
         .await
         .map_err(|e| match e {
-            weft_server::ServeError::Bind { .. } => CliError::usage(e),
+            weft_server::ServeError::Bind { .. } | weft_server::ServeError::Tls(_) => {
+                CliError::usage(e)
+            }
             e => CliError::internal(e),
         })?;
     Ok(exit::OK)

@@ -30,6 +30,7 @@ pub mod queue;
 pub mod reload;
 pub mod schedule;
 pub mod throttle;
+pub mod tls;
 pub mod tools;
 pub mod triggers;
 
@@ -56,6 +57,8 @@ pub struct ServeOptions {
     /// Longest time a shutdown waits for in-flight steps before exiting anyway (their runs resume
     /// at the next start).
     pub shutdown_timeout: Duration,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// The default port: not used by any standard service.
@@ -75,6 +78,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Http(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(String),
 }
 
 /// What the HTTP handlers share.
@@ -166,6 +172,10 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let tls = match &options.tls {
+        Some(files) => Some(tls::config(files).map_err(ServeError::Tls)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| ServeError::Bind {
@@ -189,19 +199,32 @@ pub async fn serve(
         ))
     });
     hub.ready.store(true, Ordering::Relaxed);
-    tracing::info!(address = %local, "Weft is listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local, scheme, "Weft is listening on {scheme}://{local}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let app = router(hub.clone());
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config)
+                    .map_err(|e| ServeError::Tls(e.to_string()))?;
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await
                 })
-                .await
-        })
+            }
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }),
+        }
     };
     shutdown.await;
     tracing::info!(

@@ -563,3 +563,141 @@ async fn tokens_and_webhooks_over_their_rate_get_429_with_retry_after() {
     );
     hub.sigterm();
 }
+
+/// A test CA and a certificate it signed for 127.0.0.1 and localhost, made with the `openssl`
+/// command: returns (the CA's certificate, the server's certificate, its key).
+fn test_certificates(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps = [
+        format!("req -x509 {ec} -days 2 -subj /CN=weft-test-CA -keyout ca.key -out ca.pem"),
+        format!("req {ec} -subj /CN=localhost -keyout key.pem -out leaf.csr"),
+        "x509 -req -days 2 -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile leaf.ext -out cert.pem".to_string(),
+    ];
+    let made = steps.iter().all(|args| {
+        std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if made {
+        return Some((
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+        ));
+    }
+    if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("the openssl command could not make test certificates");
+    }
+    eprintln!("SKIPPED: the openssl command could not make test certificates");
+    None
+}
+
+#[tokio::test]
+async fn serve_speaks_https_with_a_given_certificate() {
+    let p = Project::new("name: tls\n", WORKFLOWS);
+    let certs = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = test_certificates(certs.path()) else {
+        return;
+    };
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut cmd = crate::support::command(
+        p.path(),
+        &[
+            "serve",
+            ".",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+    );
+    cmd.args(["--tls-cert", cert_arg, "--tls-key", key_arg])
+        .env("WEFT_LOG", "info")
+        .env("WEFT_ADMIN_TOKEN", crate::hub::ADMIN_TOKEN);
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["address"].is_string()
+            {
+                return v;
+            }
+        }
+        panic!("weft serve ended before it listened");
+    })
+    .await
+    .unwrap();
+    assert_eq!(listening["scheme"], "https");
+    let address = listening["address"].as_str().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let resp = trusted
+        .get(format!("https://{address}/api/runs"))
+        .bearer_auth(crate::hub::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // Plain HTTP to the same port gets no answer, and a client that does not trust the certificate
+    // does not connect.
+    assert!(
+        reqwest::get(format!("http://{address}/healthz"))
+            .await
+            .is_err()
+    );
+    assert!(
+        reqwest::get(format!("https://{address}/healthz"))
+            .await
+            .is_err()
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+
+    // A key that is not a key, or a missing file, is named and stops the start.
+    std::fs::write(certs.path().join("bad.pem"), "not a key").unwrap();
+    let bad = certs.path().join("bad.pem");
+    for (c, k, named) in [
+        (cert.clone(), bad.clone(), bad.clone()),
+        (
+            certs.path().join("missing.pem"),
+            key.clone(),
+            certs.path().join("missing.pem"),
+        ),
+    ] {
+        let out = crate::support::weft(
+            p.path(),
+            &[
+                "serve",
+                ".",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                c.to_str().unwrap(),
+                "--tls-key",
+                k.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains(named.to_str().unwrap()),
+            "{}",
+            out.stderr
+        );
+    }
+}
