@@ -218,6 +218,27 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Ends a transaction that deleted runs: drops the payloads no attempt refers to any more,
+    /// commits, and gives the freed space back.
+    async fn finish_deletion(
+        &self,
+        mut tx: Transaction<'static, Sqlite>,
+        deleted: bool,
+    ) -> Result<()> {
+        if deleted {
+            sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if deleted {
+            sqlx::raw_sql("PRAGMA incremental_vacuum")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database and its schema, and registers this process as a node.
     pub async fn open(options: SqliteOptions) -> Result<SqliteStore> {
         let open_err = |message: String| StoreError::Open {
@@ -812,17 +833,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if deleted > 0 {
-            sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        if deleted > 0 {
-            sqlx::raw_sql("PRAGMA incremental_vacuum")
-                .execute(&self.writer)
-                .await?;
-        }
+        self.finish_deletion(tx, deleted > 0).await?;
         Ok(deleted)
     }
 
@@ -846,17 +857,7 @@ impl Store for SqliteStore {
                 .await?
                 .rows_affected();
         }
-        if deleted > 0 {
-            sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        if deleted > 0 {
-            sqlx::raw_sql("PRAGMA incremental_vacuum")
-                .execute(&self.writer)
-                .await?;
-        }
+        self.finish_deletion(tx, deleted > 0).await?;
         Ok((deleted, skipped))
     }
 

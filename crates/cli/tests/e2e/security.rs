@@ -435,16 +435,9 @@ async fn data_erase_deletes_the_runs_a_request_names_and_purge_deletes_old_runs(
     }
     hub.settle("signup", Duration::from_secs(10)).await;
 
-    let out = p
-        .weft(&[
-            "data",
-            "erase",
-            "--match",
-            ".input.email == \"ada@example.com\"",
-            "--dry-run",
-            "--json",
-        ])
-        .await;
+    let predicate = ".input.email == \"ada@example.com\"";
+    let erase = ["data", "erase", "--match", predicate, "--json"];
+    let out = p.weft(&[&erase[..], &["--dry-run"]].concat()).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["matched_trees"], 3);
     assert_eq!(
@@ -453,15 +446,7 @@ async fn data_erase_deletes_the_runs_a_request_names_and_purge_deletes_old_runs(
         "a dry run deletes nothing"
     );
 
-    let out = p
-        .weft(&[
-            "data",
-            "erase",
-            "--match",
-            ".input.email == \"ada@example.com\"",
-            "--json",
-        ])
-        .await;
+    let out = p.weft(&erase).await;
     assert_eq!(out.code, 1, "an unfinished run was left: {}", out.stderr);
     let counts = out.json();
     assert_eq!(counts["deleted_runs"], 2, "{counts}");
