@@ -42,6 +42,7 @@ pub const LIMIT_KEYS: &[&str] = &[
     "max_call_depth",
     "token_requests_per_minute",
     "webhook_requests_per_minute",
+    "max_request_bytes",
 ];
 
 /// The text of a project's files.
@@ -115,6 +116,9 @@ pub struct Limits {
     /// Most requests one webhook path may take per minute; more get 429 with `Retry-After` (and
     /// no run). Default 600,000 (a guard against floods, far above what one hub ingests).
     pub webhook_requests_per_minute: u64,
+    /// Largest request body `/api` and `/mcp` accept, in bytes; a larger one gets 413 and changes
+    /// nothing. Default 1,048,576 (1 MiB). Webhooks have their own `max_body_bytes`.
+    pub max_request_bytes: u64,
 }
 
 impl Default for Limits {
@@ -126,6 +130,7 @@ impl Default for Limits {
             max_call_depth: 8,
             token_requests_per_minute: 6_000,
             webhook_requests_per_minute: 600_000,
+            max_request_bytes: 1024 * 1024,
         }
     }
 }
@@ -487,6 +492,13 @@ fn read_limits(node: &Node, limits: &mut Limits, diags: &mut Diagnostics) {
         1,
         10_000_000,
         &mut limits.token_requests_per_minute,
+        &mut f,
+    );
+    number(
+        "max_request_bytes",
+        1024,
+        64 * 1024 * 1024,
+        &mut limits.max_request_bytes,
         &mut f,
     );
     number(

@@ -160,6 +160,10 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
+            throttle::limit_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
             auth::check,
         ))
         .with_state(hub)

@@ -1,6 +1,7 @@
-//! Rate limits on the hub's own doors: requests per API token and per webhook path, each a token
-//! bucket that holds ten seconds' worth of its rate. A request over the limit is answered 429 with
-//! `Retry-After` and changes nothing. Limits hold per `weft serve` process.
+//! Limits on the hub's own doors: requests per API token and per webhook path, each a token bucket
+//! that holds ten seconds' worth of its rate (over it: 429 with `Retry-After`), and the size of
+//! request bodies on `/api` and `/mcp` (over it: 413). A refused request changes nothing. Rate
+//! limits hold per `weft serve` process.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -60,6 +61,37 @@ pub fn too_many(what: &str, per_minute: u64, wait: Duration) -> Response {
         HeaderValue::from_str(&seconds.to_string()).expect("digits"),
     );
     response
+}
+
+/// The middleware that refuses `/api` and `/mcp` bodies larger than `limits.max_request_bytes`:
+/// at once when `Content-Length` says so, and while reading otherwise.
+pub async fn limit_body(
+    axum::extract::State(hub): axum::extract::State<std::sync::Arc<crate::Hub>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if !(path.starts_with("/api/") || path == "/mcp") {
+        return next.run(req).await;
+    }
+    let limit = hub.engine.project().settings.limits.max_request_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than limits.max_request_bytes ({limit})"),
+        )
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit as usize));
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 #[cfg(test)]

@@ -265,6 +265,21 @@ async fn tokens_guard_every_route_and_roles_decide_what_a_token_may_do() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json().as_array().unwrap().len(), entries.len());
 
+    // Oversized bodies are refused before anything reads them.
+    for path in ["/api/tools/lookup", "/mcp", "/api/workflows/hello/runs"] {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", hub.base))
+            .header("authorization", format!("Bearer {operator}"))
+            .header("content-type", "application/json")
+            .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(1_100_000)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 413, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "payload_too_large", "{path}");
+    }
+
     // The tokens' list shows no secret.
     let out = weft(p.path(), &["tokens", "list", "--json"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
