@@ -78,26 +78,94 @@ pub struct SchemaProblem {
 }
 
 /// `value` with every field its schema marks sensitive (`writeOnly: true` or `x-sensitive: true`)
-/// replaced by `"***"`, for the audit log. Fields are followed through `properties` and `items`.
+/// replaced by `"***"`, for the audit log. Fields are followed through `properties`,
+/// `additionalProperties`, `patternProperties` (every pattern, to be safe), `items`,
+/// `prefixItems`, `allOf`/`anyOf`/`oneOf` and local `$ref`s.
 pub fn mask_sensitive(schema: &Value, value: &Value) -> Value {
-    let marked = |s: &Value| s["writeOnly"] == true || s["x-sensitive"] == true;
-    if marked(schema) {
+    mask(schema, schema, value, 0)
+}
+
+/// Deepest nesting of schemas followed, against `$ref` cycles.
+const MAX_MASK_DEPTH: usize = 32;
+
+fn mask(root: &Value, schema: &Value, value: &Value, depth: usize) -> Value {
+    if depth > MAX_MASK_DEPTH {
+        return value.clone();
+    }
+    let schemas = expand(root, schema, 0);
+    if schemas
+        .iter()
+        .any(|s| s["writeOnly"] == true || s["x-sensitive"] == true)
+    {
         return json!("***");
     }
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), mask_sensitive(&schema["properties"][k], v)))
+                .map(|(k, v)| {
+                    let mut out = v.clone();
+                    for s in &schemas {
+                        let sub = match s["properties"].get(k) {
+                            Some(p) => vec![p],
+                            None => {
+                                let mut subs: Vec<&Value> = s["patternProperties"]
+                                    .as_object()
+                                    .map(|m| m.values().collect())
+                                    .unwrap_or_default();
+                                if s["additionalProperties"].is_object() {
+                                    subs.push(&s["additionalProperties"]);
+                                }
+                                subs
+                            }
+                        };
+                        for sub in sub {
+                            out = mask(root, sub, &out, depth + 1);
+                        }
+                    }
+                    (k.clone(), out)
+                })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| mask_sensitive(&schema["items"], v))
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut out = v.clone();
+                    for s in &schemas {
+                        let sub = match s["prefixItems"].get(i) {
+                            Some(p) => p,
+                            None => &s["items"],
+                        };
+                        out = mask(root, sub, &out, depth + 1);
+                    }
+                    out
+                })
                 .collect(),
         ),
         other => other.clone(),
     }
+}
+
+/// `schema` with its local `$ref` and the branches of `allOf`/`anyOf`/`oneOf`, resolved.
+fn expand<'a>(root: &'a Value, schema: &'a Value, depth: usize) -> Vec<&'a Value> {
+    if depth > MAX_MASK_DEPTH || !schema.is_object() {
+        return Vec::new();
+    }
+    let mut out = vec![schema];
+    if let Some(target) = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|pointer| root.pointer(pointer))
+    {
+        out.extend(expand(root, target, depth + 1));
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for branch in schema[key].as_array().into_iter().flatten() {
+            out.extend(expand(root, branch, depth + 1));
+        }
+    }
+    out
 }
 
 /// Problems as JSON, for programs: `[{path, message}]`.
@@ -636,6 +704,31 @@ mod tests {
         assert_eq!(
             masked,
             json!({"card": "***", "note": "hi", "people": [{"ssn": "***", "name": "a"}], "extra": 1})
+        );
+        // Through $ref, combinators, additionalProperties and prefixItems, and a $ref cycle ends.
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "pay": {"$ref": "#/$defs/card"},
+                "either": {"anyOf": [{"type": "string"}, {"type": "object", "properties": {"pin": {"writeOnly": true}}}]},
+                "tags": {"type": "object", "additionalProperties": {"x-sensitive": true}},
+                "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"writeOnly": true}]},
+                "loop": {"$ref": "#/$defs/loop"}
+            },
+            "$defs": {
+                "card": {"type": "object", "properties": {"number": {"writeOnly": true}, "brand": {"type": "string"}}},
+                "loop": {"$ref": "#/$defs/loop"}
+            }
+        });
+        let masked = mask_sensitive(
+            &schema,
+            &json!({"pay": {"number": "4111", "brand": "visa"}, "either": {"pin": "1234"},
+                    "tags": {"a": "x"}, "pair": ["open", "hidden"], "loop": 1}),
+        );
+        assert_eq!(
+            masked,
+            json!({"pay": {"number": "***", "brand": "visa"}, "either": {"pin": "***"},
+                   "tags": {"a": "***"}, "pair": ["open", "***"], "loop": 1})
         );
     }
 

@@ -24,6 +24,9 @@ use crate::error::ApiError;
 /// Shortest secret accepted from `WEFT_ADMIN_TOKEN`.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// The name of the admin token that `WEFT_ADMIN_TOKEN` holds.
+const FROM_ENV: &str = "WEFT_ADMIN_TOKEN";
+
 /// Who a request comes from: the token that authenticated it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Identity {
@@ -90,9 +93,9 @@ pub fn new_token(
     (secret, record)
 }
 
-/// Makes sure the hub can be reached: when no live token exists, stores an admin token, from
-/// `WEFT_ADMIN_TOKEN` when it is set, or a new one. Returns the new secret when it made one, to
-/// be shown once.
+/// Makes sure the hub can be reached. With `WEFT_ADMIN_TOKEN` set, its secret is an admin token
+/// (a different secret than before replaces the earlier one, which is revoked). Without it, a hub
+/// that never had a token gets a new admin token, whose secret is returned to be shown once.
 pub async fn bootstrap(
     store: &dyn Store,
     from_env: Option<String>,
@@ -111,7 +114,20 @@ pub async fn bootstrap(
         if tokens.iter().any(|t| t.hash == hash(secret)) {
             return Ok(None);
         }
-    } else if tokens.iter().any(|t| t.is_live(now)) {
+        // A new secret replaces the one the variable held before.
+        for old in tokens
+            .iter()
+            .filter(|t| t.name.as_deref() == Some(FROM_ENV) && t.is_live(now))
+        {
+            store
+                .revoke_token(&old.id, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let why = serde_json::json!({"reason": "WEFT_ADMIN_TOKEN changed"});
+            crate::audit::record(store, "system", "token.revoke", &old.id, why).await;
+        }
+    } else if !tokens.is_empty() {
+        // Only a hub that never had a token makes one: revoking them all stays revoked.
         return Ok(None);
     }
     let made_here = from_env.is_none();

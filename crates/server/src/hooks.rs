@@ -58,16 +58,6 @@ async fn receive(
     let Trigger::Webhook(hook) = &workflow.trigger else {
         return ApiError::not_found(format!("no webhook listens on /hooks/{path}")).into_response();
     };
-    let per_minute = hub
-        .engine
-        .project()
-        .settings
-        .limits
-        .webhook_requests_per_minute;
-    if let Err(wait) = hub.throttle.take(&format!("hook:{path}"), per_minute) {
-        count(&workflow.name, "rate_limited");
-        return crate::throttle::too_many(&format!("/hooks/{path}"), per_minute, wait);
-    }
     match accept(&hub, &workflow, hook, &path, method, query, headers, body).await {
         Ok(response) => response,
         Err((outcome, error)) => {
@@ -160,6 +150,23 @@ async fn accept(
                 ),
             )
         })?;
+    }
+
+    // Counted after the signature, so that a flood of forged requests cannot use up the sender's
+    // budget.
+    let per_minute = hub
+        .engine
+        .project()
+        .settings
+        .limits
+        .webhook_requests_per_minute;
+    if let Err(wait) = hub.throttle.take(&format!("hook:{path}"), per_minute) {
+        count(&workflow.name, "rate_limited");
+        return Ok(crate::throttle::too_many(
+            &format!("/hooks/{path}"),
+            per_minute,
+            wait,
+        ));
     }
 
     let input = parse_body(&headers, &bytes)?;

@@ -158,6 +158,8 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
             ),
         )
         .fallback(error::no_route)
+        // `limit_body` bounds bodies by `limits.max_request_bytes`, instead of axum's 2 MiB.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             throttle::limit_body,

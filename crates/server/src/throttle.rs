@@ -71,7 +71,7 @@ pub async fn limit_body(
     next: axum::middleware::Next,
 ) -> Response {
     let path = req.uri().path();
-    if !(path.starts_with("/api/") || path == "/mcp") {
+    if !(path.starts_with("/api/") || path == "/mcp" || path.starts_with("/mcp/")) {
         return next.run(req).await;
     }
     let limit = hub.engine.project().settings.limits.max_request_bytes;

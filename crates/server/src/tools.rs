@@ -142,13 +142,16 @@ pub struct Progress {
     pub message: String,
 }
 
-/// The tools of the engine's current project that `who` may call (all of them without an
-/// identity, as over stdio): its `tool` workflows, `run_result` with them, and `kb_search` when the
+/// The tools of the engine's current project that `who` may see (a `tool` token: the ones it may
+/// call; any other token, and no identity as over stdio: all): its `tool` workflows, `run_result` with them, and `kb_search` when the
 /// project has a knowledge base.
 pub fn list(engine: &Engine, who: Option<&Identity>) -> Vec<ToolDef> {
     let project = engine.project();
     let mut defs = definitions(&project, project.has_kb);
-    defs.retain(|d| who.is_none_or(|w| w.may_call(&d.name)));
+    // A `tool` token sees only its tools; every other role may read the whole list.
+    defs.retain(|d| {
+        who.is_none_or(|w| w.role != weft_core::auth::Role::Tool || w.may_call(&d.name))
+    });
     if defs.iter().all(|d| d.name == "run_result") {
         defs.clear();
     }

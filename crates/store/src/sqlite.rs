@@ -31,7 +31,7 @@ use crate::{
 use weft_core::auth::Role;
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -164,6 +164,11 @@ CREATE TABLE audit (
 );
 "#;
 
+/// Version 7: every run by its tree, for erasing whole trees without a scan.
+const SCHEMA_V7: &str = r#"
+CREATE INDEX runs_tree ON runs(root_id);
+"#;
+
 const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
 
 const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
@@ -218,6 +223,31 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Erases one batch of run trees (see [`Store::erase_trees`]) in one transaction.
+    async fn erase_batch(&self, roots: &[String]) -> Result<(u64, u64)> {
+        let mut tx = self.begin().await?;
+        let (mut deleted, mut skipped) = (0u64, 0u64);
+        for root in roots {
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM runs WHERE root_id = ?1 AND state IN ('queued', 'running', 'waiting')",
+            )
+            .bind(root)
+            .fetch_one(&mut *tx)
+            .await?;
+            if unfinished > 0 {
+                skipped += 1;
+                continue;
+            }
+            deleted += sqlx::query("DELETE FROM runs WHERE root_id = ?1")
+                .bind(root)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        self.finish_deletion(tx, deleted > 0).await?;
+        Ok((deleted, skipped))
+    }
+
     /// Ends a transaction that deleted runs: drops the payloads no attempt refers to any more,
     /// commits, and gives the freed space back.
     async fn finish_deletion(
@@ -441,6 +471,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     }
     if version < 6 {
         sqlx::raw_sql(SCHEMA_V6).execute(&mut *tx).await?;
+    }
+    if version < 7 {
+        sqlx::raw_sql(SCHEMA_V7).execute(&mut *tx).await?;
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
@@ -838,26 +871,13 @@ impl Store for SqliteStore {
     }
 
     async fn erase_trees(&self, roots: &[String]) -> Result<(u64, u64)> {
-        let mut tx = self.begin().await?;
         let (mut deleted, mut skipped) = (0u64, 0u64);
-        for root in roots {
-            let unfinished: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM runs WHERE root_id = ?1 AND state IN ('queued', 'running', 'waiting')",
-            )
-            .bind(root)
-            .fetch_one(&mut *tx)
-            .await?;
-            if unfinished > 0 {
-                skipped += 1;
-                continue;
-            }
-            deleted += sqlx::query("DELETE FROM runs WHERE root_id = ?1")
-                .bind(root)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        // In batches, so that a large erasure does not hold the database for long.
+        for batch in roots.chunks(200) {
+            let (d, s) = self.erase_batch(batch).await?;
+            deleted += d;
+            skipped += s;
         }
-        self.finish_deletion(tx, deleted > 0).await?;
         Ok((deleted, skipped))
     }
 

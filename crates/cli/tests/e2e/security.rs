@@ -344,6 +344,56 @@ async fn a_new_hub_makes_and_shows_an_admin_token_once_and_stores_only_its_hash(
     // The first token, and the test hub's WEFT_ADMIN_TOKEN.
     assert_eq!(roles, ["admin", "admin"]);
 
+    // Another WEFT_ADMIN_TOKEN replaces the earlier one, which stops working.
+    let mut cmd = crate::support::command(
+        p.path(),
+        &[
+            "serve",
+            ".",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+    );
+    cmd.env("WEFT_LOG", "info")
+        .env("WEFT_ADMIN_TOKEN", "a-rotated-admin-token-42");
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("\"address\"") {
+                return;
+            }
+        }
+        panic!("weft serve ended before it listened");
+    })
+    .await
+    .unwrap();
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let out = weft(p.path(), &["tokens", "list", "--json"]).await;
+    let live: Vec<(String, bool)> = out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or("").to_string(),
+                t["live"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        live,
+        [
+            ("first start".to_string(), true),
+            ("WEFT_ADMIN_TOKEN".to_string(), false),
+            ("WEFT_ADMIN_TOKEN".to_string(), true),
+        ]
+    );
+
     let out = weft(p.path(), &["tokens", "create", "--role", "tool"]).await;
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("needs --tools"), "{}", out.stderr);

@@ -71,7 +71,10 @@ impl HttpConnector {
             .user_agent(USER_AGENT)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)));
         if !config.allow_private_network {
+            // The guard must see every address: no proxy from the environment resolves names
+            // behind its back.
             builder = builder
+                .no_proxy()
                 .dns_resolver(std::sync::Arc::new(super::guard::PublicOnly))
                 .redirect(super::guard::redirects());
         }

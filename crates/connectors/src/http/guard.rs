@@ -29,10 +29,31 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
                 return non_public_v4(v4);
             }
             let s = v6.segments();
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+            let low_v4 = || {
                 let [a, b] = s[6].to_be_bytes();
                 let [c, d] = s[7].to_be_bytes();
+                Ipv4Addr::new(a, b, c, d)
+            };
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                return non_public_v4(low_v4());
+            }
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                return Some("private (local NAT64)");
+            }
+            if s[0] == 0x2002 {
+                // 6to4 carries the IPv4 address in the next 32 bits.
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
                 return non_public_v4(Ipv4Addr::new(a, b, c, d));
+            }
+            if s[0] == 0x2001 && s[1] == 0 {
+                return Some("reserved (Teredo)");
+            }
+            if s[0] & 0xffc0 == 0xfec0 {
+                return Some("private (site-local)");
+            }
+            if s[0] == 0x100 && s[1..4] == [0, 0, 0] {
+                return Some("reserved (discard)");
             }
             if v6.is_loopback() {
                 Some("loopback")
@@ -47,9 +68,7 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
                 Some("multicast")
             } else if s[0] == 0 && s[1..6] == [0, 0, 0, 0, 0] {
                 // ::a.b.c.d, the deprecated IPv4-compatible form.
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                non_public_v4(Ipv4Addr::new(a, b, c, d)).or(Some("reserved"))
+                non_public_v4(low_v4()).or(Some("reserved"))
             } else if s[0] == 0x2001 && s[1] == 0x0db8 {
                 Some("documentation")
             } else {
@@ -77,6 +96,7 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("broadcast")
     } else if ip.is_multicast()
         || a >= 240
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
         || ip.is_documentation()
         || (a == 198 && (b == 18 || b == 19))
     {
@@ -196,6 +216,11 @@ mod tests {
             "http://[fe80::1]/",
             "http://[fd00:ec2::254]/",
             "http://255.255.255.255/",
+            "http://192.0.0.192/",
+            "http://[2002:7f00:1::]/",
+            "http://[2001:0:4136:e378::1]/",
+            "http://[fec0::1]/",
+            "http://[64:ff9b:1::a00:1]/",
         ] {
             let refused = kind(url);
             assert!(refused.is_some(), "{url} must be refused");
