@@ -43,6 +43,7 @@ pub const LIMIT_KEYS: &[&str] = &[
     "token_requests_per_minute",
     "webhook_requests_per_minute",
     "max_request_bytes",
+    "call_timeout",
 ];
 
 /// The text of a project's files.
@@ -119,6 +120,10 @@ pub struct Limits {
     /// Largest request body `/api` and `/mcp` accept, in bytes; a larger one gets 413 and changes
     /// nothing. Default 1,048,576 (1 MiB). Webhooks have their own `max_body_bytes`.
     pub max_request_bytes: u64,
+    /// Longest time one call of a connection's action may take when its step sets no `timeout`,
+    /// for every connector (HTTP, SQL, brokers, mail); a call that takes longer fails the attempt
+    /// as retryable. Default 5m.
+    pub call_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -131,6 +136,7 @@ impl Default for Limits {
             token_requests_per_minute: 6_000,
             webhook_requests_per_minute: 600_000,
             max_request_bytes: 1024 * 1024,
+            call_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -508,6 +514,15 @@ fn read_limits(node: &Node, limits: &mut Limits, diags: &mut Diagnostics) {
         &mut limits.webhook_requests_per_minute,
         &mut f,
     );
+    if let Some(n) = f.get("call_timeout") {
+        match decode::duration(n, "`limits.call_timeout`", diags) {
+            Some(d) if d < std::time::Duration::from_secs(1) => {
+                diags.error(n.pos, "`limits.call_timeout` must be at least 1s");
+            }
+            Some(d) => limits.call_timeout = d,
+            None => {}
+        }
+    }
     f.finish(diags);
 }
 

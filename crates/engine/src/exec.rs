@@ -940,15 +940,20 @@ impl RunExec {
             idempotency_key: &idempotency_key,
             max_output_bytes: self.current.project.settings.limits.max_output_bytes,
         });
-        match step.timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-                Err(ActionError::retryable(format!(
-                    "{connection}.{action} did not finish within the step's timeout of {}",
-                    weft_core::duration::format(limit)
-                )))
-            }),
-            None => call.await,
-        }
+        // Every call ends: the step's own timeout, or the project's `limits.call_timeout`.
+        let (limit, whose) = match step.timeout {
+            Some(limit) => (limit, "the step's timeout"),
+            None => (
+                self.current.project.settings.limits.call_timeout,
+                "limits.call_timeout",
+            ),
+        };
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(ActionError::retryable(format!(
+                "{connection}.{action} did not finish within {whose} of {}",
+                weft_core::duration::format(limit)
+            )))
+        })
     }
 
     async fn run_map(

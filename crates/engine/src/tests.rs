@@ -1028,3 +1028,22 @@ steps:
     assert_eq!(run.trigger, json!({"type": "tool", "tool": "double"}));
     assert_eq!(run.input, json!({"n": 4}));
 }
+
+#[tokio::test]
+async fn a_call_without_a_step_timeout_ends_at_the_projects_call_timeout() {
+    let (server, addr) = server().await;
+    server.script("sleepy", vec![ok(json!({})).after(Duration::from_secs(3))]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = "trigger: manual\nsteps:\n  - id: call\n    uses: api.request\n    with: { path: /sleepy }\n    retry: 1\n";
+    let e = engine(
+        open_store(dir.path()).await,
+        project(addr, &[("sleepy", wf)], "limits: { call_timeout: 1s }\n"),
+        Arc::new(SystemClock),
+    );
+    let run = run_to_end(&e, "sleepy", json!({})).await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(
+        run.error.unwrap()["message"],
+        "step `call`: api.request did not finish within limits.call_timeout of 1s"
+    );
+}
