@@ -25,6 +25,11 @@ pub(crate) async fn create(
             "unknown role `{role}`; use admin, editor, operator, viewer or tool"
         ))
     })?;
+    if expires.is_some_and(|d| d.is_zero()) {
+        return Err(CliError::usage(anyhow!(
+            "--expires must be longer than zero, such as 30d; leave it out for a token that works until revoked"
+        )));
+    }
     let loaded = setup::load(dir)?;
     let tools = match (role, tools) {
         (Role::Tool, None) => {

@@ -22,7 +22,52 @@ pub struct Hub {
     pub base: String,
     pub client: reqwest::Client,
     /// Every JSON log line after the one that gave the address.
-    pub log: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    pub log: Log,
+}
+
+/// `weft serve` on `listen` with JSON logs, the test admin token and the test secrets, not started.
+pub fn serve_command(dir: &Path, listen: &str, extra: &[&str]) -> tokio::process::Command {
+    let mut args = vec!["serve", ".", "--listen", listen, "--log-format", "json"];
+    args.extend_from_slice(extra);
+    let mut cmd = command(dir, &args);
+    cmd.env("WEFT_LOG", "info")
+        .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("E2E_SECRET", SECRET)
+        .env("E2E_WHSEC", WHSEC);
+    cmd
+}
+
+/// The log of a `weft serve`: every JSON line after the one that gave the address.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// Waits (at most a minute) until a `weft serve --log-format json` child says where it listens, and
+/// returns that log line; the rest of its log is drained into [`Log`] so that it never blocks on a
+/// full pipe.
+pub async fn until_listening(child: &mut Child) -> (Value, Log) {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["address"].is_string()
+            {
+                return v;
+            }
+        }
+        panic!("weft serve ended before it listened");
+    })
+    .await
+    .expect("weft serve listens within a minute");
+    let log: Log = Default::default();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    (listening, log)
 }
 
 impl Hub {
@@ -33,38 +78,11 @@ impl Hub {
 
     /// Starts `weft serve` on `listen` and waits until it listens.
     pub async fn start_at(dir: &Path, listen: &str, extra: &[&str]) -> Hub {
-        let mut args = vec!["serve", ".", "--listen", listen, "--log-format", "json"];
-        args.extend_from_slice(extra);
-        let mut cmd = command(dir, &args);
-        cmd.env("WEFT_LOG", "info")
-            .env("WEFT_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("E2E_SECRET", SECRET)
-            .env("E2E_WHSEC", WHSEC);
-        let mut child = cmd.spawn().expect("weft serve starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let address = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && let Some(a) = v["address"].as_str()
-                {
-                    return a.to_string();
-                }
-            }
-            panic!("weft serve ended before it listened");
-        })
-        .await
-        .expect("weft serve listens within a minute");
-        // Keep draining the log so the process never blocks on a full pipe.
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
+        let mut child = serve_command(dir, listen, extra)
+            .spawn()
+            .expect("weft serve starts");
+        let (listening, log) = until_listening(&mut child).await;
+        let address = listening["address"].as_str().unwrap().to_string();
         let _ = rustls::crypto::ring::default_provider().install_default();
         Hub {
             child,

@@ -345,31 +345,10 @@ async fn a_new_hub_makes_and_shows_an_admin_token_once_and_stores_only_its_hash(
     assert_eq!(roles, ["admin", "admin"]);
 
     // Another WEFT_ADMIN_TOKEN replaces the earlier one, which stops working.
-    let mut cmd = crate::support::command(
-        p.path(),
-        &[
-            "serve",
-            ".",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-    );
-    cmd.env("WEFT_LOG", "info")
-        .env("WEFT_ADMIN_TOKEN", "a-rotated-admin-token-42");
+    let mut cmd = crate::hub::serve_command(p.path(), "127.0.0.1:0", &[]);
+    cmd.env("WEFT_ADMIN_TOKEN", "a-rotated-admin-token-42");
     let mut child = cmd.spawn().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("\"address\"") {
-                return;
-            }
-        }
-        panic!("weft serve ended before it listened");
-    })
-    .await
-    .unwrap();
+    crate::hub::until_listening(&mut child).await;
     child.start_kill().unwrap();
     let _ = child.wait().await;
     let out = weft(p.path(), &["tokens", "list", "--json"]).await;
@@ -406,6 +385,17 @@ async fn a_new_hub_makes_and_shows_an_admin_token_once_and_stores_only_its_hash(
     assert!(out.stderr.contains("has no tool `nope`"), "{}", out.stderr);
     let out = weft(p.path(), &["tokens", "create", "--role", "root"]).await;
     assert_eq!(out.code, 2);
+    let out = weft(
+        p.path(),
+        &["tokens", "create", "--role", "viewer", "--expires", "0s"],
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--expires must be longer than zero"),
+        "{}",
+        out.stderr
+    );
     let out = weft(p.path(), &["tokens", "revoke", "tok_nope"]).await;
     assert_eq!(out.code, 2);
 }
@@ -659,36 +649,13 @@ async fn serve_speaks_https_with_a_given_certificate() {
         return;
     };
     let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let mut cmd = crate::support::command(
+    let mut cmd = crate::hub::serve_command(
         p.path(),
-        &[
-            "serve",
-            ".",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        "127.0.0.1:0",
+        &["--tls-cert", cert_arg, "--tls-key", key_arg],
     );
-    cmd.args(["--tls-cert", cert_arg, "--tls-key", key_arg])
-        .env("WEFT_LOG", "info")
-        .env("WEFT_ADMIN_TOKEN", crate::hub::ADMIN_TOKEN);
     let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let listening = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["address"].is_string()
-            {
-                return v;
-            }
-        }
-        panic!("weft serve ended before it listened");
-    })
-    .await
-    .unwrap();
+    let (listening, _log) = crate::hub::until_listening(&mut child).await;
     assert_eq!(listening["scheme"], "https");
     let address = listening["address"].as_str().unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
