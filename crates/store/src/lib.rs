@@ -86,6 +86,9 @@ pub enum StoreError {
         /// What it is now: `approved`, `rejected`, `expired`, or its run's final state.
         state: String,
     },
+    /// The data changed under an operation that needed it unchanged; nothing was written.
+    #[error("{0}")]
+    Conflict(String),
     /// The store's files could not be opened or created.
     #[error("cannot open the store at {path}: {message}")]
     Open {
@@ -429,6 +432,23 @@ impl TokenRecord {
     }
 }
 
+/// A secret of the secret store as stored: its value encrypted (AES-256-GCM) by the caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretRecord {
+    /// Its name, as `{ secret: NAME }` refers to it.
+    pub name: String,
+    /// Which master key encrypted it (a fingerprint of the key, never the key).
+    pub key_id: String,
+    /// The nonce of its encryption, fresh for every write.
+    pub nonce: Vec<u8>,
+    /// The encrypted value with its authentication tag.
+    pub ciphertext: Vec<u8>,
+    /// When it was first set.
+    pub created_at: Millis,
+    /// When it was last set.
+    pub updated_at: Millis,
+}
+
 /// One entry of the audit log: who did what to what, and when.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditEntry {
@@ -517,6 +537,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` keys that expired by `now`; returns how many.
     async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64>;
+
+    /// Writes a secret (a new one, or a new value of one; `created_at` is kept then). Says whether
+    /// it is new.
+    async fn put_secret(&self, secret: &SecretRecord) -> Result<bool>;
+
+    /// Every secret, by name.
+    async fn list_secrets(&self) -> Result<Vec<SecretRecord>>;
+
+    /// Deletes a secret; says whether there was one.
+    async fn delete_secret(&self, name: &str) -> Result<bool>;
+
+    /// Replaces, in one transaction, the encryption of every secret that `from_key` encrypted with
+    /// `secrets` (same names, new key). Changes nothing, with [`StoreError::Conflict`], unless
+    /// `secrets` names exactly the secrets under `from_key`.
+    async fn reencrypt_secrets(&self, from_key: &str, secrets: &[SecretRecord]) -> Result<()>;
 
     /// Appends an entry to the audit log and returns its sequence number. Entries are never changed
     /// or deleted through the store.

@@ -26,12 +26,12 @@ use weft_core::{AttemptState, RunState, StepKey};
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
     Created, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord,
-    Store, StoreError, StoredVersion, TokenRecord,
+    SecretRecord, Store, StoreError, StoredVersion, TokenRecord,
 };
 use weft_core::auth::Role;
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -167,6 +167,18 @@ CREATE TABLE audit (
 /// Version 7: every run by its tree, for erasing whole trees without a scan.
 const SCHEMA_V7: &str = r#"
 CREATE INDEX runs_tree ON runs(root_id);
+"#;
+
+/// Version 8: the secret store, each value encrypted by the caller (the store never sees it clear).
+const SCHEMA_V8: &str = r#"
+CREATE TABLE secrets (
+    name       TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL,
+    nonce      BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
@@ -474,6 +486,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     }
     if version < 7 {
         sqlx::raw_sql(SCHEMA_V7).execute(&mut *tx).await?;
+    }
+    if version < 8 {
+        sqlx::raw_sql(SCHEMA_V8).execute(&mut *tx).await?;
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PRAGMA user_version = {SCHEMA_VERSION}"
@@ -796,6 +811,95 @@ impl Store for SqliteStore {
                 .rows_affected();
         tx.commit().await?;
         Ok(changed > 0)
+    }
+
+    async fn put_secret(&self, secret: &SecretRecord) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let existed: Option<i64> =
+            sqlx::query_scalar("SELECT created_at FROM secrets WHERE name = ?1")
+                .bind(&secret.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(&secret.name)
+        .bind(&secret.key_id)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .bind(secret.created_at)
+        .bind(secret.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(existed.is_none())
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, key_id, nonce, ciphertext, created_at, updated_at FROM secrets ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SecretRecord {
+                    name: row.try_get("name")?,
+                    key_id: row.try_get("key_id")?,
+                    nonce: row.try_get("nonce")?,
+                    ciphertext: row.try_get("ciphertext")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM secrets WHERE name = ?1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn reencrypt_secrets(&self, from_key: &str, secrets: &[SecretRecord]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let under_old: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE key_id = ?1")
+            .bind(from_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        if under_old as usize != secrets.len() {
+            return Err(StoreError::Conflict(format!(
+                "{under_old} secrets are under key {from_key}, but {} were re-encrypted; the secrets changed meanwhile, nothing was changed",
+                secrets.len()
+            )));
+        }
+        for secret in secrets {
+            let changed = sqlx::query(
+                "UPDATE secrets SET key_id = ?2, nonce = ?3, ciphertext = ?4 WHERE name = ?1 AND key_id = ?5",
+            )
+            .bind(&secret.name)
+            .bind(&secret.key_id)
+            .bind(&secret.nonce)
+            .bind(&secret.ciphertext)
+            .bind(from_key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "the secret `{}` changed meanwhile; nothing was changed",
+                    secret.name
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<u64> {

@@ -782,3 +782,72 @@ async fn the_audit_log_appends_and_pages_newest_first() {
     assert_eq!(targets, ["t2", "t1", "t0"]);
     assert_eq!(older[0].1.details, json!({"i": 2}));
 }
+
+fn secret(name: &str, key: &str, bytes: &[u8], now: Millis) -> SecretRecord {
+    SecretRecord {
+        name: name.into(),
+        key_id: key.into(),
+        nonce: vec![7; 12],
+        ciphertext: bytes.to_vec(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_written_listed_reencrypted_whole_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    assert!(
+        store
+            .put_secret(&secret("a", "k1", b"one", 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_secret(&secret("b", "k1", b"two", 2))
+            .await
+            .unwrap()
+    );
+    // A new value keeps the first write's date.
+    assert!(
+        !store
+            .put_secret(&secret("a", "k1", b"uno", 5))
+            .await
+            .unwrap()
+    );
+    let all = store.list_secrets().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (
+            all[0].name.as_str(),
+            all[0].ciphertext.as_slice(),
+            all[0].created_at,
+            all[0].updated_at
+        ),
+        ("a", &b"uno"[..], 1, 5)
+    );
+    // Re-encrypting only some of the secrets under a key changes nothing.
+    let partial = [secret("a", "k2", b"A", 6)];
+    assert!(matches!(
+        store.reencrypt_secrets("k1", &partial).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .list_secrets()
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.key_id == "k1")
+    );
+    let whole = [secret("a", "k2", b"A", 6), secret("b", "k2", b"B", 6)];
+    store.reencrypt_secrets("k1", &whole).await.unwrap();
+    let all = store.list_secrets().await.unwrap();
+    assert!(all.iter().all(|s| s.key_id == "k2"));
+    assert_eq!(all[1].ciphertext, b"B");
+    assert!(store.delete_secret("a").await.unwrap());
+    assert!(!store.delete_secret("a").await.unwrap());
+    assert_eq!(store.list_secrets().await.unwrap().len(), 1);
+}
