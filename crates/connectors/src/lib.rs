@@ -37,6 +37,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use weft_core::{Catalog, Connection, ConnectorSpec, Project};
 
+use crate::secret::Secrets;
+
 /// Every connector type this build knows.
 pub fn catalog() -> Catalog {
     Catalog::new(specs().to_vec())
@@ -190,23 +192,33 @@ pub struct BuildError {
 #[derive(Clone, Default)]
 pub struct Registry {
     connectors: BTreeMap<String, Arc<dyn Connector>>,
+    /// The credentials the connectors resolve through; what is scrubbed from run data.
+    secrets: Secrets,
 }
 
 impl Registry {
     /// Builds a live connector for every connection of the project; `dir` is the project folder
     /// (a SQLite connection's `path` is relative to it). Nothing connects yet.
-    pub fn build(project: &Project, dir: &Path) -> Result<Registry, BuildError> {
+    /// Credentials resolve through `secrets`.
+    pub fn build(project: &Project, dir: &Path, secrets: &Secrets) -> Result<Registry, BuildError> {
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         for (name, connection) in &project.connections {
-            connectors.insert(name.clone(), Registry::connect(connection, dir)?);
+            connectors.insert(name.clone(), Registry::connect(connection, dir, secrets)?);
         }
-        Ok(Registry { connectors })
+        Ok(Registry {
+            connectors,
+            secrets: secrets.clone(),
+        })
     }
 
     /// Builds the live connector of one connection, within its `rate_limit` if it has one.
     /// Nothing connects yet.
-    pub fn connect(connection: &Connection, dir: &Path) -> Result<Arc<dyn Connector>, BuildError> {
-        let built = Registry::connect_unlimited(connection, dir)?;
+    pub fn connect(
+        connection: &Connection,
+        dir: &Path,
+        secrets: &Secrets,
+    ) -> Result<Arc<dyn Connector>, BuildError> {
+        let built = Registry::connect_unlimited(connection, dir, secrets)?;
         Ok(match &connection.rate_limit {
             Some(limit) => Arc::new(limit::Limited::new(built, limit)),
             None => built,
@@ -216,20 +228,21 @@ impl Registry {
     fn connect_unlimited(
         connection: &Connection,
         dir: &Path,
+        secrets: &Secrets,
     ) -> Result<Arc<dyn Connector>, BuildError> {
         let failed = |message| BuildError {
             connection: connection.name.clone(),
             message,
         };
         Ok(match connection.type_name.as_str() {
-            "http" => Arc::new(http::HttpConnector::build(connection).map_err(failed)?),
-            "redis" => Arc::new(redis::RedisConnector::build(connection).map_err(failed)?),
-            "nats" => Arc::new(nats::NatsConnector::build(connection).map_err(failed)?),
-            "mqtt" => Arc::new(mqtt::MqttConnector::build(connection).map_err(failed)?),
-            "amqp" => Arc::new(amqp::AmqpConnector::build(connection).map_err(failed)?),
-            "smtp" => Arc::new(smtp::SmtpConnector::build(connection).map_err(failed)?),
+            "http" => Arc::new(http::HttpConnector::build(connection, secrets).map_err(failed)?),
+            "redis" => Arc::new(redis::RedisConnector::build(connection, secrets).map_err(failed)?),
+            "nats" => Arc::new(nats::NatsConnector::build(connection, secrets).map_err(failed)?),
+            "mqtt" => Arc::new(mqtt::MqttConnector::build(connection, secrets).map_err(failed)?),
+            "amqp" => Arc::new(amqp::AmqpConnector::build(connection, secrets).map_err(failed)?),
+            "smtp" => Arc::new(smtp::SmtpConnector::build(connection, secrets).map_err(failed)?),
             "postgres" | "mysql" | "sqlite" => {
-                Arc::new(sql::SqlConnector::build(connection, dir).map_err(failed)?)
+                Arc::new(sql::SqlConnector::build(connection, dir, secrets).map_err(failed)?)
             }
             other => {
                 return Err(failed(format!(
@@ -242,6 +255,11 @@ impl Registry {
     /// Adds or replaces a connector, as tests do with fakes.
     pub fn insert(&mut self, name: impl Into<String>, connector: Arc<dyn Connector>) {
         self.connectors.insert(name.into(), connector);
+    }
+
+    /// The credentials this registry's connectors resolve through.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// The connector of connection `name`.

@@ -1,26 +1,118 @@
 //! Resolving credential references ([`SecretRef`]) to their values, when a connection or a webhook
-//! trigger uses them. Reading them from files is the core's job; this is the I/O half.
+//! trigger uses them, and knowing every value resolved so far so that it can be scrubbed.
+//! Reading references from files is the core's job; this is the I/O half.
+//!
+//! [`Secrets`] is shared by everything of one process that handles credentials: the connectors
+//! resolve through it, the engine and the log writer scrub with its [`Scrubber`]. It holds the
+//! decrypted values of the secret store (given to it whole by whoever decrypted them) and learns each
+//! environment variable's value the first time a reference to it is resolved.
 
-pub use weft_core::secret::SecretRef;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
-/// Resolves a [`SecretRef`] to the credential's value now.
-pub trait Resolve {
-    /// The credential's value now, or why it cannot be had (never the value itself).
-    fn resolve(&self) -> Result<String, String>;
+pub use weft_core::secret::{Scrubber, SecretRef};
+
+/// The credentials one process knows, and the scrubber made of them. Cloning shares them.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    inner: Arc<RwLock<Known>>,
 }
 
-impl Resolve for SecretRef {
-    fn resolve(&self) -> Result<String, String> {
-        match self {
-            SecretRef::Env(name) => std::env::var(name).map_err(|e| match e {
-                std::env::VarError::NotPresent => {
-                    format!("the environment variable {name} is not set")
-                }
-                std::env::VarError::NotUnicode(_) => {
-                    format!("the environment variable {name} is not valid UTF-8")
-                }
-            }),
+#[derive(Default)]
+struct Known {
+    /// The secret store's values by name, as last loaded.
+    stored: BTreeMap<String, String>,
+    /// Environment variables resolved so far, by name.
+    env: BTreeMap<String, String>,
+    /// Built from both maps whenever one changes.
+    scrubber: Arc<Scrubber>,
+}
+
+impl Known {
+    fn rebuild(&mut self) {
+        let env_labels: Vec<(String, &str)> = self
+            .env
+            .iter()
+            .map(|(name, value)| (format!("${name}"), value.as_str()))
+            .collect();
+        let pairs = self
+            .stored
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .chain(
+                env_labels
+                    .iter()
+                    .map(|(label, value)| (label.as_str(), *value)),
+            );
+        self.scrubber = Arc::new(Scrubber::new(pairs));
+    }
+}
+
+impl Secrets {
+    /// No credentials known yet.
+    pub fn new() -> Secrets {
+        Secrets::default()
+    }
+
+    /// Replaces the secret store's values (all of them, decrypted) with `values`.
+    pub fn set_stored(&self, values: BTreeMap<String, String>) {
+        let mut known = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if known.stored != values {
+            known.stored = values;
+            known.rebuild();
         }
+    }
+
+    /// The names of the secret store's values this process holds.
+    pub fn stored_names(&self) -> Vec<String> {
+        let known = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        known.stored.keys().cloned().collect()
+    }
+
+    /// The scrubber of every value known now. Take it again later to see values learned since.
+    pub fn scrubber(&self) -> Arc<Scrubber> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .scrubber
+            .clone()
+    }
+
+    /// The credential's value now, or why it cannot be had (never the value itself).
+    pub fn resolve(&self, reference: &SecretRef) -> Result<String, String> {
+        match reference {
+            SecretRef::Store(name) => {
+                let known = self.inner.read().unwrap_or_else(|e| e.into_inner());
+                known.stored.get(name).cloned().ok_or_else(|| {
+                    format!(
+                        "the secret `{name}` is not in the project's secret store; add it with `weft secrets set {name}`"
+                    )
+                })
+            }
+            SecretRef::Env(name) => {
+                let value = std::env::var(name).map_err(|e| match e {
+                    std::env::VarError::NotPresent => {
+                        format!("the environment variable {name} is not set")
+                    }
+                    std::env::VarError::NotUnicode(_) => {
+                        format!("the environment variable {name} is not valid UTF-8")
+                    }
+                })?;
+                self.learn_env(name, &value);
+                Ok(value)
+            }
+        }
+    }
+
+    fn learn_env(&self, name: &str, value: &str) {
+        let known = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if known.env.get(name).map(String::as_str) == Some(value) {
+            return;
+        }
+        drop(known);
+        let mut known = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        known.env.insert(name.to_string(), value.to_string());
+        known.rebuild();
     }
 }
 
@@ -29,11 +121,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_variables_say_which() {
+    fn missing_variables_and_secrets_say_which() {
+        let secrets = Secrets::new();
         let r = SecretRef::Env("WEFT_TEST_SURELY_UNSET_VARIABLE".into());
         assert_eq!(
-            r.resolve().unwrap_err(),
+            secrets.resolve(&r).unwrap_err(),
             "the environment variable WEFT_TEST_SURELY_UNSET_VARIABLE is not set"
         );
+        let r = SecretRef::Store("shop".into());
+        assert!(
+            secrets
+                .resolve(&r)
+                .unwrap_err()
+                .contains("add it with `weft secrets set shop`")
+        );
+    }
+
+    #[test]
+    fn stored_values_resolve_and_every_resolved_value_is_scrubbed() {
+        let secrets = Secrets::new();
+        secrets.set_stored(BTreeMap::from([("shop".into(), "sk_live_abc123".into())]));
+        assert_eq!(
+            secrets.resolve(&SecretRef::Store("shop".into())).unwrap(),
+            "sk_live_abc123"
+        );
+        // PATH is set in every test environment; its value is learned once resolved.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            secrets.scrubber().text(&format!("{path}!")),
+            format!("{path}!")
+        );
+        secrets.resolve(&SecretRef::Env("PATH".into())).unwrap();
+        let scrubber = secrets.scrubber();
+        assert_eq!(
+            scrubber.text(&format!("key sk_live_abc123 path {path}!")),
+            "key [secret shop] path [secret $PATH]!"
+        );
+        secrets.set_stored(BTreeMap::new());
+        assert_eq!(secrets.scrubber().text("sk_live_abc123"), "sk_live_abc123");
     }
 }

@@ -90,7 +90,9 @@ pub struct Seen {
     pub headers: HashMap<String, String>,
 }
 
-/// A scripted HTTP server on loopback. Unscripted names answer `200 {"echo": <body>, "call": n}`.
+/// A scripted HTTP server on loopback. Unscripted names answer `200 {"echo": <body>, "call": n}`,
+/// but for `/echo-headers`, which answers `200 {"headers": {<name>: <value>}}` with the request's
+/// headers (as a careless API that reflects an `Authorization` header would).
 #[derive(Clone, Default)]
 pub struct ScriptedServer {
     scripts: Arc<Mutex<HashMap<String, Vec<Answer>>>>,
@@ -187,6 +189,9 @@ async fn answer(
         let count = seen.iter().filter(|s| s.name == name).count();
         match server.scripts.lock().expect("not poisoned").get(&name) {
             Some(list) => list[(count - 1).min(list.len() - 1)].clone(),
+            None if name == "echo-headers" => {
+                Answer::ok(json!({ "headers": seen[seen.len() - 1].headers }))
+            }
             None => Answer::ok(json!({ "echo": body, "call": count })),
         }
     };

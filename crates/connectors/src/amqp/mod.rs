@@ -31,7 +31,7 @@ use lapin::{BasicProperties, Channel, Confirmation, ConnectionProperties};
 use serde_json::{Map, Value, json};
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, json_kind};
 
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
 /// The `amqp` connector's description.
@@ -69,6 +69,7 @@ pub static SPEC: ConnectorSpec = ConnectorSpec {
 pub struct AmqpConnector {
     config: AmqpConfig,
     publisher: tokio::sync::Mutex<Option<(lapin::Connection, Channel)>>,
+    secrets: Secrets,
 }
 
 fn text(v: &Value) -> String {
@@ -84,8 +85,11 @@ fn lost(what: &str, e: impl std::fmt::Display) -> ActionError {
 
 impl AmqpConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first use.
-    pub fn build(connection: &Connection) -> Result<AmqpConnector, String> {
-        crate::settings::connection(connection, AmqpConfig::decode).map(AmqpConnector::new)
+    pub fn build(connection: &Connection, secrets: &Secrets) -> Result<AmqpConnector, String> {
+        crate::settings::connection(connection, AmqpConfig::decode).map(|config| AmqpConnector {
+            secrets: secrets.clone(),
+            ..AmqpConnector::new(config)
+        })
     }
 
     /// Builds the connector from decoded settings.
@@ -93,13 +97,14 @@ impl AmqpConnector {
         AmqpConnector {
             config,
             publisher: tokio::sync::Mutex::new(None),
+            secrets: Secrets::new(),
         }
     }
 
     async fn connect(&self) -> Result<lapin::Connection, ActionError> {
         let mut url = self.config.url.clone();
         if let Some(password) = &self.config.password {
-            let password = password.resolve().map_err(ActionError::fatal)?;
+            let password = self.secrets.resolve(password).map_err(ActionError::fatal)?;
             url.set_password(Some(&password))
                 .map_err(|_| ActionError::fatal("amqp: the URL cannot carry a password"))?;
         }

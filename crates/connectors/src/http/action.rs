@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use weft_core::{Connection, json_kind};
 
 use super::config::{Auth, HttpConfig, Signing};
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector};
 
 /// Keys the `request` action accepts under `with:`.
@@ -48,6 +48,7 @@ pub struct HttpConnector {
     config: HttpConfig,
     client: reqwest::Client,
     tokens: super::oauth2::TokenCache,
+    secrets: Secrets,
 }
 
 fn install_crypto_provider() {
@@ -60,8 +61,12 @@ fn install_crypto_provider() {
 
 impl HttpConnector {
     /// Builds the connector from a connection's settings.
-    pub fn build(connection: &Connection) -> Result<HttpConnector, String> {
-        HttpConnector::new(crate::settings::connection(connection, HttpConfig::decode)?)
+    pub fn build(connection: &Connection, secrets: &Secrets) -> Result<HttpConnector, String> {
+        let config = crate::settings::connection(connection, HttpConfig::decode)?;
+        Ok(HttpConnector {
+            secrets: secrets.clone(),
+            ..HttpConnector::new(config)?
+        })
     }
 
     /// Builds the connector from decoded settings.
@@ -85,6 +90,7 @@ impl HttpConnector {
             config,
             client,
             tokens: Default::default(),
+            secrets: Secrets::new(),
         })
     }
 }
@@ -462,20 +468,23 @@ impl HttpConnector {
         match &self.config.auth {
             None => {}
             Some(Auth::Bearer { token }) => {
-                let token = token
-                    .resolve()
+                let token = self
+                    .secrets
+                    .resolve(token)
                     .map_err(|e| ActionError::fatal(format!("bearer token: {e}")))?;
                 builder = builder.bearer_auth(token);
             }
             Some(Auth::Basic { username, password }) => {
-                let password = password
-                    .resolve()
+                let password = self
+                    .secrets
+                    .resolve(password)
                     .map_err(|e| ActionError::fatal(format!("basic auth password: {e}")))?;
                 builder = builder.basic_auth(username, Some(password));
             }
             Some(Auth::ApiKey { header, value }) => {
-                let value = value
-                    .resolve()
+                let value = self
+                    .secrets
+                    .resolve(value)
                     .map_err(|e| ActionError::fatal(format!("API key: {e}")))?;
                 let value = HeaderValue::from_str(&value).map_err(|_| {
                     ActionError::fatal("the API key holds characters a header cannot carry")
@@ -485,7 +494,13 @@ impl HttpConnector {
             Some(Auth::OAuth2(settings)) => {
                 let token = self
                     .tokens
-                    .token(&self.client, settings, request.timeout, stale)
+                    .token(
+                        &self.client,
+                        &self.secrets,
+                        settings,
+                        request.timeout,
+                        stale,
+                    )
                     .await?;
                 builder = builder.bearer_auth(&token);
                 *sent_token = Some(token);
@@ -518,7 +533,13 @@ impl HttpConnector {
                 .get("webhook-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(call.idempotency_key);
-            let headers = sign(signing, id, jiff::Timestamp::now().as_second(), &bytes)?;
+            let headers = sign(
+                &self.secrets,
+                signing,
+                id,
+                jiff::Timestamp::now().as_second(),
+                &bytes,
+            )?;
             // `headers` replaces same-named ones, so a step's own `webhook-*` values never double up.
             builder = builder.headers(headers);
         }
@@ -592,14 +613,14 @@ impl HttpConnector {
 
 /// The Standard Webhooks headers for one request.
 fn sign(
+    secrets: &Secrets,
     signing: &Signing,
     id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<HeaderMap, ActionError> {
-    let secret = signing
-        .secret
-        .resolve()
+    let secret = secrets
+        .resolve(&signing.secret)
         .map_err(|e| ActionError::fatal(format!("signing secret: {e}")))?;
     let signature = weft_core::signature::standard_webhooks_sign(&secret, id, timestamp, body)
         .map_err(|e| ActionError::fatal(format!("signing secret: {e}")))?;

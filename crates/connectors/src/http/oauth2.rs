@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::config::OAuth2;
 use crate::ActionError;
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 
 /// A token is fetched again this long before it expires (or at a tenth of its lifetime, if
 /// that is shorter).
@@ -29,6 +29,7 @@ impl TokenCache {
     pub async fn token(
         &self,
         client: &reqwest::Client,
+        secrets: &Secrets,
         settings: &OAuth2,
         timeout: Duration,
         stale: Option<&str>,
@@ -41,7 +42,7 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let (token, lifetime) = fetch(client, settings, timeout).await?;
+        let (token, lifetime) = fetch(client, secrets, settings, timeout).await?;
         let early = EARLY.min(lifetime / 10);
         *slot = Some((token.clone(), Instant::now() + lifetime - early));
         Ok(token)
@@ -50,12 +51,12 @@ impl TokenCache {
 
 async fn fetch(
     client: &reqwest::Client,
+    secrets: &Secrets,
     settings: &OAuth2,
     timeout: Duration,
 ) -> Result<(String, Duration), ActionError> {
-    let secret = settings
-        .client_secret
-        .resolve()
+    let secret = secrets
+        .resolve(&settings.client_secret)
         .map_err(|e| ActionError::fatal(format!("oauth2 client secret: {e}")))?;
     let mut form = vec![("grant_type", "client_credentials".to_string())];
     if let Some(scope) = &settings.scope {

@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec};
 
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
 /// Largest packet sent or received.
@@ -67,6 +67,7 @@ pub static SPEC: ConnectorSpec = ConnectorSpec {
 pub struct MqttConnector {
     config: MqttConfig,
     publisher: tokio::sync::Mutex<Option<Arc<Publisher>>>,
+    secrets: Secrets,
 }
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -155,8 +156,11 @@ async fn drive(mut eventloop: Loop, waiters: Arc<std::sync::Mutex<Waiters>>) {
 
 impl MqttConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first use.
-    pub fn build(connection: &Connection) -> Result<MqttConnector, String> {
-        crate::settings::connection(connection, MqttConfig::decode).map(MqttConnector::new)
+    pub fn build(connection: &Connection, secrets: &Secrets) -> Result<MqttConnector, String> {
+        crate::settings::connection(connection, MqttConfig::decode).map(|config| MqttConnector {
+            secrets: secrets.clone(),
+            ..MqttConnector::new(config)
+        })
     }
 
     /// Builds the connector from decoded settings.
@@ -164,6 +168,7 @@ impl MqttConnector {
         MqttConnector {
             config,
             publisher: tokio::sync::Mutex::new(None),
+            secrets: Secrets::new(),
         }
     }
 
@@ -171,7 +176,7 @@ impl MqttConnector {
         let credentials = match (&self.config.username, &self.config.password) {
             (Some(user), Some(password)) => Some((
                 user.clone(),
-                password.resolve().map_err(ActionError::fatal)?,
+                self.secrets.resolve(password).map_err(ActionError::fatal)?,
             )),
             _ => None,
         };

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, json_kind};
 
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
 /// The `nats` connector's description.
@@ -58,6 +58,7 @@ pub static SPEC: ConnectorSpec = ConnectorSpec {
 pub struct NatsConnector {
     config: NatsConfig,
     client: tokio::sync::OnceCell<async_nats::Client>,
+    secrets: Secrets,
 }
 
 fn text(v: &Value) -> String {
@@ -69,8 +70,11 @@ fn text(v: &Value) -> String {
 
 impl NatsConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first use.
-    pub fn build(connection: &Connection) -> Result<NatsConnector, String> {
-        crate::settings::connection(connection, NatsConfig::decode).map(NatsConnector::new)
+    pub fn build(connection: &Connection, secrets: &Secrets) -> Result<NatsConnector, String> {
+        crate::settings::connection(connection, NatsConfig::decode).map(|config| NatsConnector {
+            secrets: secrets.clone(),
+            ..NatsConnector::new(config)
+        })
     }
 
     /// Builds the connector from decoded settings.
@@ -78,6 +82,7 @@ impl NatsConnector {
         NatsConnector {
             config,
             client: tokio::sync::OnceCell::new(),
+            secrets: Secrets::new(),
         }
     }
 
@@ -89,13 +94,14 @@ impl NatsConnector {
                     .connection_timeout(self.config.timeout)
                     .request_timeout(Some(self.config.timeout));
                 if let Some(token) = &self.config.token {
-                    options = options.token(token.resolve().map_err(ActionError::fatal)?);
+                    options =
+                        options.token(self.secrets.resolve(token).map_err(ActionError::fatal)?);
                 }
                 if let (Some(user), Some(password)) = (&self.config.username, &self.config.password)
                 {
                     options = options.user_and_password(
                         user.clone(),
-                        password.resolve().map_err(ActionError::fatal)?,
+                        self.secrets.resolve(password).map_err(ActionError::fatal)?,
                     );
                 }
                 options

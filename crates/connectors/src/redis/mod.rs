@@ -26,7 +26,7 @@ use weft_core::catalog::input_keys;
 use weft_core::yaml::Node;
 use weft_core::{ActionSpec, Connection, ConnectorSpec, ConsumeSpec, Diagnostics, json_kind};
 
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector, Subscription};
 
 /// The `redis` connector's description.
@@ -96,6 +96,7 @@ fn check_xadd(with: &Node, diags: &mut Diagnostics) {
 pub struct RedisConnector {
     config: RedisConfig,
     manager: tokio::sync::OnceCell<ConnectionManager>,
+    secrets: Secrets,
 }
 
 /// A Redis failure as an action error: retryable unless Redis says trying again cannot help.
@@ -135,8 +136,11 @@ fn input_text(input: &Value, key: &str) -> Result<String, ActionError> {
 
 impl RedisConnector {
     /// Builds the connector from a connection's settings; nothing connects until the first call.
-    pub fn build(connection: &Connection) -> Result<RedisConnector, String> {
-        crate::settings::connection(connection, RedisConfig::decode).map(RedisConnector::new)
+    pub fn build(connection: &Connection, secrets: &Secrets) -> Result<RedisConnector, String> {
+        crate::settings::connection(connection, RedisConfig::decode).map(|config| RedisConnector {
+            secrets: secrets.clone(),
+            ..RedisConnector::new(config)
+        })
     }
 
     /// Builds the connector from decoded settings.
@@ -144,6 +148,7 @@ impl RedisConnector {
         RedisConnector {
             config,
             manager: tokio::sync::OnceCell::new(),
+            secrets: Secrets::new(),
         }
     }
 
@@ -158,7 +163,7 @@ impl RedisConnector {
             .into_connection_info()
             .map_err(bad)?;
         if let Some(password) = &self.config.password {
-            let password = password.resolve().map_err(ActionError::fatal)?;
+            let password = self.secrets.resolve(password).map_err(ActionError::fatal)?;
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }

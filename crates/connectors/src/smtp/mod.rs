@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use weft_core::{ActionSpec, Connection, ConnectorSpec, json_kind};
 
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector};
 
 /// The `smtp` connector's description.
@@ -64,6 +64,7 @@ pub static SPEC: ConnectorSpec = ConnectorSpec {
 /// A live `smtp` connection. Each send opens its own SMTP session.
 pub struct SmtpConnector {
     config: SmtpConfig,
+    secrets: Secrets,
 }
 
 fn mailboxes(input: &Value, key: &str) -> Result<Vec<Mailbox>, ActionError> {
@@ -114,13 +115,19 @@ fn classify(e: lettre::transport::smtp::Error) -> ActionError {
 
 impl SmtpConnector {
     /// Builds the connector from a connection's settings.
-    pub fn build(connection: &Connection) -> Result<SmtpConnector, String> {
-        crate::settings::connection(connection, SmtpConfig::decode).map(SmtpConnector::new)
+    pub fn build(connection: &Connection, secrets: &Secrets) -> Result<SmtpConnector, String> {
+        crate::settings::connection(connection, SmtpConfig::decode).map(|config| SmtpConnector {
+            secrets: secrets.clone(),
+            ..SmtpConnector::new(config)
+        })
     }
 
     /// Builds the connector from decoded settings.
     pub fn new(config: SmtpConfig) -> SmtpConnector {
-        SmtpConnector { config }
+        SmtpConnector {
+            config,
+            secrets: Secrets::new(),
+        }
     }
 
     fn message(&self, call: &Call<'_>) -> Result<Message, ActionError> {
@@ -197,7 +204,7 @@ impl SmtpConnector {
         if let (Some(user), Some(password)) = (&c.username, &c.password) {
             builder = builder.credentials(Credentials::new(
                 user.clone(),
-                password.resolve().map_err(ActionError::fatal)?,
+                self.secrets.resolve(password).map_err(ActionError::fatal)?,
             ));
         }
         Ok(builder.build())

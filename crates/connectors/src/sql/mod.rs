@@ -46,7 +46,7 @@ use sqlx::{AssertSqlSafe, Either, Executor, SqlSafeStr, SqlStr, Statement};
 use weft_core::yaml::{Kind, Node};
 use weft_core::{ActionSpec, Connection, ConnectorSpec, Diagnostics, json_kind};
 
-use crate::secret::Resolve;
+use crate::secret::Secrets;
 use crate::{ActionError, Call, Connector};
 use statement::{Rows, Upsert};
 
@@ -369,12 +369,17 @@ pub struct SqlConnector {
     config: SqlConfig,
     dir: PathBuf,
     pool: tokio::sync::OnceCell<Pool>,
+    secrets: Secrets,
 }
 
 impl SqlConnector {
     /// Builds the connector from a connection's settings; `dir` is the project folder, which a
     /// SQLite `path` is relative to. Nothing is opened until the first call.
-    pub fn build(connection: &Connection, dir: &Path) -> Result<SqlConnector, String> {
+    pub fn build(
+        connection: &Connection,
+        dir: &Path,
+        secrets: &Secrets,
+    ) -> Result<SqlConnector, String> {
         let dialect = match connection.type_name.as_str() {
             "postgres" => Dialect::Postgres,
             "mysql" => Dialect::Mysql,
@@ -384,7 +389,10 @@ impl SqlConnector {
         crate::settings::connection(connection, |node, diags| {
             SqlConfig::decode(dialect, node, diags)
         })
-        .map(|config| SqlConnector::new(config, dir))
+        .map(|config| SqlConnector {
+            secrets: secrets.clone(),
+            ..SqlConnector::new(config, dir)
+        })
     }
 
     /// Builds the connector from decoded settings.
@@ -393,6 +401,7 @@ impl SqlConnector {
             config,
             dir: dir.to_path_buf(),
             pool: tokio::sync::OnceCell::new(),
+            secrets: Secrets::new(),
         }
     }
 
@@ -400,7 +409,7 @@ impl SqlConnector {
         match &self.config.target {
             Target::Url(url) => Ok(url.to_string()),
             Target::UrlFrom(secret) => {
-                let text = secret.resolve().map_err(ActionError::fatal)?;
+                let text = self.secrets.resolve(secret).map_err(ActionError::fatal)?;
                 let url = reqwest::Url::parse(&text).map_err(|e| {
                     ActionError::fatal(format!(
                         "the database URL from {secret:?} is not valid: {e}"
@@ -417,7 +426,7 @@ impl SqlConnector {
         self.config
             .password
             .as_ref()
-            .map(|p| p.resolve().map_err(ActionError::fatal))
+            .map(|p| self.secrets.resolve(p).map_err(ActionError::fatal))
             .transpose()
     }
 
