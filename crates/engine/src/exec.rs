@@ -204,7 +204,24 @@ impl RunExec {
         Ok(json)
     }
 
+    /// Replaces every credential value known to the run's connectors in `value`, before it is
+    /// stored, logged or seen by a later step; says whether anything changed.
+    fn scrub(&self, value: &mut Value) -> bool {
+        self.current.registry.secrets().scrubber().json(value)
+    }
+
     async fn settle(&self, result: Result<Value, Stop>) {
+        let result = match result {
+            Ok(mut output) => {
+                self.scrub(&mut output);
+                Ok(output)
+            }
+            Err(Stop::Failed(mut error)) => {
+                self.scrub(&mut error);
+                Err(Stop::Failed(error))
+            }
+            other => other,
+        };
         let store = &self.engine.store;
         let now = self.engine.clock.now();
         let (state, until, outcome) = match result {
@@ -420,13 +437,20 @@ impl RunExec {
         attempt: u32,
         output: Val,
     ) -> Result<Next, Stop> {
-        let text = match val_to_json(&output) {
-            Ok(json) => json.to_string(),
+        let mut json = match val_to_json(&output) {
+            Ok(json) => json,
             Err(m) => {
                 let error = error_json(&at.key, "output", format!("step `{}`: {m}", at.step.id));
                 return self.fail(at, scope, attempt, Row::Begun, error).await;
             }
         };
+        // Later steps see what is stored: the output without credentials.
+        let output = if self.scrub(&mut json) {
+            json_to_val(&json)
+        } else {
+            output
+        };
+        let text = json.to_string();
         let limit = self.current.project.settings.limits.max_output_bytes;
         if text.len() as u64 > limit {
             let error = error_json(
@@ -478,8 +502,9 @@ impl RunExec {
         scope: &mut Scope,
         attempt: u32,
         row: Row,
-        error: Value,
+        mut error: Value,
     ) -> Result<Next, Stop> {
+        self.scrub(&mut error);
         let state = if at.step.on_error == OnError::Fail {
             AttemptState::Failed
         } else {
@@ -568,7 +593,11 @@ impl RunExec {
         state: AttemptState,
         wake_at: Option<Millis>,
     ) -> Result<(), Stop> {
-        let input = input.map(Value::to_string);
+        let input = input.map(|input| {
+            let mut input = input.clone();
+            self.scrub(&mut input);
+            input.to_string()
+        });
         let fence = self
             .engine
             .store
@@ -598,6 +627,9 @@ impl RunExec {
     ) -> Result<Millis, Stop> {
         let now = self.engine.clock.now();
         let retry_at = now + delay.as_millis() as i64;
+        let mut error = error.clone();
+        self.scrub(&mut error);
+        let error = &error;
         let outcome = Outcome {
             state: AttemptState::Retrying,
             output: None,

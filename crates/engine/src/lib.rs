@@ -28,6 +28,7 @@ pub mod project_dir;
 mod queue;
 mod state;
 pub mod testing;
+pub mod vault;
 pub mod view;
 
 use std::collections::HashMap;
@@ -310,6 +311,19 @@ impl Engine {
         }
     }
 
+    /// Replaces the credentials the current project's connections resolve (the secret store's
+    /// values, and environment variables once used) wherever they appear; applied to everything a
+    /// run stores.
+    pub fn scrubber(&self) -> Arc<weft_core::secret::Scrubber> {
+        self.inner.current().registry.secrets().scrubber()
+    }
+
+    /// The credentials the current project's connections resolve through (shared by every
+    /// registry built with them).
+    pub fn secrets(&self) -> weft_connectors::secret::Secrets {
+        self.inner.current().registry.secrets().clone()
+    }
+
     /// The store the engine writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
@@ -437,6 +451,9 @@ impl Engine {
             });
         };
         check_tool_input(workflow, &arguments)?;
+        // Stored (and compared with a repeated call's) without credentials.
+        let mut arguments = arguments;
+        self.scrubber().json(&mut arguments);
         if let Some(key) = &idempotency_key
             && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY)
         {
@@ -481,6 +498,22 @@ impl Engine {
         runs: &[NewRun],
         state: Option<(&str, &Value)>,
     ) -> Result<Vec<Created>, EngineError> {
+        // An event that carries a credential is stored without it (and runs without it).
+        let scrubber = self.scrubber();
+        let cleaned: Option<Vec<NewRun>> = runs
+            .iter()
+            .any(|r| scrubber.finds(&r.trigger) || scrubber.finds(&r.input))
+            .then(|| {
+                runs.iter()
+                    .cloned()
+                    .map(|mut r| {
+                        scrubber.json(&mut r.trigger);
+                        scrubber.json(&mut r.input);
+                        r
+                    })
+                    .collect()
+            });
+        let runs = cleaned.as_deref().unwrap_or(runs);
         let created = self
             .inner
             .store

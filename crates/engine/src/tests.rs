@@ -60,7 +60,8 @@ async fn open_store(dir: &Path) -> Arc<SqliteStore> {
 fn engine(store: Arc<SqliteStore>, project: Arc<Project>, clock: Arc<dyn Clock>) -> Engine {
     Engine::new(EngineParts {
         store,
-        registry: Registry::build(&project, std::path::Path::new(".")).unwrap(),
+        registry: Registry::build(&project, std::path::Path::new("."), &Default::default())
+            .unwrap(),
         project,
         catalog: weft_connectors::catalog(),
         clock,

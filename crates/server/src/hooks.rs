@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use weft_connectors::secret::Resolve;
 use weft_core::trigger::{Dedupe, Respond, WebhookTrigger};
 use weft_core::{Trigger, Workflow, json_to_val, val_to_json};
 use weft_engine::new_run;
@@ -115,7 +114,7 @@ async fn accept(
         .map_err(|_| too_large())?;
 
     if let Some(sig) = &hook.signature {
-        let secret = sig.secret.resolve().map_err(|reason| {
+        let secret = hub.engine.secrets().resolve(&sig.secret).map_err(|reason| {
             tracing::error!(workflow = %workflow.name, "The webhook's signing secret is unavailable: {reason}");
             (
                 "misconfigured",

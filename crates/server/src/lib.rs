@@ -29,6 +29,7 @@ pub mod poll;
 pub mod queue;
 pub mod reload;
 pub mod schedule;
+pub mod secrets;
 pub mod throttle;
 pub mod tls;
 pub mod tools;
@@ -59,6 +60,9 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<tls::TlsFiles>,
+    /// The project's secret store, already loaded into the engine's credentials; the hub re-reads
+    /// it when it changes.
+    pub vault: Option<weft_engine::vault::Vault>,
 }
 
 /// The default port: not used by any standard service.
@@ -197,6 +201,10 @@ pub async fn serve(
     };
     let triggers = triggers::TriggerTasks::start(engine.clone());
     let retention = tokio::spawn(ops::retention(engine.clone()));
+    let secret_refresh = options
+        .vault
+        .clone()
+        .map(|vault| tokio::spawn(secrets::refresh(engine.clone(), vault)));
     let reloader = options.watch.then(|| {
         tokio::spawn(reload::watch(
             options.dir.clone(),
@@ -241,6 +249,9 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     triggers.stop();
     retention.abort();
+    if let Some(r) = secret_refresh {
+        r.abort();
+    }
     if let Some(r) = reloader {
         r.abort();
     }

@@ -49,7 +49,8 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
                 continue;
             }
         };
-        let registry = match weft_connectors::Registry::build(&project, &dir) {
+        let registry = match weft_connectors::Registry::build(&project, &dir, &hub.engine.secrets())
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e}; the last good version keeps serving.");
