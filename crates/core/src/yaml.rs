@@ -492,8 +492,9 @@ fn value_start(line: &str) -> Option<usize> {
 fn value_end(value: &str) -> Option<usize> {
     let mut i = 0;
     let bytes = value.as_bytes();
+    // Steps byte by byte: compare bytes, since `i` may sit inside a multi-byte character.
     while i < bytes.len() {
-        if value[i..].starts_with("${{") {
+        if bytes[i..].starts_with(b"${{") {
             let close = crate::expr::find_close(&value[i + 3..])?;
             i += 3 + close + 2;
             continue;
