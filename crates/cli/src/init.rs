@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
+use weft_engine::vault::KeyLocation;
 
 use crate::{CliError, CmdResult, exit};
 
@@ -14,12 +15,13 @@ vars:
   greeting: Hello
 
 # Connections to outside systems, used by steps as `uses: <name>.<action>`.
-# Credentials are never written here: they come from the environment ({ env: NAME }).
+# Credentials are never written here: they come from the encrypted secret store
+# (`weft secrets set NAME`, then { secret: NAME }) or from the environment ({ env: NAME }).
 connections: {}
 #  shop:
 #    type: http
 #    base_url: https://shop.example.com/api
-#    auth: { type: bearer, token: { env: SHOP_TOKEN } }
+#    auth: { type: bearer, token: { secret: SHOP_TOKEN } }
 "#;
 
 const WORKFLOW: &str = r#"# Run it with: weft run hello --input '{"name": "Ada"}'
@@ -87,8 +89,21 @@ pub(crate) fn init(dir: &Path) -> CmdResult {
         std::fs::write(&path, text)
             .map_err(|e| CliError::internal(anyhow!("cannot write {}: {e}", path.display())))?;
     }
+    // The secret store's master key, unless one comes from the environment.
+    let location = KeyLocation::from_env(&dir.join(weft_engine::project_dir::DATA_DIR));
+    if location.env.is_none() && !location.file.exists() {
+        location
+            .create_file()
+            .map_err(|e| CliError::internal(anyhow!("{e}")))?;
+    }
     let shown = dir.display();
-    eprintln!("Created a Weft project in {shown}. Next:");
+    let key = match &location.env {
+        Some(_) => "from WEFT_MASTER_KEY".to_string(),
+        None => format!("in {}", location.file.display()),
+    };
+    eprintln!(
+        "Created a Weft project in {shown}; the secret store's master key is {key} (keep a copy apart from the database). Next:"
+    );
     eprintln!("  weft lint {shown}");
     eprintln!("  weft test {shown}");
     eprintln!("  weft run hello --project {shown} --input '{{\"name\": \"Ada\"}}'");

@@ -9,8 +9,10 @@ mod erase;
 mod init;
 mod kb;
 mod lint;
+mod logging;
 mod output;
 mod run;
+mod secrets;
 mod serve;
 mod setup;
 mod test;
@@ -21,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use logging::LogFormat;
 
 /// Exit codes, documented in `weft --help`.
 pub(crate) mod exit {
@@ -196,6 +199,11 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// The encrypted secret store: credentials that connections use as `{ secret: NAME }`.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// API tokens of the hub: create (the secret is shown once), list, revoke.
     Tokens {
         #[command(subcommand)]
@@ -242,6 +250,43 @@ enum DataCommand {
         /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Set a secret: its value is read from standard input (piped, or typed at a hidden prompt),
+    /// never from an argument, and stored encrypted (AES-256-GCM) under the master key.
+    ///
+    /// The master key comes from WEFT_MASTER_KEY (base64 of 32 bytes), the file WEFT_MASTER_KEY_FILE
+    /// names, or .weft/master.key (created with mode 0600 when the first secret is set). A running
+    /// hub picks the new value up within seconds.
+    Set {
+        /// Its name, as `{ secret: NAME }` refers to it.
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// List the secrets: names and dates, never values.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Delete a secret.
+    Rm {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Re-encrypt every secret under a new master key. A key file is replaced; with
+    /// WEFT_MASTER_KEY, the new key is printed once, for you to put there before the next start.
+    RotateKey {
         #[command(flatten)]
         project: ProjectArg,
     },
@@ -399,15 +444,6 @@ pub(crate) struct ProjectArg {
     pub dir: PathBuf,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// For people.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     weft_core::duration::parse(text)
 }
@@ -415,8 +451,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Serve { log_format, .. } => init_logging(*log_format, "info"),
-        _ => init_logging(LogFormat::Text, "warn"),
+        Command::Serve { log_format, .. } => logging::init(*log_format, "info"),
+        _ => logging::init(LogFormat::Text, "warn"),
     }
     // jq programs are parsed, compiled and run recursively; the core bounds their size, and these
     // stacks leave room for the largest it allows.
@@ -506,6 +542,12 @@ async fn dispatch(command: Command) -> CmdResult {
                     project,
                 },
         } => erase::erase(&project.dir, &predicate, dry_run, json).await,
+        Command::Secrets { command } => match command {
+            SecretsCommand::Set { name, project } => secrets::set(&project.dir, &name).await,
+            SecretsCommand::List { json, project } => secrets::list(&project.dir, json).await,
+            SecretsCommand::Rm { name, project } => secrets::remove(&project.dir, &name).await,
+            SecretsCommand::RotateKey { project } => secrets::rotate_key(&project.dir).await,
+        },
         Command::Tokens { command } => match command {
             TokensCommand::Create {
                 role,
@@ -541,24 +583,4 @@ async fn dispatch(command: Command) -> CmdResult {
             serve::serve(&dir, listen, watch, shutdown_timeout, tls).await
         }
     }
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        // The current span (a run's `run_id` and `workflow`) is enough; the whole list repeats it.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
-            .try_init(),
-    };
 }

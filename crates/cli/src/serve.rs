@@ -36,6 +36,7 @@ pub(crate) async fn serve(
         watch,
         shutdown_timeout,
         tls,
+        vault: Some(setup::vault(&loaded, engine.store().clone())),
     };
     weft_server::serve(engine, options, run::interrupt())
         .await

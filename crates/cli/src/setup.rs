@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use weft_core::{Catalog, Diagnostic, Project};
 use weft_engine::project_dir::{self, ProjectFiles};
+use weft_engine::vault::{KeyLocation, Vault, VaultError};
 use weft_engine::{Engine, EngineOptions, EngineParts, SystemClock};
 use weft_store::{SqliteOptions, SqliteStore, Store};
 
@@ -72,11 +73,28 @@ pub(crate) async fn store(loaded: &Loaded) -> Result<Arc<dyn Store>, CliError> {
     Ok(Arc::new(store))
 }
 
+/// The project's secret store in `store`, with the master key where the environment says (or in
+/// `.weft/master.key`).
+pub(crate) fn vault(loaded: &Loaded, store: Arc<dyn Store>) -> Vault {
+    let data_dir = loaded.files.root.join(project_dir::DATA_DIR);
+    Vault::new(store, KeyLocation::from_env(&data_dir))
+}
+
 /// Builds the engine for the project, with the knowledge base (`kb/`, opened on the first search)
 /// as the built-in `kb` connection.
 pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
     let store = store(loaded).await?;
-    let registry = weft_connectors::Registry::build(&loaded.project, &loaded.files.root)
+    // Connections resolve `{ secret: NAME }` through the process's credentials, which the log
+    // writer scrubs too.
+    let secrets = crate::logging::secrets();
+    vault(loaded, store.clone())
+        .load_into(secrets)
+        .await
+        .map_err(|e| match e {
+            VaultError::Store(e) => CliError::internal(e),
+            e => CliError::usage(anyhow!("the secret store cannot be read: {e}")),
+        })?;
+    let registry = weft_connectors::Registry::build(&loaded.project, &loaded.files.root, secrets)
         .map_err(CliError::usage)?;
     let engine = Engine::new(EngineParts {
         store,

@@ -84,7 +84,7 @@ fn publisher(type_name: &str, settings: &str) -> Arc<dyn Connector> {
         pos: weft_core::yaml::Pos { line: 1, col: 1 },
         rate_limit: None,
     };
-    weft_connectors::Registry::connect(&connection, Path::new(".")).unwrap()
+    weft_connectors::Registry::connect(&connection, Path::new("."), &Default::default()).unwrap()
 }
 
 /// Calls an action, trying again for a while when the broker is away (it may be restarting).

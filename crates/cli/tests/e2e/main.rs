@@ -23,6 +23,9 @@ mod limits;
 mod lint;
 /// Retries against a server that fails on cue, and `weft runs retry`.
 mod retries;
+/// The encrypted secret store: values used by connections, kept out of run data, logs and the
+/// database file.
+mod secrets;
 /// API tokens and roles under attack.
 mod security;
 /// `weft serve`: signed webhooks, SIGKILL and SIGTERM under load, schedules, the API, metrics, reload.
