@@ -25,7 +25,7 @@ use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{Hub, audit, tools};
+use crate::{Hub, audit, secrets, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -43,6 +43,7 @@ pub const MAX_PAGE: u32 = 500;
         (name = "runs", description = "Runs and their step attempts."),
         (name = "approvals", description = "Questions that waiting runs ask a person or a program."),
         (name = "audit", description = "Who did what: changes, approvals, tool calls. Admin tokens only."),
+        (name = "secrets", description = "The encrypted secret store: names and dates, set and delete; values are never shown. Admin tokens only."),
         (name = "tools", description = "Workflows that chatbots call as tools (HTTP function calling; MCP is at /mcp). /api/tools/openapi.json describes just the tools, for assistant platforms to import as actions.")
     )
 )]
@@ -63,6 +64,8 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(list_approvals))
         .routes(routes!(show_approval, answer_approval))
         .routes(routes!(list_audit))
+        .routes(routes!(secrets::list_secrets))
+        .routes(routes!(secrets::put_secret, secrets::delete_secret))
         .routes(routes!(list_tools))
         .routes(routes!(call_tool))
 }

@@ -160,7 +160,7 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     if path == "/healthz" || path == "/readyz" || path.starts_with("/hooks/") {
         return None;
     }
-    if path == "/api/audit" {
+    if path == "/api/audit" || path == "/api/secrets" || path.starts_with("/api/secrets/") {
         return Some(Access::Admin);
     }
     if path == "/mcp" || path.starts_with("/mcp/") {
@@ -279,6 +279,11 @@ mod tests {
         assert_eq!(access_for(&get, "/metrics"), Some(Access::Read));
         assert_eq!(access_for(&get, "/api/runs"), Some(Access::Read));
         assert_eq!(access_for(&get, "/api/audit"), Some(Access::Admin));
+        assert_eq!(access_for(&get, "/api/secrets"), Some(Access::Admin));
+        assert_eq!(
+            access_for(&Method::PUT, "/api/secrets/shop"),
+            Some(Access::Admin)
+        );
         assert_eq!(access_for(&post, "/api/workflows/lint"), Some(Access::Read));
         assert_eq!(
             access_for(&post, "/api/runs/x/retry"),

@@ -99,17 +99,20 @@ pub struct Hub {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Requests per token and per webhook path.
     pub throttle: throttle::Throttle,
+    /// The project's secret store, for `/api/secrets`.
+    pub vault: Option<weft_engine::vault::Vault>,
 }
 
 impl Hub {
-    /// A hub for `engine`, with routing tables from its current project.
-    pub fn new(engine: Engine) -> Arc<Hub> {
+    /// A hub for `engine` (and its secret store), with routing tables from its current project.
+    pub fn new(engine: Engine, vault: Option<weft_engine::vault::Vault>) -> Arc<Hub> {
         let hub = Hub {
             hooks: RwLock::new(Arc::new(HashMap::new())),
             engine,
             ready: AtomicBool::new(false),
             metrics: ops::install_recorder(),
             throttle: throttle::Throttle::default(),
+            vault,
         };
         hub.route(&hub.engine.project());
         Arc::new(hub)
@@ -193,7 +196,7 @@ pub async fn serve(
             message: e.to_string(),
         })?;
     let local = listener.local_addr().unwrap_or(options.listen);
-    let hub = Hub::new(engine.clone());
+    let hub = Hub::new(engine.clone(), options.vault.clone());
 
     let drive = {
         let engine = engine.clone();

@@ -240,3 +240,111 @@ async fn a_stored_secret_is_used_but_never_stored_shown_or_logged_in_clear() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_set_and_delete_secrets_through_the_api_and_nobody_reads_them_back() {
+    let (server, addr) = weft_testkit::ScriptedServer::start().await;
+    let p = Project::new(
+        &format!(
+            "connections:\n  api:\n    type: http\n    base_url: http://{addr}\n    allow_private_network: true\n    auth: {{ type: api_key, header: x-api-key, value: {{ secret: shop.key }} }}\n"
+        ),
+        &[(
+            "call",
+            "trigger: manual\nsteps:\n  - id: call\n    uses: api.request\n    with: { path: /echo-headers }\n",
+        )],
+    );
+    let viewer = weft(
+        p.path(),
+        &["tokens", "create", "--role", "viewer", "--json"],
+    )
+    .await;
+    let viewer = viewer.json()["token"].as_str().unwrap().to_string();
+    let hub = Hub::start(p.path(), &[]).await;
+    let url = |name: &str| format!("{}/api/secrets/{name}", hub.base);
+
+    // A viewer may neither read the names nor write.
+    for req in [
+        hub.client.get(format!("{}/api/secrets", hub.base)),
+        hub.client
+            .put(url("shop.key"))
+            .body(r#"{"value": "k-123456"}"#),
+        hub.client.delete(url("shop.key")),
+    ] {
+        let resp = req.bearer_auth(&viewer).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 403);
+    }
+    // Bad names and bodies change nothing, and the error does not quote the value.
+    let resp = hub
+        .client
+        .put(url("a b"))
+        .body(r#"{"value": "k-123456"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp = hub
+        .client
+        .put(url("shop.key"))
+        .body(r#"{"value": "k-9876543", "extra": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("k-9876543"), "{text}");
+    let resp = hub
+        .client
+        .put(url("shop.key"))
+        .body(r#"{"value": 12345}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(!resp.text().await.unwrap().contains("12345"));
+    let (_, listed) = hub.get("/api/secrets").await;
+    assert_eq!(listed["secrets"], serde_json::json!([]));
+
+    let resp = hub
+        .client
+        .put(url("shop.key"))
+        .body(r#"{"value": "k-live-0042"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let resp = hub
+        .client
+        .put(url("shop.key"))
+        .body(r#"{"value": "k-live-0043"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, listed) = hub.get("/api/secrets").await;
+    assert_eq!(listed["secrets"][0]["name"], "shop.key");
+    assert!(!listed.to_string().contains("k-live"), "{listed}");
+
+    // The next call uses the new value at once.
+    let (status, started) = hub
+        .post_json("/api/workflows/call/runs", serde_json::json!({"input": {}}))
+        .await;
+    assert_eq!(status, 202, "{started}");
+    hub.settle("call", Duration::from_secs(30)).await;
+    assert_eq!(
+        server.seen("echo-headers")[0].headers["x-api-key"],
+        "k-live-0043"
+    );
+
+    let resp = hub.client.delete(url("shop.key")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let resp = hub.client.delete(url("shop.key")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let (_, audit) = hub.get("/api/audit").await;
+    let audit = audit.to_string();
+    assert!(
+        audit.contains("secret.create") && audit.contains("secret.delete"),
+        "{audit}"
+    );
+    assert!(!audit.contains("k-live"), "{audit}");
+    hub.sigterm();
+}

@@ -722,6 +722,8 @@ async fn the_api_matches_its_openapi_document() {
             let req = match method.as_str() {
                 "get" => hub.client.get(&url),
                 "post" => hub.client.post(&url).body("{}"),
+                "put" => hub.client.put(&url).body("{}"),
+                "delete" => hub.client.delete(&url),
                 other => panic!("unexpected method {other} in the document"),
             };
             let resp = req.send().await.unwrap();

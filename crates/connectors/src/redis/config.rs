@@ -86,7 +86,7 @@ impl RedisConfig {
             if url.password().is_some() {
                 diags.error(
                     n.pos,
-                    "`url` must not carry a password in the file; use `password: { env: NAME }`",
+                    "`url` must not carry a password in the file; use `password: { secret: NAME }` (or `{ env: NAME }`)",
                 );
                 return None;
             }
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(
             errors("{type: redis, url: \"redis://:pw@host\"}", false),
             vec![
-                "weft.yaml:1:20: `url` must not carry a password in the file; use `password: { env: NAME }`"
+                "weft.yaml:1:20: `url` must not carry a password in the file; use `password: { secret: NAME }` (or `{ env: NAME }`)"
             ]
         );
         assert_eq!(

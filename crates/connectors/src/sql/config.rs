@@ -176,7 +176,7 @@ fn decode_url(dialect: Dialect, node: &Node, diags: &mut Diagnostics) -> Option<
     if url.password().is_some() {
         diags.error(
             node.pos,
-            "`url` must not carry a password in the file; use `password: { env: NAME }` or `url: { env: NAME }`",
+            "`url` must not carry a password in the file; use `password: { secret: NAME }` (or `{ env: NAME }`), or `url: { secret: NAME }`",
         );
         return None;
     }
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "weft.yaml:2:6: `url` must not carry a password in the file; use `password: { env: NAME }` or `url: { env: NAME }`",
+                "weft.yaml:2:6: `url` must not carry a password in the file; use `password: { secret: NAME }` (or `{ env: NAME }`), or `url: { secret: NAME }`",
                 "weft.yaml:3:7: `path` applies only to sqlite connections; a postgres connection has a `url`",
                 "weft.yaml:4:18: `max_connections` must be a whole number from 1 to 1000, found 0",
             ]
