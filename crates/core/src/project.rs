@@ -38,6 +38,7 @@ pub const RETENTION_KEYS: &[&str] = &["runs"];
 pub const LIMIT_KEYS: &[&str] = &[
     "inline_output_bytes",
     "max_output_bytes",
+    "max_context_bytes",
     "max_for_each_items",
     "max_call_depth",
     "token_requests_per_minute",
@@ -107,6 +108,10 @@ pub struct Limits {
     /// A step output larger than this many bytes fails the step with an explicit error; nothing is
     /// cut short. Default 16,777,216 (16 MiB).
     pub max_output_bytes: u64,
+    /// Largest run context: the sum of every step output one run has stored (the steps inside
+    /// `for_each` items included), as JSON. The step whose output would pass it fails with an
+    /// explicit error. Default 67,108,864 (64 MiB).
+    pub max_context_bytes: u64,
     /// Most items one `for_each` may iterate over. Default 10,000.
     pub max_for_each_items: u64,
     /// Deepest chain of `call` steps (a run calling a run calling a run …). Default 8.
@@ -131,6 +136,7 @@ impl Default for Limits {
         Limits {
             inline_output_bytes: 64 * 1024,
             max_output_bytes: 16 * 1024 * 1024,
+            max_context_bytes: 64 * 1024 * 1024,
             max_for_each_items: 10_000,
             max_call_depth: 8,
             token_requests_per_minute: 6_000,
@@ -483,6 +489,13 @@ fn read_limits(node: &Node, limits: &mut Limits, diags: &mut Diagnostics) {
         1,
         1 << 32,
         &mut limits.max_output_bytes,
+        &mut f,
+    );
+    number(
+        "max_context_bytes",
+        1,
+        1 << 36,
+        &mut limits.max_context_bytes,
         &mut f,
     );
     number(

@@ -83,6 +83,9 @@ pub(crate) struct RunExec {
     workflow: Arc<Workflow>,
     history: HashMap<StepKey, Vec<AttemptRecord>>,
     base: ValMap,
+    /// The size of the run context: every step output stored so far, as JSON bytes (items of
+    /// `for_each` steps run side by side, hence atomic).
+    context_bytes: std::sync::atomic::AtomicU64,
 }
 
 fn key(name: &str) -> Val {
@@ -142,6 +145,14 @@ impl RunExec {
         for list in history.values_mut() {
             list.sort_by_key(|a| a.attempt);
         }
+        // A resumed run carries what it stored before.
+        let context_bytes: u64 = history
+            .values()
+            .flatten()
+            .filter(|a| a.state == AttemptState::Succeeded)
+            .filter_map(|a| a.output.as_ref())
+            .map(|o| o.to_string().len() as u64)
+            .sum();
         let current = engine.current();
         let mut vars = current.project.settings.vars.clone();
         vars.extend(workflow.vars.clone());
@@ -158,6 +169,7 @@ impl RunExec {
             workflow,
             history,
             base,
+            context_bytes: context_bytes.into(),
         })
     }
 
@@ -460,6 +472,25 @@ impl RunExec {
                     "the output of step `{}` is {} bytes, above limits.max_output_bytes ({limit}); nothing was cut short",
                     at.step.id,
                     text.len()
+                ),
+            );
+            return self.fail(at, scope, attempt, Row::Begun, error).await;
+        }
+        let size = text.len() as u64;
+        let limit = self.current.project.settings.limits.max_context_bytes;
+        let before = self
+            .context_bytes
+            .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        if before + size > limit {
+            self.context_bytes
+                .fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+            let error = error_json(
+                &at.key,
+                "limit",
+                format!(
+                    "the output of step `{}` ({size} bytes) would make the run context {} bytes, above limits.max_context_bytes ({limit}); nothing was cut short",
+                    at.step.id,
+                    before + size
                 ),
             );
             return self.fail(at, scope, attempt, Row::Begun, error).await;

@@ -645,6 +645,37 @@ async fn outputs_above_the_limit_fail_and_large_ones_are_kept_whole() {
 }
 
 #[tokio::test]
+async fn a_run_context_above_the_limit_fails_the_step_that_would_pass_it_also_after_a_park() {
+    let (_server, addr) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kb = "${{ [range(100)] | map(\"0123456789\") | add }}";
+    let wf = format!(
+        "trigger: manual\nsteps:\n  - id: a\n    map: {kb}\n  - id: pause\n    wait: 600ms\n  - id: b\n    map: {kb}\n  - id: c\n    map: {kb}\n"
+    );
+    let p = project(
+        addr,
+        &[("ctx", &wf)],
+        "limits: { max_context_bytes: 2500 }\n",
+    );
+    let e = engine(open_store(dir.path()).await, p, Arc::new(SystemClock));
+    let run = run_to_end(&e, "ctx", json!({})).await;
+    assert_eq!(run.state, RunState::Failed);
+    let error = run.error.unwrap();
+    assert_eq!(error["step"], "c");
+    assert_eq!(error["kind"], "limit");
+    let message = error["message"].as_str().unwrap();
+    // `a` (1,002 bytes, stored before the run parked) counts after it resumes.
+    assert!(
+        message.starts_with("the output of step `c` (1002 bytes) would make the run context 30"),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("above limits.max_context_bytes (2500); nothing was cut short"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_never_starts_two_runs() {
     let (_server, addr) = server().await;
     let dir = tempfile::tempdir().unwrap();
