@@ -480,7 +480,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(CliError { code, error }) => {
-            eprintln!("error: {error:#}");
+            // An error may quote what a system answered, credentials included.
+            let message = format!("error: {error:#}");
+            eprintln!("{}", logging::secrets().scrubber().text(&message));
             ExitCode::from(code)
         }
     }
