@@ -134,9 +134,13 @@ pub fn verify(
 ) -> Result<(), Rejection> {
     let need = |name: &str| header(name).ok_or_else(|| Rejection::Missing(name.to_string()));
     let fresh = |ts: i64| {
-        let off_by = (now - ts).abs();
-        if off_by > tolerance {
-            Err(Rejection::Expired { off_by, tolerance })
+        // Any i64 may arrive: no subtraction that can overflow.
+        let off_by = now.abs_diff(ts);
+        if off_by > tolerance.max(0) as u64 {
+            Err(Rejection::Expired {
+                off_by: i64::try_from(off_by).unwrap_or(i64::MAX),
+                tolerance,
+            })
         } else {
             Ok(())
         }

@@ -407,11 +407,11 @@ mod tests {
             vec![
                 "weft.yaml:2:11: `base_url` must be an http or https URL, not ftp",
                 "weft.yaml:3:11: `bad header` is not a valid header name",
-                "weft.yaml:4:46: `auth.password` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
+                "weft.yaml:4:46: `auth.password` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
                 "weft.yaml:4:55: `token` does not apply to this `auth`",
                 "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth, sign, allow_private_network",
                 "weft.yaml:6:16: unknown `sign.scheme` `jwt`; Weft signs with standard-webhooks",
-                "weft.yaml:6:29: `sign.secret` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
+                "weft.yaml:6:29: `sign.secret` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
             ]
         );
     }

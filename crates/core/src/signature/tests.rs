@@ -276,6 +276,28 @@ fn standard_webhooks_rejects_an_expired_timestamp() {
 }
 
 #[test]
+fn timestamps_at_the_ends_of_the_range_are_refused_without_overflow() {
+    for (ts, now) in [
+        (i64::MIN, TS),
+        (i64::MAX, TS),
+        (i64::MIN, i64::MAX),
+        (i64::MAX, i64::MIN),
+    ] {
+        let text = ts.to_string();
+        let pairs = [
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", text.as_str()),
+            ("webhook-signature", SW_SIG),
+        ];
+        let result = check(&Scheme::StandardWebhooks, SW_SECRET, &pairs, BODY, now);
+        assert!(
+            matches!(result, Err(Rejection::Expired { off_by, .. }) if off_by > TOLERANCE),
+            "{ts} at {now}: {result:?}"
+        );
+    }
+}
+
+#[test]
 fn standard_webhooks_rejects_a_header_without_v1_signatures_as_malformed() {
     let pairs = standard_webhooks("v2,bm90IGEgdjEgc2lnbmF0dXJl");
     let result = check(&Scheme::StandardWebhooks, SW_SECRET, &pairs, BODY, SOON);
