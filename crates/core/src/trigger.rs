@@ -1122,7 +1122,7 @@ mod tests {
             vec![
                 "2:9: webhook path `a//b` may hold only letters, digits, `-`, `_` and `.`, in segments joined by `/`",
                 "3:23: unknown signature preset `githb`; did you mean `github`?",
-                "3:38: `signature.secret` must not be written in the file; refer to an environment variable with `{ env: NAME }`",
+                "3:38: `signature.secret` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
                 "4:12: `respond` must be `async` or `sync`",
                 "6:19: `max_body_bytes` must be a whole number from 1 to 67108864, found 0",
                 "7:3: unknown key `colour` in webhook trigger; expected one of: path, signature, dedupe, respond, timeout, max_body_bytes",
