@@ -108,12 +108,21 @@ pub const MIN_SCRUBBED_LEN: usize = 4;
 
 /// Replaces every known credential value, wherever it appears (also inside a longer string), with
 /// `[secret NAME]`. Built once per set of values; cheap to apply when a text holds none of them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Scrubber {
     /// `None` when there is nothing to scrub.
     matcher: Option<AhoCorasick>,
     /// The replacement of each pattern, by pattern index.
     labels: Vec<String>,
+}
+
+/// Only how many values and which labels: the automaton's own `Debug` would spell the values out.
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+        labels.dedup();
+        f.debug_struct("Scrubber").field("labels", &labels).finish()
+    }
 }
 
 impl Scrubber {
@@ -140,10 +149,18 @@ impl Scrubber {
         if patterns.is_empty() {
             return Scrubber::default();
         }
-        // Leftmost-longest, so a secret that contains another is replaced whole.
+        // Leftmost-longest, so a secret that contains another is replaced whole. Building fails
+        // only beyond the automaton's size limits, far above any set of credentials; should it
+        // ever, a fuller automaton is tried rather than scrubbing nothing.
         let matcher = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
+            .or_else(|_| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+                    .build(&patterns)
+            })
             .ok();
         Scrubber { matcher, labels }
     }
@@ -278,6 +295,11 @@ mod tests {
         assert!(!s.finds(&clean));
         assert!(!s.json(&mut clean));
         assert!(Scrubber::new([]).is_empty());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("sk_live") && shown.contains("[secret shop]"),
+            "{shown}"
+        );
     }
 
     #[test]
