@@ -24,6 +24,10 @@ struct Known {
     stored: BTreeMap<String, String>,
     /// Environment variables resolved so far, by name.
     env: BTreeMap<String, String>,
+    /// Other values to scrub, with their labels: earlier values of secrets that were replaced or
+    /// removed (often still valid for a while), and forms derived from credentials (a Basic
+    /// `Authorization` value, an OAuth2 access token).
+    other: BTreeMap<String, String>,
     /// Built from both maps whenever one changes.
     scrubber: Arc<Scrubber>,
 }
@@ -43,6 +47,11 @@ impl Known {
                 env_labels
                     .iter()
                     .map(|(label, value)| (label.as_str(), *value)),
+            )
+            .chain(
+                self.other
+                    .iter()
+                    .map(|(value, label)| (label.as_str(), value.as_str())),
             );
         self.scrubber = Arc::new(Scrubber::new(pairs));
     }
@@ -58,6 +67,14 @@ impl Secrets {
     pub fn set_stored(&self, values: BTreeMap<String, String>) {
         let mut known = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if known.stored != values {
+            // A replaced or removed value stays scrubbed for the life of the process.
+            let retired: Vec<(String, String)> = known
+                .stored
+                .iter()
+                .filter(|(name, value)| values.get(*name) != Some(*value))
+                .map(|(name, value)| (value.clone(), name.clone()))
+                .collect();
+            known.other.extend(retired);
             known.stored = values;
             known.rebuild();
         }
@@ -102,6 +119,19 @@ impl Secrets {
                 Ok(value)
             }
         }
+    }
+
+    /// Adds a value to scrub that is made from a credential (labelled by what it came from), such
+    /// as the base64 of a Basic `user:password` or an access token fetched with a client secret.
+    pub fn learn(&self, label: &str, value: &str) {
+        let known = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if known.other.contains_key(value) {
+            return;
+        }
+        drop(known);
+        let mut known = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        known.other.insert(value.to_string(), label.to_string());
+        known.rebuild();
     }
 
     fn learn_env(&self, name: &str, value: &str) {
@@ -157,7 +187,13 @@ mod tests {
             scrubber.text(&format!("key sk_live_abc123 path {path}!")),
             "key [secret shop] path [secret $PATH]!"
         );
+        // A removed value stays scrubbed; derived values are scrubbed once learned.
         secrets.set_stored(BTreeMap::new());
-        assert_eq!(secrets.scrubber().text("sk_live_abc123"), "sk_live_abc123");
+        assert_eq!(secrets.scrubber().text("sk_live_abc123"), "[secret shop]");
+        secrets.learn("oauth2 token", "eyJ0eXAi.token");
+        assert_eq!(
+            secrets.scrubber().text("Bearer eyJ0eXAi.token"),
+            "Bearer [secret oauth2 token]"
+        );
     }
 }

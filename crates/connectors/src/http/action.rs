@@ -479,6 +479,12 @@ impl HttpConnector {
                     .secrets
                     .resolve(password)
                     .map_err(|e| ActionError::fatal(format!("basic auth password: {e}")))?;
+                // The header value an API might echo back is a credential too.
+                self.secrets.learn(
+                    "basic auth",
+                    &base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}")),
+                );
                 builder = builder.basic_auth(username, Some(password));
             }
             Some(Auth::ApiKey { header, value }) => {

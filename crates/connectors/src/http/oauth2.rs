@@ -43,6 +43,7 @@ impl TokenCache {
             return Ok(token.clone());
         }
         let (token, lifetime) = fetch(client, secrets, settings, timeout).await?;
+        secrets.learn("oauth2 access token", &token);
         let early = EARLY.min(lifetime / 10);
         *slot = Some((token.clone(), Instant::now() + lifetime - early));
         Ok(token)
