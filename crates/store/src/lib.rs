@@ -539,7 +539,7 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64>;
 
     /// Writes a secret (a new one, or a new value of one; `created_at` is kept then). Says whether
-    /// it is new.
+    /// it is new. Refuses ([`StoreError::Conflict`]) while another secret is under a different key.
     async fn put_secret(&self, secret: &SecretRecord) -> Result<bool>;
 
     /// Every secret, by name.
@@ -549,8 +549,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_secret(&self, name: &str) -> Result<bool>;
 
     /// Replaces, in one transaction, the encryption of every secret that `from_key` encrypted with
-    /// `secrets` (same names, new key). Changes nothing, with [`StoreError::Conflict`], unless
-    /// `secrets` names exactly the secrets under `from_key`.
+    /// `secrets` (same names and `updated_at`, new key). Changes nothing, with
+    /// [`StoreError::Conflict`], unless `secrets` names exactly the secrets under `from_key`, each
+    /// as last written (a value set meanwhile is not overwritten with the older one).
     async fn reencrypt_secrets(&self, from_key: &str, secrets: &[SecretRecord]) -> Result<()>;
 
     /// Appends an entry to the audit log and returns its sequence number. Entries are never changed

@@ -815,6 +815,19 @@ impl Store for SqliteStore {
 
     async fn put_secret(&self, secret: &SecretRecord) -> Result<bool> {
         let mut tx = self.begin().await?;
+        // All secrets stay under one key: a write racing a rotation must not land under the old.
+        let other: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM secrets WHERE key_id != ?1 AND name != ?2 LIMIT 1",
+        )
+        .bind(&secret.key_id)
+        .bind(&secret.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(other) = other {
+            return Err(StoreError::Conflict(format!(
+                "the secret `{other}` is under another master key than this write; nothing was changed"
+            )));
+        }
         let existed: Option<i64> =
             sqlx::query_scalar("SELECT created_at FROM secrets WHERE name = ?1")
                 .bind(&secret.name)
@@ -881,13 +894,14 @@ impl Store for SqliteStore {
         }
         for secret in secrets {
             let changed = sqlx::query(
-                "UPDATE secrets SET key_id = ?2, nonce = ?3, ciphertext = ?4 WHERE name = ?1 AND key_id = ?5",
+                "UPDATE secrets SET key_id = ?2, nonce = ?3, ciphertext = ?4 WHERE name = ?1 AND key_id = ?5 AND updated_at = ?6",
             )
             .bind(&secret.name)
             .bind(&secret.key_id)
             .bind(&secret.nonce)
             .bind(&secret.ciphertext)
             .bind(from_key)
+            .bind(secret.updated_at)
             .execute(&mut *tx)
             .await?
             .rows_affected();

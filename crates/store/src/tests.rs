@@ -842,8 +842,21 @@ async fn secrets_are_written_listed_reencrypted_whole_and_deleted() {
             .iter()
             .all(|s| s.key_id == "k1")
     );
-    let whole = [secret("a", "k2", b"A", 6), secret("b", "k2", b"B", 6)];
+    // A value written since the rotation read it is not overwritten with the older one.
+    let stale = [secret("a", "k2", b"A", 1), secret("b", "k2", b"B", 2)];
+    assert!(matches!(
+        store.reencrypt_secrets("k1", &stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut a = secret("a", "k2", b"A", 5);
+    a.created_at = 1;
+    let whole = [a, secret("b", "k2", b"B", 2)];
     store.reencrypt_secrets("k1", &whole).await.unwrap();
+    // A write under the old key, once the others moved, is refused.
+    assert!(matches!(
+        store.put_secret(&secret("c", "k1", b"C", 7)).await,
+        Err(StoreError::Conflict(_))
+    ));
     let all = store.list_secrets().await.unwrap();
     assert!(all.iter().all(|s| s.key_id == "k2"));
     assert_eq!(all[1].ciphertext, b"B");
