@@ -168,8 +168,9 @@ pub(crate) async fn rotate_key(dir: &Path) -> CmdResult {
     if vault.location().env.is_some() {
         println!("{}", new.encoded());
         eprintln!(
-            "Re-encrypted {count} secrets under new master key {}. Set WEFT_MASTER_KEY to the key printed above before the hub starts again (a running hub keeps the values it read).",
-            new.id()
+            "Re-encrypted {count} secrets under new master key {}, printed above and kept in {} (mode 0600). Set WEFT_MASTER_KEY to it before the hub starts again (a running hub keeps the values it read), then delete that file.",
+            new.id(),
+            vault.pending_key_file().display()
         );
     } else {
         eprintln!(

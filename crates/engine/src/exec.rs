@@ -978,6 +978,9 @@ impl RunExec {
         // Conversation state lives in Weft's own store, which a test has too: it needs no mock.
         if connection == "state" {
             let now = self.engine.clock.now();
+            // Conversation state is stored data too.
+            let mut input = input.clone();
+            self.scrub(&mut input);
             return crate::state::call(self.engine.store.as_ref(), action, &input, now).await;
         }
         if self.engine.mocks.is_some() {
@@ -1098,6 +1101,12 @@ impl RunExec {
                 }
                 let now = self.engine.clock.now();
                 let expires_at = spec.timeout.map(|t| now + t.as_millis() as i64);
+                // What the approver is shown is stored and served: without credentials.
+                let mut message = Value::String(message.clone());
+                self.scrub(&mut message);
+                let message = message.as_str().unwrap_or_default().to_string();
+                let mut data = data.clone();
+                self.scrub(&mut data);
                 let approval = self
                     .engine
                     .store
@@ -1325,8 +1334,10 @@ impl RunExec {
         key: &StepKey,
         target: &str,
         attempt: u32,
-        input: Value,
+        mut input: Value,
     ) -> Result<String, Result<Value, Stop>> {
+        // The child's input is stored as its run's input.
+        self.scrub(&mut input);
         let project = &self.current.project;
         let Some(w) = project.workflows.get(target) else {
             return Err(Ok(error_json(

@@ -541,10 +541,12 @@ impl Engine {
         answer: &Value,
         by: Option<&str>,
     ) -> Result<weft_store::ApprovalRecord, EngineError> {
+        let mut answer = answer.clone();
+        self.scrubber().json(&mut answer);
         let record = self
             .inner
             .store
-            .answer_approval(id, decision, answer, by, self.inner.clock.now())
+            .answer_approval(id, decision, &answer, by, self.inner.clock.now())
             .await?;
         metrics::counter!("weft_approvals_answered_total", "workflow" => record.workflow.clone(), "decision" => decision.as_str()).increment(1);
         self.inner.wake.notify_waiters();

@@ -261,7 +261,18 @@ impl KeyLocation {
     }
 }
 
-/// Writes `key` to `path` with mode 0600; `replace` allows an existing file to be overwritten.
+/// Reading a key file that may not exist.
+struct LocationKey;
+
+impl LocationKey {
+    fn read(path: &Path) -> Option<MasterKey> {
+        let text = std::fs::read_to_string(path).ok()?;
+        MasterKey::parse(&text, path.display().to_string()).ok()
+    }
+}
+
+/// Writes `key` to a new file at `path` with mode 0600; with `replace`, a file already there is
+/// removed first (never written through, so its mode or a link cannot widen who reads the key).
 fn write_key_file(path: &Path, key: &MasterKey, replace: bool) -> Result<(), VaultError> {
     use std::io::Write;
     let failed = |e: std::io::Error| VaultError::File {
@@ -271,13 +282,14 @@ fn write_key_file(path: &Path, key: &MasterKey, replace: bool) -> Result<(), Vau
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(failed)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
     if replace {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+            _ => {}
+        }
     }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -326,6 +338,13 @@ impl Vault {
     /// Where the master key is looked for.
     pub fn location(&self) -> &KeyLocation {
         &self.location
+    }
+
+    /// Where `rotate-key` writes a new key before the store changes.
+    pub fn pending_key_file(&self) -> PathBuf {
+        let mut name = self.location.file.as_os_str().to_owned();
+        name.push(".new");
+        PathBuf::from(name)
     }
 
     /// Names and dates of every secret.
@@ -389,10 +408,25 @@ impl Vault {
             return Ok(BTreeMap::new());
         }
         let key = self.location.require()?;
-        stored
+        let opened: Result<BTreeMap<String, String>, VaultError> = stored
             .iter()
             .map(|s| Ok((s.name.clone(), key.open(s)?)))
-            .collect()
+            .collect();
+        match opened {
+            // A rotation that stopped between the store's commit and the key file's rename.
+            Err(VaultError::WrongKey { stored: id, .. })
+                if LocationKey::read(&self.pending_key_file()).is_some_and(|k| k.id() == id) =>
+            {
+                Err(VaultError::File {
+                    path: self.pending_key_file().display().to_string(),
+                    message: format!(
+                        "the secrets are under the key in this file (a `weft secrets rotate-key` did not finish); move it to {} or put it in {KEY_VAR}",
+                        self.location.file.display()
+                    ),
+                })
+            }
+            other => other,
+        }
     }
 
     /// Decrypts every secret into `secrets`, replacing what it held.
@@ -405,19 +439,22 @@ impl Vault {
 
     /// A summary of the stored secrets that changes whenever one is set, removed or re-encrypted;
     /// cheaper to compare than decrypting them all.
-    pub async fn version(&self) -> Result<Vec<(String, Millis, String)>, VaultError> {
+    pub async fn version(&self) -> Result<Vec<(String, String, Vec<u8>)>, VaultError> {
+        // The nonce is new with every write, even two in the same millisecond.
         Ok(self
             .store
             .list_secrets()
             .await?
             .into_iter()
-            .map(|s| (s.name, s.updated_at, s.key_id))
+            .map(|s| (s.name, s.key_id, s.nonce))
             .collect())
     }
 
-    /// Re-encrypts every secret under a new key and returns it. A key from the key file is replaced
-    /// there (a new file is written beside it first and renamed over it once the store has
-    /// committed); a key from `WEFT_MASTER_KEY` is only returned, for the caller to hand over.
+    /// Re-encrypts every secret under a new key and returns it with its count. The new key is
+    /// written to `<key file>.new` (0600) before the store changes, so a crash at any point leaves
+    /// it on disk. A key from the key file is then replaced by it (renamed over it once the store
+    /// has committed); for a key from `WEFT_MASTER_KEY` the `.new` file stays, for the caller to
+    /// hand over and delete.
     pub async fn rotate_key(&self) -> Result<(MasterKey, usize), VaultError> {
         let old = self.location.require()?;
         let stored = self.store.list_secrets().await?;
@@ -435,10 +472,8 @@ impl Vault {
             record.created_at = secret.created_at;
             sealed.push(record);
         }
-        let pending = self.location.file.with_extension("key.new");
-        if !from_env {
-            write_key_file(&pending, &new, true)?;
-        }
+        let pending = self.pending_key_file();
+        write_key_file(&pending, &new, true)?;
         self.store.reencrypt_secrets(&old.id(), &sealed).await?;
         if !from_env {
             std::fs::rename(&pending, &self.location.file).map_err(|e| VaultError::File {

@@ -22,11 +22,12 @@ use crate::{Hub, audit};
 /// How often the hub looks for changed secrets.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
-/// Re-reads the secret store into the engine's credentials whenever it changes, until aborted. A
-/// store that cannot be decrypted (a wrong key after `rotate-key` elsewhere) keeps the values the
-/// hub has and logs why, once per change.
+/// Re-reads the secret store into the engine's credentials whenever it changes, until aborted (and
+/// once at the first tick, for a change made while the hub started). A store that cannot be
+/// decrypted (a wrong key after `rotate-key` elsewhere) keeps the values the hub has and logs why
+/// at every try.
 pub async fn refresh(engine: Engine, vault: Vault) {
-    let mut seen = vault.version().await.ok();
+    let mut seen = None;
     loop {
         tokio::time::sleep(REFRESH_EVERY).await;
         let version = match vault.version().await {
@@ -39,9 +40,12 @@ pub async fn refresh(engine: Engine, vault: Vault) {
         if seen.as_ref() == Some(&version) {
             continue;
         }
-        seen = Some(version);
         match vault.load_into(&engine.secrets()).await {
-            Ok(count) => tracing::info!(secrets = count, "The secret store changed; reloaded it."),
+            Ok(count) => {
+                // Only a change that was read counts as seen; a failed one is tried again.
+                seen = Some(version);
+                tracing::info!(secrets = count, "The secret store changed; reloaded it.")
+            }
             Err(e) => tracing::error!(
                 "The secret store changed but cannot be read: {e}; the values read before stay in use."
             ),
@@ -119,10 +123,6 @@ pub async fn put_secret(
         .set(&name, &body.value, now_millis())
         .await
         .map_err(vault_error)?;
-    vault
-        .load_into(&hub.engine.secrets())
-        .await
-        .map_err(vault_error)?;
     let action = if created {
         "secret.create"
     } else {
@@ -136,6 +136,10 @@ pub async fn put_secret(
         json!({}),
     )
     .await;
+    vault
+        .load_into(&hub.engine.secrets())
+        .await
+        .map_err(vault_error)?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -163,10 +167,6 @@ pub async fn delete_secret(
     if !vault.remove(&name).await.map_err(vault_error)? {
         return Err(ApiError::not_found(format!("there is no secret `{name}`")));
     }
-    vault
-        .load_into(&hub.engine.secrets())
-        .await
-        .map_err(vault_error)?;
     audit::record(
         hub.engine.store().as_ref(),
         &audit::actor(who.as_deref()),
@@ -175,5 +175,9 @@ pub async fn delete_secret(
         json!({}),
     )
     .await;
+    vault
+        .load_into(&hub.engine.secrets())
+        .await
+        .map_err(vault_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -348,3 +348,50 @@ async fn admins_set_and_delete_secrets_through_the_api_and_nobody_reads_them_bac
     assert!(!audit.contains("k-live"), "{audit}");
     hub.sigterm();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_conversation_state_child_runs_and_basic_auth_are_scrubbed_too() {
+    let (server, addr) = weft_testkit::ScriptedServer::start().await;
+    // `env:` hands the credential to expressions unscrubbed: every place that stores what an
+    // expression made must scrub it.
+    let p = Project::new(
+        &format!(
+            "env: [LEAKY]\nconnections:\n  api:\n    type: http\n    base_url: http://{addr}\n    allow_private_network: true\n    auth: {{ type: basic, username: bot, password: {{ secret: API_TOKEN }} }}\n"
+        ),
+        &[
+            (
+                "reflect",
+                "trigger: manual\nsteps:\n  - id: keep\n    uses: state.set\n    with: { namespace: t, key: k, value: \"${{ .env.LEAKY }}\" }\n  - id: child\n    call: child\n    with: { v: \"${{ .env.LEAKY }}\" }\n  - id: basic\n    uses: api.request\n    with: { path: /echo-headers }\n",
+            ),
+            (
+                "child",
+                "trigger: manual\nsteps:\n  - id: echo\n    map: ${{ .input.v }}\n",
+            ),
+        ],
+    );
+    assert_eq!(set_secret(&p, "API_TOKEN", SECOND).await.code, 0);
+    let mut cmd = command(p.path(), &["run", "reflect", "--json"]);
+    cmd.env("LEAKY", SECOND);
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    // The server got the real Basic credential and echoed it back.
+    let seen = server.seen("echo-headers");
+    let basic = seen[0].headers["authorization"].clone();
+    assert!(basic.starts_with("Basic "), "{basic}");
+    let encoded = basic.trim_start_matches("Basic ").to_string();
+    assert!(stdout.contains("[secret basic auth]"), "{stdout}");
+    for value in [SECOND, encoded.as_str()] {
+        assert!(!stdout.contains(value), "{stdout}");
+        assert!(
+            !holds(&database_bytes(&p), value),
+            "the database holds `{value}` in clear"
+        );
+    }
+    let child = weft(p.path(), &["runs", "list", "--workflow", "child", "--json"]).await;
+    assert!(
+        child.stdout.contains("[secret API_TOKEN]"),
+        "{}",
+        child.stdout
+    );
+}
