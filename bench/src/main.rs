@@ -65,6 +65,10 @@ fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
     anyhow::ensure!(args.seconds >= 1, "--seconds must be at least 1");
+    anyhow::ensure!(
+        args.durability_events >= 100,
+        "--durability-events must be at least 100, for the kill to land among them"
+    );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let weft = match args.weft.clone() {
         Some(path) => path,

@@ -13,7 +13,9 @@ use weft_store::now_millis;
 
 use crate::{CliError, CmdResult, exit, setup};
 
-fn vault_error(e: VaultError) -> CliError {
+/// A store failure is the system's; anything else (no key, another key, altered data) is how the
+/// project is set up, which the message says how to mend.
+pub(crate) fn vault_error(e: VaultError) -> CliError {
     match e {
         VaultError::Store(e) => CliError::internal(e),
         e => CliError::usage(e),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use weft_core::{Catalog, Diagnostic, Project};
 use weft_engine::project_dir::{self, ProjectFiles};
-use weft_engine::vault::{KeyLocation, Vault, VaultError};
+use weft_engine::vault::{KeyLocation, Vault};
 use weft_engine::{Engine, EngineOptions, EngineParts, SystemClock};
 use weft_store::{SqliteOptions, SqliteStore, Store};
 
@@ -90,10 +90,7 @@ pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
     vault(loaded, store.clone())
         .load_into(secrets)
         .await
-        .map_err(|e| match e {
-            VaultError::Store(e) => CliError::internal(e),
-            e => CliError::usage(anyhow!("the secret store cannot be read: {e}")),
-        })?;
+        .map_err(crate::secrets::vault_error)?;
     let registry = weft_connectors::Registry::build(&loaded.project, &loaded.files.root, secrets)
         .map_err(CliError::usage)?;
     let engine = Engine::new(EngineParts {

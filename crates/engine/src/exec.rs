@@ -624,10 +624,16 @@ impl RunExec {
         state: AttemptState,
         wake_at: Option<Millis>,
     ) -> Result<(), Stop> {
+        // No copy unless there is something to replace (this runs for every step).
+        let scrubber = self.current.registry.secrets().scrubber();
         let input = input.map(|input| {
-            let mut input = input.clone();
-            self.scrub(&mut input);
-            input.to_string()
+            if scrubber.finds(input) {
+                let mut input = input.clone();
+                scrubber.json(&mut input);
+                input.to_string()
+            } else {
+                input.to_string()
+            }
         });
         let fence = self
             .engine

@@ -261,14 +261,10 @@ impl KeyLocation {
     }
 }
 
-/// Reading a key file that may not exist.
-struct LocationKey;
-
-impl LocationKey {
-    fn read(path: &Path) -> Option<MasterKey> {
-        let text = std::fs::read_to_string(path).ok()?;
-        MasterKey::parse(&text, path.display().to_string()).ok()
-    }
+/// The key in a file that may not exist (or hold no usable key).
+fn read_key_file(path: &Path) -> Option<MasterKey> {
+    let text = std::fs::read_to_string(path).ok()?;
+    MasterKey::parse(&text, path.display().to_string()).ok()
 }
 
 /// Writes `key` to a new file at `path` with mode 0600; with `replace`, a file already there is
@@ -415,7 +411,7 @@ impl Vault {
         match opened {
             // A rotation that stopped between the store's commit and the key file's rename.
             Err(VaultError::WrongKey { stored: id, .. })
-                if LocationKey::read(&self.pending_key_file()).is_some_and(|k| k.id() == id) =>
+                if read_key_file(&self.pending_key_file()).is_some_and(|k| k.id() == id) =>
             {
                 Err(VaultError::File {
                     path: self.pending_key_file().display().to_string(),

@@ -79,6 +79,30 @@ fn vault_error(e: VaultError) -> ApiError {
     }
 }
 
+/// After a write took effect: its audit entry (which must not depend on the reload), then the
+/// hub's credentials from the store, so the next call uses the change.
+async fn audit_and_reload(
+    hub: &Hub,
+    vault: &Vault,
+    who: Option<&Identity>,
+    action: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    audit::record(
+        hub.engine.store().as_ref(),
+        &audit::actor(who),
+        action,
+        name,
+        json!({}),
+    )
+    .await;
+    vault
+        .load_into(&hub.engine.secrets())
+        .await
+        .map(|_| ())
+        .map_err(vault_error)
+}
+
 /// The secret store's names and dates, never values. Admin tokens only.
 #[utoipa::path(get, path = "/secrets", tag = "secrets",
     responses((status = 200, description = "`{secrets: [{name, created_at, updated_at, key_id}]}`", body = Object)))]
@@ -128,18 +152,7 @@ pub async fn put_secret(
     } else {
         "secret.update"
     };
-    audit::record(
-        hub.engine.store().as_ref(),
-        &audit::actor(who.as_deref()),
-        action,
-        &name,
-        json!({}),
-    )
-    .await;
-    vault
-        .load_into(&hub.engine.secrets())
-        .await
-        .map_err(vault_error)?;
+    audit_and_reload(&hub, vault, who.as_deref(), action, &name).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -167,17 +180,6 @@ pub async fn delete_secret(
     if !vault.remove(&name).await.map_err(vault_error)? {
         return Err(ApiError::not_found(format!("there is no secret `{name}`")));
     }
-    audit::record(
-        hub.engine.store().as_ref(),
-        &audit::actor(who.as_deref()),
-        "secret.delete",
-        &name,
-        json!({}),
-    )
-    .await;
-    vault
-        .load_into(&hub.engine.secrets())
-        .await
-        .map_err(vault_error)?;
+    audit_and_reload(&hub, vault, who.as_deref(), "secret.delete", &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

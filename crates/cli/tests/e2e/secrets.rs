@@ -27,11 +27,7 @@ async fn set_secret(p: &Project, name: &str, value: &str) -> Output {
         .await
         .unwrap()
         .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 fn holds(bytes: &[u8], needle: &str) -> bool {

@@ -19,6 +19,16 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Output {
     /// Standard output parsed as JSON.
     pub fn json(&self) -> Value {
@@ -52,11 +62,7 @@ pub async fn weft(dir: &Path, args: &[&str]) -> Output {
         .await
         .unwrap_or_else(|_| panic!("weft {args:?} did not finish within two minutes"))
         .expect("weft runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 /// A temporary project folder.
