@@ -8,7 +8,9 @@
 //!   write about a running run is *fenced* by that lease, so a process whose lease was taken over
 //!   cannot overwrite the new owner's work ([`StoreError::LeaseLost`]).
 //! - [`SqliteStore`] is the embedded default: one file under the project's `.weft/`, WAL mode,
-//!   `synchronous=FULL`, one writer connection. A crashed process's leases are recognised at once
+//!   `synchronous=FULL`, one writer connection whose writes commit in groups (the writes that queue
+//!   while one commit waits for the disk share the next; each caller is answered once its own
+//!   write is on disk). A crashed process's leases are recognised at once
 //!   through per-process lock files, so a restart resumes work without waiting for leases to expire.
 //!
 //! The store keeps no clock: every timestamp (milliseconds since the Unix epoch) comes from the
@@ -24,6 +26,7 @@
 
 #![deny(missing_docs)]
 
+mod group;
 mod sqlite;
 
 use std::time::Duration;
@@ -72,6 +75,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A group of writes could not be committed; none of it is on disk.
+    #[error("the database could not commit: {0}")]
+    Commit(String),
     /// The database holds something this version cannot read.
     #[error("the store holds unreadable data: {0}")]
     Corrupt(String),
@@ -104,9 +110,10 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            )
+            StoreError::Commit(_)
+                | StoreError::Database(
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                )
         ) || matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.message().contains("locked") || e.message().contains("busy"))
     }
 }

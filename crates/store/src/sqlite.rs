@@ -1,7 +1,8 @@
 //! The embedded store: SQLite in WAL mode, one writer connection and a few readers.
 //!
-//! Every write about a running run happens in a `BEGIN IMMEDIATE` transaction that first checks the
-//! caller's lease (the fence), so a stale process changes nothing. A process announces that it is
+//! Every write about a running run happens in a transaction of its own (a savepoint of the shared
+//! transaction that [group commit](crate::group) commits) that first checks the caller's lease (the
+//! fence), so a stale process changes nothing. A process announces that it is
 //! alive by holding an exclusive lock on `nodes/<node id>.lock` next to the database; when the lock
 //! of a lease's owner can be taken, the owner died and its runs are claimed at once instead of after
 //! the lease expires.
@@ -16,13 +17,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 use weft_core::{AttemptState, RunState, StepKey};
 
+use crate::group::{Group, GroupTx};
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
     Created, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord,
@@ -225,13 +227,17 @@ impl Drop for NodeLock {
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
-    writer: SqlitePool,
+    /// The one writer connection, shared by group commit.
+    pub(crate) writer: Group,
     pub(crate) reader: SqlitePool,
     node: NodeLock,
     nodes_dir: PathBuf,
     inline_limit: usize,
     /// Owners known to be dead, so their lock files are not checked again.
     dead: Mutex<HashSet<String>>,
+    /// Workflow versions known to be committed (versions are never deleted), so that creating a
+    /// run does not write its version again.
+    stored_versions: Mutex<HashSet<String>>,
 }
 
 impl SqliteStore {
@@ -262,11 +268,7 @@ impl SqliteStore {
 
     /// Ends a transaction that deleted runs: drops the payloads no attempt refers to any more,
     /// commits, and gives the freed space back.
-    async fn finish_deletion(
-        &self,
-        mut tx: Transaction<'static, Sqlite>,
-        deleted: bool,
-    ) -> Result<()> {
+    async fn finish_deletion(&self, mut tx: GroupTx<'_>, deleted: bool) -> Result<()> {
         if deleted {
             sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
                 .execute(&mut *tx)
@@ -274,9 +276,11 @@ impl SqliteStore {
         }
         tx.commit().await?;
         if deleted {
+            let mut tx = self.begin().await?;
             sqlx::raw_sql("PRAGMA incremental_vacuum")
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
         }
         Ok(())
     }
@@ -314,6 +318,12 @@ impl SqliteStore {
             .await
             .map_err(|e| open_err(e.to_string()))?;
         migrate(&writer).await?;
+        let writer = Group::start(
+            writer
+                .acquire()
+                .await
+                .map_err(|e| open_err(e.to_string()))?,
+        );
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(connect.read_only(true))
@@ -326,11 +336,14 @@ impl SqliteStore {
             nodes_dir,
             inline_limit: options.inline_limit,
             dead: Mutex::new(HashSet::new()),
+            stored_versions: Mutex::new(HashSet::new()),
         })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write: its statements commit together with the other writes queued meanwhile
+    /// (see [`crate::group`]), and `commit` returns once they are on disk.
+    async fn begin(&self) -> Result<GroupTx<'_>> {
+        self.writer.begin().await
     }
 
     /// Whether the process that owns `owner`'s leases is gone. Its lock file is free (or missing)
@@ -378,7 +391,7 @@ impl SqliteStore {
     /// Stores a payload inline or, when large, once in the blob table. Returns (inline, blob hash).
     async fn payload(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut GroupTx<'_>,
         json: Option<&str>,
         now: Millis,
     ) -> Result<(Option<String>, Option<String>)> {
@@ -405,12 +418,7 @@ impl SqliteStore {
     }
 
     /// Checks the lease and touches the run; every fenced write starts here.
-    async fn fence(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        lease: &Lease,
-        now: Millis,
-    ) -> Result<Fence> {
+    async fn fence(&self, tx: &mut GroupTx<'_>, lease: &Lease, now: Millis) -> Result<Fence> {
         let cancel: Option<i64> = sqlx::query_scalar(
             "UPDATE runs SET updated_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND lease_epoch = ?4 AND state = 'running' RETURNING cancel_requested",
         )
@@ -430,7 +438,7 @@ impl SqliteStore {
         }
     }
 
-    async fn run_state(&self, tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<RunState> {
+    async fn run_state(&self, tx: &mut GroupTx<'_>, id: &str) -> Result<RunState> {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
             .bind(id)
             .fetch_optional(&mut **tx)
@@ -600,8 +608,9 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     })
 }
 
-/// Inserts a run (or finds the one with its idempotency key) inside a transaction.
-async fn insert_run(tx: &mut Transaction<'static, Sqlite>, run: &NewRun) -> Result<Created> {
+/// Inserts a run (or finds the one with its idempotency key) inside a transaction; its workflow
+/// version too, unless `version_stored` says a committed write stored it already.
+async fn insert_run(tx: &mut GroupTx<'_>, run: &NewRun, version_stored: bool) -> Result<Created> {
     if let Some(key) = &run.idempotency_key {
         let existing: Option<String> =
             sqlx::query_scalar("SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2")
@@ -613,14 +622,16 @@ async fn insert_run(tx: &mut Transaction<'static, Sqlite>, run: &NewRun) -> Resu
             return Ok(Created::Existing(id));
         }
     }
-    sqlx::query("INSERT OR IGNORE INTO versions (version, workflow, file, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .bind(&run.version)
-        .bind(&run.workflow)
-        .bind(&run.file)
-        .bind(&run.source)
-        .bind(run.now)
-        .execute(&mut **tx)
-        .await?;
+    if !version_stored {
+        sqlx::query("INSERT OR IGNORE INTO versions (version, workflow, file, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(&run.version)
+            .bind(&run.workflow)
+            .bind(&run.file)
+            .bind(&run.source)
+            .bind(run.now)
+            .execute(&mut **tx)
+            .await?;
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let (parent_id, parent_step) = match &run.parent {
         Some((p, s)) => (Some(p.clone()), Some(s.as_str().to_string())),
@@ -655,10 +666,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: NewRun) -> Result<Created> {
-        let mut tx = self.begin().await?;
-        let created = insert_run(&mut tx, &run).await?;
-        tx.commit().await?;
-        Ok(created)
+        self.create_runs(std::slice::from_ref(&run), None, run.now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("creating a run gave no run".into()))
     }
 
     async fn create_runs(
@@ -667,10 +678,17 @@ impl Store for SqliteStore {
         state: Option<(&str, &Value)>,
         now: Millis,
     ) -> Result<Vec<Created>> {
+        let stored: Vec<bool> = {
+            let known = self
+                .stored_versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            runs.iter().map(|r| known.contains(&r.version)).collect()
+        };
         let mut tx = self.begin().await?;
         let mut created = Vec::with_capacity(runs.len());
-        for run in runs {
-            created.push(insert_run(&mut tx, run).await?);
+        for (run, stored) in runs.iter().zip(stored) {
+            created.push(insert_run(&mut tx, run, stored).await?);
         }
         if let Some((key, value)) = state {
             sqlx::query("INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
@@ -681,6 +699,12 @@ impl Store for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
+        let mut known = self
+            .stored_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known.extend(runs.iter().map(|r| r.version.clone()));
+        drop(known);
         Ok(created)
     }
 

@@ -864,3 +864,80 @@ async fn secrets_are_written_listed_reencrypted_whole_and_deleted() {
     assert!(!store.delete_secret("a").await.unwrap());
     assert_eq!(store.list_secrets().await.unwrap().len(), 1);
 }
+
+/// Writes that arrive together share commits, each caller is answered only once its write is
+/// committed, and a write that fails part-way leaves nothing behind while the others in its group
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir, 1024).await);
+    store.create_run(new_run("seed", None, 1)).await.unwrap();
+    let claimed = claim_one(store.as_ref(), 2).await;
+    let updated_at = || async {
+        sqlx::query_scalar::<_, i64>("SELECT updated_at FROM runs WHERE id = ?1")
+            .bind(&claimed.lease.run_id)
+            .fetch_one(&store.reader)
+            .await
+            .unwrap()
+    };
+    let before_updated = updated_at().await;
+    let before = store.writer.commits();
+
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = std::sync::Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let key = format!("evt-{i}");
+            let created = store.create_run(new_run("order", Some(&key), 10)).await?;
+            // Answered means committed: another connection sees it.
+            let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE id = ?1")
+                .bind(created.id())
+                .fetch_one(&store.reader)
+                .await?;
+            assert_eq!(seen, 1, "run {i} answered before it was committed");
+            Ok::<_, StoreError>(())
+        }));
+    }
+    // Touches the run (the fence) and then fails: no attempt 7 to finish.
+    let failing = {
+        let store = std::sync::Arc::clone(&store);
+        let lease = claimed.lease.clone();
+        tokio::spawn(async move {
+            store
+                .finish_attempt(
+                    &lease,
+                    &StepKey::top("a"),
+                    7,
+                    &outcome(AttemptState::Succeeded, Some("1")),
+                    99,
+                )
+                .await
+        })
+    };
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let err = failing.await.unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert_eq!(
+        updated_at().await,
+        before_updated,
+        "the failed write left its touch"
+    );
+
+    let runs = store
+        .list_runs(&RunFilter {
+            workflow: Some("order".into()),
+            limit: 1000,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 64);
+    let commits = store.writer.commits() - before;
+    assert!(
+        (1..64).contains(&commits),
+        "65 concurrent writes took {commits} commits; they should share some"
+    );
+}
