@@ -21,9 +21,10 @@ fn main() {
     divan::main();
 }
 
+/// The store first: it is dropped before the runtime.
 struct Setup {
-    runtime: tokio::runtime::Runtime,
     store: Arc<SqliteStore>,
+    runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
 
@@ -38,8 +39,8 @@ fn setup(sync_full: bool) -> Setup {
     options.sync_full = sync_full;
     let store = Arc::new(runtime.block_on(SqliteStore::open(options)).unwrap());
     Setup {
-        runtime,
         store,
+        runtime,
         _dir: dir,
     }
 }

@@ -31,9 +31,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use sqlx::pool::PoolConnection;
+use sqlx::Executor;
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{Executor, Sqlite};
 use tokio::sync::{MutexGuard, Notify, watch};
 
 use crate::{Result, StoreError};
@@ -57,7 +56,7 @@ struct Shared {
 }
 
 struct Writer {
-    conn: PoolConnection<Sqlite>,
+    conn: SqliteConnection,
     /// The open shared transaction, through which its writers learn how it ended.
     group: Option<watch::Sender<Ending>>,
     /// A writer left without committing; its savepoint must be rolled back first.
@@ -111,8 +110,9 @@ impl Writer {
 }
 
 impl Group {
-    /// Takes over `conn` (which must have no transaction open) and starts the committer.
-    pub(crate) fn start(conn: PoolConnection<Sqlite>) -> Group {
+    /// Takes over `conn` (which must have no transaction open) and starts the committer. The
+    /// connection is a plain one, not a pool's, so that it may be dropped outside the runtime.
+    pub(crate) fn start(conn: SqliteConnection) -> Group {
         let shared = Arc::new(Shared {
             writer: tokio::sync::Mutex::new(Writer {
                 conn,

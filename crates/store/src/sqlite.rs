@@ -322,7 +322,8 @@ impl SqliteStore {
             writer
                 .acquire()
                 .await
-                .map_err(|e| open_err(e.to_string()))?,
+                .map_err(|e| open_err(e.to_string()))?
+                .detach(),
         );
         let reader = SqlitePoolOptions::new()
             .max_connections(4)

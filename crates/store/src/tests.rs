@@ -941,3 +941,18 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
         "65 concurrent writes took {commits} commits; they should share some"
     );
 }
+
+/// A store may outlive the runtime it was opened in (a CLI command ends its runtime first):
+/// dropping it then neither panics nor hangs.
+#[test]
+fn a_store_dropped_after_its_runtime_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(async {
+        let store = open(&dir, 1024).await;
+        store.create_run(new_run("order", None, 1)).await.unwrap();
+        store
+    });
+    drop(runtime);
+    drop(store);
+}
