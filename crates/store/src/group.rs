@@ -51,7 +51,7 @@ struct Shared {
     wake: Notify,
     /// The store is gone: the committer finishes the open group and stops.
     closed: AtomicBool,
-    /// Shared transactions committed so far (for tests and the benchmark's reasoning).
+    /// Shared transactions committed so far (tests check that writes share them).
     commits: AtomicU64,
 }
 
@@ -147,8 +147,8 @@ impl Group {
         } else {
             writer.conn.execute(sqlx::raw_sql("SAVEPOINT member")).await
         };
-        // On failure nothing is left to undo: the savepoint does not exist. The committer still
-        // hears of it (the guard's drop below), so an open group is not left waiting.
+        // On failure nothing is left to undo: the savepoint does not exist. An open group is not
+        // left waiting: each writer already in it woke the committer when it left.
         opened?;
         let ending = writer
             .group

@@ -688,7 +688,7 @@ impl Store for SqliteStore {
         };
         let mut tx = self.begin().await?;
         let mut created = Vec::with_capacity(runs.len());
-        for (run, stored) in runs.iter().zip(stored) {
+        for (run, &stored) in runs.iter().zip(&stored) {
             created.push(insert_run(&mut tx, run, stored).await?);
         }
         if let Some((key, value)) = state {
@@ -700,11 +700,17 @@ impl Store for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
+        // Only a run created here stored its version: a de-duplicated one may belong to another
+        // version of its workflow.
         let mut known = self
             .stored_versions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        known.extend(runs.iter().map(|r| r.version.clone()));
+        for ((run, stored), c) in runs.iter().zip(stored).zip(&created) {
+            if !stored && matches!(c, Created::New(_)) {
+                known.insert(run.version.clone());
+            }
+        }
         drop(known);
         Ok(created)
     }

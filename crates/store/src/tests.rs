@@ -956,3 +956,24 @@ fn a_store_dropped_after_its_runtime_ends_quietly() {
     drop(runtime);
     drop(store);
 }
+
+/// A run de-duplicated against an older version's run does not make its own version count as
+/// stored: the next run of that version still stores it (runs refer to their version).
+#[tokio::test]
+async fn a_deduplicated_run_does_not_mark_its_version_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let first = store
+        .create_run(new_run("order", Some("evt-1"), 1))
+        .await
+        .unwrap();
+    let mut edited = new_run("order", Some("evt-1"), 2);
+    edited.version = "v-order-edited".into();
+    let again = store.create_run(edited.clone()).await.unwrap();
+    assert!(matches!(again, Created::Existing(ref id) if id == first.id()));
+    edited.idempotency_key = Some("evt-2".into());
+    let created = store.create_run(edited).await.unwrap();
+    assert!(matches!(created, Created::New(_)));
+    let version = store.load_version("v-order-edited").await.unwrap();
+    assert!(version.is_some(), "the edited version was not stored");
+}

@@ -1,32 +1,14 @@
 //! Micro-benchmarks of reading a project: the bench harness's relay workflow (a `map` and an HTTP
 //! step) and a 20-step chain, each with its project file, from text to a checked [`Project`] with
-//! every expression compiled, as `weft serve` does on start and on every reload.
-//!
-//! The catalog holds one stand-in `http` connector written here (the real one lives in
-//! weft-connectors, which the core must not depend on); it declares the same inputs.
+//! every expression compiled, against the real connector catalog, as `weft serve` does on start and
+//! on every reload. (It lives here rather than in weft-core because the catalog is
+//! weft-connectors', which the core must not depend on.)
 
-use weft_core::catalog::no_input_check;
-use weft_core::{ActionSpec, Catalog, ConnectorSpec, Project, Sources};
+use weft_core::{Catalog, Project, Sources};
 
 fn main() {
     divan::main();
 }
-
-static HTTP: ConnectorSpec = ConnectorSpec {
-    type_name: "http",
-    summary: "bench stand-in for the http connector",
-    actions: &[ActionSpec {
-        name: "request",
-        summary: "bench stand-in",
-        inputs: &[
-            "method", "path", "url", "query", "headers", "body", "json", "form", "timeout",
-        ],
-        required: &[],
-        check_inputs: no_input_check,
-    }],
-    check: |_, _| {},
-    consume: None,
-};
 
 const PROJECT: &str =
     "name: bench\nconnections:\n  sink:\n    type: http\n    base_url: http://127.0.0.1:9\n";
@@ -45,10 +27,6 @@ fn chain() -> String {
     text
 }
 
-fn catalog() -> Catalog {
-    Catalog::new(vec![&HTTP])
-}
-
 fn load(workflow: &str, catalog: &Catalog) -> Project {
     let mut sources = Sources::new("weft.yaml", PROJECT);
     sources.add_workflow("workflows/w.yaml", workflow.to_string());
@@ -57,13 +35,13 @@ fn load(workflow: &str, catalog: &Catalog) -> Project {
 
 #[divan::bench]
 fn parse_relay_workflow(bencher: divan::Bencher) {
-    let catalog = catalog();
+    let catalog = weft_connectors::catalog();
     bencher.bench(|| load(divan::black_box(RELAY), &catalog));
 }
 
 #[divan::bench]
 fn parse_chain_of_20_maps(bencher: divan::Bencher) {
-    let catalog = catalog();
+    let catalog = weft_connectors::catalog();
     let text = chain();
     bencher.bench(|| load(divan::black_box(&text), &catalog));
 }
