@@ -26,8 +26,9 @@
 
 #![deny(missing_docs)]
 
-mod group;
+mod readers;
 mod sqlite;
+mod writer;
 
 use std::time::Duration;
 
@@ -74,7 +75,7 @@ pub enum StoreError {
     },
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
     /// A group of writes could not be committed; none of it is on disk.
     #[error("the database could not commit: {0}")]
     Commit(String),
@@ -95,6 +96,9 @@ pub enum StoreError {
     /// The data changed under an operation that needed it unchanged; nothing was written.
     #[error("{0}")]
     Conflict(String),
+    /// The store itself failed (a write or read panicked, or its threads are gone): a bug in Weft.
+    #[error("the store failed internally: {0}")]
+    Internal(String),
     /// The store's files could not be opened or created.
     #[error("cannot open the store at {path}: {message}")]
     Open {
@@ -108,13 +112,14 @@ pub enum StoreError {
 impl StoreError {
     /// Whether trying again later may succeed (the database was busy or unreachable).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Commit(_)
-                | StoreError::Database(
-                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-                )
-        ) || matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.message().contains("locked") || e.message().contains("busy"))
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, SystemIoFailure};
+        match self {
+            StoreError::Commit(_) => true,
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, DatabaseBusy | DatabaseLocked | SystemIoFailure)
+            }
+            _ => false,
+        }
     }
 }
 

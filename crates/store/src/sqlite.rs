@@ -1,11 +1,15 @@
-//! The embedded store: SQLite in WAL mode, one writer connection and a few readers.
+//! The embedded store: SQLite in WAL mode, one writer thread and a few reader connections.
 //!
-//! Every write about a running run happens in a transaction of its own (a savepoint of the shared
-//! transaction that [group commit](crate::group) commits) that first checks the caller's lease (the
-//! fence), so a stale process changes nothing. A process announces that it is
-//! alive by holding an exclusive lock on `nodes/<node id>.lock` next to the database; when the lock
-//! of a lease's owner can be taken, the owner died and its runs are claimed at once instead of after
-//! the lease expires.
+//! Every write is one closure run on the [writer thread](crate::writer) in a transaction of its own
+//! (a savepoint of the shared transaction that group commit commits); every write about a running
+//! run first checks the caller's lease (the fence), so a stale process changes nothing. Reads run
+//! on [reader connections](crate::readers). A process announces that it is alive by holding an
+//! exclusive lock on `nodes/<node id>.lock` next to the database; when the lock of a lease's owner
+//! can be taken, the owner died and its runs are claimed at once instead of after the lease
+//! expires.
+//!
+//! Arguments are copied into the closures (they outlive the caller's borrow); JSON is serialised
+//! before the write is queued, so that the one writer thread does only SQL.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -15,22 +19,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, Row, ToSql, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use weft_core::auth::Role;
 use weft_core::{AttemptState, RunState, StepKey};
 
-use crate::group::{Group, GroupTx};
+use crate::readers::Readers;
+use crate::writer::Writer;
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
     Created, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord,
     SecretRecord, Store, StoreError, StoredVersion, TokenRecord,
 };
-use weft_core::auth::Role;
 
 /// The newest schema version this code knows.
 const SCHEMA_VERSION: i64 = 8;
@@ -189,6 +190,9 @@ const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.w
 
 const RUN_COLUMNS: &str = "id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, output, error, wake_at, cancel_requested, created_at, started_at, finished_at, lease_owner, lease_epoch";
 
+/// How many reader connections the store keeps at most.
+const READERS: usize = 4;
+
 /// How to open a [`SqliteStore`].
 #[derive(Clone, Debug)]
 pub struct SqliteOptions {
@@ -227,9 +231,9 @@ impl Drop for NodeLock {
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
-    /// The one writer connection, shared by group commit.
-    pub(crate) writer: Group,
-    pub(crate) reader: SqlitePool,
+    /// The writer thread, dropped first: the writes queued before the store goes still commit.
+    pub(crate) writer: Writer,
+    pub(crate) readers: Readers,
     node: NodeLock,
     nodes_dir: PathBuf,
     inline_limit: usize,
@@ -241,54 +245,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Erases one batch of run trees (see [`Store::erase_trees`]) in one transaction.
-    async fn erase_batch(&self, roots: &[String]) -> Result<(u64, u64)> {
-        let mut tx = self.begin().await?;
-        let (mut deleted, mut skipped) = (0u64, 0u64);
-        for root in roots {
-            let unfinished: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM runs WHERE root_id = ?1 AND state IN ('queued', 'running', 'waiting')",
-            )
-            .bind(root)
-            .fetch_one(&mut *tx)
-            .await?;
-            if unfinished > 0 {
-                skipped += 1;
-                continue;
-            }
-            deleted += sqlx::query("DELETE FROM runs WHERE root_id = ?1")
-                .bind(root)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        self.finish_deletion(tx, deleted > 0).await?;
-        Ok((deleted, skipped))
-    }
-
-    /// Ends a transaction that deleted runs: drops the payloads no attempt refers to any more,
-    /// commits, and gives the freed space back.
-    async fn finish_deletion(&self, mut tx: GroupTx<'_>, deleted: bool) -> Result<()> {
-        if deleted {
-            sqlx::query("DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        if deleted {
-            let mut tx = self.begin().await?;
-            sqlx::raw_sql("PRAGMA incremental_vacuum")
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-
     /// Opens (creating if needed) the database and its schema, and registers this process as a node.
     pub async fn open(options: SqliteOptions) -> Result<SqliteStore> {
-        let open_err = |message: String| StoreError::Open {
-            path: options.path.display().to_string(),
+        let shown = options.path.display().to_string();
+        let open_err = move |message: String| StoreError::Open {
+            path: shown.clone(),
             message,
         };
         let dir = options
@@ -301,38 +262,22 @@ impl SqliteStore {
         let node = lock_node(&nodes_dir)
             .map_err(|e| open_err(format!("cannot create a node lock: {e}")))?;
 
-        let connect = SqliteConnectOptions::new()
-            .filename(&options.path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if options.sync_full {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| open_err(e.to_string()))?;
-        migrate(&writer).await?;
-        let writer = Group::start(
-            writer
-                .acquire()
-                .await
-                .map_err(|e| open_err(e.to_string()))?
-                .detach(),
-        );
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(connect.read_only(true))
-            .await
-            .map_err(|e| open_err(e.to_string()))?;
+        let (path, sync_full) = (options.path.clone(), options.sync_full);
+        let opening = open_err.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            let mut conn = connect(&path, sync_full, false).map_err(|e| opening(e.to_string()))?;
+            migrate(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| open_err(e.to_string()))??;
+        let writer = Writer::start(conn)
+            .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
+        let path = options.path.clone();
+        let readers = Readers::new(READERS, move || connect(&path, sync_full, true));
         Ok(SqliteStore {
             writer,
-            reader,
+            readers,
             node,
             nodes_dir,
             inline_limit: options.inline_limit,
@@ -341,10 +286,56 @@ impl SqliteStore {
         })
     }
 
-    /// Starts a write: its statements commit together with the other writes queued meanwhile
-    /// (see [`crate::group`]), and `commit` returns once they are on disk.
-    async fn begin(&self) -> Result<GroupTx<'_>> {
-        self.writer.begin().await
+    /// Runs `write` in a transaction of its own on the writer thread; returns once it is committed
+    /// to disk (see [`crate::writer`]).
+    async fn write<F, R>(&self, write: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.write(write).await
+    }
+
+    /// Runs `read` on a reader connection.
+    async fn read<F, R>(&self, read: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.readers.read(read).await
+    }
+
+    /// Erases one batch of run trees (see [`Store::erase_trees`]) in one transaction.
+    async fn erase_batch(&self, roots: Vec<String>) -> Result<(u64, u64)> {
+        let (deleted, skipped) = self
+            .write(move |c| {
+                let (mut deleted, mut skipped) = (0u64, 0u64);
+                for root in &roots {
+                    let unfinished: i64 = c.prepare_cached(
+                        "SELECT COUNT(*) FROM runs WHERE root_id = ?1 AND state IN ('queued', 'running', 'waiting')",
+                    )?
+                    .query_row([root], |r| r.get(0))?;
+                    if unfinished > 0 {
+                        skipped += 1;
+                        continue;
+                    }
+                    deleted += exec(c, "DELETE FROM runs WHERE root_id = ?1", [root])? as u64;
+                }
+                drop_orphan_blobs(c, deleted > 0)?;
+                Ok((deleted, skipped))
+            })
+            .await?;
+        self.vacuum(deleted > 0).await?;
+        Ok((deleted, skipped))
+    }
+
+    /// Gives the space freed by deleted runs back to the file system, as a write of its own.
+    async fn vacuum(&self, deleted: bool) -> Result<()> {
+        if deleted {
+            self.write(|c| Ok(c.execute_batch("PRAGMA incremental_vacuum")?))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether the process that owns `owner`'s leases is gone. Its lock file is free (or missing)
@@ -378,75 +369,155 @@ impl SqliteStore {
 
     /// The owners of live-looking leases whose processes are in fact gone, as a JSON array.
     async fn dead_owners(&self, now: Millis) -> Result<String> {
-        let owners: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT lease_owner FROM runs WHERE lease_owner IS NOT NULL AND lease_owner <> ?1 AND lease_until >= ?2 AND state IN ('queued', 'running', 'waiting')",
-        )
-        .bind(&self.node.id)
-        .bind(now)
-        .fetch_all(&self.reader)
-        .await?;
+        let me = self.node.id.clone();
+        let owners: Vec<String> = self
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT DISTINCT lease_owner FROM runs WHERE lease_owner IS NOT NULL AND lease_owner <> ?1 AND lease_until >= ?2 AND state IN ('queued', 'running', 'waiting')",
+                    params![me, now],
+                    |r| Ok(r.get(0)?),
+                )
+            })
+            .await?;
         let dead: Vec<String> = owners.into_iter().filter(|o| self.owner_dead(o)).collect();
         Ok(serde_json::to_string(&dead).unwrap_or_else(|_| "[]".into()))
     }
 
-    /// Stores a payload inline or, when large, once in the blob table. Returns (inline, blob hash).
-    async fn payload(
-        &self,
-        tx: &mut GroupTx<'_>,
-        json: Option<&str>,
-        now: Millis,
-    ) -> Result<(Option<String>, Option<String>)> {
-        let Some(json) = json else {
-            return Ok((None, None));
-        };
-        if json.len() <= self.inline_limit {
-            return Ok((Some(json.to_string()), None));
-        }
-        let hash: String = Sha256::digest(json.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        sqlx::query(
-            "INSERT OR IGNORE INTO blobs (hash, size, data, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&hash)
-        .bind(json.len() as i64)
-        .bind(json)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        Ok((None, Some(hash)))
-    }
-
-    /// Checks the lease and touches the run; every fenced write starts here.
-    async fn fence(&self, tx: &mut GroupTx<'_>, lease: &Lease, now: Millis) -> Result<Fence> {
-        let cancel: Option<i64> = sqlx::query_scalar(
-            "UPDATE runs SET updated_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND lease_epoch = ?4 AND state = 'running' RETURNING cancel_requested",
-        )
-        .bind(now)
-        .bind(&lease.run_id)
-        .bind(&lease.owner)
-        .bind(lease.epoch)
-        .fetch_optional(&mut **tx)
-        .await?;
-        match cancel {
-            Some(c) => Ok(Fence {
-                cancel_requested: c != 0,
-            }),
-            None => Err(StoreError::LeaseLost {
-                run: lease.run_id.clone(),
-            }),
+    /// Prepares a payload for storage: inline when small, otherwise by its hash in the blob table.
+    fn payload(&self, json: Option<&str>) -> Payload {
+        match json {
+            None => Payload::None,
+            Some(json) if json.len() <= self.inline_limit => Payload::Inline(json.to_string()),
+            Some(json) => Payload::Blob {
+                hash: Sha256::digest(json.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                json: json.to_string(),
+            },
         }
     }
+}
 
-    async fn run_state(&self, tx: &mut GroupTx<'_>, id: &str) -> Result<RunState> {
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let state = state.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        parse_state(&state)
+/// A payload on its way to the store (see [`SqliteStore::payload`]).
+enum Payload {
+    None,
+    Inline(String),
+    Blob { hash: String, json: String },
+}
+
+impl Payload {
+    /// Stores a large payload once in the blob table. Returns (inline text, blob hash).
+    fn store(self, c: &Connection, now: Millis) -> Result<(Option<String>, Option<String>)> {
+        match self {
+            Payload::None => Ok((None, None)),
+            Payload::Inline(json) => Ok((Some(json), None)),
+            Payload::Blob { hash, json } => {
+                exec(
+                    c,
+                    "INSERT OR IGNORE INTO blobs (hash, size, data, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![hash, json.len() as i64, json, now],
+                )?;
+                Ok((None, Some(hash)))
+            }
+        }
     }
+}
+
+/// Drops the payloads no attempt refers to any more, after runs were deleted.
+fn drop_orphan_blobs(c: &Connection, deleted: bool) -> Result<()> {
+    if deleted {
+        exec(
+            c,
+            "DELETE FROM blobs WHERE hash NOT IN (SELECT input_blob FROM attempts WHERE input_blob IS NOT NULL UNION SELECT output_blob FROM attempts WHERE output_blob IS NOT NULL)",
+            [],
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks the lease and touches the run; every fenced write starts here.
+fn fence(c: &Connection, lease: &Lease, now: Millis) -> Result<Fence> {
+    let cancel: Option<i64> = row(
+        c,
+        "UPDATE runs SET updated_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND lease_epoch = ?4 AND state = 'running' RETURNING cancel_requested",
+        params![now, lease.run_id, lease.owner, lease.epoch],
+        |r| Ok(r.get(0)?),
+    )?;
+    match cancel {
+        Some(c) => Ok(Fence {
+            cancel_requested: c != 0,
+        }),
+        None => Err(StoreError::LeaseLost {
+            run: lease.run_id.clone(),
+        }),
+    }
+}
+
+fn run_state(c: &Connection, id: &str) -> Result<RunState> {
+    let state: Option<String> = row(c, "SELECT state FROM runs WHERE id = ?1", [id], |r| {
+        Ok(r.get(0)?)
+    })?;
+    let state = state.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    parse_state(&state)
+}
+
+/// Runs a statement (prepared once per connection) and returns how many rows it changed.
+fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    Ok(c.prepare_cached(sql)?.execute(params)?)
+}
+
+/// Runs a query (prepared once per connection) and maps every row with `f`.
+fn rows<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut statement = c.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+/// Runs a query (prepared once per connection) and maps its first row, if any, with `f`.
+fn row<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&Row<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut statement = c.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    rows.next()?.map(f).transpose()
+}
+
+/// Opens a connection to the database: the writer's (creating the file) or a read-only one.
+fn connect(path: &Path, sync_full: bool, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if !read_only {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if sync_full { "FULL" } else { "NORMAL" },
+        )?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+    }
+    Ok(conn)
 }
 
 fn lock_node(dir: &Path) -> std::io::Result<NodeLock> {
@@ -465,115 +536,99 @@ fn lock_node(dir: &Path) -> std::io::Result<NodeLock> {
     })
 }
 
-async fn migrate(pool: &SqlitePool) -> Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-        .fetch_one(&mut *tx)
-        .await?;
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the database has schema version {version}, written by a newer Weft; this one knows up to {SCHEMA_VERSION}"
         )));
     }
-    if version < 1 {
-        sqlx::raw_sql(SCHEMA_V1).execute(&mut *tx).await?;
+    let steps = [
+        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    ];
+    for (to, sql) in (1..).zip(steps) {
+        if version < to {
+            tx.execute_batch(sql)?;
+        }
     }
-    if version < 2 {
-        sqlx::raw_sql(SCHEMA_V2).execute(&mut *tx).await?;
-    }
-    if version < 3 {
-        sqlx::raw_sql(SCHEMA_V3).execute(&mut *tx).await?;
-    }
-    if version < 4 {
-        sqlx::raw_sql(SCHEMA_V4).execute(&mut *tx).await?;
-    }
-    if version < 5 {
-        sqlx::raw_sql(SCHEMA_V5).execute(&mut *tx).await?;
-    }
-    if version < 6 {
-        sqlx::raw_sql(SCHEMA_V6).execute(&mut *tx).await?;
-    }
-    if version < 7 {
-        sqlx::raw_sql(SCHEMA_V7).execute(&mut *tx).await?;
-    }
-    if version < 8 {
-        sqlx::raw_sql(SCHEMA_V8).execute(&mut *tx).await?;
-    }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "PRAGMA user_version = {SCHEMA_VERSION}"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    tx.commit()?;
     // Retention gives space back through incremental vacuum, which a database created without it
     // gets once, here.
-    let auto_vacuum: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
-        .fetch_one(pool)
-        .await?;
+    let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
     if auto_vacuum != 2 {
-        sqlx::raw_sql("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")
-            .execute(pool)
-            .await?;
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")?;
     }
     Ok(())
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
-    let role: String = row.try_get("role")?;
-    let tools: Option<String> = row.try_get("tools")?;
+fn token_from_row(row: &Row<'_>) -> Result<TokenRecord> {
+    let role: String = row.get("role")?;
+    let tools: Option<String> = row.get("tools")?;
     Ok(TokenRecord {
-        id: row.try_get("id")?,
-        hash: row.try_get("hash")?,
+        id: row.get("id")?,
+        hash: row.get("hash")?,
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown token role `{role}`")))?,
         tools: tools
             .map(|t| serde_json::from_str(&t))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("token tools: {e}")))?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        name: row.get("name")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        revoked_at: row.get("revoked_at")?,
     })
 }
 
-fn approval_from_row(row: &SqliteRow) -> Result<ApprovalRecord> {
-    let state: String = row.try_get("state")?;
-    let run_state: String = row.try_get("run_state")?;
+fn approval_from_row(row: &Row<'_>) -> Result<ApprovalRecord> {
+    let state: String = row.get("state")?;
+    let run_state: String = row.get("run_state")?;
     Ok(ApprovalRecord {
-        id: row.try_get("id")?,
-        run_id: row.try_get("run_id")?,
-        step_key: StepKey::from_stored(row.try_get("step_key")?),
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        workflow: row.try_get("workflow")?,
-        message: row.try_get("message")?,
-        data: parse_json(row.try_get("data")?, "approval data")?.unwrap_or(Value::Null),
+        id: row.get("id")?,
+        run_id: row.get("run_id")?,
+        step_key: StepKey::from_stored(row.get("step_key")?),
+        attempt: row.get::<_, i64>("attempt")? as u32,
+        workflow: row.get("workflow")?,
+        message: row.get("message")?,
+        data: parse_json(row.get("data")?, "approval data")?.unwrap_or(Value::Null),
         state: ApprovalState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown approval state `{state}`")))?,
         run_state: parse_state(&run_state)?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        answered_at: row.try_get("answered_at")?,
-        answer: parse_json(row.try_get("answer")?, "approval answer")?.unwrap_or(Value::Null),
-        answered_by: row.try_get("answered_by")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        answered_at: row.get("answered_at")?,
+        answer: parse_json(row.get("answer")?, "approval answer")?.unwrap_or(Value::Null),
+        answered_by: row.get("answered_by")?,
     })
 }
 
-async fn approval_where(
-    conn: &mut sqlx::SqliteConnection,
+fn approval_where(
+    c: &Connection,
     condition: &str,
-    binds: &[&str],
+    params: &[&dyn ToSql],
 ) -> Result<Option<ApprovalRecord>> {
-    let sql = format!("{APPROVAL_SELECT} WHERE {condition}");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        query = query.bind(*b);
-    }
-    query
-        .fetch_optional(conn)
-        .await?
-        .map(|r| approval_from_row(&r))
-        .transpose()
+    row(
+        c,
+        &format!("{APPROVAL_SELECT} WHERE {condition}"),
+        params,
+        approval_from_row,
+    )
+}
+
+/// The approval of one step attempt.
+fn approval_of(
+    c: &Connection,
+    run_id: &str,
+    step_key: &str,
+    attempt: u32,
+) -> Result<Option<ApprovalRecord>> {
+    approval_where(
+        c,
+        "a.run_id = ?1 AND a.step_key = ?2 AND a.attempt = ?3",
+        &[&run_id, &step_key, &attempt],
+    )
 }
 
 fn parse_state(s: &str) -> Result<RunState> {
@@ -585,80 +640,121 @@ fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
         .transpose()
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
-    let state: String = row.try_get("state")?;
+fn run_from_row(row: &Row<'_>) -> Result<RunRecord> {
+    let state: String = row.get("state")?;
     Ok(RunRecord {
-        id: row.try_get("id")?,
-        workflow: row.try_get("workflow")?,
-        version: row.try_get("version")?,
+        id: row.get("id")?,
+        workflow: row.get("workflow")?,
+        version: row.get("version")?,
         state: parse_state(&state)?,
-        root_id: row.try_get("root_id")?,
-        parent_id: row.try_get("parent_id")?,
-        parent_step: row.try_get("parent_step")?,
-        depth: row.try_get::<i64, _>("depth")? as u32,
-        idempotency_key: row.try_get("idempotency_key")?,
-        trigger: parse_json(row.try_get("trigger")?, "run trigger")?.unwrap_or(Value::Null),
-        input: parse_json(row.try_get("input")?, "run input")?.unwrap_or(Value::Null),
-        output: parse_json(row.try_get("output")?, "run output")?,
-        error: parse_json(row.try_get("error")?, "run error")?,
-        wake_at: row.try_get("wake_at")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
+        root_id: row.get("root_id")?,
+        parent_id: row.get("parent_id")?,
+        parent_step: row.get("parent_step")?,
+        depth: row.get::<_, i64>("depth")? as u32,
+        idempotency_key: row.get("idempotency_key")?,
+        trigger: parse_json(row.get("trigger")?, "run trigger")?.unwrap_or(Value::Null),
+        input: parse_json(row.get("input")?, "run input")?.unwrap_or(Value::Null),
+        output: parse_json(row.get("output")?, "run output")?,
+        error: parse_json(row.get("error")?, "run error")?,
+        wake_at: row.get("wake_at")?,
+        cancel_requested: row.get::<_, i64>("cancel_requested")? != 0,
+        created_at: row.get("created_at")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
     })
 }
 
+/// A run to insert, with its JSON already serialised.
+struct RunInsert {
+    workflow: String,
+    version: String,
+    /// The version's file and text, unless a committed write stored the version already.
+    source: Option<(String, String)>,
+    root: Option<String>,
+    parent: Option<(String, String)>,
+    depth: u32,
+    idempotency_key: Option<String>,
+    trigger: String,
+    input: String,
+    now: Millis,
+}
+
+impl RunInsert {
+    fn new(run: &NewRun, version_stored: bool) -> RunInsert {
+        RunInsert {
+            workflow: run.workflow.clone(),
+            version: run.version.clone(),
+            source: (!version_stored).then(|| (run.file.clone(), run.source.clone())),
+            root: run.root.clone(),
+            parent: run
+                .parent
+                .as_ref()
+                .map(|(p, s)| (p.clone(), s.as_str().to_string())),
+            depth: run.depth,
+            idempotency_key: run.idempotency_key.clone(),
+            trigger: run.trigger.to_string(),
+            input: run.input.to_string(),
+            now: run.now,
+        }
+    }
+}
+
 /// Inserts a run (or finds the one with its idempotency key) inside a transaction; its workflow
-/// version too, unless `version_stored` says a committed write stored it already.
-async fn insert_run(tx: &mut GroupTx<'_>, run: &NewRun, version_stored: bool) -> Result<Created> {
+/// version too, when the insert carries it.
+fn insert_run(c: &Connection, run: &RunInsert) -> Result<Created> {
     if let Some(key) = &run.idempotency_key {
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2")
-                .bind(&run.workflow)
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let existing: Option<String> = row(
+            c,
+            "SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2",
+            params![run.workflow, key],
+            |r| Ok(r.get(0)?),
+        )?;
         if let Some(id) = existing {
             return Ok(Created::Existing(id));
         }
     }
-    if !version_stored {
-        sqlx::query("INSERT OR IGNORE INTO versions (version, workflow, file, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(&run.version)
-            .bind(&run.workflow)
-            .bind(&run.file)
-            .bind(&run.source)
-            .bind(run.now)
-            .execute(&mut **tx)
-            .await?;
+    if let Some((file, source)) = &run.source {
+        exec(
+            c,
+            "INSERT OR IGNORE INTO versions (version, workflow, file, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run.version, run.workflow, file, source, run.now],
+        )?;
     }
     let id = uuid::Uuid::now_v7().to_string();
     let (parent_id, parent_step) = match &run.parent {
-        Some((p, s)) => (Some(p.clone()), Some(s.as_str().to_string())),
+        Some((p, s)) => (Some(p.as_str()), Some(s.as_str())),
         None => (None, None),
     };
-    sqlx::query(
+    exec(
+        c,
         "INSERT INTO runs (id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-    )
-    .bind(&id)
-    .bind(&run.workflow)
-    .bind(&run.version)
-    .bind(run.root.as_deref().unwrap_or(&id))
-    .bind(parent_id)
-    .bind(parent_step)
-    .bind(i64::from(run.depth))
-    .bind(&run.idempotency_key)
-    .bind(run.trigger.to_string())
-    .bind(run.input.to_string())
-    .bind(run.now)
-    .execute(&mut **tx)
-    .await?;
+        params![
+            id,
+            run.workflow,
+            run.version,
+            run.root.as_deref().unwrap_or(&id),
+            parent_id,
+            parent_step,
+            run.depth,
+            run.idempotency_key,
+            run.trigger,
+            run.input,
+            run.now
+        ],
+    )?;
     Ok(Created::New(id))
 }
 
 /// The SQL set of a run's unfinished descendants (`?1` is the run).
 const DESCENDANTS: &str = "WITH RECURSIVE d(id) AS (SELECT id FROM runs WHERE parent_id = ?1 UNION ALL SELECT r.id FROM runs r JOIN d ON r.parent_id = d.id)";
+
+/// The scope's root as a query parameter (`NULL` for all runs).
+fn scope_root(scope: &ClaimScope) -> Option<String> {
+    match scope {
+        ClaimScope::All => None,
+        ClaimScope::Tree(root) => Some(root.clone()),
+    }
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -679,36 +775,46 @@ impl Store for SqliteStore {
         state: Option<(&str, &Value)>,
         now: Millis,
     ) -> Result<Vec<Created>> {
-        let stored: Vec<bool> = {
+        let inserts: Vec<RunInsert> = {
             let known = self
                 .stored_versions
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            runs.iter().map(|r| known.contains(&r.version)).collect()
+            runs.iter()
+                .map(|r| RunInsert::new(r, known.contains(&r.version)))
+                .collect()
         };
-        let mut tx = self.begin().await?;
-        let mut created = Vec::with_capacity(runs.len());
-        for (run, &stored) in runs.iter().zip(&stored) {
-            created.push(insert_run(&mut tx, run, stored).await?);
-        }
-        if let Some((key, value)) = state {
-            sqlx::query("INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
-                .bind(key)
-                .bind(value.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        // The versions this write stores, by the position of their run.
+        let storing: Vec<Option<String>> = inserts
+            .iter()
+            .map(|r| r.source.as_ref().map(|_| r.version.clone()))
+            .collect();
+        let state = state.map(|(key, value)| (key.to_string(), value.to_string()));
+        let created = self
+            .write(move |c| {
+                let mut created = Vec::with_capacity(inserts.len());
+                for run in &inserts {
+                    created.push(insert_run(c, run)?);
+                }
+                if let Some((key, value)) = &state {
+                    exec(
+                        c,
+                        "INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        params![key, value, now],
+                    )?;
+                }
+                Ok(created)
+            })
+            .await?;
         // Only a run created here stored its version: a de-duplicated one may belong to another
         // version of its workflow.
         let mut known = self
             .stored_versions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        for ((run, stored), c) in runs.iter().zip(stored).zip(&created) {
-            if !stored && matches!(c, Created::New(_)) {
-                known.insert(run.version.clone());
+        for (version, c) in storing.into_iter().zip(&created) {
+            if let (Some(version), Created::New(_)) = (version, c) {
+                known.insert(version);
             }
         }
         drop(known);
@@ -716,23 +822,32 @@ impl Store for SqliteStore {
     }
 
     async fn trigger_state(&self, key: &str) -> Result<Option<Value>> {
-        let text: Option<String> =
-            sqlx::query_scalar("SELECT value FROM trigger_state WHERE key = ?1")
-                .bind(key)
-                .fetch_optional(&self.reader)
-                .await?;
+        let key = key.to_string();
+        let text: Option<String> = self
+            .read(move |c| {
+                row(
+                    c,
+                    "SELECT value FROM trigger_state WHERE key = ?1",
+                    [key],
+                    |r| Ok(r.get(0)?),
+                )
+            })
+            .await?;
         parse_json(text, "trigger state")
     }
 
     async fn state_get(&self, namespace: &str, key: &str, now: Millis) -> Result<Option<Value>> {
-        let text: Option<String> = sqlx::query_scalar(
-            "SELECT value FROM kv_state WHERE namespace = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-        )
-        .bind(namespace)
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
+        let (namespace, key) = (namespace.to_string(), key.to_string());
+        let text: Option<String> = self
+            .read(move |c| {
+                row(
+                    c,
+                    "SELECT value FROM kv_state WHERE namespace = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+                    params![namespace, key, now],
+                    |r| Ok(r.get(0)?),
+                )
+            })
+            .await?;
         parse_json(text, "conversation state")
     }
 
@@ -744,50 +859,41 @@ impl Store for SqliteStore {
         expires_at: Option<Millis>,
         now: Millis,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO kv_state (namespace, key, value, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-        )
-        .bind(namespace)
-        .bind(key)
-        .bind(value.to_string())
-        .bind(expires_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let (namespace, key, value) = (namespace.to_string(), key.to_string(), value.to_string());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO kv_state (namespace, key, value, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                params![namespace, key, value, expires_at, now],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn state_delete(&self, namespace: &str, key: &str, now: Millis) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM kv_state WHERE namespace = ?1 AND key = ?2 RETURNING expires_at IS NULL OR expires_at > ?3",
-        )
-        .bind(namespace)
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| row.try_get::<bool, _>(0))
-        .transpose()?
-        .unwrap_or(false);
-        tx.commit().await?;
-        Ok(deleted)
+        let (namespace, key) = (namespace.to_string(), key.to_string());
+        self.write(move |c| {
+            let live: Option<bool> = row(
+                c,
+                "DELETE FROM kv_state WHERE namespace = ?1 AND key = ?2 RETURNING expires_at IS NULL OR expires_at > ?3",
+                params![namespace, key, now],
+                |r| Ok(r.get(0)?),
+            )?;
+            Ok(live.unwrap_or(false))
+        })
+        .await
     }
 
     async fn purge_expired_state(&self, now: Millis, limit: u32) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM kv_state WHERE (namespace, key) IN (SELECT namespace, key FROM kv_state WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
-        )
-        .bind(now)
-        .bind(i64::from(limit.max(1)))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(deleted)
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "DELETE FROM kv_state WHERE (namespace, key) IN (SELECT namespace, key FROM kv_state WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+                params![now, limit.max(1)],
+            )? as u64)
+        })
+        .await
     }
 
     async fn create_token(&self, token: &TokenRecord) -> Result<()> {
@@ -795,227 +901,245 @@ impl Store for SqliteStore {
             .tools
             .as_ref()
             .map(|t| serde_json::to_string(t).unwrap_or_default());
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO tokens (id, hash, role, tools, name, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-        )
-        .bind(&token.id)
-        .bind(&token.hash)
-        .bind(token.role.as_str())
-        .bind(tools)
-        .bind(&token.name)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let token = token.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO tokens (id, hash, role, tools, name, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                params![
+                    token.id,
+                    token.hash,
+                    token.role.as_str(),
+                    tools,
+                    token.name,
+                    token.created_at,
+                    token.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
-        )))
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(token_from_row).transpose()
+        let hash = hash.to_string();
+        self.read(move |c| {
+            row(
+                c,
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"),
+                [hash],
+                token_from_row,
+            )
+        })
+        .await
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-        )))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(token_from_row).collect()
+        self.read(|c| {
+            rows(
+                c,
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"),
+                [],
+                token_from_row,
+            )
+        })
+        .await
     }
 
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let changed =
-            sqlx::query("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        tx.commit().await?;
-        Ok(changed > 0)
+        let id = id.to_string();
+        self.write(move |c| {
+            let changed = exec(
+                c,
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
     }
 
     async fn put_secret(&self, secret: &SecretRecord) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        // All secrets stay under one key: a write racing a rotation must not land under the old.
-        let other: Option<String> = sqlx::query_scalar(
-            "SELECT name FROM secrets WHERE key_id != ?1 AND name != ?2 LIMIT 1",
-        )
-        .bind(&secret.key_id)
-        .bind(&secret.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(other) = other {
-            return Err(StoreError::Conflict(format!(
-                "the secret `{other}` is under another master key than this write; nothing was changed"
-            )));
-        }
-        let existed: Option<i64> =
-            sqlx::query_scalar("SELECT created_at FROM secrets WHERE name = ?1")
-                .bind(&secret.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        sqlx::query(
-            "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-        )
-        .bind(&secret.name)
-        .bind(&secret.key_id)
-        .bind(&secret.nonce)
-        .bind(&secret.ciphertext)
-        .bind(secret.created_at)
-        .bind(secret.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(existed.is_none())
+        let secret = secret.clone();
+        self.write(move |c| {
+            // All secrets stay under one key: a write racing a rotation must not land under the old.
+            let other: Option<String> = row(
+                c,
+                "SELECT name FROM secrets WHERE key_id != ?1 AND name != ?2 LIMIT 1",
+                params![secret.key_id, secret.name],
+                |r| Ok(r.get(0)?),
+            )?;
+            if let Some(other) = other {
+                return Err(StoreError::Conflict(format!(
+                    "the secret `{other}` is under another master key than this write; nothing was changed"
+                )));
+            }
+            let existed: Option<i64> = row(
+                c,
+                "SELECT created_at FROM secrets WHERE name = ?1",
+                [&secret.name],
+                |r| Ok(r.get(0)?),
+            )?;
+            exec(
+                c,
+                "INSERT INTO secrets (name, key_id, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (name) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                params![
+                    secret.name,
+                    secret.key_id,
+                    secret.nonce,
+                    secret.ciphertext,
+                    secret.created_at,
+                    secret.updated_at
+                ],
+            )?;
+            Ok(existed.is_none())
+        })
+        .await
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretRecord>> {
-        let rows = sqlx::query(
-            "SELECT name, key_id, nonce, ciphertext, created_at, updated_at FROM secrets ORDER BY name",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SecretRecord {
-                    name: row.try_get("name")?,
-                    key_id: row.try_get("key_id")?,
-                    nonce: row.try_get("nonce")?,
-                    ciphertext: row.try_get("ciphertext")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        self.read(|c| {
+            rows(
+                c,
+                "SELECT name, key_id, nonce, ciphertext, created_at, updated_at FROM secrets ORDER BY name",
+                [],
+                |row| {
+                    Ok(SecretRecord {
+                        name: row.get("name")?,
+                        key_id: row.get("key_id")?,
+                        nonce: row.get("nonce")?,
+                        ciphertext: row.get("ciphertext")?,
+                        created_at: row.get("created_at")?,
+                        updated_at: row.get("updated_at")?,
+                    })
+                },
+            )
+        })
+        .await
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let deleted = sqlx::query("DELETE FROM secrets WHERE name = ?1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(deleted > 0)
+        let name = name.to_string();
+        self.write(move |c| Ok(exec(c, "DELETE FROM secrets WHERE name = ?1", [name])? > 0))
+            .await
     }
 
     async fn reencrypt_secrets(&self, from_key: &str, secrets: &[SecretRecord]) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let under_old: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE key_id = ?1")
-            .bind(from_key)
-            .fetch_one(&mut *tx)
-            .await?;
-        if under_old as usize != secrets.len() {
-            return Err(StoreError::Conflict(format!(
-                "{under_old} secrets are under key {from_key}, but {} were re-encrypted; the secrets changed meanwhile, nothing was changed",
-                secrets.len()
-            )));
-        }
-        for secret in secrets {
-            let changed = sqlx::query(
-                "UPDATE secrets SET key_id = ?2, nonce = ?3, ciphertext = ?4 WHERE name = ?1 AND key_id = ?5 AND updated_at = ?6",
-            )
-            .bind(&secret.name)
-            .bind(&secret.key_id)
-            .bind(&secret.nonce)
-            .bind(&secret.ciphertext)
-            .bind(from_key)
-            .bind(secret.updated_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed != 1 {
+        let (from_key, secrets) = (from_key.to_string(), secrets.to_vec());
+        self.write(move |c| {
+            let under_old: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM secrets WHERE key_id = ?1")?
+                .query_row([&from_key], |r| r.get(0))?;
+            if under_old as usize != secrets.len() {
                 return Err(StoreError::Conflict(format!(
-                    "the secret `{}` changed meanwhile; nothing was changed",
-                    secret.name
+                    "{under_old} secrets are under key {from_key}, but {} were re-encrypted; the secrets changed meanwhile, nothing was changed",
+                    secrets.len()
                 )));
             }
-        }
-        tx.commit().await?;
-        Ok(())
+            for secret in &secrets {
+                let changed = exec(
+                    c,
+                    "UPDATE secrets SET key_id = ?2, nonce = ?3, ciphertext = ?4 WHERE name = ?1 AND key_id = ?5 AND updated_at = ?6",
+                    params![
+                        secret.name,
+                        secret.key_id,
+                        secret.nonce,
+                        secret.ciphertext,
+                        from_key,
+                        secret.updated_at
+                    ],
+                )?;
+                if changed != 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "the secret `{}` changed meanwhile; nothing was changed",
+                        secret.name
+                    )));
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO audit (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
-        )
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.details.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(seq as u64)
+        let details = entry.details.to_string();
+        let entry = AuditEntry {
+            details: Value::Null,
+            ..entry.clone()
+        };
+        self.write(move |c| {
+            let seq: i64 = c
+                .prepare_cached(
+                    "INSERT INTO audit (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+                )?
+                .query_row(
+                    params![entry.at, entry.actor, entry.action, entry.target, details],
+                    |r| r.get(0),
+                )?;
+            Ok(seq as u64)
+        })
+        .await
     }
 
     async fn list_audit(&self, before: Option<u64>, limit: u32) -> Result<Vec<(u64, AuditEntry)>> {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, target, details FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
-        )
-        .bind(before.map_or(i64::MAX, |b| b as i64))
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let details: String = row.try_get("details")?;
-                Ok((
-                    row.try_get::<i64, _>("seq")? as u64,
-                    AuditEntry {
-                        at: row.try_get("at")?,
-                        actor: row.try_get("actor")?,
-                        action: row.try_get("action")?,
-                        target: row.try_get("target")?,
-                        details: serde_json::from_str(&details)
-                            .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
-                    },
-                ))
-            })
-            .collect()
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        self.read(move |c| {
+            rows(
+                c,
+                "SELECT seq, at, actor, action, target, details FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                params![before, limit.max(1)],
+                |row| {
+                    let details: String = row.get("details")?;
+                    Ok((
+                        row.get::<_, i64>("seq")? as u64,
+                        AuditEntry {
+                            at: row.get("at")?,
+                            actor: row.get("actor")?,
+                            action: row.get("action")?,
+                            target: row.get("target")?,
+                            details: serde_json::from_str(&details)
+                                .map_err(|e| StoreError::Corrupt(format!("audit details: {e}")))?,
+                        },
+                    ))
+                },
+            )
+        })
+        .await
     }
 
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>> {
-        let rows = sqlx::query("SELECT workflow, state, COUNT(*) AS n FROM runs WHERE state IN ('queued', 'running', 'waiting') GROUP BY workflow, state")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let state: String = row.try_get("state")?;
-                Ok((
-                    row.try_get("workflow")?,
-                    parse_state(&state)?,
-                    row.try_get::<i64, _>("n")? as u64,
-                ))
-            })
-            .collect()
+        self.read(|c| {
+            rows(
+                c,
+                "SELECT workflow, state, COUNT(*) AS n FROM runs WHERE state IN ('queued', 'running', 'waiting') GROUP BY workflow, state",
+                [],
+                |row| {
+                    let state: String = row.get("state")?;
+                    Ok((
+                        row.get("workflow")?,
+                        parse_state(&state)?,
+                        row.get::<_, i64>("n")? as u64,
+                    ))
+                },
+            )
+        })
+        .await
     }
 
     async fn purge_finished(&self, before: Millis, limit: u32) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM runs WHERE root_id IN (SELECT id FROM runs WHERE parent_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?1 ORDER BY finished_at LIMIT ?2)",
-        )
-        .bind(before)
-        .bind(i64::from(limit.max(1)))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        self.finish_deletion(tx, deleted > 0).await?;
+        let deleted = self
+            .write(move |c| {
+                let deleted = exec(
+                    c,
+                    "DELETE FROM runs WHERE root_id IN (SELECT id FROM runs WHERE parent_id IS NULL AND finished_at IS NOT NULL AND finished_at < ?1 ORDER BY finished_at LIMIT ?2)",
+                    params![before, limit.max(1)],
+                )? as u64;
+                drop_orphan_blobs(c, deleted > 0)?;
+                Ok(deleted)
+            })
+            .await?;
+        self.vacuum(deleted > 0).await?;
         Ok(deleted)
     }
 
@@ -1023,7 +1147,7 @@ impl Store for SqliteStore {
         let (mut deleted, mut skipped) = (0u64, 0u64);
         // In batches, so that a large erasure does not hold the database for long.
         for batch in roots.chunks(200) {
-            let (d, s) = self.erase_batch(batch).await?;
+            let (d, s) = self.erase_batch(batch.to_vec()).await?;
             deleted += d;
             skipped += s;
         }
@@ -1031,120 +1155,143 @@ impl Store for SqliteStore {
     }
 
     async fn load_version(&self, version: &str) -> Result<Option<StoredVersion>> {
-        let row = sqlx::query("SELECT workflow, file, source FROM versions WHERE version = ?1")
-            .bind(version)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| {
-            Ok(StoredVersion {
-                workflow: r.try_get("workflow")?,
-                file: r.try_get("file")?,
-                source: r.try_get("source")?,
-            })
+        let version = version.to_string();
+        self.read(move |c| {
+            row(
+                c,
+                "SELECT workflow, file, source FROM versions WHERE version = ?1",
+                [version],
+                |r| {
+                    Ok(StoredVersion {
+                        workflow: r.get("workflow")?,
+                        file: r.get("file")?,
+                        source: r.get("source")?,
+                    })
+                },
+            )
         })
-        .transpose()
+        .await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(run_from_row).transpose()
+        let id = id.to_string();
+        self.read(move |c| {
+            row(
+                c,
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                run_from_row,
+            )
+        })
+        .await
     }
 
     async fn resolve_run_id(&self, prefix: &str) -> Result<String> {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             return Err(StoreError::NotFound(prefix.to_string()));
         }
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT 2",
-        )
-        .bind(prefix.to_ascii_lowercase())
-        .fetch_all(&self.reader)
-        .await?;
+        let lower = prefix.to_ascii_lowercase();
+        let (ids, count) = self
+            .read(move |c| {
+                let ids: Vec<String> = rows(
+                    c,
+                    "SELECT id FROM runs WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT 2",
+                    [&lower],
+                    |r| Ok(r.get(0)?),
+                )?;
+                let count: i64 = if ids.len() > 1 {
+                    c.prepare_cached("SELECT count(*) FROM runs WHERE id >= ?1 AND id < ?1 || 'g'")?
+                        .query_row([&lower], |r| r.get(0))?
+                } else {
+                    ids.len() as i64
+                };
+                Ok((ids, count))
+            })
+            .await?;
         match ids.as_slice() {
             [one] => Ok(one.clone()),
             [] => Err(StoreError::NotFound(prefix.to_string())),
-            _ => {
-                let count: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM runs WHERE id >= ?1 AND id < ?1 || 'g'",
-                )
-                .bind(prefix.to_ascii_lowercase())
-                .fetch_one(&self.reader)
-                .await?;
-                Err(StoreError::Ambiguous {
-                    prefix: prefix.to_string(),
-                    count: count as usize,
-                })
-            }
+            _ => Err(StoreError::Ambiguous {
+                prefix: prefix.to_string(),
+                count: count as usize,
+            }),
         }
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR root_id = ?5) ORDER BY id DESC LIMIT ?4"
-        )))
-        .bind(&filter.workflow)
-        .bind(filter.state.map(RunState::as_str))
-        .bind(&filter.before)
-        .bind(i64::from(filter.limit.max(1)))
-        .bind(&filter.root)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        let filter = filter.clone();
+        self.read(move |c| {
+            rows(
+                c,
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR root_id = ?5) ORDER BY id DESC LIMIT ?4"
+                ),
+                params![
+                    filter.workflow,
+                    filter.state.map(RunState::as_str),
+                    filter.before,
+                    filter.limit.max(1),
+                    filter.root
+                ],
+                run_from_row,
+            )
+        })
+        .await
     }
 
     async fn children(&self, parent: &str, step: &StepKey) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE parent_id = ?1 AND parent_step = ?2 ORDER BY id"
-        )))
-        .bind(parent)
-        .bind(step.as_str())
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        let (parent, step) = (parent.to_string(), step.clone());
+        self.read(move |c| {
+            rows(
+                c,
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE parent_id = ?1 AND parent_step = ?2 ORDER BY id"
+                ),
+                params![parent, step.as_str()],
+                run_from_row,
+            )
+        })
+        .await
     }
 
     async fn attempts(&self, run: &str) -> Result<Vec<AttemptRecord>> {
-        let rows = sqlx::query(
-            "SELECT a.step_key, a.attempt, a.state, COALESCE(a.input, bi.data) AS input, COALESCE(a.output, bo.data) AS output, a.error, a.wake_at, a.budget_reset, a.started_at, a.finished_at, a.input_blob, a.output_blob
-             FROM attempts a LEFT JOIN blobs bi ON bi.hash = a.input_blob LEFT JOIN blobs bo ON bo.hash = a.output_blob
-             WHERE a.run_id = ?1 ORDER BY a.rowid",
-        )
-        .bind(run)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                let input: Option<String> = r.try_get("input")?;
-                let output: Option<String> = r.try_get("output")?;
-                let missing =
-                    |col: &str, blob: Option<String>, value: &Option<String>| match (blob, value) {
-                        (Some(hash), None) => Err(StoreError::Corrupt(format!(
-                            "the {col} blob {hash} is missing"
-                        ))),
-                        _ => Ok(()),
-                    };
-                missing("input", r.try_get("input_blob")?, &input)?;
-                missing("output", r.try_get("output_blob")?, &output)?;
-                Ok(AttemptRecord {
-                    step_key: StepKey::from_stored(r.try_get("step_key")?),
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    state: AttemptState::from_str(&state).map_err(StoreError::Corrupt)?,
-                    input: parse_json(input, "attempt input")?,
-                    output: parse_json(output, "attempt output")?,
-                    error: parse_json(r.try_get("error")?, "attempt error")?,
-                    wake_at: r.try_get("wake_at")?,
-                    budget_reset: r.try_get::<i64, _>("budget_reset")? != 0,
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                })
-            })
-            .collect()
+        let run = run.to_string();
+        self.read(move |c| {
+            rows(
+                c,
+                "SELECT a.step_key, a.attempt, a.state, COALESCE(a.input, bi.data) AS input, COALESCE(a.output, bo.data) AS output, a.error, a.wake_at, a.budget_reset, a.started_at, a.finished_at, a.input_blob, a.output_blob
+                 FROM attempts a LEFT JOIN blobs bi ON bi.hash = a.input_blob LEFT JOIN blobs bo ON bo.hash = a.output_blob
+                 WHERE a.run_id = ?1 ORDER BY a.rowid",
+                [run],
+                |r| {
+                    let state: String = r.get("state")?;
+                    let input: Option<String> = r.get("input")?;
+                    let output: Option<String> = r.get("output")?;
+                    let missing =
+                        |col: &str, blob: Option<String>, value: &Option<String>| match (blob, value) {
+                            (Some(hash), None) => Err(StoreError::Corrupt(format!(
+                                "the {col} blob {hash} is missing"
+                            ))),
+                            _ => Ok(()),
+                        };
+                    missing("input", r.get("input_blob")?, &input)?;
+                    missing("output", r.get("output_blob")?, &output)?;
+                    Ok(AttemptRecord {
+                        step_key: StepKey::from_stored(r.get("step_key")?),
+                        attempt: r.get::<_, i64>("attempt")? as u32,
+                        state: AttemptState::from_str(&state).map_err(StoreError::Corrupt)?,
+                        input: parse_json(input, "attempt input")?,
+                        output: parse_json(output, "attempt output")?,
+                        error: parse_json(r.get("error")?, "attempt error")?,
+                        wake_at: r.get("wake_at")?,
+                        budget_reset: r.get::<_, i64>("budget_reset")? != 0,
+                        started_at: r.get("started_at")?,
+                        finished_at: r.get("finished_at")?,
+                    })
+                },
+            )
+        })
+        .await
     }
 
     async fn claim(
@@ -1155,92 +1302,82 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<Vec<Claimed>> {
         let dead = self.dead_owners(now).await?;
-        let root = match scope {
-            ClaimScope::All => None,
-            ClaimScope::Tree(root) => Some(root.as_str()),
-        };
-        let mut tx = self.begin().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE runs SET state = 'running', lease_owner = ?1, lease_until = ?2, lease_epoch = lease_epoch + 1,
-                 started_at = COALESCE(started_at, ?3), updated_at = ?3, wake_at = NULL
-             WHERE id IN (
-                 SELECT id FROM runs
-                 WHERE (state IN ('queued', 'running') OR (state = 'waiting' AND wake_at <= ?3))
-                   AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))
-                   AND (?5 IS NULL OR root_id = ?5)
-                 ORDER BY COALESCE(wake_at, created_at), id
-                 LIMIT ?6)
-             RETURNING {RUN_COLUMNS}"
-        )))
-        .bind(&self.node.id)
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(&dead)
-        .bind(root)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Claimed {
-                    lease: Lease {
-                        run_id: row.try_get("id")?,
-                        owner: row.try_get("lease_owner")?,
-                        epoch: row.try_get("lease_epoch")?,
-                    },
-                    run: run_from_row(row)?,
-                })
-            })
-            .collect()
+        let root = scope_root(scope);
+        let me = self.node.id.clone();
+        let until = now + lease.as_millis() as i64;
+        self.write(move |c| {
+            rows(
+                c,
+                &format!(
+                    "UPDATE runs SET state = 'running', lease_owner = ?1, lease_until = ?2, lease_epoch = lease_epoch + 1,
+                         started_at = COALESCE(started_at, ?3), updated_at = ?3, wake_at = NULL
+                     WHERE id IN (
+                         SELECT id FROM runs
+                         WHERE (state IN ('queued', 'running') OR (state = 'waiting' AND wake_at <= ?3))
+                           AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))
+                           AND (?5 IS NULL OR root_id = ?5)
+                         ORDER BY COALESCE(wake_at, created_at), id
+                         LIMIT ?6)
+                     RETURNING {RUN_COLUMNS}"
+                ),
+                params![me, until, now, dead, root, limit as i64],
+                |row| {
+                    Ok(Claimed {
+                        lease: Lease {
+                            run_id: row.get("id")?,
+                            owner: row.get("lease_owner")?,
+                            epoch: row.get("lease_epoch")?,
+                        },
+                        run: run_from_row(row)?,
+                    })
+                },
+            )
+        })
+        .await
     }
 
     async fn renew_leases(&self, now: Millis, lease: Duration) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE runs SET lease_until = ?1 WHERE lease_owner = ?2 AND state = 'running'",
-        )
-        .bind(now + lease.as_millis() as i64)
-        .bind(&self.node.id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let me = self.node.id.clone();
+        let until = now + lease.as_millis() as i64;
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE runs SET lease_until = ?1 WHERE lease_owner = ?2 AND state = 'running'",
+                params![until, me],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn next_wake(&self, scope: &ClaimScope, now: Millis) -> Result<Option<Millis>> {
-        let root = match scope {
-            ClaimScope::All => None,
-            ClaimScope::Tree(root) => Some(root.as_str()),
-        };
+        let root = scope_root(scope);
+        let me = self.node.id.clone();
         // Waiting runs that are not due yet, and runs leased by other live processes (their lease
         // may expire).
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT min(t) FROM (
-                 SELECT wake_at AS t FROM runs WHERE state = 'waiting' AND wake_at > ?1 AND (?2 IS NULL OR root_id = ?2)
-                 UNION ALL
-                 SELECT lease_until + 1 AS t FROM runs WHERE state = 'running' AND lease_owner <> ?3 AND lease_until >= ?1 AND (?2 IS NULL OR root_id = ?2))",
-        )
-        .bind(now)
-        .bind(root)
-        .bind(&self.node.id)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(next)
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT min(t) FROM (
+                     SELECT wake_at AS t FROM runs WHERE state = 'waiting' AND wake_at > ?1 AND (?2 IS NULL OR root_id = ?2)
+                     UNION ALL
+                     SELECT lease_until + 1 AS t FROM runs WHERE state = 'running' AND lease_owner <> ?3 AND lease_until >= ?1 AND (?2 IS NULL OR root_id = ?2))",
+            )?
+            .query_row(params![now, root, me], |r| r.get(0))?)
+        })
+        .await
     }
 
     async fn unfinished(&self, scope: &ClaimScope) -> Result<u64> {
-        let root = match scope {
-            ClaimScope::All => None,
-            ClaimScope::Tree(root) => Some(root.as_str()),
-        };
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM runs WHERE state IN ('queued', 'running', 'waiting') AND (?1 IS NULL OR root_id = ?1)",
-        )
-        .bind(root)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(n as u64)
+        let root = scope_root(scope);
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM runs WHERE state IN ('queued', 'running', 'waiting') AND (?1 IS NULL OR root_id = ?1)",
+                )?
+                .query_row([root], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1254,30 +1391,32 @@ impl Store for SqliteStore {
         wake_at: Option<Millis>,
         now: Millis,
     ) -> Result<Fence> {
-        let mut tx = self.begin().await?;
-        let fence = self.fence(&mut tx, lease, now).await?;
-        sqlx::query("UPDATE attempts SET state = 'interrupted', finished_at = ?3 WHERE run_id = ?1 AND step_key = ?2 AND state = 'started'")
-            .bind(&lease.run_id)
-            .bind(step.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let (inline, blob) = self.payload(&mut tx, input, now).await?;
-        sqlx::query(
-            "INSERT INTO attempts (run_id, step_key, attempt, state, input, input_blob, wake_at, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(&lease.run_id)
-        .bind(step.as_str())
-        .bind(i64::from(attempt))
-        .bind(state.as_str())
-        .bind(inline)
-        .bind(blob)
-        .bind(wake_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(fence)
+        let (lease, step, input) = (lease.clone(), step.clone(), self.payload(input));
+        self.write(move |c| {
+            let fence = fence(c, &lease, now)?;
+            exec(
+                c,
+                "UPDATE attempts SET state = 'interrupted', finished_at = ?3 WHERE run_id = ?1 AND step_key = ?2 AND state = 'started'",
+                params![lease.run_id, step.as_str(), now],
+            )?;
+            let (inline, blob) = input.store(c, now)?;
+            exec(
+                c,
+                "INSERT INTO attempts (run_id, step_key, attempt, state, input, input_blob, wake_at, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    lease.run_id,
+                    step.as_str(),
+                    attempt,
+                    state.as_str(),
+                    inline,
+                    blob,
+                    wake_at,
+                    now
+                ],
+            )?;
+            Ok(fence)
+        })
+        .await
     }
 
     async fn finish_attempt(
@@ -1288,34 +1427,37 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         now: Millis,
     ) -> Result<Fence> {
-        let mut tx = self.begin().await?;
-        let fence = self.fence(&mut tx, lease, now).await?;
-        let (inline, blob) = self
-            .payload(&mut tx, outcome.output.as_deref(), now)
-            .await?;
-        let finished = (outcome.state != AttemptState::Waiting).then_some(now);
-        let updated = sqlx::query(
-            "UPDATE attempts SET state = ?4, output = ?5, output_blob = ?6, error = ?7, wake_at = COALESCE(?8, wake_at), finished_at = ?9 WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3",
-        )
-        .bind(&lease.run_id)
-        .bind(step.as_str())
-        .bind(i64::from(attempt))
-        .bind(outcome.state.as_str())
-        .bind(inline)
-        .bind(blob)
-        .bind(&outcome.error)
-        .bind(outcome.wake_at)
-        .bind(finished)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::Corrupt(format!(
-                "run {} has no attempt {attempt} of step {step} to finish",
-                lease.run_id
-            )));
-        }
-        tx.commit().await?;
-        Ok(fence)
+        let (lease, step) = (lease.clone(), step.clone());
+        let output = self.payload(outcome.output.as_deref());
+        let (state, error, wake_at) = (outcome.state, outcome.error.clone(), outcome.wake_at);
+        self.write(move |c| {
+            let fence = fence(c, &lease, now)?;
+            let (inline, blob) = output.store(c, now)?;
+            let finished = (state != AttemptState::Waiting).then_some(now);
+            let updated = exec(
+                c,
+                "UPDATE attempts SET state = ?4, output = ?5, output_blob = ?6, error = ?7, wake_at = COALESCE(?8, wake_at), finished_at = ?9 WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3",
+                params![
+                    lease.run_id,
+                    step.as_str(),
+                    attempt,
+                    state.as_str(),
+                    inline,
+                    blob,
+                    error,
+                    wake_at,
+                    finished
+                ],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "run {} has no attempt {attempt} of step {step} to finish",
+                    lease.run_id
+                )));
+            }
+            Ok(fence)
+        })
+        .await
     }
 
     async fn record_attempt(
@@ -1327,74 +1469,80 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         now: Millis,
     ) -> Result<Fence> {
-        let mut tx = self.begin().await?;
-        let fence = self.fence(&mut tx, lease, now).await?;
-        let (input, input_blob) = self.payload(&mut tx, input, now).await?;
-        let (output, output_blob) = self
-            .payload(&mut tx, outcome.output.as_deref(), now)
-            .await?;
-        sqlx::query(
-            "INSERT INTO attempts (run_id, step_key, attempt, state, input, input_blob, output, output_blob, error, wake_at, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-        )
-        .bind(&lease.run_id)
-        .bind(step.as_str())
-        .bind(i64::from(attempt))
-        .bind(outcome.state.as_str())
-        .bind(input)
-        .bind(input_blob)
-        .bind(output)
-        .bind(output_blob)
-        .bind(&outcome.error)
-        .bind(outcome.wake_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(fence)
+        let (lease, step) = (lease.clone(), step.clone());
+        let input = self.payload(input);
+        let output = self.payload(outcome.output.as_deref());
+        let (state, error, wake_at) = (outcome.state, outcome.error.clone(), outcome.wake_at);
+        self.write(move |c| {
+            let fence = fence(c, &lease, now)?;
+            let (input, input_blob) = input.store(c, now)?;
+            let (output, output_blob) = output.store(c, now)?;
+            exec(
+                c,
+                "INSERT INTO attempts (run_id, step_key, attempt, state, input, input_blob, output, output_blob, error, wake_at, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                params![
+                    lease.run_id,
+                    step.as_str(),
+                    attempt,
+                    state.as_str(),
+                    input,
+                    input_blob,
+                    output,
+                    output_blob,
+                    error,
+                    wake_at,
+                    now
+                ],
+            )?;
+            Ok(fence)
+        })
+        .await
     }
 
     async fn park(&self, lease: &Lease, wake_at: Millis, now: Millis) -> Result<()> {
-        let mut tx = self.begin().await?;
-        self.fence(&mut tx, lease, now).await?;
-        sqlx::query("UPDATE runs SET state = 'waiting', wake_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1")
-            .bind(&lease.run_id)
-            .bind(wake_at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let lease = lease.clone();
+        self.write(move |c| {
+            fence(c, &lease, now)?;
+            exec(
+                c,
+                "UPDATE runs SET state = 'waiting', wake_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                params![lease.run_id, wake_at],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn open_approval(&self, approval: &NewApproval) -> Result<ApprovalRecord> {
-        let mut tx = self.begin().await?;
-        let id = uuid::Uuid::now_v7().to_string();
-        sqlx::query("INSERT INTO approvals (id, run_id, step_key, attempt, workflow, message, data, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (run_id, step_key, attempt) DO NOTHING")
-            .bind(&id)
-            .bind(&approval.run_id)
-            .bind(approval.step_key.as_str())
-            .bind(approval.attempt)
-            .bind(&approval.workflow)
-            .bind(&approval.message)
-            .bind(approval.data.to_string())
-            .bind(approval.now)
-            .bind(approval.expires_at)
-            .execute(&mut *tx)
-            .await?;
-        let attempt = approval.attempt.to_string();
-        let record = approval_where(
-            &mut tx,
-            "a.run_id = ?1 AND a.step_key = ?2 AND a.attempt = CAST(?3 AS INTEGER)",
-            &[&approval.run_id, approval.step_key.as_str(), &attempt],
-        )
-        .await?
-        .ok_or_else(|| StoreError::NotFound(approval.run_id.clone()))?;
-        tx.commit().await?;
-        Ok(record)
+        let approval = approval.clone();
+        let data = approval.data.to_string();
+        self.write(move |c| {
+            let id = uuid::Uuid::now_v7().to_string();
+            exec(
+                c,
+                "INSERT INTO approvals (id, run_id, step_key, attempt, workflow, message, data, state, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (run_id, step_key, attempt) DO NOTHING",
+                params![
+                    id,
+                    approval.run_id,
+                    approval.step_key.as_str(),
+                    approval.attempt,
+                    approval.workflow,
+                    approval.message,
+                    data,
+                    approval.now,
+                    approval.expires_at
+                ],
+            )?;
+            approval_of(c, &approval.run_id, approval.step_key.as_str(), approval.attempt)?
+                .ok_or_else(|| StoreError::NotFound(approval.run_id.clone()))
+        })
+        .await
     }
 
     async fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        approval_where(&mut conn, "a.id = ?1", &[id]).await
+        let id = id.to_string();
+        self.read(move |c| approval_where(c, "a.id = ?1", &[&id]))
+            .await
     }
 
     async fn approval_for(
@@ -1403,14 +1551,9 @@ impl Store for SqliteStore {
         step_key: &StepKey,
         attempt: u32,
     ) -> Result<Option<ApprovalRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        let attempt = attempt.to_string();
-        approval_where(
-            &mut conn,
-            "a.run_id = ?1 AND a.step_key = ?2 AND a.attempt = CAST(?3 AS INTEGER)",
-            &[run_id, step_key.as_str(), &attempt],
-        )
-        .await
+        let (run_id, step_key) = (run_id.to_string(), step_key.clone());
+        self.read(move |c| approval_of(c, &run_id, step_key.as_str(), attempt))
+            .await
     }
 
     async fn list_approvals(&self, pending_only: bool, limit: u32) -> Result<Vec<ApprovalRecord>> {
@@ -1421,13 +1564,8 @@ impl Store for SqliteStore {
         };
         let sql =
             format!("{APPROVAL_SELECT}{condition} ORDER BY a.created_at DESC, a.id DESC LIMIT ?1");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(approval_from_row)
-            .collect()
+        self.read(move |c| rows(c, &sql, [limit], approval_from_row))
+            .await
     }
 
     async fn answer_approval(
@@ -1439,44 +1577,37 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<ApprovalRecord> {
         debug_assert!(decision != ApprovalState::Pending);
-        let mut tx = self.begin().await?;
-        let current = approval_where(&mut tx, "a.id = ?1", &[id])
-            .await?
-            .ok_or_else(|| StoreError::ApprovalNotFound(id.to_string()))?;
-        if current.state != ApprovalState::Pending {
-            return Err(StoreError::ApprovalClosed {
-                id: id.to_string(),
-                state: current.state.as_str().to_string(),
-            });
-        }
-        if current.run_state.is_terminal() {
-            return Err(StoreError::ApprovalClosed {
-                id: id.to_string(),
-                state: format!("moot: its run is {}", current.run_state),
-            });
-        }
-        sqlx::query("UPDATE approvals SET state = ?2, answer = ?3, answered_by = ?4, answered_at = ?5 WHERE id = ?1")
-            .bind(id)
-            .bind(decision.as_str())
-            .bind(answer.to_string())
-            .bind(by)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        // The run is due now. A run still executing keeps this wake time when it parks (see `park`),
-        // so an answer that comes between its last look and its parking is not missed.
-        sqlx::query(
-            "UPDATE runs SET wake_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN ('running', 'waiting')",
-        )
-        .bind(&current.run_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let record = approval_where(&mut tx, "a.id = ?1", &[id])
-            .await?
-            .ok_or_else(|| StoreError::ApprovalNotFound(id.to_string()))?;
-        tx.commit().await?;
-        Ok(record)
+        let (id, answer, by) = (id.to_string(), answer.to_string(), by.map(str::to_string));
+        self.write(move |c| {
+            let current = approval_where(c, "a.id = ?1", &[&id])?
+                .ok_or_else(|| StoreError::ApprovalNotFound(id.clone()))?;
+            if current.state != ApprovalState::Pending {
+                return Err(StoreError::ApprovalClosed {
+                    id,
+                    state: current.state.as_str().to_string(),
+                });
+            }
+            if current.run_state.is_terminal() {
+                return Err(StoreError::ApprovalClosed {
+                    id,
+                    state: format!("moot: its run is {}", current.run_state),
+                });
+            }
+            exec(
+                c,
+                "UPDATE approvals SET state = ?2, answer = ?3, answered_by = ?4, answered_at = ?5 WHERE id = ?1",
+                params![id, decision.as_str(), answer, by, now],
+            )?;
+            // The run is due now. A run still executing keeps this wake time when it parks (see
+            // `park`), so an answer that comes between its last look and its parking is not missed.
+            exec(
+                c,
+                "UPDATE runs SET wake_at = ?2, updated_at = ?2 WHERE id = ?1 AND state IN ('running', 'waiting')",
+                params![current.run_id, now],
+            )?;
+            approval_where(c, "a.id = ?1", &[&id])?.ok_or(StoreError::ApprovalNotFound(id))
+        })
+        .await
     }
 
     async fn finish_run(
@@ -1488,67 +1619,68 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<()> {
         debug_assert!(state.is_terminal());
-        let mut tx = self.begin().await?;
-        self.fence(&mut tx, lease, now).await?;
-        sqlx::query(
-            "UPDATE runs SET state = ?2, output = ?3, error = ?4, finished_at = ?5, wake_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-        )
-        .bind(&lease.run_id)
-        .bind(state.as_str())
-        .bind(output)
-        .bind(error)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let lease = lease.clone();
+        let (output, error) = (output.map(str::to_string), error.map(str::to_string));
+        self.write(move |c| {
+            fence(c, &lease, now)?;
+            exec(
+                c,
+                "UPDATE runs SET state = ?2, output = ?3, error = ?4, finished_at = ?5, wake_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                params![lease.run_id, state.as_str(), output, error, now],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn release(&self, lease: &Lease) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2 AND lease_epoch = ?3")
-            .bind(&lease.run_id)
-            .bind(&lease.owner)
-            .bind(lease.epoch)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let lease = lease.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2 AND lease_epoch = ?3",
+                params![lease.run_id, lease.owner, lease.epoch],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn request_cancel(&self, id: &str, now: Millis) -> Result<CancelOutcome> {
         let dead = self.dead_owners(now).await?;
-        let mut tx = self.begin().await?;
-        let state = self.run_state(&mut tx, id).await?;
-        if state.is_terminal() {
-            return Err(StoreError::InvalidState {
-                run: id.to_string(),
-                state,
-                action: "it has already finished".into(),
-            });
-        }
+        let id = id.to_string();
         let error = serde_json::json!({"message": "the run was cancelled"}).to_string();
-        // Ask every unfinished run of the subtree to stop, then finish at once the ones that no live
-        // process is executing.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DESCENDANTS} UPDATE runs SET cancel_requested = 1 WHERE (id = ?1 OR id IN (SELECT id FROM d)) AND state IN ('queued', 'running', 'waiting')"
-        )))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{DESCENDANTS} UPDATE runs SET state = 'cancelled', error = ?2, finished_at = ?3, wake_at = NULL, lease_owner = NULL, lease_until = NULL
-             WHERE (id = ?1 OR id IN (SELECT id FROM d)) AND state IN ('queued', 'running', 'waiting')
-               AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))"
-        )))
-        .bind(id)
-        .bind(&error)
-        .bind(now)
-        .bind(&dead)
-        .execute(&mut *tx)
-        .await?;
-        let after = self.run_state(&mut tx, id).await?;
-        tx.commit().await?;
+        let after = self
+            .write(move |c| {
+                let state = run_state(c, &id)?;
+                if state.is_terminal() {
+                    return Err(StoreError::InvalidState {
+                        run: id,
+                        state,
+                        action: "it has already finished".into(),
+                    });
+                }
+                // Ask every unfinished run of the subtree to stop, then finish at once the ones
+                // that no live process is executing.
+                exec(
+                    c,
+                    &format!(
+                        "{DESCENDANTS} UPDATE runs SET cancel_requested = 1 WHERE (id = ?1 OR id IN (SELECT id FROM d)) AND state IN ('queued', 'running', 'waiting')"
+                    ),
+                    [&id],
+                )?;
+                exec(
+                    c,
+                    &format!(
+                        "{DESCENDANTS} UPDATE runs SET state = 'cancelled', error = ?2, finished_at = ?3, wake_at = NULL, lease_owner = NULL, lease_until = NULL
+                         WHERE (id = ?1 OR id IN (SELECT id FROM d)) AND state IN ('queued', 'running', 'waiting')
+                           AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))"
+                    ),
+                    params![id, error, now, dead],
+                )?;
+                run_state(c, &id)
+            })
+            .await?;
         Ok(if after == RunState::Cancelled {
             CancelOutcome::Cancelled
         } else {
@@ -1557,30 +1689,30 @@ impl Store for SqliteStore {
     }
 
     async fn retry_run(&self, id: &str, now: Millis) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let state = self.run_state(&mut tx, id).await?;
-        if state != RunState::Failed {
-            return Err(StoreError::InvalidState {
-                run: id.to_string(),
-                state,
-                action: "only failed runs can be retried (replay starts a new run from any run)"
-                    .into(),
-            });
-        }
-        sqlx::query("UPDATE attempts SET state = 'retrying', budget_reset = 1, wake_at = ?2 WHERE run_id = ?1 AND state = 'failed'")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE runs SET state = 'queued', output = NULL, error = NULL, finished_at = NULL, wake_at = NULL, cancel_requested = 0, updated_at = ?2 WHERE id = ?1",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let id = id.to_string();
+        self.write(move |c| {
+            let state = run_state(c, &id)?;
+            if state != RunState::Failed {
+                return Err(StoreError::InvalidState {
+                    run: id,
+                    state,
+                    action: "only failed runs can be retried (replay starts a new run from any run)"
+                        .into(),
+                });
+            }
+            exec(
+                c,
+                "UPDATE attempts SET state = 'retrying', budget_reset = 1, wake_at = ?2 WHERE run_id = ?1 AND state = 'failed'",
+                params![id, now],
+            )?;
+            exec(
+                c,
+                "UPDATE runs SET state = 'queued', output = NULL, error = NULL, finished_at = NULL, wake_at = NULL, cancel_requested = 0, updated_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -38,6 +38,19 @@ async fn claim_one(store: &dyn Store, now: Millis) -> Claimed {
     claimed.remove(0)
 }
 
+/// One value read on a reader connection, as another process would see it.
+async fn scalar<T>(store: &SqliteStore, sql: &'static str, param: Option<&str>) -> T
+where
+    T: rusqlite::types::FromSql + Send + 'static,
+{
+    let param = param.map(str::to_string);
+    store
+        .readers
+        .read(move |c| Ok(c.query_row(sql, rusqlite::params_from_iter(param), |r| r.get(0))?))
+        .await
+        .expect("the value reads")
+}
+
 fn outcome(state: AttemptState, output: Option<&str>) -> Outcome {
     Outcome {
         state,
@@ -233,16 +246,14 @@ async fn attempts_record_inputs_outputs_and_interruptions() {
         attempts[2].input.as_ref().unwrap(),
         attempts[2].output.as_ref().unwrap()
     );
-    let blobs: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
-        .fetch_one(&store.reader)
-        .await
-        .unwrap();
+    let blobs: i64 = scalar(&store, "SELECT count(*) FROM blobs", None).await;
     assert_eq!(blobs, 1);
-    let inline: Option<String> =
-        sqlx::query_scalar("SELECT output FROM attempts WHERE step_key = 'fetch' AND attempt = 2")
-            .fetch_one(&store.reader)
-            .await
-            .unwrap();
+    let inline: Option<String> = scalar(
+        &store,
+        "SELECT output FROM attempts WHERE step_key = 'fetch' AND attempt = 2",
+        None,
+    )
+    .await;
     assert_eq!(
         inline, None,
         "a large output is not stored in the attempt row"
@@ -549,16 +560,10 @@ async fn purge_deletes_old_finished_runs_with_their_children_and_payloads() {
         .await
         .unwrap();
     let recent = store.create_run(new_run("a", None, 30)).await.unwrap();
-    let blobs = |s: &SqliteStore| {
-        let pool = s.reader.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM blobs")
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(blobs(&store).await, 2);
+    assert_eq!(
+        scalar::<i64>(&store, "SELECT COUNT(*) FROM blobs", None).await,
+        2
+    );
     // Unfinished and recent runs stay; the old one goes with its child run.
     assert_eq!(store.purge_finished(15, 100).await.unwrap(), 0);
     assert_eq!(store.purge_finished(25, 100).await.unwrap(), 2);
@@ -566,7 +571,10 @@ async fn purge_deletes_old_finished_runs_with_their_children_and_payloads() {
     assert!(store.get_run(child.id()).await.unwrap().is_none());
     assert!(store.get_run(recent.id()).await.unwrap().is_some());
     assert!(store.attempts(old.id()).await.unwrap().is_empty());
-    assert_eq!(blobs(&store).await, 0);
+    assert_eq!(
+        scalar::<i64>(&store, "SELECT COUNT(*) FROM blobs", None).await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -874,12 +882,12 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
     let store = std::sync::Arc::new(open(&dir, 1024).await);
     store.create_run(new_run("seed", None, 1)).await.unwrap();
     let claimed = claim_one(store.as_ref(), 2).await;
-    let updated_at = || async {
-        sqlx::query_scalar::<_, i64>("SELECT updated_at FROM runs WHERE id = ?1")
-            .bind(&claimed.lease.run_id)
-            .fetch_one(&store.reader)
-            .await
-            .unwrap()
+    let updated_at = || {
+        scalar::<i64>(
+            &store,
+            "SELECT updated_at FROM runs WHERE id = ?1",
+            Some(&claimed.lease.run_id),
+        )
     };
     let before_updated = updated_at().await;
     let before = store.writer.commits();
@@ -891,10 +899,12 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
             let key = format!("evt-{i}");
             let created = store.create_run(new_run("order", Some(&key), 10)).await?;
             // Answered means committed: another connection sees it.
-            let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE id = ?1")
-                .bind(created.id())
-                .fetch_one(&store.reader)
-                .await?;
+            let seen: i64 = scalar(
+                &store,
+                "SELECT COUNT(*) FROM runs WHERE id = ?1",
+                Some(created.id()),
+            )
+            .await;
             assert_eq!(seen, 1, "run {i} answered before it was committed");
             Ok::<_, StoreError>(())
         }));

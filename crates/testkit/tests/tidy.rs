@@ -141,18 +141,20 @@ fn crates_depend_only_as_the_architecture_allows() {
     }
     // The core does no I/O: no runtime, database, HTTP or file-system crates.
     let core = all_dependencies("core");
-    for forbidden in ["tokio", "sqlx", "reqwest", "axum", "tempfile"] {
+    for forbidden in ["tokio", "sqlx", "rusqlite", "reqwest", "axum", "tempfile"] {
         assert!(
             !core.contains(&forbidden.to_string()),
             "core must not depend on {forbidden}"
         );
     }
-    // Only the store speaks SQL about our own state; the connectors use sqlx for the users'
-    // databases, and nothing else touches a database.
+    // Only the store speaks SQL about our own state (through rusqlite); the connectors use sqlx
+    // for the users' databases, and nothing else touches a database.
     for krate in ["engine", "server", "cli"] {
-        assert!(
-            !all_dependencies(krate).contains(&"sqlx".to_string()),
-            "{krate} must not use sqlx"
-        );
+        for driver in ["sqlx", "rusqlite"] {
+            assert!(
+                !all_dependencies(krate).contains(&driver.to_string()),
+                "{krate} must not use {driver}"
+            );
+        }
     }
 }

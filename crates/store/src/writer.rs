@@ -1,0 +1,250 @@
+//! The writer thread and its group commit: the writes that queue up while one commit is on its way
+//! to disk share the next.
+//!
+//! The embedded store has one writer connection and commits with `synchronous=FULL`, so every
+//! commit waits for the disk. One transaction per write would make that wait the hub's speed limit
+//! (one webhook, one step start, one step outcome per fsync), and handing every statement of a
+//! write to a database thread and back costs a thread wake-up each. So a write is one job: a
+//! closure with owned arguments that runs all its statements at once on the writer thread, which
+//! owns the connection. The thread:
+//!
+//! - takes the first queued job, opens a *shared* transaction (`BEGIN IMMEDIATE`) and runs the job
+//!   inside a savepoint of its own;
+//! - runs every further job already queued the same way, up to [`MAX_GROUP`];
+//! - commits the shared transaction and only then answers every job of the group. Jobs that arrive
+//!   while it waits for the disk queue up and form the next group, so groups grow with the load and
+//!   a lone write waits for one commit.
+//!
+//! # Invariants
+//!
+//! - A job that fails (or panics) has its savepoint rolled back before the next job runs: none of
+//!   its changes reach the disk, and the other jobs' changes are untouched.
+//! - A caller is answered `Ok` only once the shared transaction holding its changes has committed.
+//!   When the shared commit fails, or a savepoint cannot be rolled back, the whole shared
+//!   transaction is rolled back and every job in it gets the error: nothing any of them wrote is
+//!   on disk, and none was told otherwise.
+//! - A job sees the uncommitted changes of the jobs before it in its group (they share the
+//!   connection); if those never commit, neither does it.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{Result, StoreError};
+
+/// The most jobs one shared transaction carries, so that a steady stream of writes still commits
+/// (and answers its callers) regularly.
+const MAX_GROUP: usize = 256;
+
+/// How a group ended, as its jobs learn it.
+type Ending = std::result::Result<(), Arc<str>>;
+
+/// One queued write, with its closure's result type erased.
+trait Job: Send {
+    /// Runs the write on the connection; `true` when it succeeded (its savepoint is kept).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the group has ended.
+    fn answer(self: Box<Self>, ending: &Ending);
+}
+
+struct Pending<F, R> {
+    write: Option<F>,
+    result: Option<Result<R>>,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<F, R> Job for Pending<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(write) = self.write.take() else {
+            return false;
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| write(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, ending: &Ending) {
+        let answer = match (self.result, ending) {
+            // A failed write is answered with its own error: nothing of it was kept either way.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Commit(e.to_string())),
+            (None, Ok(())) => Err(StoreError::Internal("a write was never run".into())),
+        };
+        // The caller may have given up waiting; its write stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The writer thread's handle: queue writes with [`Writer::write`].
+pub(crate) struct Writer {
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+    /// Shared transactions committed so far (tests check that writes share them).
+    #[cfg_attr(not(test), expect(dead_code, reason = "only tests read it"))]
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`, which must have no transaction open.
+    pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (jobs, queue) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&commits);
+        let thread = std::thread::Builder::new()
+            .name("weft-store-writer".into())
+            .spawn(move || run(conn, queue, counter))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            commits,
+        })
+    }
+
+    /// Runs `write` in a transaction of its own and returns its result once that is committed to
+    /// disk. When `write` fails, nothing it did is kept and its error is returned.
+    pub(crate) async fn write<F, R>(&self, write: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            write: Some(write),
+            result: None,
+            reply,
+        });
+        let closed = || StoreError::Commit("the store is closed".into());
+        self.jobs
+            .as_ref()
+            .ok_or_else(closed)?
+            .send(job)
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// How many shared transactions have committed.
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once the writes queued so far are committed.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: groups queued jobs into shared transactions until the queue closes.
+fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<AtomicU64>) {
+    let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = queue.recv() {
+        let ending = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                let mut next = Some(first);
+                let mut broken = None;
+                while let Some(mut job) = next.take() {
+                    if let Err(e) = savepoint(&conn, job.as_mut()) {
+                        broken = Some(e);
+                    }
+                    group.push(job);
+                    if broken.is_some() || group.len() >= MAX_GROUP {
+                        break;
+                    }
+                    next = queue.try_recv().ok();
+                }
+                end(&conn, broken)
+            }
+            Err(e) => {
+                group.push(first);
+                Err(Arc::from(format!("a transaction could not begin: {e}")))
+            }
+        };
+        if ending.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for job in group.drain(..) {
+            job.answer(&ending);
+        }
+    }
+}
+
+/// Runs one job in a savepoint, keeping its changes when it succeeded and undoing them when not.
+/// An error means the savepoint could not be handled and the shared transaction must be abandoned.
+fn savepoint(conn: &Connection, job: &mut dyn Job) -> std::result::Result<(), Arc<str>> {
+    conn.execute_batch("SAVEPOINT member")
+        .map_err(|e| Arc::from(format!("a write could not start its savepoint: {e}")))?;
+    let sql = if job.run(conn) {
+        "RELEASE member"
+    } else {
+        "ROLLBACK TO member; RELEASE member"
+    };
+    conn.execute_batch(sql).map_err(|e| {
+        Arc::from(format!(
+            "a write could not be kept or undone alone ({e}), so its whole group was rolled back"
+        ))
+    })
+}
+
+/// Ends the shared transaction: commits it unless `broken`, otherwise (or when the commit fails)
+/// rolls it back.
+fn end(conn: &Connection, broken: Option<Arc<str>>) -> Ending {
+    let ending = match broken {
+        None => conn
+            .execute_batch("COMMIT")
+            .map_err(|e| Arc::from(format!("the commit failed: {e}"))),
+        Some(e) => Err(e),
+    };
+    if ending.is_err() {
+        // The transaction may already be gone (SQLite rolls back by itself on some errors).
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    ending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that panics half-way is undone like a failed one, and the writer goes on.
+    #[tokio::test]
+    async fn a_panicking_write_is_undone_and_the_writer_goes_on() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
+        let writer = Writer::start(conn).unwrap();
+        let panicked: Result<()> = writer
+            .write(|c| {
+                c.execute("INSERT INTO t VALUES (1)", [])?;
+                panic!("a bug in a write");
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Internal(_))),
+            "{panicked:?}"
+        );
+        let sum: i64 = writer
+            .write(|c| {
+                c.execute("INSERT INTO t VALUES (2)", [])?;
+                Ok(c.query_row("SELECT sum(n) FROM t", [], |r| r.get(0))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(sum, 2, "the panicked write's row was kept");
+    }
+}
