@@ -134,9 +134,15 @@ impl RunExec {
             Ok(w) => w,
             Err(message) => return Err((lease, message)),
         };
-        let attempts = match engine.store.attempts(&run.id).await {
-            Ok(a) => a,
-            Err(e) => return Err((lease, format!("cannot read the run's history: {e}"))),
+        // Attempts are only recorded under a lease, so a run claimed for the first time (epoch 1)
+        // has none and its history need not be read.
+        let attempts = if lease.epoch <= 1 {
+            Vec::new()
+        } else {
+            match engine.store.attempts(&run.id).await {
+                Ok(a) => a,
+                Err(e) => return Err((lease, format!("cannot read the run's history: {e}"))),
+            }
         };
         let mut history: HashMap<StepKey, Vec<AttemptRecord>> = HashMap::new();
         for a in attempts {

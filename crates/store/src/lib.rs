@@ -257,7 +257,9 @@ pub struct Lease {
     pub run_id: String,
     /// The process holding it (its node id).
     pub owner: String,
-    /// Incremented by every claim: writes carry it, so a stale holder is fenced off.
+    /// Incremented by every claim: writes carry it, so a stale holder is fenced off. A run's
+    /// first claim has epoch 1; since attempts are recorded only under a lease, a run at epoch 1
+    /// has none yet.
     pub epoch: i64,
 }
 

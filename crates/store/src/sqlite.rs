@@ -34,7 +34,7 @@ use crate::{
 };
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -182,6 +182,15 @@ CREATE TABLE secrets (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Version 9: indexes that let claiming walk only the runnable runs in the order it takes them
+/// (queued and running runs by when they became due, waiting runs by their wake time), and find a
+/// node's running runs, instead of scanning every run ever kept.
+const SCHEMA_V9: &str = r#"
+CREATE INDEX runs_queue ON runs(COALESCE(wake_at, created_at), id) WHERE state IN ('queued', 'running');
+CREATE INDEX runs_waiting ON runs(wake_at, id) WHERE state = 'waiting';
+CREATE INDEX runs_running ON runs(lease_owner, lease_until) WHERE state = 'running';
 "#;
 
 const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
@@ -546,6 +555,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     let steps = [
         SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+        SCHEMA_V9,
     ];
     for (to, sql) in (1..).zip(steps) {
         if version < to {
@@ -747,6 +757,25 @@ fn insert_run(c: &Connection, run: &RunInsert) -> Result<Created> {
 
 /// The SQL set of a run's unfinished descendants (`?1` is the run).
 const DESCENDANTS: &str = "WITH RECURSIVE d(id) AS (SELECT id FROM runs WHERE parent_id = ?1 UNION ALL SELECT r.id FROM runs r JOIN d ON r.parent_id = d.id)";
+
+/// The runs a claim may take, each with the time it became due (`?3` is now, `?4` the dead owners
+/// as a JSON array, `?5` the scope's root or `NULL`, `?6` the limit): the first `?6` queued or
+/// running runs and the first `?6` due waiting runs, each part read in order from its own index
+/// (`runs_queue`, `runs_waiting`) so that a claim never scans the runs it cannot take.
+const CLAIMABLE: &str = "
+    SELECT * FROM (
+        SELECT id, COALESCE(wake_at, created_at) AS due FROM runs
+        WHERE state IN ('queued', 'running')
+          AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))
+          AND (?5 IS NULL OR root_id = ?5)
+        ORDER BY COALESCE(wake_at, created_at), id LIMIT ?6)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, wake_at AS due FROM runs
+        WHERE state = 'waiting' AND wake_at <= ?3
+          AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))
+          AND (?5 IS NULL OR root_id = ?5)
+        ORDER BY wake_at, id LIMIT ?6)";
 
 /// The scope's root as a query parameter (`NULL` for all runs).
 fn scope_root(scope: &ClaimScope) -> Option<String> {
@@ -1311,13 +1340,7 @@ impl Store for SqliteStore {
                 &format!(
                     "UPDATE runs SET state = 'running', lease_owner = ?1, lease_until = ?2, lease_epoch = lease_epoch + 1,
                          started_at = COALESCE(started_at, ?3), updated_at = ?3, wake_at = NULL
-                     WHERE id IN (
-                         SELECT id FROM runs
-                         WHERE (state IN ('queued', 'running') OR (state = 'waiting' AND wake_at <= ?3))
-                           AND (lease_owner IS NULL OR lease_until < ?3 OR lease_owner IN (SELECT value FROM json_each(?4)))
-                           AND (?5 IS NULL OR root_id = ?5)
-                         ORDER BY COALESCE(wake_at, created_at), id
-                         LIMIT ?6)
+                     WHERE id IN (SELECT id FROM ({CLAIMABLE}) ORDER BY due, id LIMIT ?6)
                      RETURNING {RUN_COLUMNS}"
                 ),
                 params![me, until, now, dead, root, limit as i64],
@@ -1719,6 +1742,37 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A claim reads the runnable runs in order from their indexes and stops at its limit; it
+    /// never scans the runs table, which keeps every finished run until retention removes it.
+    #[tokio::test]
+    async fn claiming_reads_only_the_claimable_runs_through_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SqliteOptions::new(dir.path().join("weft.db"));
+        options.sync_full = false;
+        let store = SqliteStore::open(options).await.unwrap();
+        let plan: Vec<String> = store
+            .readers
+            .read(|c| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN SELECT id FROM ({CLAIMABLE}) ORDER BY due, id LIMIT ?6"
+                );
+                rows(c, &sql, params![0, 0, 0, "[]", None::<String>, 10], |r| {
+                    Ok(r.get::<_, String>(3)?)
+                })
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|d| d.contains("INDEX runs_queue")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().any(|d| d.contains("INDEX runs_waiting")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d == "SCAN runs"), "{plan:?}");
+    }
 
     #[tokio::test]
     async fn an_owner_is_dead_exactly_when_its_lock_is_free() {

@@ -987,3 +987,17 @@ async fn a_deduplicated_run_does_not_mark_its_version_stored() {
     let version = store.load_version("v-order-edited").await.unwrap();
     assert!(version.is_some(), "the edited version was not stored");
 }
+
+/// A run's first claim has epoch 1 (the engine skips reading the history of such a run), and every
+/// claim after it a higher one.
+#[tokio::test]
+async fn the_first_claim_of_a_run_has_epoch_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    store.create_run(new_run("order", None, 1)).await.unwrap();
+    let first = claim_one(&store, 2).await;
+    assert_eq!(first.lease.epoch, 1);
+    store.release(&first.lease).await.unwrap();
+    let again = claim_one(&store, 3).await;
+    assert_eq!(again.lease.epoch, 2);
+}
