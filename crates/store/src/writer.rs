@@ -25,6 +25,9 @@
 //!   on disk, and none was told otherwise.
 //! - A job sees the uncommitted changes of the jobs before it in its group (they share the
 //!   connection); if those never commit, neither does it.
+//! - A queued job runs even when its caller stops waiting (a client hung up, a future was
+//!   dropped): the write stands, the caller just does not learn it. Callers that must not write
+//!   after giving up check before they queue.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
