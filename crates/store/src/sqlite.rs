@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -186,11 +186,13 @@ CREATE TABLE secrets (
 
 /// Version 9: indexes that let claiming walk only the runnable runs in the order it takes them
 /// (queued and running runs by when they became due, waiting runs by their wake time), and find a
-/// node's running runs, instead of scanning every run ever kept.
+/// node's running runs, instead of scanning every run ever kept. `runs_root` goes: `runs_tree`
+/// (version 7) indexes the same column for every run, and each index costs every write of a run.
 const SCHEMA_V9: &str = r#"
 CREATE INDEX runs_queue ON runs(COALESCE(wake_at, created_at), id) WHERE state IN ('queued', 'running');
 CREATE INDEX runs_waiting ON runs(wake_at, id) WHERE state = 'waiting';
 CREATE INDEX runs_running ON runs(lease_owner, lease_until) WHERE state = 'running';
+DROP INDEX runs_root;
 "#;
 
 const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
@@ -243,11 +245,9 @@ pub struct SqliteStore {
     /// The writer thread, dropped first: the writes queued before the store goes still commit.
     pub(crate) writer: Writer,
     pub(crate) readers: Readers,
-    node: NodeLock,
-    nodes_dir: PathBuf,
+    /// This process's node, shared with the writes that need to know which owners are dead.
+    nodes: Arc<Nodes>,
     inline_limit: usize,
-    /// Owners known to be dead, so their lock files are not checked again.
-    dead: Mutex<HashSet<String>>,
     /// Workflow versions known to be committed (versions are never deleted), so that creating a
     /// run does not write its version again.
     stored_versions: Mutex<HashSet<String>>,
@@ -287,10 +287,12 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             readers,
-            node,
-            nodes_dir,
+            nodes: Arc::new(Nodes {
+                lock: node,
+                dir: nodes_dir,
+                dead: Mutex::new(HashSet::new()),
+            }),
             inline_limit: options.inline_limit,
-            dead: Mutex::new(HashSet::new()),
             stored_versions: Mutex::new(HashSet::new()),
         })
     }
@@ -347,10 +349,36 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Prepares a payload for storage: inline when small, otherwise by its hash in the blob table.
+    fn payload(&self, json: Option<&str>) -> Payload {
+        match json {
+            None => Payload::None,
+            Some(json) if json.len() <= self.inline_limit => Payload::Inline(json.to_string()),
+            Some(json) => Payload::Blob {
+                hash: Sha256::digest(json.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                json: json.to_string(),
+            },
+        }
+    }
+}
+
+/// This process's node (its lock file) and what it learned of the others.
+struct Nodes {
+    lock: NodeLock,
+    /// The folder of the node lock files.
+    dir: PathBuf,
+    /// Owners known to be dead, so their lock files are not checked again.
+    dead: Mutex<HashSet<String>>,
+}
+
+impl Nodes {
     /// Whether the process that owns `owner`'s leases is gone. Its lock file is free (or missing)
     /// exactly when it died.
     fn owner_dead(&self, owner: &str) -> bool {
-        if owner == self.node.id {
+        if owner == self.lock.id {
             return false;
         }
         if self.dead.lock().map(|d| d.contains(owner)).unwrap_or(false) {
@@ -359,7 +387,7 @@ impl SqliteStore {
         if !owner.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             return false;
         }
-        let path = self.nodes_dir.join(format!("{owner}.lock"));
+        let path = self.dir.join(format!("{owner}.lock"));
         let dead = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(file) => match file.try_lock() {
                 Ok(()) => {
@@ -376,36 +404,18 @@ impl SqliteStore {
         dead
     }
 
-    /// The owners of live-looking leases whose processes are in fact gone, as a JSON array.
-    async fn dead_owners(&self, now: Millis) -> Result<String> {
-        let me = self.node.id.clone();
-        let owners: Vec<String> = self
-            .read(move |c| {
-                rows(
-                    c,
-                    "SELECT DISTINCT lease_owner FROM runs WHERE lease_owner IS NOT NULL AND lease_owner <> ?1 AND lease_until >= ?2 AND state IN ('queued', 'running', 'waiting')",
-                    params![me, now],
-                    |r| Ok(r.get(0)?),
-                )
-            })
-            .await?;
+    /// The owners of live-looking leases whose processes are in fact gone, as a JSON array. Runs
+    /// inside the write that needs it, so a claim is one job; the lock files are looked at only
+    /// when other processes hold leases.
+    fn dead_owners(&self, c: &Connection, now: Millis) -> Result<String> {
+        let owners: Vec<String> = rows(
+            c,
+            "SELECT DISTINCT lease_owner FROM runs WHERE lease_owner IS NOT NULL AND lease_owner <> ?1 AND lease_until >= ?2 AND state IN ('queued', 'running', 'waiting')",
+            params![self.lock.id, now],
+            |r| Ok(r.get(0)?),
+        )?;
         let dead: Vec<String> = owners.into_iter().filter(|o| self.owner_dead(o)).collect();
         Ok(serde_json::to_string(&dead).unwrap_or_else(|_| "[]".into()))
-    }
-
-    /// Prepares a payload for storage: inline when small, otherwise by its hash in the blob table.
-    fn payload(&self, json: Option<&str>) -> Payload {
-        match json {
-            None => Payload::None,
-            Some(json) if json.len() <= self.inline_limit => Payload::Inline(json.to_string()),
-            Some(json) => Payload::Blob {
-                hash: Sha256::digest(json.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-                json: json.to_string(),
-            },
-        }
     }
 }
 
@@ -788,7 +798,7 @@ fn scope_root(scope: &ClaimScope) -> Option<String> {
 #[async_trait]
 impl Store for SqliteStore {
     fn node_id(&self) -> &str {
-        &self.node.id
+        &self.nodes.lock.id
     }
 
     async fn create_run(&self, run: NewRun) -> Result<Created> {
@@ -1330,11 +1340,11 @@ impl Store for SqliteStore {
         now: Millis,
         lease: Duration,
     ) -> Result<Vec<Claimed>> {
-        let dead = self.dead_owners(now).await?;
         let root = scope_root(scope);
-        let me = self.node.id.clone();
+        let nodes = Arc::clone(&self.nodes);
         let until = now + lease.as_millis() as i64;
         self.write(move |c| {
+            let dead = nodes.dead_owners(c, now)?;
             rows(
                 c,
                 &format!(
@@ -1343,7 +1353,7 @@ impl Store for SqliteStore {
                      WHERE id IN (SELECT id FROM ({CLAIMABLE}) ORDER BY due, id LIMIT ?6)
                      RETURNING {RUN_COLUMNS}"
                 ),
-                params![me, until, now, dead, root, limit as i64],
+                params![nodes.lock.id, until, now, dead, root, limit as i64],
                 |row| {
                     Ok(Claimed {
                         lease: Lease {
@@ -1360,7 +1370,7 @@ impl Store for SqliteStore {
     }
 
     async fn renew_leases(&self, now: Millis, lease: Duration) -> Result<()> {
-        let me = self.node.id.clone();
+        let me = self.nodes.lock.id.clone();
         let until = now + lease.as_millis() as i64;
         self.write(move |c| {
             exec(
@@ -1375,7 +1385,7 @@ impl Store for SqliteStore {
 
     async fn next_wake(&self, scope: &ClaimScope, now: Millis) -> Result<Option<Millis>> {
         let root = scope_root(scope);
-        let me = self.node.id.clone();
+        let me = self.nodes.lock.id.clone();
         // Waiting runs that are not due yet, and runs leased by other live processes (their lease
         // may expire).
         self.read(move |c| {
@@ -1670,11 +1680,12 @@ impl Store for SqliteStore {
     }
 
     async fn request_cancel(&self, id: &str, now: Millis) -> Result<CancelOutcome> {
-        let dead = self.dead_owners(now).await?;
+        let nodes = Arc::clone(&self.nodes);
         let id = id.to_string();
         let error = serde_json::json!({"message": "the run was cancelled"}).to_string();
         let after = self
             .write(move |c| {
+                let dead = nodes.dead_owners(c, now)?;
                 let state = run_state(c, &id)?;
                 if state.is_terminal() {
                     return Err(StoreError::InvalidState {
@@ -1780,19 +1791,20 @@ mod tests {
         let mut options = SqliteOptions::new(dir.path().join("weft.db"));
         options.sync_full = false;
         let store = SqliteStore::open(options).await.unwrap();
-        assert!(!store.owner_dead(store.node_id()));
+        let nodes = &store.nodes;
+        assert!(!nodes.owner_dead(store.node_id()));
 
         let held = uuid::Uuid::now_v7().to_string();
-        let file = File::create(store.nodes_dir.join(format!("{held}.lock"))).unwrap();
+        let file = File::create(nodes.dir.join(format!("{held}.lock"))).unwrap();
         file.lock().unwrap();
         // A lock held through another open file of this process counts as alive, as it would for
         // another process.
-        assert!(!store.owner_dead(&held));
+        assert!(!nodes.owner_dead(&held));
         drop(file);
         // The process died: its file is still there, but nobody holds the lock.
-        assert!(store.owner_dead(&held));
-        assert!(!store.nodes_dir.join(format!("{held}.lock")).exists());
-        assert!(store.owner_dead(&uuid::Uuid::now_v7().to_string()));
-        assert!(!store.owner_dead("../etc/passwd"));
+        assert!(nodes.owner_dead(&held));
+        assert!(!nodes.dir.join(format!("{held}.lock")).exists());
+        assert!(nodes.owner_dead(&uuid::Uuid::now_v7().to_string()));
+        assert!(!nodes.owner_dead("../etc/passwd"));
     }
 }

@@ -158,7 +158,7 @@ impl Drop for Writer {
 fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<AtomicU64>) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = queue.recv() {
-        let ending = match conn.execute_batch("BEGIN IMMEDIATE") {
+        let ending = match control(&conn, "BEGIN IMMEDIATE") {
             Ok(()) => {
                 let mut next = Some(first);
                 let mut broken = None;
@@ -191,14 +191,14 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<Atomi
 /// Runs one job in a savepoint, keeping its changes when it succeeded and undoing them when not.
 /// An error means the savepoint could not be handled and the shared transaction must be abandoned.
 fn savepoint(conn: &Connection, job: &mut dyn Job) -> std::result::Result<(), Arc<str>> {
-    conn.execute_batch("SAVEPOINT member")
+    control(conn, "SAVEPOINT member")
         .map_err(|e| Arc::from(format!("a write could not start its savepoint: {e}")))?;
-    let sql = if job.run(conn) {
-        "RELEASE member"
+    let kept = if job.run(conn) {
+        control(conn, "RELEASE member")
     } else {
-        "ROLLBACK TO member; RELEASE member"
+        control(conn, "ROLLBACK TO member").and_then(|()| control(conn, "RELEASE member"))
     };
-    conn.execute_batch(sql).map_err(|e| {
+    kept.map_err(|e| {
         Arc::from(format!(
             "a write could not be kept or undone alone ({e}), so its whole group was rolled back"
         ))
@@ -209,16 +209,19 @@ fn savepoint(conn: &Connection, job: &mut dyn Job) -> std::result::Result<(), Ar
 /// rolls it back.
 fn end(conn: &Connection, broken: Option<Arc<str>>) -> Ending {
     let ending = match broken {
-        None => conn
-            .execute_batch("COMMIT")
-            .map_err(|e| Arc::from(format!("the commit failed: {e}"))),
+        None => control(conn, "COMMIT").map_err(|e| Arc::from(format!("the commit failed: {e}"))),
         Some(e) => Err(e),
     };
     if ending.is_err() {
         // The transaction may already be gone (SQLite rolls back by itself on some errors).
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = control(conn, "ROLLBACK");
     }
     ending
+}
+
+/// Runs a transaction-control statement, prepared once (every write runs two).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 #[cfg(test)]
