@@ -139,8 +139,8 @@ impl Hub {
         self.child.id().unwrap_or(0)
     }
 
-    /// Resident memory now and its peak so far, in MiB (from /proc).
-    pub fn memory_mib(&self) -> (f64, f64) {
+    /// The hub's memory now, in MiB (from /proc).
+    pub fn memory(&self) -> Memory {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
@@ -151,7 +151,11 @@ impl Hub {
                 .and_then(|kb| kb.parse::<f64>().ok())
                 .map_or(f64::NAN, |kb| kb / 1024.0)
         };
-        (field("VmRSS:"), field("VmHWM:"))
+        Memory {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
+            anon: field("RssAnon:"),
+        }
     }
 
     /// The sum of a Prometheus counter's series whose labels include `label` (such as
@@ -243,4 +247,15 @@ mod reqwest_lite {
             Ok(String::from_utf8_lossy(&body).into_owned())
         }
     }
+}
+
+/// A process's memory, in MiB.
+pub struct Memory {
+    /// Resident now (`VmRSS`): its own memory plus the pages of its binary and libraries it maps.
+    pub rss: f64,
+    /// The most ever resident (`VmHWM`).
+    pub peak: f64,
+    /// Resident memory of its own (`RssAnon`: heap, stacks), without the mapped files, whose
+    /// resident share depends on what the page cache holds (a freshly built binary maps more).
+    pub anon: f64,
 }

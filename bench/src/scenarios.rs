@@ -106,7 +106,7 @@ impl Bench<'_> {
             .until_delivered(out.ok, Duration::from_secs(300))
             .await?;
         let runs_per_s = out.ok as f64 / last.duration_since(start).as_secs_f64();
-        let (_, peak) = hub.memory_mib();
+        let peak = hub.memory().peak;
         hub.stop().await;
         let mut figures = vec![
             (format!("relay runs/s @{clients}"), runs_per_s),
@@ -257,13 +257,16 @@ impl Bench<'_> {
             .collect()
     }
 
-    /// Memory: resident size of an idle hub two seconds after it listens.
+    /// Memory: resident size of an idle hub two seconds after it listens, in all and of its own.
     pub async fn idle_memory(&self) -> anyhow::Result<Figures> {
         let (_dir, hub) = self.fresh_hub().await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (rss, _) = hub.memory_mib();
+        let memory = hub.memory();
         hub.stop().await;
-        Ok(vec![("idle RSS MiB".into(), rss)])
+        Ok(vec![
+            ("idle RSS MiB".into(), memory.rss),
+            ("idle RSS of its own (anonymous) MiB".into(), memory.anon),
+        ])
     }
 }
 
