@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -787,6 +787,17 @@ const CLAIMABLE: &str = "
           AND (?5 IS NULL OR root_id = ?5)
         ORDER BY wake_at, id LIMIT ?6)";
 
+/// Claims the claimable runs (`?1` is this node, `?2` the lease's end, the rest as in
+/// [`CLAIMABLE`]) and returns them. Built once: claiming is on every turn of the work loop.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE runs SET state = 'running', lease_owner = ?1, lease_until = ?2, lease_epoch = lease_epoch + 1,
+             started_at = COALESCE(started_at, ?3), updated_at = ?3, wake_at = NULL
+         WHERE id IN (SELECT id FROM ({CLAIMABLE}) ORDER BY due, id LIMIT ?6)
+         RETURNING {RUN_COLUMNS}"
+    )
+});
+
 /// The scope's root as a query parameter (`NULL` for all runs).
 fn scope_root(scope: &ClaimScope) -> Option<String> {
     match scope {
@@ -1347,12 +1358,7 @@ impl Store for SqliteStore {
             let dead = nodes.dead_owners(c, now)?;
             rows(
                 c,
-                &format!(
-                    "UPDATE runs SET state = 'running', lease_owner = ?1, lease_until = ?2, lease_epoch = lease_epoch + 1,
-                         started_at = COALESCE(started_at, ?3), updated_at = ?3, wake_at = NULL
-                     WHERE id IN (SELECT id FROM ({CLAIMABLE}) ORDER BY due, id LIMIT ?6)
-                     RETURNING {RUN_COLUMNS}"
-                ),
+                &CLAIM,
                 params![nodes.lock.id, until, now, dead, root, limit as i64],
                 |row| {
                     Ok(Claimed {
@@ -1762,12 +1768,11 @@ mod tests {
         let mut options = SqliteOptions::new(dir.path().join("weft.db"));
         options.sync_full = false;
         let store = SqliteStore::open(options).await.unwrap();
+        // The plan of the very statement a claim runs, on the writer's connection.
         let plan: Vec<String> = store
-            .readers
-            .read(|c| {
-                let sql = format!(
-                    "EXPLAIN QUERY PLAN SELECT id FROM ({CLAIMABLE}) ORDER BY due, id LIMIT ?6"
-                );
+            .writer
+            .write(|c| {
+                let sql = format!("EXPLAIN QUERY PLAN {}", *CLAIM);
                 rows(c, &sql, params![0, 0, 0, "[]", None::<String>, 10], |r| {
                     Ok(r.get::<_, String>(3)?)
                 })
