@@ -158,6 +158,23 @@ impl Hub {
         }
     }
 
+    /// The CPU time the hub has used so far, all its threads, user and system, in seconds (from
+    /// /proc; the kernel counts it in ticks of 1/100 s, `USER_HZ`).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        // utime and stime are fields 14 and 15 of the line; field 3 is the first after the name.
+        let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<f64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => (user + system) / 100.0,
+            _ => f64::NAN,
+        }
+    }
+
     /// The sum of a Prometheus counter's series whose labels include `label` (such as
     /// `workflow="chain"`).
     pub async fn counter(&self, name: &str, label: &str) -> anyhow::Result<f64> {

@@ -318,6 +318,7 @@ impl RunExec {
             }
             Err(e) => {
                 tracing::error!(run_id = %self.run.id, error = %e, "The run's end could not be recorded; it continues later.");
+                let _ = store.release(&self.lease).await;
             }
         }
     }
@@ -507,17 +508,15 @@ impl RunExec {
             error: None,
             wake_at: None,
         };
-        let fence = self
-            .engine
-            .store
-            .finish_attempt(
-                &self.lease,
-                &at.key,
-                attempt,
-                &outcome,
-                self.engine.clock.now(),
-            )
-            .await?;
+        // Not waited for: the run's next write (the next step's start, or the run's end) is stored
+        // after it or not at all, and nothing outside the run sees the outcome before then.
+        self.engine.store.queue_finish_attempt(
+            &self.lease,
+            &at.key,
+            attempt,
+            &outcome,
+            self.engine.clock.now(),
+        );
         self.emit(
             &at.key,
             attempt,
@@ -528,7 +527,6 @@ impl RunExec {
         );
         scope.steps.insert(key(&at.step.id), output.clone());
         scope.last = Some(output);
-        Self::check_fence(fence)?;
         Ok(Next::Continue)
     }
 
@@ -591,34 +589,28 @@ impl RunExec {
     }
 
     /// Records a whole attempt that settled without running: a skipped step or an `if`/`switch`
-    /// decision.
-    async fn settle_at_once(
+    /// decision. Queued like a step's success (see [`RunExec::succeed`]).
+    fn settle_at_once(
         &self,
         at: &At<'_>,
         attempt: u32,
         state: AttemptState,
         output: Option<&Value>,
-    ) -> Result<(), Stop> {
+    ) {
         let outcome = Outcome {
             state,
             output: output.map(Value::to_string),
             error: None,
             wake_at: None,
         };
-        let fence = self
-            .engine
-            .store
-            .record_attempt(
-                &self.lease,
-                &at.key,
-                attempt,
-                None,
-                &outcome,
-                self.engine.clock.now(),
-            )
-            .await?;
+        self.engine.store.queue_record_attempt(
+            &self.lease,
+            &at.key,
+            attempt,
+            &outcome,
+            self.engine.clock.now(),
+        );
         self.emit(&at.key, attempt, state, at.started, None, None);
-        Self::check_fence(fence)
     }
 
     /// Records the start of attempt `attempt` before the step runs.
@@ -760,8 +752,7 @@ impl RunExec {
             match guard.eval_bool(&self.context(scope, 1)) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.settle_at_once(&at, n, AttemptState::Skipped, None)
-                        .await?;
+                    self.settle_at_once(&at, n, AttemptState::Skipped, None);
                     scope.steps.insert(key(&step.id), Val::Null);
                     return Ok(Next::Continue);
                 }
@@ -799,8 +790,7 @@ impl RunExec {
                                 n,
                                 AttemptState::Succeeded,
                                 Some(&branch_json(b)),
-                            )
-                            .await?;
+                            );
                             b
                         }
                         Err(e) => {
@@ -842,8 +832,7 @@ impl RunExec {
                             n,
                             AttemptState::Succeeded,
                             Some(&json!({ "case": case })),
-                        )
-                        .await?;
+                        );
                         case
                     }
                 };

@@ -96,6 +96,18 @@ pub enum StoreError {
     /// The data changed under an operation that needed it unchanged; nothing was written.
     #[error("{0}")]
     Conflict(String),
+    /// An outcome queued earlier under this lease could not be stored (see
+    /// [`Store::queue_finish_attempt`]), so nothing more is written under it: the run continues
+    /// later from what is stored.
+    #[error(
+        "an earlier outcome of run {run} could not be stored ({message}); the run continues later from what is stored"
+    )]
+    Unsettled {
+        /// The run.
+        run: String,
+        /// Why the earlier write failed.
+        message: String,
+    },
     /// The store itself failed (a write or read panicked, or its threads are gone): a bug in Weft.
     #[error("the store failed internally: {0}")]
     Internal(String),
@@ -114,7 +126,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, SystemIoFailure};
         match self {
-            StoreError::Commit(_) => true,
+            StoreError::Commit(_) | StoreError::Unsettled { .. } => true,
             StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => {
                 matches!(e.code, DatabaseBusy | DatabaseLocked | SystemIoFailure)
             }
@@ -661,6 +673,31 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Fence>;
 
+    /// Queues [`Store::finish_attempt`] and returns at once, for an outcome that nothing outside
+    /// the run depends on until the run's next write: writes are stored in the order they are
+    /// queued, so once a later fenced write under the same lease has returned `Ok`, this outcome
+    /// is stored too. If it cannot be stored, every later fenced write under the lease fails with
+    /// [`StoreError::Unsettled`] instead, until the lease is released: nothing is built on an
+    /// outcome that is not on disk. (This spares the run one wait for the disk per step.)
+    fn queue_finish_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        outcome: &Outcome,
+        now: Millis,
+    );
+
+    /// Queues [`Store::record_attempt`] as [`Store::queue_finish_attempt`] queues its write.
+    fn queue_record_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        outcome: &Outcome,
+        now: Millis,
+    );
+
     /// Records a whole attempt at once, for steps that settle without running (a skipped step) or
     /// that cannot crash the process (a `fail` step). Fenced.
     async fn record_attempt(
@@ -687,8 +724,8 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<()>;
 
-    /// Gives up the lease without changing the run, for a clean shutdown: another process (or a later
-    /// start) continues it at once.
+    /// Gives up the lease without changing the run, for a clean shutdown or after a failed write:
+    /// another process (or a later start) continues it at once.
     async fn release(&self, lease: &Lease) -> Result<()>;
 
     /// Cancels a run and its unfinished child runs: at once when not executing, otherwise by asking

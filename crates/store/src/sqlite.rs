@@ -11,14 +11,16 @@
 //! Arguments are copied into the closures (they outlive the caller's borrow); JSON is serialised
 //! before the write is queued, so that the one writer thread does only SQL.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, Row, ToSql, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -248,6 +250,8 @@ pub struct SqliteStore {
     /// This process's node, shared with the writes that need to know which owners are dead.
     nodes: Arc<Nodes>,
     inline_limit: usize,
+    /// Leases under which a queued outcome could not be stored.
+    unsettled: Arc<Unsettled>,
     /// Workflow versions known to be committed (versions are never deleted), so that creating a
     /// run does not write its version again.
     stored_versions: Mutex<HashSet<String>>,
@@ -293,6 +297,7 @@ impl SqliteStore {
                 dead: Mutex::new(HashSet::new()),
             }),
             inline_limit: options.inline_limit,
+            unsettled: Arc::default(),
             stored_versions: Mutex::new(HashSet::new()),
         })
     }
@@ -347,6 +352,53 @@ impl SqliteStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Queues a fenced write under `lease` without waiting for it (see
+    /// [`Store::queue_finish_attempt`]). When it fails, or its group does not commit, the lease is
+    /// marked unsettled before any later write runs: at once when the write itself fails (a later
+    /// write of the same group must not build on it), when its group ends otherwise.
+    fn queue<F>(&self, lease: Lease, write: F)
+    where
+        F: FnOnce(&Connection, &Lease, &Unsettled) -> Result<Fence> + Send + 'static,
+    {
+        let (unsettled, marks, marked) = (
+            Arc::clone(&self.unsettled),
+            Arc::clone(&self.unsettled),
+            lease.clone(),
+        );
+        let closed = lease.clone();
+        let queued = self.writer.queue(
+            move |c| {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write(c, &lease, &unsettled)
+                }))
+                .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+                if let Err(e) = &result {
+                    unsettled.mark(&lease, e);
+                }
+                result
+            },
+            move |result| {
+                if let Err(e) = result {
+                    marks.mark(&marked, &e);
+                }
+            },
+        );
+        if let Err(e) = queued {
+            self.unsettled.mark(&closed, &e);
+        }
+    }
+
+    /// An outcome as a write job carries it, its output prepared for storage.
+    fn outcome_row(&self, outcome: &Outcome, now: Millis) -> OutcomeRow {
+        OutcomeRow {
+            state: outcome.state,
+            output: self.payload(outcome.output.as_deref()),
+            error: outcome.error.clone(),
+            wake_at: outcome.wake_at,
+            now,
+        }
     }
 
     /// Prepares a payload for storage: inline when small, otherwise by its hash in the blob table.
@@ -456,12 +508,17 @@ fn drop_orphan_blobs(c: &Connection, deleted: bool) -> Result<()> {
     Ok(())
 }
 
-/// Checks the lease and touches the run; every fenced write starts here.
-fn fence(c: &Connection, lease: &Lease, now: Millis) -> Result<Fence> {
+/// Checks the lease; every fenced write starts here.
+///
+/// A read, not a write: the writer's transaction holds the database's write lock, so the lease
+/// cannot change between this check and the writes after it. (Touching the run here cost a
+/// rewrite of its row, and a page written to disk, for every step start and outcome.)
+fn fence(c: &Connection, lease: &Lease, unsettled: &Unsettled) -> Result<Fence> {
+    unsettled.check(lease)?;
     let cancel: Option<i64> = row(
         c,
-        "UPDATE runs SET updated_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND lease_epoch = ?4 AND state = 'running' RETURNING cancel_requested",
-        params![now, lease.run_id, lease.owner, lease.epoch],
+        "SELECT cancel_requested FROM runs WHERE id = ?1 AND lease_owner = ?2 AND lease_epoch = ?3 AND state = 'running'",
+        params![lease.run_id, lease.owner, lease.epoch],
         |r| Ok(r.get(0)?),
     )?;
     match cancel {
@@ -472,6 +529,133 @@ fn fence(c: &Connection, lease: &Lease, now: Millis) -> Result<Fence> {
             run: lease.run_id.clone(),
         }),
     }
+}
+
+/// The leases under which a queued outcome could not be stored (see
+/// [`Store::queue_finish_attempt`]): a later fenced write under one of them fails. Marked and
+/// checked on the writer thread, so a mark is in place before any later write runs.
+#[derive(Default)]
+struct Unsettled {
+    /// Whether any lease is marked: the check on every fenced write takes no lock otherwise.
+    any: AtomicBool,
+    /// Why, by run and lease epoch.
+    leases: Mutex<HashMap<(String, i64), String>>,
+}
+
+impl Unsettled {
+    fn mark(&self, lease: &Lease, error: &StoreError) {
+        // A lost lease fences off every later write by itself.
+        if matches!(error, StoreError::LeaseLost { .. }) {
+            return;
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases
+            .entry((lease.run_id.clone(), lease.epoch))
+            .or_insert_with(|| error.to_string());
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn check(&self, lease: &Lease) -> Result<()> {
+        if !self.any.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match leases.get(&(lease.run_id.clone(), lease.epoch)) {
+            Some(message) => Err(StoreError::Unsettled {
+                run: lease.run_id.clone(),
+                message: message.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets a lease that was given up.
+    fn forget(&self, lease: &Lease) {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.remove(&(lease.run_id.clone(), lease.epoch));
+        self.any.store(!leases.is_empty(), Ordering::Release);
+    }
+}
+
+/// Stores the outcome of an existing attempt row (see [`Store::finish_attempt`]).
+fn finish_attempt(
+    c: &Connection,
+    lease: &Lease,
+    step: &StepKey,
+    attempt: u32,
+    outcome: OutcomeRow,
+    unsettled: &Unsettled,
+) -> Result<Fence> {
+    let fence = fence(c, lease, unsettled)?;
+    let (inline, blob) = outcome.output.store(c, outcome.now)?;
+    let finished = (outcome.state != AttemptState::Waiting).then_some(outcome.now);
+    let updated = exec(
+        c,
+        "UPDATE attempts SET state = ?4, output = ?5, output_blob = ?6, error = ?7, wake_at = COALESCE(?8, wake_at), finished_at = ?9 WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3",
+        params![
+            lease.run_id,
+            step.as_str(),
+            attempt,
+            outcome.state.as_str(),
+            inline,
+            blob,
+            outcome.error,
+            outcome.wake_at,
+            finished
+        ],
+    )?;
+    if updated == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "run {} has no attempt {attempt} of step {step} to finish",
+            lease.run_id
+        )));
+    }
+    Ok(fence)
+}
+
+/// Stores a whole attempt (see [`Store::record_attempt`]).
+fn record_attempt(
+    c: &Connection,
+    lease: &Lease,
+    step: &StepKey,
+    attempt: u32,
+    input: Payload,
+    outcome: OutcomeRow,
+    unsettled: &Unsettled,
+) -> Result<Fence> {
+    let fence = fence(c, lease, unsettled)?;
+    let (input, input_blob) = input.store(c, outcome.now)?;
+    let (output, output_blob) = outcome.output.store(c, outcome.now)?;
+    exec(
+        c,
+        "INSERT INTO attempts (run_id, step_key, attempt, state, input, input_blob, output, output_blob, error, wake_at, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        params![
+            lease.run_id,
+            step.as_str(),
+            attempt,
+            outcome.state.as_str(),
+            input,
+            input_blob,
+            output,
+            output_blob,
+            outcome.error,
+            outcome.wake_at,
+            outcome.now
+        ],
+    )?;
+    Ok(fence)
+}
+
+/// An attempt's outcome as a write job carries it.
+struct OutcomeRow {
+    state: AttemptState,
+    output: Payload,
+    error: Option<String>,
+    wake_at: Option<Millis>,
+    now: Millis,
 }
 
 fn run_state(c: &Connection, id: &str) -> Result<RunState> {
@@ -527,6 +711,10 @@ fn connect(path: &Path, sync_full: bool, read_only: bool) -> rusqlite::Result<Co
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Plans must not depend on bound values: SQLite otherwise re-prepares a statement whenever a
+    // parameter it planned with (such as a `LIMIT ?`) is bound again, which for the claim, run on
+    // every turn of the work loop, was a third of its cost.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if !read_only {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
         conn.pragma_update(
@@ -1431,8 +1619,9 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<Fence> {
         let (lease, step, input) = (lease.clone(), step.clone(), self.payload(input));
+        let unsettled = Arc::clone(&self.unsettled);
         self.write(move |c| {
-            let fence = fence(c, &lease, now)?;
+            let fence = fence(c, &lease, &unsettled)?;
             exec(
                 c,
                 "UPDATE attempts SET state = 'interrupted', finished_at = ?3 WHERE run_id = ?1 AND step_key = ?2 AND state = 'started'",
@@ -1466,37 +1655,24 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         now: Millis,
     ) -> Result<Fence> {
-        let (lease, step) = (lease.clone(), step.clone());
-        let output = self.payload(outcome.output.as_deref());
-        let (state, error, wake_at) = (outcome.state, outcome.error.clone(), outcome.wake_at);
-        self.write(move |c| {
-            let fence = fence(c, &lease, now)?;
-            let (inline, blob) = output.store(c, now)?;
-            let finished = (state != AttemptState::Waiting).then_some(now);
-            let updated = exec(
-                c,
-                "UPDATE attempts SET state = ?4, output = ?5, output_blob = ?6, error = ?7, wake_at = COALESCE(?8, wake_at), finished_at = ?9 WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3",
-                params![
-                    lease.run_id,
-                    step.as_str(),
-                    attempt,
-                    state.as_str(),
-                    inline,
-                    blob,
-                    error,
-                    wake_at,
-                    finished
-                ],
-            )?;
-            if updated == 0 {
-                return Err(StoreError::Corrupt(format!(
-                    "run {} has no attempt {attempt} of step {step} to finish",
-                    lease.run_id
-                )));
-            }
-            Ok(fence)
-        })
-        .await
+        let (lease, step, row) = (lease.clone(), step.clone(), self.outcome_row(outcome, now));
+        let unsettled = Arc::clone(&self.unsettled);
+        self.write(move |c| finish_attempt(c, &lease, &step, attempt, row, &unsettled))
+            .await
+    }
+
+    fn queue_finish_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        outcome: &Outcome,
+        now: Millis,
+    ) {
+        let (lease, step, row) = (lease.clone(), step.clone(), self.outcome_row(outcome, now));
+        self.queue(lease, move |c, lease, unsettled| {
+            finish_attempt(c, lease, &step, attempt, row, unsettled)
+        });
     }
 
     async fn record_attempt(
@@ -1508,44 +1684,36 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         now: Millis,
     ) -> Result<Fence> {
-        let (lease, step) = (lease.clone(), step.clone());
+        let (lease, step, row) = (lease.clone(), step.clone(), self.outcome_row(outcome, now));
         let input = self.payload(input);
-        let output = self.payload(outcome.output.as_deref());
-        let (state, error, wake_at) = (outcome.state, outcome.error.clone(), outcome.wake_at);
-        self.write(move |c| {
-            let fence = fence(c, &lease, now)?;
-            let (input, input_blob) = input.store(c, now)?;
-            let (output, output_blob) = output.store(c, now)?;
-            exec(
-                c,
-                "INSERT INTO attempts (run_id, step_key, attempt, state, input, input_blob, output, output_blob, error, wake_at, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-                params![
-                    lease.run_id,
-                    step.as_str(),
-                    attempt,
-                    state.as_str(),
-                    input,
-                    input_blob,
-                    output,
-                    output_blob,
-                    error,
-                    wake_at,
-                    now
-                ],
-            )?;
-            Ok(fence)
-        })
-        .await
+        let unsettled = Arc::clone(&self.unsettled);
+        self.write(move |c| record_attempt(c, &lease, &step, attempt, input, row, &unsettled))
+            .await
+    }
+
+    fn queue_record_attempt(
+        &self,
+        lease: &Lease,
+        step: &StepKey,
+        attempt: u32,
+        outcome: &Outcome,
+        now: Millis,
+    ) {
+        let (lease, step, row) = (lease.clone(), step.clone(), self.outcome_row(outcome, now));
+        self.queue(lease, move |c, lease, unsettled| {
+            record_attempt(c, lease, &step, attempt, Payload::None, row, unsettled)
+        });
     }
 
     async fn park(&self, lease: &Lease, wake_at: Millis, now: Millis) -> Result<()> {
         let lease = lease.clone();
+        let unsettled = Arc::clone(&self.unsettled);
         self.write(move |c| {
-            fence(c, &lease, now)?;
+            fence(c, &lease, &unsettled)?;
             exec(
                 c,
-                "UPDATE runs SET state = 'waiting', wake_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                params![lease.run_id, wake_at],
+                "UPDATE runs SET state = 'waiting', wake_at = ?2, lease_owner = NULL, lease_until = NULL, updated_at = ?3 WHERE id = ?1",
+                params![lease.run_id, wake_at, now],
             )?;
             Ok(())
         })
@@ -1660,11 +1828,12 @@ impl Store for SqliteStore {
         debug_assert!(state.is_terminal());
         let lease = lease.clone();
         let (output, error) = (output.map(str::to_string), error.map(str::to_string));
+        let unsettled = Arc::clone(&self.unsettled);
         self.write(move |c| {
-            fence(c, &lease, now)?;
+            fence(c, &lease, &unsettled)?;
             exec(
                 c,
-                "UPDATE runs SET state = ?2, output = ?3, error = ?4, finished_at = ?5, wake_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                "UPDATE runs SET state = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5, wake_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                 params![lease.run_id, state.as_str(), output, error, now],
             )?;
             Ok(())
@@ -1674,12 +1843,14 @@ impl Store for SqliteStore {
 
     async fn release(&self, lease: &Lease) -> Result<()> {
         let lease = lease.clone();
+        let unsettled = Arc::clone(&self.unsettled);
         self.write(move |c| {
             exec(
                 c,
                 "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2 AND lease_epoch = ?3",
                 params![lease.run_id, lease.owner, lease.epoch],
             )?;
+            unsettled.forget(&lease);
             Ok(())
         })
         .await
@@ -1788,6 +1959,38 @@ mod tests {
             "{plan:?}"
         );
         assert!(!plan.iter().any(|d| d == "SCAN runs"), "{plan:?}");
+    }
+
+    /// The claim statement is prepared once and then only run: binding another limit or another
+    /// time does not make SQLite compile it again (it did, on every claim, before the connection
+    /// asked for plans that do not depend on bound values).
+    #[tokio::test]
+    async fn claiming_again_does_not_prepare_the_statement_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SqliteOptions::new(dir.path().join("weft.db"));
+        options.sync_full = false;
+        let store = SqliteStore::open(options).await.unwrap();
+        for turn in 0..3 {
+            store
+                .create_run(crate::tests::new_run("order", None, turn))
+                .await
+                .unwrap();
+            let limit = turn as usize + 1;
+            let claimed = store
+                .claim(&ClaimScope::All, limit, 10 + turn, Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1);
+        }
+        let reprepared = store
+            .writer
+            .write(|c| {
+                let statement = c.prepare_cached(&CLAIM)?;
+                Ok(statement.get_status(rusqlite::StatementStatus::RePrepare))
+            })
+            .await
+            .unwrap();
+        assert_eq!(reprepared, 0, "the claim statement was compiled again");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ async fn open(dir: &tempfile::TempDir, inline_limit: usize) -> SqliteStore {
     SqliteStore::open(options).await.expect("store opens")
 }
 
-fn new_run(workflow: &str, key: Option<&str>, now: Millis) -> NewRun {
+pub(crate) fn new_run(workflow: &str, key: Option<&str>, now: Millis) -> NewRun {
     NewRun {
         workflow: workflow.into(),
         version: format!("v-{workflow}"),
@@ -882,14 +882,8 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
     let store = std::sync::Arc::new(open(&dir, 1024).await);
     store.create_run(new_run("seed", None, 1)).await.unwrap();
     let claimed = claim_one(store.as_ref(), 2).await;
-    let updated_at = || {
-        scalar::<i64>(
-            &store,
-            "SELECT updated_at FROM runs WHERE id = ?1",
-            Some(&claimed.lease.run_id),
-        )
-    };
-    let before_updated = updated_at().await;
+    let blobs = || scalar::<i64>(&store, "SELECT COUNT(*) FROM blobs", None);
+    let blobs_before = blobs().await;
     let before = store.writer.commits();
 
     let mut tasks = Vec::new();
@@ -909,7 +903,8 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
             Ok::<_, StoreError>(())
         }));
     }
-    // Touches the run (the fence) and then fails: no attempt 7 to finish.
+    // Stores its output as a blob and then fails: no attempt 7 to finish.
+    let big = format!("\"{}\"", "x".repeat(4096));
     let failing = {
         let store = std::sync::Arc::clone(&store);
         let lease = claimed.lease.clone();
@@ -919,7 +914,7 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
                     &lease,
                     &StepKey::top("a"),
                     7,
-                    &outcome(AttemptState::Succeeded, Some("1")),
+                    &outcome(AttemptState::Succeeded, Some(&big)),
                     99,
                 )
                 .await
@@ -931,9 +926,9 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
     let err = failing.await.unwrap().unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert_eq!(
-        updated_at().await,
-        before_updated,
-        "the failed write left its touch"
+        blobs().await,
+        blobs_before,
+        "the failed write left its blob"
     );
 
     let runs = store
@@ -1000,4 +995,74 @@ async fn the_first_claim_of_a_run_has_epoch_one() {
     store.release(&first.lease).await.unwrap();
     let again = claim_one(&store, 3).await;
     assert_eq!(again.lease.epoch, 2);
+}
+
+/// A queued outcome is stored once a later write under the same lease has returned; one that
+/// cannot be stored makes every later fenced write under that lease fail, until the lease is
+/// given up, and a new lease on the run writes again.
+#[tokio::test]
+async fn queued_outcomes_are_stored_before_later_writes_or_stop_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    store.create_run(new_run("order", None, 1)).await.unwrap();
+    let lease = claim_one(&store, 2).await.lease;
+    let (a, b) = (StepKey::top("a"), StepKey::top("b"));
+    let begin = |step: StepKey, lease: Lease| {
+        let store = &store;
+        async move {
+            store
+                .begin_attempt(&lease, &step, 1, None, AttemptState::Started, None, 3)
+                .await
+        }
+    };
+    begin(a.clone(), lease.clone()).await.unwrap();
+    store.queue_finish_attempt(
+        &lease,
+        &a,
+        1,
+        &outcome(AttemptState::Succeeded, Some("1")),
+        4,
+    );
+    begin(b.clone(), lease.clone()).await.unwrap();
+    let attempts = store.attempts(&lease.run_id).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Succeeded, "{attempts:?}");
+    assert_eq!(attempts[0].output, Some(json!(1)));
+
+    // No attempt 7 of `b` to finish: the queued write fails, and so does the next one.
+    store.queue_finish_attempt(
+        &lease,
+        &b,
+        7,
+        &outcome(AttemptState::Succeeded, Some("2")),
+        5,
+    );
+    let err = store
+        .finish_attempt(
+            &lease,
+            &b,
+            1,
+            &outcome(AttemptState::Succeeded, Some("2")),
+            6,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unsettled { .. }), "{err}");
+    assert!(err.is_retryable());
+    let attempts = store.attempts(&lease.run_id).await.unwrap();
+    assert_eq!(attempts[1].state, AttemptState::Started, "{attempts:?}");
+
+    // Given up and claimed again, the run goes on from what is stored.
+    store.release(&lease).await.unwrap();
+    let again = claim_one(&store, 7).await.lease;
+    assert_eq!(again.epoch, lease.epoch + 1);
+    store
+        .finish_attempt(
+            &again,
+            &b,
+            1,
+            &outcome(AttemptState::Succeeded, Some("2")),
+            8,
+        )
+        .await
+        .unwrap();
 }

@@ -25,6 +25,9 @@
 //!   on disk, and none was told otherwise.
 //! - A job sees the uncommitted changes of the jobs before it in its group (they share the
 //!   connection); if those never commit, neither does it.
+//! - Jobs run, and commit, in the order they were queued, and every job of a group is answered
+//!   before the next group begins: once a write has been answered, the result of every write
+//!   queued before it is known ([`Writer::queue`] relies on this).
 //! - A queued job runs even when its caller stops waiting (a client hung up, a future was
 //!   dropped): the write stands, the caller just does not learn it. Callers that must not write
 //!   after giving up check before they queue.
@@ -55,16 +58,18 @@ trait Job: Send {
     fn answer(self: Box<Self>, ending: &Ending);
 }
 
-struct Pending<F, R> {
+struct Pending<F, R, A> {
     write: Option<F>,
     result: Option<Result<R>>,
-    reply: oneshot::Sender<Result<R>>,
+    /// Takes the answer, on the writer thread, before the next group starts.
+    reply: A,
 }
 
-impl<F, R> Job for Pending<F, R>
+impl<F, R, A> Job for Pending<F, R, A>
 where
     F: FnOnce(&Connection) -> Result<R> + Send,
     R: Send,
+    A: FnOnce(Result<R>) + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(write) = self.write.take() else {
@@ -85,8 +90,7 @@ where
             (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(StoreError::Commit(e.to_string())),
             (None, Ok(())) => Err(StoreError::Internal("a write was never run".into())),
         };
-        // The caller may have given up waiting; its write stands regardless.
-        let _ = self.reply.send(answer);
+        (self.reply)(answer);
     }
 }
 
@@ -123,18 +127,33 @@ impl Writer {
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        // The caller may have given up waiting; its write stands regardless.
+        self.queue(write, move |result| {
+            let _ = reply.send(result);
+        })?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Queues `write` like [`Writer::write`] without waiting for it: `answer` gets its result on the
+    /// writer thread once its group has ended, before any write queued after it runs in a later
+    /// group. Writes run and commit in the order they are queued. Fails only when the store is
+    /// closed, and then `answer` is not called.
+    pub(crate) fn queue<F, R, A>(&self, write: F, answer: A) -> Result<()>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+        A: FnOnce(Result<R>) + Send + 'static,
+    {
         let job = Box::new(Pending {
             write: Some(write),
             result: None,
-            reply,
+            reply: answer,
         });
-        let closed = || StoreError::Commit("the store is closed".into());
         self.jobs
             .as_ref()
             .ok_or_else(closed)?
             .send(job)
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            .map_err(|_| closed())
     }
 
     /// How many shared transactions have committed.
@@ -152,6 +171,10 @@ impl Drop for Writer {
             let _ = thread.join();
         }
     }
+}
+
+fn closed() -> StoreError {
+    StoreError::Commit("the store is closed".into())
 }
 
 /// The writer thread: groups queued jobs into shared transactions until the queue closes.
