@@ -28,7 +28,7 @@ use weft_core::auth::Role;
 use weft_core::{AttemptState, RunState, StepKey};
 
 use crate::readers::Readers;
-use crate::writer::Writer;
+use crate::writer::{Isolation, Writer};
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
     Created, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord,
@@ -309,7 +309,18 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
-        self.writer.write(write).await
+        self.writer.write(Isolation::Savepoint, write).await
+    }
+
+    /// Runs `write` like [`SqliteStore::write`] but without a savepoint of its own: for writes that
+    /// make every check that can fail before their first change (see [`Isolation::ChecksFirst`]).
+    /// The writes of every run step are such.
+    async fn write_checked<F, R>(&self, write: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.write(Isolation::ChecksFirst, write).await
     }
 
     /// Runs `read` on a reader connection.
@@ -369,6 +380,7 @@ impl SqliteStore {
         );
         let closed = lease.clone();
         let queued = self.writer.queue(
+            Isolation::ChecksFirst,
             move |c| {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     write(c, &lease, &unsettled)
@@ -1029,7 +1041,7 @@ impl Store for SqliteStore {
             .collect();
         let state = state.map(|(key, value)| (key.to_string(), value.to_string()));
         let created = self
-            .write(move |c| {
+            .write_checked(move |c| {
                 let mut created = Vec::with_capacity(inserts.len());
                 for run in &inserts {
                     created.push(insert_run(c, run)?);
@@ -1620,7 +1632,7 @@ impl Store for SqliteStore {
     ) -> Result<Fence> {
         let (lease, step, input) = (lease.clone(), step.clone(), self.payload(input));
         let unsettled = Arc::clone(&self.unsettled);
-        self.write(move |c| {
+        self.write_checked(move |c| {
             let fence = fence(c, &lease, &unsettled)?;
             exec(
                 c,
@@ -1657,7 +1669,7 @@ impl Store for SqliteStore {
     ) -> Result<Fence> {
         let (lease, step, row) = (lease.clone(), step.clone(), self.outcome_row(outcome, now));
         let unsettled = Arc::clone(&self.unsettled);
-        self.write(move |c| finish_attempt(c, &lease, &step, attempt, row, &unsettled))
+        self.write_checked(move |c| finish_attempt(c, &lease, &step, attempt, row, &unsettled))
             .await
     }
 
@@ -1687,8 +1699,10 @@ impl Store for SqliteStore {
         let (lease, step, row) = (lease.clone(), step.clone(), self.outcome_row(outcome, now));
         let input = self.payload(input);
         let unsettled = Arc::clone(&self.unsettled);
-        self.write(move |c| record_attempt(c, &lease, &step, attempt, input, row, &unsettled))
-            .await
+        self.write_checked(move |c| {
+            record_attempt(c, &lease, &step, attempt, input, row, &unsettled)
+        })
+        .await
     }
 
     fn queue_record_attempt(
@@ -1708,7 +1722,7 @@ impl Store for SqliteStore {
     async fn park(&self, lease: &Lease, wake_at: Millis, now: Millis) -> Result<()> {
         let lease = lease.clone();
         let unsettled = Arc::clone(&self.unsettled);
-        self.write(move |c| {
+        self.write_checked(move |c| {
             fence(c, &lease, &unsettled)?;
             exec(
                 c,
@@ -1829,7 +1843,7 @@ impl Store for SqliteStore {
         let lease = lease.clone();
         let (output, error) = (output.map(str::to_string), error.map(str::to_string));
         let unsettled = Arc::clone(&self.unsettled);
-        self.write(move |c| {
+        self.write_checked(move |c| {
             fence(c, &lease, &unsettled)?;
             exec(
                 c,
@@ -1844,7 +1858,7 @@ impl Store for SqliteStore {
     async fn release(&self, lease: &Lease) -> Result<()> {
         let lease = lease.clone();
         let unsettled = Arc::clone(&self.unsettled);
-        self.write(move |c| {
+        self.write_checked(move |c| {
             exec(
                 c,
                 "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2 AND lease_epoch = ?3",
@@ -1942,7 +1956,7 @@ mod tests {
         // The plan of the very statement a claim runs, on the writer's connection.
         let plan: Vec<String> = store
             .writer
-            .write(|c| {
+            .write(Isolation::Savepoint, |c| {
                 let sql = format!("EXPLAIN QUERY PLAN {}", *CLAIM);
                 rows(c, &sql, params![0, 0, 0, "[]", None::<String>, 10], |r| {
                     Ok(r.get::<_, String>(3)?)
@@ -1984,7 +1998,7 @@ mod tests {
         }
         let reprepared = store
             .writer
-            .write(|c| {
+            .write(Isolation::Savepoint, |c| {
                 let statement = c.prepare_cached(&CLAIM)?;
                 Ok(statement.get_status(rusqlite::StatementStatus::RePrepare))
             })

@@ -882,8 +882,14 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
     let store = std::sync::Arc::new(open(&dir, 1024).await);
     store.create_run(new_run("seed", None, 1)).await.unwrap();
     let claimed = claim_one(store.as_ref(), 2).await;
-    let blobs = || scalar::<i64>(&store, "SELECT COUNT(*) FROM blobs", None);
-    let blobs_before = blobs().await;
+    let updated_at = || {
+        scalar::<i64>(
+            &store,
+            "SELECT updated_at FROM runs WHERE id = ?1",
+            Some(&claimed.lease.run_id),
+        )
+    };
+    let updated_before = updated_at().await;
     let before = store.writer.commits();
 
     let mut tasks = Vec::new();
@@ -903,20 +909,17 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
             Ok::<_, StoreError>(())
         }));
     }
-    // Stores its output as a blob and then fails: no attempt 7 to finish.
-    let big = format!("\"{}\"", "x".repeat(4096));
+    // Changes the run and then fails, in a savepoint of its own.
     let failing = {
         let store = std::sync::Arc::clone(&store);
-        let lease = claimed.lease.clone();
+        let run = claimed.lease.run_id.clone();
         tokio::spawn(async move {
             store
-                .finish_attempt(
-                    &lease,
-                    &StepKey::top("a"),
-                    7,
-                    &outcome(AttemptState::Succeeded, Some(&big)),
-                    99,
-                )
+                .writer
+                .write(crate::writer::Isolation::Savepoint, move |c| {
+                    c.execute("UPDATE runs SET updated_at = 12345 WHERE id = ?1", [&run])?;
+                    Err::<(), _>(StoreError::Conflict("changed, then failed".into()))
+                })
                 .await
         })
     };
@@ -924,11 +927,11 @@ async fn concurrent_writes_commit_in_groups_and_a_failed_one_leaves_nothing() {
         task.await.unwrap().unwrap();
     }
     let err = failing.await.unwrap().unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert_eq!(
-        blobs().await,
-        blobs_before,
-        "the failed write left its blob"
+        updated_at().await,
+        updated_before,
+        "the failed write left its change"
     );
 
     let runs = store

@@ -9,7 +9,8 @@
 //! owns the connection. The thread:
 //!
 //! - takes the first queued job, opens a *shared* transaction (`BEGIN IMMEDIATE`) and runs the job
-//!   inside a savepoint of its own;
+//!   inside a savepoint of its own (or, for a job that makes its checks before its first change,
+//!   without one: see [`Isolation`]);
 //! - runs every further job already queued the same way, up to [`MAX_GROUP`];
 //! - commits the shared transaction and only then answers every job of the group. Jobs that arrive
 //!   while it waits for the disk queue up and form the next group, so groups grow with the load and
@@ -18,7 +19,10 @@
 //! # Invariants
 //!
 //! - A job that fails (or panics) has its savepoint rolled back before the next job runs: none of
-//!   its changes reach the disk, and the other jobs' changes are untouched.
+//!   its changes reach the disk, and the other jobs' changes are untouched. A job queued with
+//!   [`Isolation::ChecksFirst`] runs without a savepoint: when it fails without having changed
+//!   anything, the others are untouched likewise; when it fails after a change, the whole shared
+//!   transaction is rolled back and every job in it gets the error (as when the commit fails).
 //! - A caller is answered `Ok` only once the shared transaction holding its changes has committed.
 //!   When the shared commit fails, or a savepoint cannot be rolled back, the whole shared
 //!   transaction is rolled back and every job in it gets the error: nothing any of them wrote is
@@ -50,8 +54,23 @@ const MAX_GROUP: usize = 256;
 /// How a group ended, as its jobs learn it.
 type Ending = std::result::Result<(), Arc<str>>;
 
+/// How a write is kept apart from the other writes of its group when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// In a savepoint of its own: a failure at any point is undone alone.
+    Savepoint,
+    /// Without one, for a write that makes every check that can fail before its first change: a
+    /// failure that changed nothing needs no undoing. Should such a write still fail after a change
+    /// (a bug, or the disk failing), its whole group is rolled back and every write in it gets a
+    /// retryable error. (A savepoint makes SQLite copy every page the write touches first; for the
+    /// writes of every step that is a large part of the writer's work.)
+    ChecksFirst,
+}
+
 /// One queued write, with its closure's result type erased.
 trait Job: Send {
+    /// How it is kept apart from the other jobs of its group.
+    fn isolation(&self) -> Isolation;
     /// Runs the write on the connection; `true` when it succeeded (its savepoint is kept).
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the group has ended.
@@ -59,6 +78,7 @@ trait Job: Send {
 }
 
 struct Pending<F, R, A> {
+    isolation: Isolation,
     write: Option<F>,
     result: Option<Result<R>>,
     /// Takes the answer, on the writer thread, before the next group starts.
@@ -71,6 +91,10 @@ where
     R: Send,
     A: FnOnce(Result<R>) + Send,
 {
+    fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(write) = self.write.take() else {
             return false;
@@ -121,14 +145,14 @@ impl Writer {
 
     /// Runs `write` in a transaction of its own and returns its result once that is committed to
     /// disk. When `write` fails, nothing it did is kept and its error is returned.
-    pub(crate) async fn write<F, R>(&self, write: F) -> Result<R>
+    pub(crate) async fn write<F, R>(&self, isolation: Isolation, write: F) -> Result<R>
     where
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         // The caller may have given up waiting; its write stands regardless.
-        self.queue(write, move |result| {
+        self.queue(isolation, write, move |result| {
             let _ = reply.send(result);
         })?;
         answer.await.map_err(|_| closed())?
@@ -138,13 +162,14 @@ impl Writer {
     /// writer thread once its group has ended, before any write queued after it runs in a later
     /// group. Writes run and commit in the order they are queued. Fails only when the store is
     /// closed, and then `answer` is not called.
-    pub(crate) fn queue<F, R, A>(&self, write: F, answer: A) -> Result<()>
+    pub(crate) fn queue<F, R, A>(&self, isolation: Isolation, write: F, answer: A) -> Result<()>
     where
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
         A: FnOnce(Result<R>) + Send + 'static,
     {
         let job = Box::new(Pending {
+            isolation,
             write: Some(write),
             result: None,
             reply: answer,
@@ -186,7 +211,11 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, commits: Arc<Atomi
                 let mut next = Some(first);
                 let mut broken = None;
                 while let Some(mut job) = next.take() {
-                    if let Err(e) = savepoint(&conn, job.as_mut()) {
+                    let run = match job.isolation() {
+                        Isolation::Savepoint => savepoint(&conn, job.as_mut()),
+                        Isolation::ChecksFirst => checks_first(&conn, job.as_mut()),
+                    };
+                    if let Err(e) = run {
                         broken = Some(e);
                     }
                     group.push(job);
@@ -228,6 +257,26 @@ fn savepoint(conn: &Connection, job: &mut dyn Job) -> std::result::Result<(), Ar
     })
 }
 
+/// Runs one job without a savepoint; an error means it failed after changing the database (or
+/// SQLite gave up the transaction), so the shared transaction must be abandoned.
+fn checks_first(conn: &Connection, job: &mut dyn Job) -> std::result::Result<(), Arc<str>> {
+    let before = conn.total_changes();
+    if job.run(conn) {
+        return Ok(());
+    }
+    if conn.is_autocommit() {
+        return Err(Arc::from(
+            "a write failed and SQLite rolled back its transaction, so its whole group was rolled back",
+        ));
+    }
+    if conn.total_changes() != before {
+        return Err(Arc::from(
+            "a write failed after changing the database, so its whole group was rolled back",
+        ));
+    }
+    Ok(())
+}
+
 /// Ends the shared transaction: commits it unless `broken`, otherwise (or when the commit fails)
 /// rolls it back.
 fn end(conn: &Connection, broken: Option<Arc<str>>) -> Ending {
@@ -258,7 +307,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
         let writer = Writer::start(conn).unwrap();
         let panicked: Result<()> = writer
-            .write(|c| {
+            .write(Isolation::Savepoint, |c| {
                 c.execute("INSERT INTO t VALUES (1)", [])?;
                 panic!("a bug in a write");
             })
@@ -268,12 +317,112 @@ mod tests {
             "{panicked:?}"
         );
         let sum: i64 = writer
-            .write(|c| {
+            .write(Isolation::Savepoint, |c| {
                 c.execute("INSERT INTO t VALUES (2)", [])?;
                 Ok(c.query_row("SELECT sum(n) FROM t", [], |r| r.get(0))?)
             })
             .await
             .unwrap();
         assert_eq!(sum, 2, "the panicked write's row was kept");
+    }
+
+    /// A write of the tests below.
+    type TestJob = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
+
+    /// Queues a job that holds the writer until `release` is sent, then `jobs`: they all form one
+    /// group. Returns which of them (the holder first) were answered `Ok`.
+    fn one_group(writer: &Writer, jobs: Vec<(Isolation, TestJob)>) -> Vec<bool> {
+        let (answers, answered) = std::sync::mpsc::channel::<(usize, bool)>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let answer = |i: usize| {
+            let answers = answers.clone();
+            move |r: Result<()>| {
+                let _ = answers.send((i, r.is_ok()));
+            }
+        };
+        writer
+            .queue(
+                Isolation::Savepoint,
+                move |_: &Connection| {
+                    let _ = hold.recv();
+                    Ok(())
+                },
+                answer(0),
+            )
+            .unwrap();
+        let count = jobs.len() + 1;
+        for (i, (isolation, job)) in jobs.into_iter().enumerate() {
+            writer.queue(isolation, job, answer(i + 1)).unwrap();
+        }
+        release.send(()).unwrap();
+        let mut ok = vec![false; count];
+        for _ in 0..count {
+            let (i, answer) = answered.recv().unwrap();
+            ok[i] = answer;
+        }
+        ok
+    }
+
+    /// A write without a savepoint that fails before changing anything leaves the others of its
+    /// group alone; one that fails after a change takes the writes of its group before it down
+    /// with it, and nothing of them is kept.
+    #[test]
+    fn a_write_without_savepoint_that_fails_after_a_change_undoes_its_group() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
+        let writer = Writer::start(conn).unwrap();
+        fn insert(n: i64) -> TestJob {
+            Box::new(move |c| {
+                c.execute("INSERT INTO t VALUES (?1)", [n])?;
+                Ok(())
+            })
+        }
+        let commits = writer.commits();
+        let checked_and_refused: TestJob = Box::new(|c| {
+            let _: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?;
+            Err(StoreError::Conflict("refused before any change".into()))
+        });
+        let ok = one_group(
+            &writer,
+            vec![
+                (Isolation::ChecksFirst, insert(1)),
+                (Isolation::ChecksFirst, checked_and_refused),
+                (Isolation::Savepoint, insert(2)),
+            ],
+        );
+        assert_eq!(ok, [true, true, false, true]);
+        assert_eq!(
+            writer.commits(),
+            commits + 1,
+            "the jobs did not share a group"
+        );
+
+        let changed_then_failed: TestJob = Box::new(|c| {
+            c.execute("INSERT INTO t VALUES (100)", [])?;
+            Err(StoreError::Conflict("failed after a change".into()))
+        });
+        let ok = one_group(
+            &writer,
+            vec![
+                (Isolation::ChecksFirst, insert(10)),
+                (Isolation::ChecksFirst, changed_then_failed),
+                (Isolation::Savepoint, insert(20)),
+            ],
+        );
+        // The group ends at the failed write; the one queued after it goes into the next group.
+        assert_eq!(ok, [false, false, false, true]);
+
+        let sum = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(writer.write(Isolation::Savepoint, |c| {
+                Ok(c.query_row("SELECT sum(n) FROM t", [], |r| r.get::<_, i64>(0))?)
+            }))
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert_eq!(sum, 1 + 2 + 20, "a write of the failed group was kept");
     }
 }
