@@ -509,7 +509,9 @@ impl RunExec {
             wake_at: None,
         };
         // Not waited for: the run's next write (the next step's start, or the run's end) is stored
-        // after it or not at all, and nothing outside the run sees the outcome before then.
+        // after it or not at all, and nothing outside the run sees the outcome before then. A
+        // cancellation is seen by the next step's start; after the last step the run ends as it
+        // finished, succeeded.
         self.engine.store.queue_finish_attempt(
             &self.lease,
             &at.key,

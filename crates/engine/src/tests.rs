@@ -736,6 +736,60 @@ async fn cancelling_a_waiting_run_stops_it() {
     assert!(attempts_of(&e, &id, "never").await.is_empty());
 }
 
+/// A cancellation asked for while a step runs is seen at the next step's start: the step finishes
+/// and is stored, the next never starts. Asked for during the last step, it finds no step left:
+/// the run ends as it finished (succeeded).
+#[tokio::test]
+async fn cancelling_a_running_run_stops_it_at_the_next_step() {
+    let (server, addr) = server().await;
+    let slow = || ok(json!({"done": true})).after(Duration::from_millis(400));
+    server.script("slow", vec![slow(), slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let two = "trigger: manual\nsteps:\n  - id: slow\n    uses: api.request\n    with: { path: /slow }\n  - id: never\n    map: 1\n";
+    let last =
+        "trigger: manual\nsteps:\n  - id: slow\n    uses: api.request\n    with: { path: /slow }\n";
+    let store = open_store(dir.path()).await;
+    let e = engine(
+        store.clone(),
+        project(addr, &[("two", two), ("last", last)], ""),
+        Arc::new(SystemClock),
+    );
+    for (workflow, ends) in [("two", RunState::Cancelled), ("last", RunState::Succeeded)] {
+        let id = e
+            .start_run(workflow, json!({}), None)
+            .await
+            .unwrap()
+            .id()
+            .to_string();
+        let driver = e.clone();
+        let task = tokio::spawn(async move { driver.drive(ClaimScope::All, Until::Idle).await });
+        for _ in 0..500 {
+            if !attempts_of(&e, &id, "slow").await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            e.cancel(&id).await.unwrap(),
+            weft_store::CancelOutcome::Requested,
+            "{workflow}: the step had not started"
+        );
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let run = store.get_run(&id).await.unwrap().unwrap();
+        assert_eq!(run.state, ends, "{workflow}: {:?}", run.error);
+        assert_eq!(
+            states(&attempts_of(&e, &id, "slow").await),
+            vec![AttemptState::Succeeded],
+            "{workflow}"
+        );
+        assert!(attempts_of(&e, &id, "never").await.is_empty(), "{workflow}");
+    }
+}
+
 #[tokio::test]
 async fn switch_runs_the_matching_case_or_the_default() {
     let (_server, addr) = server().await;

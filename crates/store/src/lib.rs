@@ -650,7 +650,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished(&self, scope: &ClaimScope) -> Result<u64>;
 
     /// Records attempt `attempt` of `step` before the step runs (state `started`, or `waiting` for a
-    /// wait), marking an earlier unfinished attempt of the step as `interrupted`. Fenced.
+    /// wait), marking an earlier unfinished attempt of the step as `interrupted`. Fenced; when
+    /// cancellation was requested it records nothing (the step must not start) and says so.
     #[allow(clippy::too_many_arguments)]
     async fn begin_attempt(
         &self,
@@ -688,7 +689,8 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     );
 
-    /// Queues [`Store::record_attempt`] as [`Store::queue_finish_attempt`] queues its write.
+    /// Queues [`Store::record_attempt`] of an attempt without an input (a skipped step, an
+    /// `if`/`switch` decision) as [`Store::queue_finish_attempt`] queues its write.
     fn queue_record_attempt(
         &self,
         lease: &Lease,

@@ -373,15 +373,11 @@ impl SqliteStore {
     where
         F: FnOnce(&Connection, &Lease, &Unsettled) -> Result<Fence> + Send + 'static,
     {
-        let (unsettled, marks, marked) = (
-            Arc::clone(&self.unsettled),
-            Arc::clone(&self.unsettled),
-            lease.clone(),
-        );
-        let closed = lease.clone();
-        let queued = self.writer.queue(
-            Isolation::ChecksFirst,
-            move |c| {
+        let run = {
+            let (unsettled, lease) = (Arc::clone(&self.unsettled), lease.clone());
+            move |c: &Connection| {
+                // A panic is caught here too (the writer catches it as well), so that it marks the
+                // lease before the group's next write runs.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     write(c, &lease, &unsettled)
                 }))
@@ -390,15 +386,18 @@ impl SqliteStore {
                     unsettled.mark(&lease, e);
                 }
                 result
-            },
-            move |result| {
+            }
+        };
+        let ended = {
+            let (unsettled, lease) = (Arc::clone(&self.unsettled), lease.clone());
+            move |result: Result<Fence>| {
                 if let Err(e) = result {
-                    marks.mark(&marked, &e);
+                    unsettled.mark(&lease, &e);
                 }
-            },
-        );
-        if let Err(e) = queued {
-            self.unsettled.mark(&closed, &e);
+            }
+        };
+        if let Err(e) = self.writer.queue(Isolation::ChecksFirst, run, ended) {
+            self.unsettled.mark(&lease, &e);
         }
     }
 
@@ -1634,6 +1633,9 @@ impl Store for SqliteStore {
         let unsettled = Arc::clone(&self.unsettled);
         self.write_checked(move |c| {
             let fence = fence(c, &lease, &unsettled)?;
+            if fence.cancel_requested {
+                return Ok(fence);
+            }
             exec(
                 c,
                 "UPDATE attempts SET state = 'interrupted', finished_at = ?3 WHERE run_id = ?1 AND step_key = ?2 AND state = 'started'",

@@ -71,7 +71,7 @@ pub(crate) enum Isolation {
 trait Job: Send {
     /// How it is kept apart from the other jobs of its group.
     fn isolation(&self) -> Isolation;
-    /// Runs the write on the connection; `true` when it succeeded (its savepoint is kept).
+    /// Runs the write on the connection; `true` when it succeeded (its changes are kept).
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the group has ended.
     fn answer(self: Box<Self>, ending: &Ending);
@@ -143,8 +143,9 @@ impl Writer {
         })
     }
 
-    /// Runs `write` in a transaction of its own and returns its result once that is committed to
-    /// disk. When `write` fails, nothing it did is kept and its error is returned.
+    /// Runs `write` in the next group, kept apart from the group's other writes as `isolation`
+    /// says, and returns its result once the group is committed to disk. When `write` fails,
+    /// nothing it did is kept and its error is returned.
     pub(crate) async fn write<F, R>(&self, isolation: Isolation, write: F) -> Result<R>
     where
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
