@@ -3,11 +3,19 @@
 //!
 //! An idle loop does not poll the database in a busy loop: it sleeps until the next known wake time,
 //! a local notification, or the poll interval that catches work created by other processes.
+//!
+//! The loop that may take any run ([`ClaimScope::All`], the hub's) also takes runs handed to it by
+//! [`crate::Engine::accept`]: an event accepted while this process has a free slot is created
+//! already claimed (see [`weft_store::Store::create_claimed_runs`]) and executed at once, with no
+//! claim of its own. Slots are the permits of one semaphore of `max_runs`, shared by both ways in;
+//! while runs wait in the store (a backlog), accepted runs queue behind them instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use weft_core::RunState;
 use weft_store::{ClaimScope, Claimed};
@@ -15,10 +23,69 @@ use weft_store::{ClaimScope, Claimed};
 use crate::exec::RunExec;
 use crate::{EngineError, Inner, Until};
 
+/// A run handed over by [`crate::Engine::accept`], with the slot it executes in.
+type Handed = (Claimed, OwnedSemaphorePermit);
+
+/// The way from [`crate::Engine::accept`] into a running work loop.
+#[derive(Clone)]
+pub(crate) struct Handoff {
+    runs: mpsc::UnboundedSender<Handed>,
+    slots: Arc<Semaphore>,
+    /// Set while runs may wait in the store unclaimed; cleared when a claim finds fewer than it
+    /// could take.
+    backlog: Arc<AtomicBool>,
+}
+
+impl Handoff {
+    /// A free slot for each of `n` runs, unless there are not that many or runs wait in the store.
+    pub(crate) fn slots(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        if self.backlog.load(Ordering::Acquire) {
+            return None;
+        }
+        self.slots
+            .clone()
+            .try_acquire_many_owned(u32::try_from(n).ok()?)
+            .ok()
+    }
+
+    /// Hands a run created claimed to the loop; gives it back when the loop has stopped.
+    pub(crate) fn send(
+        &self,
+        claimed: Claimed,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<(), Box<Claimed>> {
+        self.runs.send((claimed, slot)).map_err(|e| Box::new(e.0.0))
+    }
+
+    /// Notes that a run was left queued in the store: later runs queue behind it.
+    pub(crate) fn queued(&self) {
+        self.backlog.store(true, Ordering::Release);
+    }
+}
+
 pub(crate) async fn drive(
     engine: Arc<Inner>,
     scope: ClaimScope,
     until: Until,
+) -> Result<(), EngineError> {
+    let slots = Arc::new(Semaphore::new(engine.options.max_runs));
+    let backlog = Arc::new(AtomicBool::new(true));
+    let mut handed = match scope {
+        ClaimScope::All => register(&engine, &slots, &backlog),
+        ClaimScope::Tree(_) => None,
+    };
+    let result = work(&engine, &scope, &until, &slots, &backlog, &mut handed).await;
+    unregister(&engine, &slots, handed.take()).await;
+    result
+}
+
+async fn work(
+    engine: &Arc<Inner>,
+    scope: &ClaimScope,
+    until: &Until,
+    slots: &Arc<Semaphore>,
+    backlog: &AtomicBool,
+    handed: &mut Option<mpsc::UnboundedReceiver<Handed>>,
 ) -> Result<(), EngineError> {
     let mut tasks: JoinSet<String> = JoinSet::new();
     // The run each task executes, by task id (a panicking task still reports its id).
@@ -26,6 +93,14 @@ pub(crate) async fn drive(
     let mut shutdown = engine.shutdown.subscribe();
     let renew_every = engine.options.lease / 3;
     let mut last_renew = Instant::now();
+    // Whether to claim on this turn: on the first, after a timer, when told that runs may have
+    // become claimable, and when a slot freed while runs wait. Not merely because a run finished:
+    // each of those would be a write that finds nothing.
+    let mut claim = true;
+    let mut claimable = engine.claimable.load(Ordering::Acquire);
+    // When the next parked run is due or another process's lease may end, read after each claim
+    // (what changes it makes runs claimable, so a claim follows).
+    let mut next_wake = None;
 
     loop {
         let notified = engine.wake.notified();
@@ -34,26 +109,45 @@ pub(crate) async fn drive(
 
         while let Some(done) = tasks.try_join_next() {
             finished(done, &mut in_flight);
+            claim |= backlog.load(Ordering::Acquire);
+        }
+        while let Some((claimed, slot)) = handed.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            spawn(engine, &mut tasks, &mut in_flight, claimed, slot).await;
         }
         if *shutdown.borrow() {
             break;
         }
-        if tasks.is_empty() && done(&engine, &scope, &until).await? {
+        if tasks.is_empty() && done(engine, scope, until).await? {
             break;
         }
 
-        let capacity = engine.options.max_runs.saturating_sub(tasks.len());
-        let mut claimed_any = false;
-        if capacity > 0 {
+        let told = engine.claimable.load(Ordering::Acquire);
+        claim |= told != claimable;
+        claimable = told;
+        let capacity = slots.available_permits();
+        if let Some(mut permits) = (claim && capacity > 0)
+            .then(|| slots.clone().try_acquire_many_owned(capacity as u32).ok())
+            .flatten()
+        {
             match engine
                 .store
-                .claim(&scope, capacity, engine.clock.now(), engine.options.lease)
+                .claim(scope, capacity, engine.clock.now(), engine.options.lease)
                 .await
             {
                 Ok(claimed) => {
+                    // Taking fewer than it could means nothing else waits: accepted runs may
+                    // start at once again.
+                    backlog.store(claimed.len() >= capacity, Ordering::Release);
+                    claim = false;
+                    next_wake = engine.store.next_wake(scope, engine.clock.now()).await?;
                     for c in claimed {
-                        claimed_any = true;
-                        spawn(&engine, &mut tasks, &mut in_flight, c).await;
+                        match permits.split(1) {
+                            Some(slot) => spawn(engine, &mut tasks, &mut in_flight, c, slot).await,
+                            // Not reached: a claim takes at most the runs it is asked for.
+                            None => {
+                                let _ = engine.store.release(&c.lease).await;
+                            }
+                        }
                     }
                 }
                 Err(e) if e.is_retryable() => {
@@ -72,45 +166,52 @@ pub(crate) async fn drive(
             }
             last_renew = Instant::now();
         }
-        if claimed_any {
-            continue;
-        }
 
-        // Nothing to claim now: sleep until something can change.
+        // Sleep until something can change. While a claim is still owed (every slot was taken, or
+        // it failed), a due time cannot be acted on before a slot frees or the retry below.
         let now = engine.clock.now();
-        let next_wake = engine.store.next_wake(&scope, now).await?;
+        let due = if claim { None } else { next_wake };
         if tasks.is_empty() {
             // Nothing runs here, so time may jump straight to the next wake (a virtual clock does).
-            let wait = next_wake.map_or(engine.options.poll_interval, |t| {
+            let wait = due.map_or(engine.options.poll_interval, |t| {
                 Duration::from_millis((t - now).max(0) as u64)
             });
             let wait = wait.min(engine.options.poll_interval);
             tokio::select! {
                 _ = &mut notified => {}
-                _ = engine.clock.sleep(wait) => {}
+                Some((claimed, slot)) = next_handed(handed) => {
+                    spawn(engine, &mut tasks, &mut in_flight, claimed, slot).await;
+                }
+                _ = engine.clock.sleep(wait) => claim = true,
                 _ = shutdown.changed() => {}
             }
         } else {
             let mut wait = renew_every
                 .saturating_sub(last_renew.elapsed())
                 .min(engine.options.poll_interval);
-            if let Some(t) = next_wake {
+            if let Some(t) = due {
                 wait = wait.min(Duration::from_millis((t - now).max(0) as u64));
             }
             tokio::select! {
                 _ = &mut notified => {}
+                Some((claimed, slot)) = next_handed(handed) => {
+                    spawn(engine, &mut tasks, &mut in_flight, claimed, slot).await;
+                }
                 done = tasks.join_next() => {
                     if let Some(done) = done {
                         finished(done, &mut in_flight);
+                        claim |= backlog.load(Ordering::Acquire);
                     }
                 }
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => claim = true,
                 _ = shutdown.changed() => {}
             }
         }
     }
 
-    // Shutting down: runs stop at their next step boundary and give their leases back.
+    // Shutting down: runs stop at their next step boundary and give their leases back, as do the
+    // runs handed over but not started.
+    unregister(engine, slots, handed.take()).await;
     while let Some(done) = tasks.join_next().await {
         finished(done, &mut in_flight);
     }
@@ -143,11 +244,64 @@ fn finished(
     }
 }
 
+/// Opens the way in for [`crate::Engine::accept`], unless another loop has it.
+fn register(
+    engine: &Inner,
+    slots: &Arc<Semaphore>,
+    backlog: &Arc<AtomicBool>,
+) -> Option<mpsc::UnboundedReceiver<Handed>> {
+    let mut handoff = engine.handoff.lock().unwrap_or_else(|p| p.into_inner());
+    if handoff.is_some() {
+        return None;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    *handoff = Some(Handoff {
+        runs: tx,
+        slots: slots.clone(),
+        backlog: backlog.clone(),
+    });
+    Some(rx)
+}
+
+/// Closes the way in and gives back the leases of the runs handed over but not started; a run
+/// accepted later is created queued (or, when the hand-over fails, given back by its acceptor).
+async fn unregister(
+    engine: &Inner,
+    slots: &Arc<Semaphore>,
+    handed: Option<mpsc::UnboundedReceiver<Handed>>,
+) {
+    let Some(mut rx) = handed else { return };
+    {
+        let mut handoff = engine.handoff.lock().unwrap_or_else(|p| p.into_inner());
+        if handoff
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(&h.slots, slots))
+        {
+            *handoff = None;
+        }
+    }
+    rx.close();
+    while let Ok((claimed, _slot)) = rx.try_recv() {
+        if let Err(e) = engine.store.release(&claimed.lease).await {
+            tracing::warn!(run_id = %claimed.lease.run_id, error = %e, "A run handed over at shutdown could not be given back; its lease expires instead.");
+        }
+    }
+}
+
+/// The next run handed over, or never when this loop takes none.
+async fn next_handed(handed: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
+    match handed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn spawn(
     engine: &Arc<Inner>,
     tasks: &mut JoinSet<String>,
     in_flight: &mut HashMap<tokio::task::Id, String>,
     claimed: Claimed,
+    slot: OwnedSemaphorePermit,
 ) {
     let id = claimed.run.id.clone();
     if in_flight.values().any(|run| *run == id) {
@@ -161,6 +315,8 @@ async fn spawn(
     // Lines logged while the run executes (connectors included) carry its id through this span.
     let span = tracing::info_span!("run", run_id = %id, workflow = %claimed.run.workflow);
     let handle = tasks.spawn(tracing::Instrument::instrument(async move {
+        // The slot is free again when the task ends, however it ends.
+        let _slot = slot;
         match RunExec::load(engine.clone(), claimed).await {
             Ok(exec) => exec.execute().await,
             Err((lease, message)) => {

@@ -292,6 +292,7 @@ impl RunExec {
             Err(Stop::Store(e)) => {
                 tracing::error!(run_id = %self.run.id, error = %e, "The store failed; the run is given back and continues later.");
                 let _ = store.release(&self.lease).await;
+                self.engine.kick();
                 return;
             }
         };
@@ -311,7 +312,12 @@ impl RunExec {
                     state,
                     until,
                 });
-                self.engine.wake.notify_waiters();
+                // A parked or given-back run is for a claim; a finished one only for its waiters.
+                if state.is_terminal() {
+                    self.engine.wake.notify_waiters();
+                } else {
+                    self.engine.kick();
+                }
             }
             Err(StoreError::LeaseLost { .. }) => {
                 tracing::warn!(run_id = %self.run.id, "Another process took over the run before it could be settled.");
@@ -319,6 +325,7 @@ impl RunExec {
             Err(e) => {
                 tracing::error!(run_id = %self.run.id, error = %e, "The run's end could not be recorded; it continues later.");
                 let _ = store.release(&self.lease).await;
+                self.engine.kick();
             }
         }
     }
@@ -456,11 +463,25 @@ impl RunExec {
         attempt: u32,
         output: Val,
     ) -> Result<Next, Stop> {
+        self.succeed_in(at, scope, attempt, Row::Begun, output)
+            .await
+    }
+
+    /// Settles attempt `attempt` as succeeded with `output`, finishing its recorded start
+    /// ([`Row::Begun`]) or recording it whole ([`Row::New`]).
+    async fn succeed_in(
+        &self,
+        at: &At<'_>,
+        scope: &mut Scope,
+        attempt: u32,
+        row: Row,
+        output: Val,
+    ) -> Result<Next, Stop> {
         let mut json = match val_to_json(&output) {
             Ok(json) => json,
             Err(m) => {
                 let error = error_json(&at.key, "output", format!("step `{}`: {m}", at.step.id));
-                return self.fail(at, scope, attempt, Row::Begun, error).await;
+                return self.fail(at, scope, attempt, row, error).await;
             }
         };
         // Later steps see what is stored: the output without credentials.
@@ -481,7 +502,7 @@ impl RunExec {
                     text.len()
                 ),
             );
-            return self.fail(at, scope, attempt, Row::Begun, error).await;
+            return self.fail(at, scope, attempt, row, error).await;
         }
         let size = text.len() as u64;
         let limit = self.current.project.settings.limits.max_context_bytes;
@@ -500,7 +521,7 @@ impl RunExec {
                     before + size
                 ),
             );
-            return self.fail(at, scope, attempt, Row::Begun, error).await;
+            return self.fail(at, scope, attempt, row, error).await;
         }
         let outcome = Outcome {
             state: AttemptState::Succeeded,
@@ -512,13 +533,19 @@ impl RunExec {
         // after it or not at all, and nothing outside the run sees the outcome before then. A
         // cancellation is seen by the next step's start; after the last step the run ends as it
         // finished, succeeded.
-        self.engine.store.queue_finish_attempt(
-            &self.lease,
-            &at.key,
-            attempt,
-            &outcome,
-            self.engine.clock.now(),
-        );
+        let now = self.engine.clock.now();
+        match row {
+            Row::Begun => {
+                self.engine
+                    .store
+                    .queue_finish_attempt(&self.lease, &at.key, attempt, &outcome, now)
+            }
+            Row::New => {
+                self.engine
+                    .store
+                    .queue_record_attempt(&self.lease, &at.key, attempt, &outcome, now)
+            }
+        }
         self.emit(
             &at.key,
             attempt,
@@ -1037,11 +1064,21 @@ impl RunExec {
         if let Some(error) = self.exhausted(at, budget_base(history), n) {
             return self.fail(at, scope, last, Row::Begun, error).await;
         }
-        self.begin(at, n, None, AttemptState::Started, None).await?;
+        // A map step acts on nothing outside the run. In a run's first execution (its first
+        // lease) it is recorded whole once evaluated, in a queued write, instead of having its
+        // start waited for: should evaluating it crash the process, the run resumes under a later
+        // lease, where the start is recorded first and counts against the attempt limit, so a
+        // map that keeps crashing the process costs at most one crash more than another step.
+        let row = if self.lease.epoch == 1 {
+            Row::New
+        } else {
+            self.begin(at, n, None, AttemptState::Started, None).await?;
+            Row::Begun
+        };
         match value.eval(&self.context(scope, n)) {
-            Ok(output) => self.succeed(at, scope, n, output).await,
+            Ok(output) => self.succeed_in(at, scope, n, row, output).await,
             Err(e) => {
-                self.fail(at, scope, n, Row::Begun, expression_error(&at.key, &e))
+                self.fail(at, scope, n, row, expression_error(&at.key, &e))
                     .await
             }
         }
@@ -1375,7 +1412,7 @@ impl RunExec {
             .create_run(run)
             .await
             .map_err(|e| Err(Stop::from(e)))?;
-        self.engine.wake.notify_waiters();
+        self.engine.kick();
         Ok(created.id().to_string())
     }
 

@@ -8,8 +8,9 @@
 //!   holds ([`Until`]), which is how `weft run`, `weft runs resume` and a long-running hub all work.
 //! - Execution walks a run's steps from the start, taking every step whose outcome is already
 //!   committed from the store and running the first one that is not: after a crash a run resumes at
-//!   its first uncommitted step. Every attempt is recorded before its step starts and its outcome is
-//!   committed before the next step starts.
+//!   its first uncommitted step. Every attempt is recorded before its step starts (a `map` step in a
+//!   run's first execution, which acts on nothing outside the run, once it is evaluated) and its
+//!   outcome is stored before anything later in the run is.
 //! - Connectors are injected ([`weft_connectors::Registry`]); in `weft test` a [`StepMocks`] answers
 //!   for them, and a [`clock::VirtualClock`] makes waits and retry delays instant.
 //! - [`project_dir`] reads a project folder; [`testing`] runs workflow test files; [`poll`] does one
@@ -32,6 +33,7 @@ pub mod vault;
 pub mod view;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -281,6 +283,12 @@ pub(crate) struct Inner {
     pub(crate) builtins: Mutex<Vec<(String, Arc<dyn weft_connectors::Connector>)>>,
     /// Rung when a run is created or finishes, to wake the drive loop and callers waiting on runs.
     pub(crate) wake: Notify,
+    /// Counts (before `wake` is rung) the times runs may have become claimable: a work loop claims
+    /// when it moved, when a slot frees while runs wait, and when a timer says so, not on every
+    /// ring. A count, not a flag, so that every loop sees every change.
+    pub(crate) claimable: AtomicU64,
+    /// The way into the work loop that takes any run, while one runs (see [`drive`]).
+    pub(crate) handoff: Mutex<Option<drive::Handoff>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -305,6 +313,8 @@ impl Engine {
                 versions: Mutex::new(versions),
                 builtins: Mutex::new(Vec::new()),
                 wake: Notify::new(),
+                claimable: AtomicU64::new(0),
+                handoff: Mutex::new(None),
                 events,
                 shutdown,
             }),
@@ -514,11 +524,7 @@ impl Engine {
                     .collect()
             });
         let runs = cleaned.as_deref().unwrap_or(runs);
-        let created = self
-            .inner
-            .store
-            .create_runs(runs, state, self.inner.clock.now())
-            .await?;
+        let created = self.create(runs, state).await?;
         for (run, c) in runs.iter().zip(&created) {
             if let Created::New(_) = c {
                 let trigger = run.trigger["type"]
@@ -528,8 +534,60 @@ impl Engine {
                 metrics::counter!("weft_runs_started_total", "workflow" => run.workflow.clone(), "trigger" => trigger).increment(1);
             }
         }
-        self.inner.wake.notify_waiters();
         Ok(created)
+    }
+
+    /// Commits `runs`: claimed and handed straight to this process's work loop when it has a free
+    /// slot for each and no runs wait before them, queued for a claim otherwise.
+    async fn create(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+    ) -> Result<Vec<Created>, EngineError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let handoff = inner
+            .handoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some((handoff, mut slots)) =
+            handoff.and_then(|h| h.slots(runs.len()).map(|slots| (h, slots)))
+        else {
+            let created = inner.store.create_runs(runs, state, now).await?;
+            if let Some(handoff) = inner
+                .handoff
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                handoff.queued();
+            }
+            inner.kick();
+            return Ok(created);
+        };
+        let created = inner
+            .store
+            .create_claimed_runs(runs, state, now, inner.options.lease)
+            .await?;
+        let mut ids = Vec::with_capacity(created.len());
+        for (c, claimed) in created {
+            if let Some(claimed) = claimed {
+                let handed = match slots.split(1) {
+                    Some(slot) => handoff.send(claimed, slot),
+                    None => Err(Box::new(claimed)),
+                };
+                // The loop stopped meanwhile: the run goes back to the queue for whoever runs next.
+                if let Err(claimed) = handed {
+                    if let Err(e) = inner.store.release(&claimed.lease).await {
+                        tracing::warn!(run_id = %claimed.lease.run_id, error = %e, "An accepted run could not be given back; its lease expires instead.");
+                    }
+                    inner.kick();
+                }
+            }
+            ids.push(c);
+        }
+        Ok(ids)
     }
 
     /// Answers a pending approval (`Approved` or `Rejected`, with what the answer carries and who
@@ -549,7 +607,7 @@ impl Engine {
             .answer_approval(id, decision, &answer, by, self.inner.clock.now())
             .await?;
         metrics::counter!("weft_approvals_answered_total", "workflow" => record.workflow.clone(), "decision" => decision.as_str()).increment(1);
-        self.inner.wake.notify_waiters();
+        self.inner.kick();
         Ok(record)
     }
 
@@ -609,7 +667,7 @@ impl Engine {
                 self.inner.clock.now(),
             ))
             .await?;
-        self.inner.wake.notify_waiters();
+        self.inner.kick();
         Ok(created.id().to_string())
     }
 
@@ -619,7 +677,7 @@ impl Engine {
             .store
             .retry_run(id, self.inner.clock.now())
             .await?;
-        self.inner.wake.notify_waiters();
+        self.inner.kick();
         Ok(())
     }
 
@@ -630,7 +688,7 @@ impl Engine {
             .store
             .request_cancel(id, self.inner.clock.now())
             .await?;
-        self.inner.wake.notify_waiters();
+        self.inner.kick();
         Ok(outcome)
     }
 
@@ -641,6 +699,12 @@ impl Engine {
 }
 
 impl Inner {
+    /// Tells the work loop that runs may have become claimable, and wakes everyone waiting.
+    pub(crate) fn kick(&self) {
+        self.claimable.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_waiters();
+    }
+
     /// The project snapshot new work starts with.
     pub(crate) fn current(&self) -> Arc<Current> {
         match self.current.read() {

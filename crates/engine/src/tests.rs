@@ -736,16 +736,17 @@ async fn cancelling_a_waiting_run_stops_it() {
     assert!(attempts_of(&e, &id, "never").await.is_empty());
 }
 
-/// A cancellation asked for while a step runs is seen at the next step's start: the step finishes
-/// and is stored, the next never starts. Asked for during the last step, it finds no step left:
-/// the run ends as it finished (succeeded).
+/// A cancellation asked for while a step runs is seen at the next step's start that waits for the
+/// store (any step but a `map` in a run's first execution, which acts on nothing outside the run):
+/// the step finishes and is stored, the next never starts. Asked for during the last step, it finds
+/// no step left: the run ends as it finished (succeeded).
 #[tokio::test]
 async fn cancelling_a_running_run_stops_it_at_the_next_step() {
     let (server, addr) = server().await;
     let slow = || ok(json!({"done": true})).after(Duration::from_millis(400));
     server.script("slow", vec![slow(), slow()]);
     let dir = tempfile::tempdir().unwrap();
-    let two = "trigger: manual\nsteps:\n  - id: slow\n    uses: api.request\n    with: { path: /slow }\n  - id: never\n    map: 1\n";
+    let two = "trigger: manual\nsteps:\n  - id: slow\n    uses: api.request\n    with: { path: /slow }\n  - id: never\n    uses: api.request\n    with: { path: /never }\n";
     let last =
         "trigger: manual\nsteps:\n  - id: slow\n    uses: api.request\n    with: { path: /slow }\n";
     let store = open_store(dir.path()).await;
@@ -788,6 +789,88 @@ async fn cancelling_a_running_run_stops_it_at_the_next_step() {
         );
         assert!(attempts_of(&e, &id, "never").await.is_empty(), "{workflow}");
     }
+}
+
+/// A run accepted while the hub's work loop has a free slot is created already claimed and starts
+/// at once; one accepted while every slot is taken waits in the store and is claimed when a slot
+/// frees; after the loop has stopped, runs are only queued.
+#[tokio::test]
+async fn accepted_runs_start_at_once_when_a_slot_is_free_and_queue_otherwise() {
+    let (server, addr) = server().await;
+    server.script(
+        "slow",
+        vec![ok(json!({"done": true})).after(Duration::from_millis(300))],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let slow =
+        "trigger: manual\nsteps:\n  - id: slow\n    uses: api.request\n    with: { path: /slow }\n";
+    let quick = "trigger: manual\nsteps:\n  - id: one\n    map: 1\n";
+    let store = open_store(dir.path()).await;
+    let project = project(addr, &[("slow", slow), ("quick", quick)], "");
+    let e = Engine::new(EngineParts {
+        store: store.clone(),
+        registry: Registry::build(&project, Path::new("."), &Default::default()).unwrap(),
+        project,
+        catalog: weft_connectors::catalog(),
+        clock: Arc::new(SystemClock),
+        options: EngineOptions {
+            max_runs: 1,
+            ..EngineOptions::default()
+        },
+        mocks: None,
+    });
+    let driver = e.clone();
+    let task = tokio::spawn(async move { driver.drive(ClaimScope::All, Until::Shutdown).await });
+    for _ in 0..500 {
+        if e.inner.handoff.lock().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let start = |workflow: &'static str| {
+        let e = e.clone();
+        async move {
+            let id = e.start_run(workflow, json!({}), None).await.unwrap();
+            let run = e.store().get_run(id.id()).await.unwrap().unwrap();
+            (id.id().to_string(), run.state)
+        }
+    };
+    // The only slot is free: the run is running as soon as it is accepted.
+    let (first, state) = start("slow").await;
+    assert_eq!(state, RunState::Running);
+    // It holds the slot for 300 ms: the next run waits, and runs once the slot frees.
+    let (second, state) = start("quick").await;
+    assert_eq!(state, RunState::Queued);
+    let finished = |id: String| {
+        let store = store.clone();
+        async move {
+            for _ in 0..1000 {
+                let run = store.get_run(&id).await.unwrap().unwrap();
+                if run.state.is_terminal() {
+                    return run;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("run {id} did not finish");
+        }
+    };
+    let (first, second) = (finished(first).await, finished(second).await);
+    assert_eq!(first.state, RunState::Succeeded, "{:?}", first.error);
+    assert_eq!(second.state, RunState::Succeeded, "{:?}", second.error);
+    assert!(
+        second.started_at >= first.finished_at,
+        "{first:?} {second:?}"
+    );
+
+    e.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(e.inner.handoff.lock().unwrap().is_none());
+    let (_, state) = start("quick").await;
+    assert_eq!(state, RunState::Queued);
 }
 
 #[tokio::test]

@@ -18,8 +18,9 @@
 //!
 //! # Invariants
 //!
-//! - An attempt is recorded before its step runs ([`Store::begin_attempt`]) and its outcome is
-//!   committed before the next step starts ([`Store::finish_attempt`]).
+//! - An attempt is recorded before its step runs ([`Store::begin_attempt`]), or whole once it has
+//!   run when the step acts on nothing outside the run ([`Store::record_attempt`]), and its outcome
+//!   is stored before any later write under the same lease ([`Store::finish_attempt`], or queued).
 //! - A run with an idempotency key exists at most once per workflow and key.
 //! - Step inputs and outputs larger than the inline limit live in a content-addressed blob table,
 //!   stored once however many attempts carry them.
@@ -276,7 +277,7 @@ pub struct Lease {
 }
 
 /// A run claimed for execution.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Claimed {
     /// The lease to present with every write.
     pub lease: Lease,
@@ -510,6 +511,19 @@ pub trait Store: Send + Sync + 'static {
         state: Option<(&str, &Value)>,
         now: Millis,
     ) -> Result<Vec<Created>>;
+
+    /// Creates runs as [`Store::create_runs`] does, but each new run already claimed by this
+    /// process until `now + lease` (state `running`, lease epoch 1, started at its acceptance), as
+    /// if [`Store::claim`] had taken it in the same transaction: the process that accepts an event
+    /// and has room to execute it needs no claim of its own. A new run comes back with its claim;
+    /// a run found by its idempotency key comes back unclaimed, as it is.
+    async fn create_claimed_runs(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+        now: Millis,
+        lease: Duration,
+    ) -> Result<Vec<(Created, Option<Claimed>)>>;
 
     /// Opens the approval that an attempt of a run's step asks for, or returns the one that attempt
     /// opened before (a step that resumes after a crash asks again).

@@ -323,6 +323,60 @@ impl SqliteStore {
         self.writer.write(Isolation::ChecksFirst, write).await
     }
 
+    /// Creates runs (under `claim`, when given) and stores the trigger's state, in one write.
+    async fn insert_runs(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+        now: Millis,
+        claim: Option<Claim>,
+    ) -> Result<Vec<Created>> {
+        let inserts: Vec<RunInsert> = {
+            let known = self
+                .stored_versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            runs.iter()
+                .map(|r| RunInsert::new(r, known.contains(&r.version)))
+                .collect()
+        };
+        // The versions this write stores, by the position of their run.
+        let storing: Vec<Option<String>> = inserts
+            .iter()
+            .map(|r| r.source.as_ref().map(|_| r.version.clone()))
+            .collect();
+        let state = state.map(|(key, value)| (key.to_string(), value.to_string()));
+        let created = self
+            .write_checked(move |c| {
+                let mut created = Vec::with_capacity(inserts.len());
+                for run in &inserts {
+                    created.push(insert_run(c, run, claim.as_ref())?);
+                }
+                if let Some((key, value)) = &state {
+                    exec(
+                        c,
+                        "INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        params![key, value, now],
+                    )?;
+                }
+                Ok(created)
+            })
+            .await?;
+        // Only a run created here stored its version: a de-duplicated one may belong to another
+        // version of its workflow.
+        let mut known = self
+            .stored_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (version, c) in storing.into_iter().zip(&created) {
+            if let (Some(version), Created::New(_)) = (version, c) {
+                known.insert(version);
+            }
+        }
+        drop(known);
+        Ok(created)
+    }
+
     /// Runs `read` on a reader connection.
     async fn read<F, R>(&self, read: F) -> Result<R>
     where
@@ -920,7 +974,7 @@ impl RunInsert {
 
 /// Inserts a run (or finds the one with its idempotency key) inside a transaction; its workflow
 /// version too, when the insert carries it.
-fn insert_run(c: &Connection, run: &RunInsert) -> Result<Created> {
+fn insert_run(c: &Connection, run: &RunInsert, claim: Option<&Claim>) -> Result<Created> {
     if let Some(key) = &run.idempotency_key {
         let existing: Option<String> = row(
             c,
@@ -944,13 +998,25 @@ fn insert_run(c: &Connection, run: &RunInsert) -> Result<Created> {
         Some((p, s)) => (Some(p.as_str()), Some(s.as_str())),
         None => (None, None),
     };
+    // A claimed run starts as a claim leaves one: running, leased to this process, epoch 1.
+    let (state, owner, until, epoch, started_at) = match claim {
+        Some(claim) => (
+            "running",
+            Some(claim.owner.as_str()),
+            Some(claim.until),
+            1,
+            Some(run.now),
+        ),
+        None => ("queued", None, None, 0, None),
+    };
     exec(
         c,
-        "INSERT INTO runs (id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        "INSERT INTO runs (id, workflow, version, state, root_id, parent_id, parent_step, depth, idempotency_key, trigger, input, created_at, updated_at, lease_owner, lease_until, lease_epoch, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
         params![
             id,
             run.workflow,
             run.version,
+            state,
             run.root.as_deref().unwrap_or(&id),
             parent_id,
             parent_step,
@@ -958,10 +1024,52 @@ fn insert_run(c: &Connection, run: &RunInsert) -> Result<Created> {
             run.idempotency_key,
             run.trigger,
             run.input,
-            run.now
+            run.now,
+            owner,
+            until,
+            epoch,
+            started_at
         ],
     )?;
     Ok(Created::New(id))
+}
+
+/// The lease a run is created under by [`Store::create_claimed_runs`].
+struct Claim {
+    owner: String,
+    until: Millis,
+}
+
+/// The record of a run that [`insert_run`] created under `claim` from `run`, as a claim would have
+/// read it back.
+fn claimed_record(id: &str, run: &NewRun, owner: &str) -> Claimed {
+    Claimed {
+        lease: Lease {
+            run_id: id.to_string(),
+            owner: owner.to_string(),
+            epoch: 1,
+        },
+        run: RunRecord {
+            id: id.to_string(),
+            workflow: run.workflow.clone(),
+            version: run.version.clone(),
+            state: RunState::Running,
+            root_id: run.root.clone().unwrap_or_else(|| id.to_string()),
+            parent_id: run.parent.as_ref().map(|(p, _)| p.clone()),
+            parent_step: run.parent.as_ref().map(|(_, s)| s.as_str().to_string()),
+            depth: run.depth,
+            idempotency_key: run.idempotency_key.clone(),
+            trigger: run.trigger.clone(),
+            input: run.input.clone(),
+            output: None,
+            error: None,
+            wake_at: None,
+            cancel_requested: false,
+            created_at: run.now,
+            started_at: Some(run.now),
+            finished_at: None,
+        },
+    }
 }
 
 /// The SQL set of a run's unfinished descendants (`?1` is the run).
@@ -1024,50 +1132,33 @@ impl Store for SqliteStore {
         state: Option<(&str, &Value)>,
         now: Millis,
     ) -> Result<Vec<Created>> {
-        let inserts: Vec<RunInsert> = {
-            let known = self
-                .stored_versions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            runs.iter()
-                .map(|r| RunInsert::new(r, known.contains(&r.version)))
-                .collect()
+        self.insert_runs(runs, state, now, None).await
+    }
+
+    async fn create_claimed_runs(
+        &self,
+        runs: &[NewRun],
+        state: Option<(&str, &Value)>,
+        now: Millis,
+        lease: Duration,
+    ) -> Result<Vec<(Created, Option<Claimed>)>> {
+        let owner = &self.nodes.lock.id;
+        let claim = Claim {
+            owner: owner.clone(),
+            until: now + lease.as_millis() as i64,
         };
-        // The versions this write stores, by the position of their run.
-        let storing: Vec<Option<String>> = inserts
-            .iter()
-            .map(|r| r.source.as_ref().map(|_| r.version.clone()))
-            .collect();
-        let state = state.map(|(key, value)| (key.to_string(), value.to_string()));
-        let created = self
-            .write_checked(move |c| {
-                let mut created = Vec::with_capacity(inserts.len());
-                for run in &inserts {
-                    created.push(insert_run(c, run)?);
-                }
-                if let Some((key, value)) = &state {
-                    exec(
-                        c,
-                        "INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        params![key, value, now],
-                    )?;
-                }
-                Ok(created)
+        let created = self.insert_runs(runs, state, now, Some(claim)).await?;
+        Ok(created
+            .into_iter()
+            .zip(runs)
+            .map(|(created, run)| {
+                let claimed = match &created {
+                    Created::New(id) => Some(claimed_record(id, run, owner)),
+                    Created::Existing(_) => None,
+                };
+                (created, claimed)
             })
-            .await?;
-        // Only a run created here stored its version: a de-duplicated one may belong to another
-        // version of its workflow.
-        let mut known = self
-            .stored_versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (version, c) in storing.into_iter().zip(&created) {
-            if let (Some(version), Created::New(_)) = (version, c) {
-                known.insert(version);
-            }
-        }
-        drop(known);
-        Ok(created)
+            .collect())
     }
 
     async fn trigger_state(&self, key: &str) -> Result<Option<Value>> {

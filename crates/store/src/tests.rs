@@ -1000,6 +1000,88 @@ async fn the_first_claim_of_a_run_has_epoch_one() {
     assert_eq!(again.lease.epoch, 2);
 }
 
+/// A run created claimed is stored exactly as a claim would leave it and returned as the claim
+/// would have read it: no claim takes it while its lease holds, its lease writes, a later claim
+/// after the lease ends fences it off, and a de-duplicated run comes back unclaimed.
+#[tokio::test]
+async fn runs_created_claimed_are_leased_as_a_claim_would_lease_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let mut runs = vec![new_run("order", Some("evt-1"), 5)];
+    runs[0].parent = Some(("parent-run".into(), StepKey::top("call")));
+    runs[0].root = Some("root-run".into());
+    runs[0].depth = 1;
+    let created = store
+        .create_claimed_runs(&runs, Some(("cursor", &json!(7))), 5, LEASE)
+        .await
+        .unwrap();
+    let [(Created::New(id), Some(claimed))] = created.as_slice() else {
+        panic!("expected one new claimed run: {created:?}");
+    };
+    assert_eq!(claimed.lease.run_id, *id);
+    assert_eq!(claimed.lease.owner, store.node_id());
+    assert_eq!(claimed.lease.epoch, 1);
+    let stored = store.get_run(id).await.unwrap().unwrap();
+    assert_eq!(
+        claimed.run, stored,
+        "the record returned is the record stored"
+    );
+    assert_eq!(stored.state, RunState::Running);
+    assert_eq!(stored.started_at, Some(5));
+    assert_eq!(stored.parent_step.as_deref(), Some("call"));
+    assert_eq!(store.trigger_state("cursor").await.unwrap(), Some(json!(7)));
+    let until: Millis = scalar(
+        &store,
+        "SELECT lease_until FROM runs WHERE id = ?1",
+        Some(id),
+    )
+    .await;
+    assert_eq!(until, 5 + LEASE.as_millis() as Millis);
+
+    // Held: no claim takes it, and its lease writes.
+    assert!(
+        store
+            .claim(&ClaimScope::All, 10, 6, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let begin = |lease: Lease, now: Millis| {
+        let store = &store;
+        async move {
+            store
+                .begin_attempt(
+                    &lease,
+                    &StepKey::top("a"),
+                    1,
+                    None,
+                    AttemptState::Started,
+                    None,
+                    now,
+                )
+                .await
+        }
+    };
+    begin(claimed.lease.clone(), 7).await.unwrap();
+
+    // The same key again: the run found, not claimed again.
+    let again = store
+        .create_claimed_runs(&runs, None, 8, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![(Created::Existing(id.clone()), None)]);
+
+    // Once its lease has ended a claim takes it, with the next epoch, and the first lease is done.
+    let later = 5 + LEASE.as_millis() as Millis + 1;
+    let second = claim_one(&store, later).await;
+    assert_eq!(
+        (second.lease.run_id.as_str(), second.lease.epoch),
+        (id.as_str(), 2)
+    );
+    let err = begin(claimed.lease.clone(), later).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+}
+
 /// A queued outcome is stored once a later write under the same lease has returned; one that
 /// cannot be stored makes every later fenced write under that lease fail, until the lease is
 /// given up, and a new lease on the run writes again.
