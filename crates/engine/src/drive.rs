@@ -1,8 +1,11 @@
 //! The work loop: claim runnable runs, execute each in its own task, renew leases, and sleep until
-//! something can happen (a run is created or finishes, a parked run is due, a lease may expire).
+//! something can happen (runs become claimable, a slot frees while runs wait, a parked run is due,
+//! a lease may expire).
 //!
-//! An idle loop does not poll the database in a busy loop: it sleeps until the next known wake time,
-//! a local notification, or the poll interval that catches work created by other processes.
+//! The loop does not poll the database in a busy loop: it claims when told that runs may have
+//! become claimable ([`Inner::kick`]), when a slot frees while runs wait in the store, when a
+//! known due time comes, and at least every poll interval, which catches work created by other
+//! processes. A run that merely finished wakes it (for its waiters) but makes it claim nothing.
 //!
 //! The loop that may take any run ([`ClaimScope::All`], the hub's) also takes runs handed to it by
 //! [`crate::Engine::accept`]: an event accepted while this process has a free slot is created
@@ -98,6 +101,9 @@ async fn work(
     // each of those would be a write that finds nothing.
     let mut claim = true;
     let mut claimable = engine.claimable.load(Ordering::Acquire);
+    // A claim is owed at least every poll interval, however often the loop wakes, for work that
+    // nothing here is told about (other processes' runs, leases that ran out).
+    let mut last_claim = Instant::now();
     // When the next parked run is due or another process's lease may end, read after each claim
     // (what changes it makes runs claimable, so a claim follows).
     let mut next_wake = None;
@@ -122,13 +128,17 @@ async fn work(
         }
 
         let told = engine.claimable.load(Ordering::Acquire);
-        claim |= told != claimable;
+        claim |= told != claimable || last_claim.elapsed() >= engine.options.poll_interval;
         claimable = told;
-        let capacity = slots.available_permits();
-        if let Some(mut permits) = (claim && capacity > 0)
-            .then(|| slots.clone().try_acquire_many_owned(capacity as u32).ok())
-            .flatten()
-        {
+        let taken = if claim { take_slots(slots) } else { None };
+        if claim && taken.is_none() {
+            // Owed but no slot is free: accepted runs queue behind, and the next free slot claims
+            // (the poll timer starts again meanwhile, or it would fire at once, again and again).
+            backlog.store(true, Ordering::Release);
+            last_claim = Instant::now();
+        }
+        if let Some((capacity, mut permits)) = taken {
+            last_claim = Instant::now();
             match engine
                 .store
                 .claim(scope, capacity, engine.clock.now(), engine.options.lease)
@@ -139,7 +149,6 @@ async fn work(
                     // start at once again.
                     backlog.store(claimed.len() >= capacity, Ordering::Release);
                     claim = false;
-                    next_wake = engine.store.next_wake(scope, engine.clock.now()).await?;
                     for c in claimed {
                         match permits.split(1) {
                             Some(slot) => spawn(engine, &mut tasks, &mut in_flight, c, slot).await,
@@ -147,6 +156,12 @@ async fn work(
                             None => {
                                 let _ = engine.store.release(&c.lease).await;
                             }
+                        }
+                    }
+                    match engine.store.next_wake(scope, engine.clock.now()).await {
+                        Ok(at) => next_wake = at,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Reading when work is next due failed; looking again at the next poll.");
                         }
                     }
                 }
@@ -173,10 +188,12 @@ async fn work(
         let due = if claim { None } else { next_wake };
         if tasks.is_empty() {
             // Nothing runs here, so time may jump straight to the next wake (a virtual clock does).
-            let wait = due.map_or(engine.options.poll_interval, |t| {
-                Duration::from_millis((t - now).max(0) as u64)
-            });
-            let wait = wait.min(engine.options.poll_interval);
+            let poll = engine
+                .options
+                .poll_interval
+                .saturating_sub(last_claim.elapsed());
+            let wait = due.map_or(poll, |t| Duration::from_millis((t - now).max(0) as u64));
+            let wait = wait.min(poll);
             tokio::select! {
                 _ = &mut notified => {}
                 Some((claimed, slot)) = next_handed(handed) => {
@@ -186,9 +203,12 @@ async fn work(
                 _ = shutdown.changed() => {}
             }
         } else {
-            let mut wait = renew_every
-                .saturating_sub(last_renew.elapsed())
-                .min(engine.options.poll_interval);
+            let mut wait = renew_every.saturating_sub(last_renew.elapsed()).min(
+                engine
+                    .options
+                    .poll_interval
+                    .saturating_sub(last_claim.elapsed()),
+            );
             if let Some(t) = due {
                 wait = wait.min(Duration::from_millis((t - now).max(0) as u64));
             }
@@ -242,6 +262,21 @@ fn finished(
             tracing::error!(error = %e, run_id = ?run, "A run task ended abnormally.");
         }
     }
+}
+
+/// Takes every free slot for a claim: how many, and their permits; `None` when none is free.
+fn take_slots(slots: &Arc<Semaphore>) -> Option<(usize, OwnedSemaphorePermit)> {
+    // An accept may take slots between the count and the taking: count again then.
+    for _ in 0..3 {
+        let free = slots.available_permits();
+        if free == 0 {
+            return None;
+        }
+        if let Ok(permits) = slots.clone().try_acquire_many_owned(free as u32) {
+            return Some((free, permits));
+        }
+    }
+    None
 }
 
 /// Opens the way in for [`crate::Engine::accept`], unless another loop has it.

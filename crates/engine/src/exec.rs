@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -86,6 +87,18 @@ pub(crate) struct RunExec {
     /// The size of the run context: every step output stored so far, as JSON bytes (items of
     /// `for_each` steps run side by side, hence atomic).
     context_bytes: std::sync::atomic::AtomicU64,
+    /// Queued outcomes of steps that had their start recorded (steps that may act outside the
+    /// run), counted as queued and as known to be on disk: a `map` step skips recording its start
+    /// only while every such outcome is stored, so that a crash during it re-runs no step that
+    /// acted outside the run and had finished.
+    effects: Effects,
+}
+
+/// See [`RunExec::effects`].
+#[derive(Default)]
+struct Effects {
+    queued: std::sync::atomic::AtomicU64,
+    stored: std::sync::atomic::AtomicU64,
 }
 
 fn key(name: &str) -> Val {
@@ -176,6 +189,7 @@ impl RunExec {
             history,
             base,
             context_bytes: context_bytes.into(),
+            effects: Effects::default(),
         })
     }
 
@@ -536,6 +550,7 @@ impl RunExec {
         let now = self.engine.clock.now();
         match row {
             Row::Begun => {
+                self.effects.queued.fetch_add(1, Ordering::AcqRel);
                 self.engine
                     .store
                     .queue_finish_attempt(&self.lease, &at.key, attempt, &outcome, now)
@@ -662,6 +677,9 @@ impl RunExec {
                 input.to_string()
             }
         });
+        // Writes are stored in the order they are queued: once this start is stored, so is every
+        // outcome queued before it.
+        let queued = self.effects.queued.load(Ordering::Acquire);
         let fence = self
             .engine
             .store
@@ -675,6 +693,7 @@ impl RunExec {
                 self.engine.clock.now(),
             )
             .await?;
+        self.effects.stored.fetch_max(queued, Ordering::AcqRel);
         Self::check_fence(fence)?;
         self.emit(&at.key, attempt, state, at.started, None, wake_at);
         Ok(())
@@ -1065,11 +1084,14 @@ impl RunExec {
             return self.fail(at, scope, last, Row::Begun, error).await;
         }
         // A map step acts on nothing outside the run. In a run's first execution (its first
-        // lease) it is recorded whole once evaluated, in a queued write, instead of having its
+        // lease), and while no finished step that may have acted outside the run waits to be
+        // stored, it is recorded whole once evaluated, in a queued write, instead of having its
         // start waited for: should evaluating it crash the process, the run resumes under a later
         // lease, where the start is recorded first and counts against the attempt limit, so a
         // map that keeps crashing the process costs at most one crash more than another step.
-        let row = if self.lease.epoch == 1 {
+        let settled = self.effects.stored.load(Ordering::Acquire)
+            >= self.effects.queued.load(Ordering::Acquire);
+        let row = if self.lease.epoch == 1 && settled {
             Row::New
         } else {
             self.begin(at, n, None, AttemptState::Started, None).await?;

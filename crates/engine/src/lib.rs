@@ -566,28 +566,35 @@ impl Engine {
             inner.kick();
             return Ok(created);
         };
-        let created = inner
-            .store
-            .create_claimed_runs(runs, state, now, inner.options.lease)
-            .await?;
-        let mut ids = Vec::with_capacity(created.len());
-        for (c, claimed) in created {
-            if let Some(claimed) = claimed {
-                let handed = match slots.split(1) {
-                    Some(slot) => handoff.send(claimed, slot),
-                    None => Err(Box::new(claimed)),
-                };
-                // The loop stopped meanwhile: the run goes back to the queue for whoever runs next.
-                if let Err(claimed) = handed {
-                    if let Err(e) = inner.store.release(&claimed.lease).await {
-                        tracing::warn!(run_id = %claimed.lease.run_id, error = %e, "An accepted run could not be given back; its lease expires instead.");
+        // Delivered on the store's thread as soon as the runs are committed, even if this caller
+        // stops waiting (a client that hangs up): each run goes to the loop with its slot.
+        let deliver = {
+            let inner = Arc::clone(inner);
+            let runtime = tokio::runtime::Handle::current();
+            Box::new(move |claims: Vec<weft_store::Claimed>| {
+                for claimed in claims {
+                    let handed = match slots.split(1) {
+                        Some(slot) => handoff.send(claimed, slot),
+                        None => Err(Box::new(claimed)),
+                    };
+                    // The loop stopped meanwhile: the run goes back to the queue for whoever runs
+                    // next.
+                    if let Err(claimed) = handed {
+                        let inner = Arc::clone(&inner);
+                        runtime.spawn(async move {
+                            if let Err(e) = inner.store.release(&claimed.lease).await {
+                                tracing::warn!(run_id = %claimed.lease.run_id, error = %e, "An accepted run could not be given back; its lease expires instead.");
+                            }
+                            inner.kick();
+                        });
                     }
-                    inner.kick();
                 }
-            }
-            ids.push(c);
-        }
-        Ok(ids)
+            })
+        };
+        Ok(inner
+            .store
+            .create_claimed_runs(runs, state, now, inner.options.lease, deliver)
+            .await?)
     }
 
     /// Answers a pending approval (`Approved` or `Rejected`, with what the answer carries and who

@@ -276,6 +276,9 @@ pub struct Lease {
     pub epoch: i64,
 }
 
+/// Receives the claims of runs created claimed ([`Store::create_claimed_runs`]).
+pub type Deliver = Box<dyn FnOnce(Vec<Claimed>) + Send>;
+
 /// A run claimed for execution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claimed {
@@ -515,15 +518,19 @@ pub trait Store: Send + Sync + 'static {
     /// Creates runs as [`Store::create_runs`] does, but each new run already claimed by this
     /// process until `now + lease` (state `running`, lease epoch 1, started at its acceptance), as
     /// if [`Store::claim`] had taken it in the same transaction: the process that accepts an event
-    /// and has room to execute it needs no claim of its own. A new run comes back with its claim;
-    /// a run found by its idempotency key comes back unclaimed, as it is.
+    /// and has room to execute it needs no claim of its own. `deliver` gets the new runs' claims
+    /// as soon as they are committed, on the store's own thread (it must not block), also when
+    /// the caller has stopped waiting, so that a run created claimed always reaches its executor;
+    /// it is dropped uncalled when nothing was committed. A run found by its idempotency key is
+    /// returned as it is, unclaimed, and not delivered.
     async fn create_claimed_runs(
         &self,
         runs: &[NewRun],
         state: Option<(&str, &Value)>,
         now: Millis,
         lease: Duration,
-    ) -> Result<Vec<(Created, Option<Claimed>)>>;
+        deliver: Deliver,
+    ) -> Result<Vec<Created>>;
 
     /// Opens the approval that an attempt of a run's step asks for, or returns the one that attempt
     /// opened before (a step that resumes after a crash asks again).

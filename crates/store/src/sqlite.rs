@@ -31,8 +31,8 @@ use crate::readers::Readers;
 use crate::writer::{Isolation, Writer};
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
-    Created, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter, RunRecord,
-    SecretRecord, Store, StoreError, StoredVersion, TokenRecord,
+    Created, Deliver, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter,
+    RunRecord, SecretRecord, Store, StoreError, StoredVersion, TokenRecord,
 };
 
 /// The newest schema version this code knows.
@@ -323,13 +323,15 @@ impl SqliteStore {
         self.writer.write(Isolation::ChecksFirst, write).await
     }
 
-    /// Creates runs (under `claim`, when given) and stores the trigger's state, in one write.
+    /// Creates runs and stores the trigger's state, in one write; with a claim, the runs are
+    /// created under it and the new ones' claims are delivered on the writer thread once committed
+    /// (see [`Store::create_claimed_runs`]).
     async fn insert_runs(
         &self,
         runs: &[NewRun],
         state: Option<(&str, &Value)>,
         now: Millis,
-        claim: Option<Claim>,
+        claim: Option<(Claim, Deliver)>,
     ) -> Result<Vec<Created>> {
         let inserts: Vec<RunInsert> = {
             let known = self
@@ -345,23 +347,52 @@ impl SqliteStore {
             .iter()
             .map(|r| r.source.as_ref().map(|_| r.version.clone()))
             .collect();
+        // The claims, built before the write so that the writer thread can deliver them.
+        let (claim, deliver) = match claim {
+            Some((claim, deliver)) => {
+                let claims: Vec<Claimed> = inserts
+                    .iter()
+                    .zip(runs)
+                    .map(|(insert, run)| claimed_record(&insert.id, run, &claim.owner))
+                    .collect();
+                (Some(claim), Some((claims, deliver)))
+            }
+            None => (None, None),
+        };
         let state = state.map(|(key, value)| (key.to_string(), value.to_string()));
-        let created = self
-            .write_checked(move |c| {
-                let mut created = Vec::with_capacity(inserts.len());
-                for run in &inserts {
-                    created.push(insert_run(c, run, claim.as_ref())?);
-                }
-                if let Some((key, value)) = &state {
-                    exec(
-                        c,
-                        "INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        params![key, value, now],
-                    )?;
-                }
-                Ok(created)
-            })
-            .await?;
+        let write = move |c: &Connection| {
+            let mut created = Vec::with_capacity(inserts.len());
+            for run in &inserts {
+                created.push(insert_run(c, run, claim.as_ref())?);
+            }
+            if let Some((key, value)) = &state {
+                exec(
+                    c,
+                    "INSERT INTO trigger_state (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    params![key, value, now],
+                )?;
+            }
+            Ok(created)
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        // Answered on the writer thread once the group has committed, whether or not this caller
+        // still waits: a run created claimed is delivered even then, never left leased to nobody.
+        let answered = move |result: Result<Vec<Created>>| {
+            if let (Ok(created), Some((claims, deliver))) = (&result, deliver) {
+                let new = created
+                    .iter()
+                    .zip(claims)
+                    .filter(|(c, _)| matches!(c, Created::New(_)))
+                    .map(|(_, claimed)| claimed)
+                    .collect();
+                deliver(new);
+            }
+            let _ = reply.send(result);
+        };
+        self.writer.queue(Isolation::ChecksFirst, write, answered)?;
+        let created = answer
+            .await
+            .map_err(|_| StoreError::Commit("the store is closed".into()))??;
         // Only a run created here stored its version: a de-duplicated one may belong to another
         // version of its workflow.
         let mut known = self
@@ -939,6 +970,8 @@ fn run_from_row(row: &Row<'_>) -> Result<RunRecord> {
 
 /// A run to insert, with its JSON already serialised.
 struct RunInsert {
+    /// The id the run gets when it is created (a UUIDv7, taken when the insert is prepared).
+    id: String,
     workflow: String,
     version: String,
     /// The version's file and text, unless a committed write stored the version already.
@@ -955,6 +988,7 @@ struct RunInsert {
 impl RunInsert {
     fn new(run: &NewRun, version_stored: bool) -> RunInsert {
         RunInsert {
+            id: uuid::Uuid::now_v7().to_string(),
             workflow: run.workflow.clone(),
             version: run.version.clone(),
             source: (!version_stored).then(|| (run.file.clone(), run.source.clone())),
@@ -993,7 +1027,7 @@ fn insert_run(c: &Connection, run: &RunInsert, claim: Option<&Claim>) -> Result<
             params![run.version, run.workflow, file, source, run.now],
         )?;
     }
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = run.id.clone();
     let (parent_id, parent_step) = match &run.parent {
         Some((p, s)) => (Some(p.as_str()), Some(s.as_str())),
         None => (None, None),
@@ -1141,24 +1175,14 @@ impl Store for SqliteStore {
         state: Option<(&str, &Value)>,
         now: Millis,
         lease: Duration,
-    ) -> Result<Vec<(Created, Option<Claimed>)>> {
-        let owner = &self.nodes.lock.id;
+        deliver: Deliver,
+    ) -> Result<Vec<Created>> {
         let claim = Claim {
-            owner: owner.clone(),
+            owner: self.nodes.lock.id.clone(),
             until: now + lease.as_millis() as i64,
         };
-        let created = self.insert_runs(runs, state, now, Some(claim)).await?;
-        Ok(created
-            .into_iter()
-            .zip(runs)
-            .map(|(created, run)| {
-                let claimed = match &created {
-                    Created::New(id) => Some(claimed_record(id, run, owner)),
-                    Created::Existing(_) => None,
-                };
-                (created, claimed)
-            })
-            .collect())
+        self.insert_runs(runs, state, now, Some((claim, deliver)))
+            .await
     }
 
     async fn trigger_state(&self, key: &str) -> Result<Option<Value>> {

@@ -1,5 +1,6 @@
 //! The store contract: what every [`Store`] implementation must do, run here against SQLite.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -1011,13 +1012,30 @@ async fn runs_created_claimed_are_leased_as_a_claim_would_lease_them() {
     runs[0].parent = Some(("parent-run".into(), StepKey::top("call")));
     runs[0].root = Some("root-run".into());
     runs[0].depth = 1;
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let deliver = |to: &Arc<Mutex<Vec<Claimed>>>| -> Deliver {
+        let to = to.clone();
+        Box::new(move |claims| to.lock().unwrap().extend(claims))
+    };
     let created = store
-        .create_claimed_runs(&runs, Some(("cursor", &json!(7))), 5, LEASE)
+        .create_claimed_runs(
+            &runs,
+            Some(("cursor", &json!(7))),
+            5,
+            LEASE,
+            deliver(&delivered),
+        )
         .await
         .unwrap();
-    let [(Created::New(id), Some(claimed))] = created.as_slice() else {
-        panic!("expected one new claimed run: {created:?}");
+    let [Created::New(id)] = created.as_slice() else {
+        panic!("expected one new run: {created:?}");
     };
+    let claimed = delivered
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("its claim was delivered");
+    assert!(delivered.lock().unwrap().is_empty());
     assert_eq!(claimed.lease.run_id, *id);
     assert_eq!(claimed.lease.owner, store.node_id());
     assert_eq!(claimed.lease.epoch, 1);
@@ -1064,12 +1082,54 @@ async fn runs_created_claimed_are_leased_as_a_claim_would_lease_them() {
     };
     begin(claimed.lease.clone(), 7).await.unwrap();
 
-    // The same key again: the run found, not claimed again.
+    // The same key again: the run found, not claimed again nor delivered.
     let again = store
-        .create_claimed_runs(&runs, None, 8, LEASE)
+        .create_claimed_runs(&runs, None, 8, LEASE, deliver(&delivered))
         .await
         .unwrap();
-    assert_eq!(again, vec![(Created::Existing(id.clone()), None)]);
+    assert_eq!(again, vec![Created::Existing(id.clone())]);
+    assert!(delivered.lock().unwrap().is_empty());
+
+    // A caller that stops waiting (a client that hung up) still gets its run delivered.
+    // The writer is held by a write that waits, so the caller gives up before the commit.
+    let (go_on, held) = std::sync::mpsc::channel::<()>();
+    store
+        .writer
+        .queue(
+            crate::writer::Isolation::Savepoint,
+            move |_| {
+                let _ = held.recv();
+                Ok(())
+            },
+            |_: Result<()>| {},
+        )
+        .unwrap();
+    let lone = [new_run("order", None, 9)];
+    let abandoned = store.create_claimed_runs(&lone, None, 9, LEASE, deliver(&delivered));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), abandoned)
+            .await
+            .is_err(),
+        "the caller gave up before the commit"
+    );
+    assert!(delivered.lock().unwrap().is_empty());
+    go_on.send(()).unwrap();
+    for _ in 0..500 {
+        if !delivered.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let orphan = delivered
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("delivered without a caller");
+    let stored = store.get_run(&orphan.lease.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, orphan.run),
+        (RunState::Running, stored.clone())
+    );
 
     // Once its lease has ended a claim takes it, with the next epoch, and the first lease is done.
     let later = 5 + LEASE.as_millis() as Millis + 1;
