@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use weft_core::RunState;
-use weft_store::{ClaimScope, Claimed};
+use weft_store::{ClaimScope, Claimed, Deliver};
 
 use crate::exec::RunExec;
 use crate::{EngineError, Inner, Until};
@@ -51,13 +51,30 @@ impl Handoff {
             .ok()
     }
 
-    /// Hands a run created claimed to the loop; gives it back when the loop has stopped.
-    pub(crate) fn send(
-        &self,
-        claimed: Claimed,
-        slot: OwnedSemaphorePermit,
-    ) -> Result<(), Box<Claimed>> {
-        self.runs.send((claimed, slot)).map_err(|e| Box::new(e.0.0))
+    /// What hands the runs created claimed in `slots` to the loop, on the store's thread once they
+    /// are committed (see [`weft_store::Store::create_claimed_runs`]). A run the loop can no longer
+    /// take (it stopped meanwhile) goes back to the queue for whoever runs next.
+    pub(crate) fn deliver(self, mut slots: OwnedSemaphorePermit, engine: Arc<Inner>) -> Deliver {
+        let runtime = tokio::runtime::Handle::current();
+        Box::new(move |claims| {
+            for claimed in claims {
+                let Some(slot) = slots.split(1) else {
+                    // Not reached: the store delivers at most the runs it was given.
+                    tracing::error!(run_id = %claimed.lease.run_id, "A run was delivered without a slot; its lease expires instead.");
+                    continue;
+                };
+                if let Err(e) = self.runs.send((claimed, slot)) {
+                    let (claimed, _slot) = e.0;
+                    let engine = Arc::clone(&engine);
+                    runtime.spawn(async move {
+                        if let Err(e) = engine.store.release(&claimed.lease).await {
+                            tracing::warn!(run_id = %claimed.lease.run_id, error = %e, "An accepted run could not be given back; its lease expires instead.");
+                        }
+                        engine.kick();
+                    });
+                }
+            }
+        })
     }
 
     /// Notes that a run was left queued in the store: later runs queue behind it.

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -97,8 +97,8 @@ pub(crate) struct RunExec {
 /// See [`RunExec::effects`].
 #[derive(Default)]
 struct Effects {
-    queued: std::sync::atomic::AtomicU64,
-    stored: std::sync::atomic::AtomicU64,
+    queued: AtomicU64,
+    stored: AtomicU64,
 }
 
 fn key(name: &str) -> Val {

@@ -551,50 +551,28 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let Some((handoff, mut slots)) =
-            handoff.and_then(|h| h.slots(runs.len()).map(|slots| (h, slots)))
-        else {
-            let created = inner.store.create_runs(runs, state, now).await?;
-            if let Some(handoff) = inner
-                .handoff
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                handoff.queued();
-            }
-            inner.kick();
-            return Ok(created);
-        };
-        // Delivered on the store's thread as soon as the runs are committed, even if this caller
-        // stops waiting (a client that hangs up): each run goes to the loop with its slot.
-        let deliver = {
-            let inner = Arc::clone(inner);
-            let runtime = tokio::runtime::Handle::current();
-            Box::new(move |claims: Vec<weft_store::Claimed>| {
-                for claimed in claims {
-                    let handed = match slots.split(1) {
-                        Some(slot) => handoff.send(claimed, slot),
-                        None => Err(Box::new(claimed)),
-                    };
-                    // The loop stopped meanwhile: the run goes back to the queue for whoever runs
-                    // next.
-                    if let Err(claimed) = handed {
-                        let inner = Arc::clone(&inner);
-                        runtime.spawn(async move {
-                            if let Err(e) = inner.store.release(&claimed.lease).await {
-                                tracing::warn!(run_id = %claimed.lease.run_id, error = %e, "An accepted run could not be given back; its lease expires instead.");
-                            }
-                            inner.kick();
-                        });
-                    }
+        match handoff {
+            Some(handoff) => match handoff.slots(runs.len()) {
+                Some(slots) => {
+                    let deliver = handoff.deliver(slots, Arc::clone(inner));
+                    Ok(inner
+                        .store
+                        .create_claimed_runs(runs, state, now, inner.options.lease, deliver)
+                        .await?)
                 }
-            })
-        };
-        Ok(inner
-            .store
-            .create_claimed_runs(runs, state, now, inner.options.lease, deliver)
-            .await?)
+                None => {
+                    let created = inner.store.create_runs(runs, state, now).await?;
+                    handoff.queued();
+                    inner.kick();
+                    Ok(created)
+                }
+            },
+            None => {
+                let created = inner.store.create_runs(runs, state, now).await?;
+                inner.kick();
+                Ok(created)
+            }
+        }
     }
 
     /// Answers a pending approval (`Approved` or `Rejected`, with what the answer carries and who

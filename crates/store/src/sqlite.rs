@@ -374,11 +374,10 @@ impl SqliteStore {
             }
             Ok(created)
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        // Answered on the writer thread once the group has committed, whether or not this caller
-        // still waits: a run created claimed is delivered even then, never left leased to nobody.
-        let answered = move |result: Result<Vec<Created>>| {
-            if let (Ok(created), Some((claims, deliver))) = (&result, deliver) {
+        // Delivered on the writer thread once the group has committed, whether or not this caller
+        // still waits: a run created claimed always reaches its executor.
+        let delivered = move |result: &Result<Vec<Created>>| {
+            if let (Ok(created), Some((claims, deliver))) = (result, deliver) {
                 let new = created
                     .iter()
                     .zip(claims)
@@ -387,12 +386,11 @@ impl SqliteStore {
                     .collect();
                 deliver(new);
             }
-            let _ = reply.send(result);
         };
-        self.writer.queue(Isolation::ChecksFirst, write, answered)?;
-        let created = answer
-            .await
-            .map_err(|_| StoreError::Commit("the store is closed".into()))??;
+        let created = self
+            .writer
+            .write_then(Isolation::ChecksFirst, write, delivered)
+            .await?;
         // Only a run created here stored its version: a de-duplicated one may belong to another
         // version of its workflow.
         let mut known = self

@@ -151,9 +151,26 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
+        self.write_then(isolation, write, |_| {}).await
+    }
+
+    /// Runs `write` like [`Writer::write`], and `then` on the writer thread with its result once
+    /// its group has ended, before the caller is answered and whether or not it still waits.
+    pub(crate) async fn write_then<F, R, T>(
+        &self,
+        isolation: Isolation,
+        write: F,
+        then: T,
+    ) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+        T: FnOnce(&Result<R>) + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         // The caller may have given up waiting; its write stands regardless.
         self.queue(isolation, write, move |result| {
+            then(&result);
             let _ = reply.send(result);
         })?;
         answer.await.map_err(|_| closed())?
