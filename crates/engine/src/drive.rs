@@ -54,8 +54,9 @@ impl Handoff {
     /// What hands the runs created claimed in `slots` to the loop, on the store's thread once they
     /// are committed (see [`weft_store::Store::create_claimed_runs`]). A run the loop can no longer
     /// take (it stopped meanwhile) goes back to the queue for whoever runs next.
-    pub(crate) fn deliver(self, mut slots: OwnedSemaphorePermit, engine: Arc<Inner>) -> Deliver {
+    pub(crate) fn deliver(&self, mut slots: OwnedSemaphorePermit, engine: Arc<Inner>) -> Deliver {
         let runtime = tokio::runtime::Handle::current();
+        let runs = self.runs.clone();
         Box::new(move |claims| {
             for claimed in claims {
                 let Some(slot) = slots.split(1) else {
@@ -63,7 +64,7 @@ impl Handoff {
                     tracing::error!(run_id = %claimed.lease.run_id, "A run was delivered without a slot; its lease expires instead.");
                     continue;
                 };
-                if let Err(e) = self.runs.send((claimed, slot)) {
+                if let Err(e) = runs.send((claimed, slot)) {
                     let (claimed, _slot) = e.0;
                     let engine = Arc::clone(&engine);
                     runtime.spawn(async move {
@@ -95,6 +96,8 @@ pub(crate) async fn drive(
         ClaimScope::Tree(_) => None,
     };
     let result = work(&engine, &scope, &until, &slots, &backlog, &mut handed).await;
+    // `work` closes the way in itself before it waits for its runs at shutdown; this is for when
+    // it returned early with an error.
     unregister(&engine, &slots, handed.take()).await;
     result
 }

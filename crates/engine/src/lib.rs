@@ -551,28 +551,20 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match handoff {
-            Some(handoff) => match handoff.slots(runs.len()) {
-                Some(slots) => {
-                    let deliver = handoff.deliver(slots, Arc::clone(inner));
-                    Ok(inner
-                        .store
-                        .create_claimed_runs(runs, state, now, inner.options.lease, deliver)
-                        .await?)
-                }
-                None => {
-                    let created = inner.store.create_runs(runs, state, now).await?;
-                    handoff.queued();
-                    inner.kick();
-                    Ok(created)
-                }
-            },
-            None => {
-                let created = inner.store.create_runs(runs, state, now).await?;
-                inner.kick();
-                Ok(created)
-            }
+        let slots = handoff.as_ref().and_then(|h| h.slots(runs.len()));
+        if let (Some(handoff), Some(slots)) = (&handoff, slots) {
+            let deliver = handoff.deliver(slots, Arc::clone(inner));
+            return Ok(inner
+                .store
+                .create_claimed_runs(runs, state, now, inner.options.lease, deliver)
+                .await?);
         }
+        let created = inner.store.create_runs(runs, state, now).await?;
+        if let Some(handoff) = &handoff {
+            handoff.queued();
+        }
+        inner.kick();
+        Ok(created)
     }
 
     /// Answers a pending approval (`Approved` or `Rejected`, with what the answer carries and who
