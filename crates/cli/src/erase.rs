@@ -112,8 +112,17 @@ async fn matching_roots(store: &dyn Store, expr: &Expr) -> Result<Vec<String>, C
             let event = json_to_val(&json!({
                 "input": run.input, "trigger": run.trigger, "workflow": run.workflow,
             }));
+            // On the command's own thread: limits that fit its stack (see the engine's `eval`).
+            let budget = weft_core::expr::Budget::new(
+                weft_core::expr::EvalLimits {
+                    timeout: std::time::Duration::from_secs(10),
+                    memory_bytes: 8 << 20,
+                    stack_bytes: 8 << 20,
+                },
+                None,
+            );
             let matched = expr
-                .eval_bool(&event)
+                .eval_bool(&event, &budget)
                 .map_err(|e| CliError::usage(anyhow!("--match failed on run {}: {e}", run.id)))?;
             if matched {
                 roots.insert(run.root_id.clone());

@@ -32,8 +32,12 @@ use logging::LogFormat;
 /// about 160 µs of CPU instead of 192 (BENCHMARKS.md). It is built with eager arena commit off
 /// (`.cargo/config.toml`), which keeps the idle hub under 30 MB. Only the binary sets it: the
 /// library crates' tests and benchmarks use the system allocator.
+///
+/// It is metered: each thread counts what it holds, which is how an expression's memory limit
+/// (`limits.expression_memory_bytes`) is measured while it runs (`weft_core::expr::Metered`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: weft_core::expr::Metered<mimalloc::MiMalloc> =
+    weft_core::expr::Metered(mimalloc::MiMalloc);
 
 /// Exit codes, documented in `weft --help`.
 pub(crate) mod exit {
@@ -458,6 +462,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     weft_core::duration::parse(text)
 }
 
+/// The stack of the async runtime's threads.
+pub(crate) const RUNTIME_STACK: usize = 64 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
@@ -465,10 +472,11 @@ fn main() -> ExitCode {
         _ => logging::init(LogFormat::Text, "warn"),
     }
     // jq programs are parsed, compiled and run recursively; the core bounds their size, and these
-    // stacks leave room for the largest it allows.
+    // stacks leave room for the largest it allows, and for the evaluations that run on the
+    // runtime's threads before they move to threads of their own (`setup::eval_options`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(64 << 20)
+        .thread_stack_size(RUNTIME_STACK)
         .build()
     {
         Ok(rt) => rt,

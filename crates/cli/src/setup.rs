@@ -80,6 +80,14 @@ pub(crate) fn vault(loaded: &Loaded, store: Arc<dyn Store>) -> Vault {
     Vault::new(store, KeyLocation::from_env(&data_dir))
 }
 
+/// Where this process evaluates expressions: on the runtime's threads (whose stacks are
+/// [`crate::RUNTIME_STACK`]) up to a few MiB of recursion, then on threads of their own.
+pub(crate) fn eval_options() -> weft_engine::EvalOptions {
+    let mut options = weft_engine::EvalOptions::default();
+    options.inline.stack_bytes = (crate::RUNTIME_STACK / 16) as u64;
+    options
+}
+
 /// Builds the engine for the project, with the knowledge base (`kb/`, opened on the first search)
 /// as the built-in `kb` connection.
 pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
@@ -99,7 +107,10 @@ pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
         catalog: loaded.catalog.clone(),
         registry,
         clock: Arc::new(SystemClock),
-        options: EngineOptions::default(),
+        options: EngineOptions {
+            eval: eval_options(),
+            ..EngineOptions::default()
+        },
         mocks: None,
     });
     let kb = crate::kb::KbConnector::new(loaded.files.root.join("kb"));

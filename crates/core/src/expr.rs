@@ -8,35 +8,55 @@
 //! Expressions see the run context as their input (`{trigger, input, steps, vars, run, env}`), never
 //! the process environment: jaq's `env` and `halt` are replaced by errors, and `debug`/`stderr` write
 //! nothing, so run data cannot leak into logs through them.
+//!
+//! Every evaluation runs under a [`Budget`] (time, memory, stack, cancellation; `budget.rs`): no
+//! program, whatever its input, can loop, recurse or allocate past it. The natives that could are
+//! replaced or guarded (`natives.rs`), and the operators that could are rewritten to guarded calls
+//! before the program is compiled (`rewrite.rs`). The allocation meter that measures memory is
+//! `meter.rs`.
+
+mod budget;
+#[cfg(test)]
+mod limit_tests;
+mod meter;
+mod natives;
+mod rewrite;
 
 use std::sync::{Arc, OnceLock};
 
 use jaq_core::load::parse::{Def, Term};
 use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{Bind, Ctx, Native, Vars, box_iter::box_once, data::JustLut};
+use jaq_core::{Ctx, Vars};
 use jaq_json::Num;
 use serde_json::Value;
 
 use crate::diag::Diagnostics;
 use crate::yaml::{Kind, Node, Pos};
 
+pub use budget::{Budget, EvalLimits, Limit, MAX_JSON_DEPTH};
+pub use meter::{Metered, live_bytes};
+use natives::{Env, Eval};
+
 /// The value type jq programs work on.
 pub use jaq_json::Val;
 /// The map type of [`Val`] objects.
 pub type ValMap = jaq_json::Map<Val, Val>;
-
-type Data = JustLut<Val>;
-type Fun = (&'static str, Box<[Bind]>, Native<Data>);
 
 /// Opens an expression inside a string.
 const OPEN: &str = "${{";
 /// Closes an expression.
 const CLOSE: &str = "}}";
 
+/// Longest error message an expression's failure carries, in characters.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// The name the program of an expression is compiled under (see [`Program::compile`]).
+const MAIN: &str = "__weft_main__";
+
 /// A compiled jq program.
 #[derive(Clone)]
 pub struct Program {
-    filter: Arc<jaq_core::Filter<Data>>,
+    filter: Arc<jaq_core::Filter<Eval>>,
 }
 
 impl std::fmt::Debug for Program {
@@ -54,6 +74,15 @@ pub struct CompileError {
     pub message: String,
     /// The program is refused for its size, not for its syntax.
     pub too_large: bool,
+}
+
+/// Why running a program gave no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunError {
+    /// The program failed (jq's `error`, a type error, …).
+    Failed(String),
+    /// The program passed a limit of its budget and was stopped.
+    Limit(Limit),
 }
 
 /// A program shortened for messages: at most 60 characters.
@@ -74,41 +103,26 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// The definitions of the standard library, parsed once per process (parsing them is most of the
-/// cost of compiling a small program).
+/// cost of compiling a small program), with Weft's guarded definitions in front of the library
+/// definitions that use them.
 fn library_defs() -> &'static [Def] {
     static DEFS: OnceLock<Vec<Def>> = OnceLock::new();
     DEFS.get_or_init(|| {
-        jaq_core::defs()
+        let mut guarded: Vec<Def> = jaq_core::load::parse(natives::GUARDED_DEFS, |p| p.defs())
+            .expect("Weft's definitions parse");
+        for def in &mut guarded {
+            rewrite::rename_calls(&mut def.body);
+        }
+        let mut defs: Vec<Def> = jaq_core::defs()
+            .chain(guarded)
             .chain(jaq_std::defs())
             .chain(jaq_json::defs())
-            .collect()
+            .collect();
+        for def in &mut defs {
+            rewrite::guard_operators(&mut def.body);
+        }
+        defs
     })
-}
-
-/// The native functions, with the ones that would reach outside the run context replaced.
-fn library_funs() -> impl Iterator<Item = Fun> {
-    jaq_core::funs()
-        .chain(jaq_std::funs())
-        .chain(jaq_json::funs())
-        .map(|(name, args, native)| {
-            let native = match name {
-                "env" => Native::new(|_| {
-                    box_once(Err(jaq_core::Error::str(
-                        "`env` is not available in Weft expressions; use `.env`, which holds the variables listed under `env:` in weft.yaml",
-                    )
-                    .into()))
-                }),
-                "halt" => Native::new(|_| {
-                    box_once(Err(jaq_core::Error::str(
-                        "`halt` is not available in Weft expressions; use `error(…)` to fail",
-                    )
-                    .into()))
-                }),
-                "debug_empty" | "stderr_empty" => Native::new(|_| Box::new(std::iter::empty())),
-                _ => native,
-            };
-            (name, args, native)
-        })
 }
 
 /// Most bytes one expression may hold.
@@ -212,16 +226,45 @@ fn check_size(code: &str) -> Result<(), CompileError> {
 }
 
 impl Program {
-    /// Compiles a jq program.
+    /// Compiles a jq program. The operators that could make values far larger than their operands
+    /// are rewritten to guarded calls first; the rewritten program is compiled as a definition
+    /// (named [`MAIN`]) at the end of the library, and the program text that is loaded only calls
+    /// it, since jaq's loader takes text, not parsed programs.
     pub fn compile(code: &str) -> Result<Program, CompileError> {
         check_size(code)?;
         let arena = Arena::default();
-        let loader = Loader::new(library_defs().iter().cloned());
+        let Some(mut term) = jaq_core::load::parse(code, |p| p.term()) else {
+            // Not a plain program: the loader says where and why.
+            let loader = Loader::new(library_defs().iter().cloned());
+            return Err(match loader.load(&arena, File { code, path: () }) {
+                Err(errs) => load_error(code, errs),
+                Ok(_) => CompileError {
+                    offset: 0,
+                    message: "modules, imports and includes are not available in Weft expressions"
+                        .into(),
+                    too_large: false,
+                },
+            });
+        };
+        rewrite::guard_operators(&mut term);
+        let main: Def<&str> = Def {
+            name: MAIN,
+            args: Vec::new(),
+            body: term,
+        };
+        let library = library_defs().iter().cloned();
+        let loader = Loader::new(library.chain(std::iter::once(main)));
         let modules = loader
-            .load(&arena, File { code, path: () })
+            .load(
+                &arena,
+                File {
+                    code: MAIN,
+                    path: (),
+                },
+            )
             .map_err(|errs| load_error(code, errs))?;
         let filter = jaq_core::Compiler::default()
-            .with_funs(library_funs())
+            .with_funs(natives::all())
             .compile(modules)
             .map_err(|errs| {
                 let (offset, message) = errs
@@ -255,23 +298,43 @@ impl Program {
         })
     }
 
-    /// Runs the program on `input` and returns its single value: no output is `null`, several
-    /// outputs are an error (collect them with `[ … ]`).
-    pub fn run(&self, input: Val) -> Result<Val, String> {
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
-        let mut outputs = self.filter.id.run((ctx, input)).map(jaq_core::unwrap_valr);
-        let first = match outputs.next() {
-            None => return Ok(Val::Null),
-            Some(Ok(v)) => v,
-            Some(Err(e)) => return Err(e.to_string()),
+    /// Runs the program on `input` under `budget` and returns its single value: no output is
+    /// `null`, several outputs are an error (collect them with `[ … ]`).
+    pub fn run(&self, input: Val, budget: &Budget) -> Result<Val, RunError> {
+        let env = Env {
+            lut: &self.filter.lut,
+            budget,
         };
-        match outputs.next() {
-            None => Ok(first),
-            Some(Err(e)) => Err(e.to_string()),
-            Some(Ok(_)) => Err(
-                "the expression produced more than one value; collect them with [ … ] or pick one with first(…)"
-                    .into(),
-            ),
+        // An error's message may quote a value: only its beginning is written.
+        let message = |e: &jaq_core::Error<Val>| natives::capped(e, MAX_MESSAGE_CHARS);
+        let ran = budget.run(|| {
+            let ctx = Ctx::<Eval>::new(env, Vars::new([]));
+            let mut outputs = self.filter.id.run((ctx, input)).map(jaq_core::unwrap_valr);
+            let first = match outputs.next() {
+                None => return Ok(Val::Null),
+                Some(Ok(v)) => v,
+                Some(Err(e)) => return Err(message(&e)),
+            };
+            let result = match outputs.next() {
+                None => Ok(first),
+                Some(Err(e)) => Err(message(&e)),
+                Some(Ok(_)) => Err(
+                    "the expression produced more than one value; collect them with [ … ] or pick one with first(…)"
+                        .into(),
+                ),
+            };
+            if let Ok(value) = &result {
+                natives::check_output(value, budget);
+            }
+            result
+        });
+        match ran {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(RunError::Failed(message)),
+            Err(budget::Stop::Limit(limit)) => Err(RunError::Limit(limit)),
+            Err(budget::Stop::Panic(message)) => Err(RunError::Failed(format!(
+                "the expression stopped inside jaq: {message}"
+            ))),
         }
     }
 }
@@ -341,14 +404,34 @@ pub struct Expr {
     program: Program,
 }
 
-/// A runtime failure of an expression: the program and jq's message.
+/// A runtime failure of an expression: the program and jq's message, or the limit that stopped it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("expression `${{{{ {} }}}}` failed: {message}", shorten(code))]
+#[error("expression `${{{{ {} }}}}` {}: {message}", shorten(code), if limit.is_some() { "was stopped" } else { "failed" })]
 pub struct EvalError {
     /// The program that failed.
     pub code: String,
-    /// What jq reported.
+    /// What jq reported, or which limit stopped it and why.
     pub message: String,
+    /// The limit that stopped the program, when one did (the failure is then not the program's
+    /// own: a `try` in it could not catch it).
+    pub limit: Option<Limit>,
+}
+
+impl EvalError {
+    fn new(code: &str, error: RunError) -> EvalError {
+        match error {
+            RunError::Failed(message) => EvalError {
+                code: code.to_string(),
+                message,
+                limit: None,
+            },
+            RunError::Limit(limit) => EvalError {
+                code: code.to_string(),
+                message: limit.to_string(),
+                limit: Some(limit),
+            },
+        }
+    }
 }
 
 impl Expr {
@@ -385,19 +468,19 @@ impl Expr {
         Expr::compile(code, pos, pos, diags)
     }
 
-    /// Runs the expression on the run context.
-    pub fn eval(&self, context: &Val) -> Result<Val, EvalError> {
+    /// Runs the expression on the run context, under `budget`.
+    pub fn eval(&self, context: &Val, budget: &Budget) -> Result<Val, EvalError> {
         self.program
-            .run(context.clone())
-            .map_err(|message| EvalError {
-                code: self.code.clone(),
-                message,
-            })
+            .run(context.clone(), budget)
+            .map_err(|e| EvalError::new(&self.code, e))
     }
 
     /// Evaluates the expression as a condition: jq truthiness (everything but `false` and `null`).
-    pub fn eval_bool(&self, context: &Val) -> Result<bool, EvalError> {
-        Ok(!matches!(self.eval(context)?, Val::Null | Val::Bool(false)))
+    pub fn eval_bool(&self, context: &Val, budget: &Budget) -> Result<bool, EvalError> {
+        Ok(!matches!(
+            self.eval(context, budget)?,
+            Val::Null | Val::Bool(false)
+        ))
     }
 
     /// The names of the steps this expression reads through `.steps.<id>`.
@@ -557,23 +640,24 @@ impl Template {
         Template::Text(segments)
     }
 
-    /// Evaluates the template against the run context.
-    pub fn eval(&self, context: &Val) -> Result<Val, EvalError> {
+    /// Evaluates the template against the run context, every expression in it under `budget`.
+    pub fn eval(&self, context: &Val, budget: &Budget) -> Result<Val, EvalError> {
         Ok(match self {
             Template::Const(v) => v.clone(),
-            Template::Expr(e) => e.eval(context)?,
+            Template::Expr(e) => e.eval(context, budget)?,
             Template::Text(segments) => {
                 let mut out = String::new();
                 for segment in segments {
                     match segment {
                         Segment::Lit(s) => out.push_str(s),
-                        Segment::Expr(e) => match e.eval(context)? {
+                        Segment::Expr(e) => match e.eval(context, budget)? {
                             Val::TStr(s) => out.push_str(&String::from_utf8_lossy(&s)),
                             other => out.push_str(
                                 &val_to_json(&other)
                                     .map_err(|message| EvalError {
                                         code: e.code.clone(),
                                         message,
+                                        limit: None,
                                     })?
                                     .to_string(),
                             ),
@@ -584,18 +668,23 @@ impl Template {
             }
             Template::List(items) => items
                 .iter()
-                .map(|t| t.eval(context))
+                .map(|t| t.eval(context, budget))
                 .collect::<Result<Vec<Val>, _>>()?
                 .into_iter()
                 .collect(),
             Template::Object(entries) => {
                 let mut map = jaq_json::Map::default();
                 for (k, t) in entries {
-                    map.insert(Val::from(k.clone()), t.eval(context)?);
+                    map.insert(Val::from(k.clone()), t.eval(context, budget)?);
                 }
                 Val::obj(map)
             }
         })
+    }
+
+    /// Whether evaluating the template runs no expression.
+    pub fn is_const(&self) -> bool {
+        matches!(self, Template::Const(_))
     }
 
     /// Every expression in the template, in order.
@@ -810,8 +899,17 @@ pub fn json_to_val(value: &Value) -> Val {
 }
 
 /// Converts a jq value to JSON. Non-finite numbers become `null` (as jq's `tojson` does); byte
-/// strings and non-string object keys are errors.
+/// strings, non-string object keys and nesting deeper than [`MAX_JSON_DEPTH`] are errors.
 pub fn val_to_json(value: &Val) -> Result<Value, String> {
+    to_json_at(value, 0)
+}
+
+fn to_json_at(value: &Val, depth: usize) -> Result<Value, String> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(format!(
+            "the value nests deeper than {MAX_JSON_DEPTH} levels, the most JSON in Weft may nest"
+        ));
+    }
     Ok(match value {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
@@ -822,14 +920,22 @@ pub fn val_to_json(value: &Val) -> Result<Value, String> {
                 "a byte string cannot be converted to JSON; decode it to text first".into(),
             );
         }
-        Val::Arr(items) => Value::Array(items.iter().map(val_to_json).collect::<Result<_, _>>()?),
+        Val::Arr(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| to_json_at(v, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
         Val::Obj(map) => {
             let mut out = serde_json::Map::with_capacity(map.len());
             for (k, v) in map.iter() {
                 let Val::TStr(k) = k else {
                     return Err(format!("object keys must be strings in JSON, found {k}"));
                 };
-                out.insert(String::from_utf8_lossy(k).into_owned(), val_to_json(v)?);
+                out.insert(
+                    String::from_utf8_lossy(k).into_owned(),
+                    to_json_at(v, depth + 1)?,
+                );
             }
             Value::Object(out)
         }
@@ -862,6 +968,10 @@ mod tests {
     use crate::yaml;
     use serde_json::json;
 
+    fn budget() -> Budget {
+        Budget::new(EvalLimits::default(), None)
+    }
+
     fn template(src: &str) -> (Template, Vec<String>) {
         let node = yaml::parse(src).unwrap();
         let mut diags = Diagnostics::new("t.yaml");
@@ -872,7 +982,7 @@ mod tests {
     fn eval(src: &str, ctx: Value) -> Value {
         let (t, errs) = template(src);
         assert!(errs.is_empty(), "{errs:?}");
-        val_to_json(&t.eval(&json_to_val(&ctx)).unwrap()).unwrap()
+        val_to_json(&t.eval(&json_to_val(&ctx), &budget()).unwrap()).unwrap()
     }
 
     #[test]
@@ -944,7 +1054,9 @@ mod tests {
     #[test]
     fn runtime_errors_carry_the_expression() {
         let (t, _) = template("'${{ .a.b }}'");
-        let err = t.eval(&json_to_val(&json!({"a": 1}))).unwrap_err();
+        let err = t
+            .eval(&json_to_val(&json!({"a": 1})), &budget())
+            .unwrap_err();
         assert_eq!(err.code, ".a.b");
         assert!(
             err.to_string()
@@ -952,14 +1064,14 @@ mod tests {
             "{err}"
         );
         let (t, _) = template("'${{ .[] }}'");
-        let err = t.eval(&json_to_val(&json!([1, 2]))).unwrap_err();
+        let err = t.eval(&json_to_val(&json!([1, 2])), &budget()).unwrap_err();
         assert!(err.message.contains("more than one value"));
     }
 
     #[test]
     fn the_environment_is_out_of_reach() {
         let (t, _) = template("'${{ env }}'");
-        let err = t.eval(&Val::Null).unwrap_err();
+        let err = t.eval(&Val::Null, &budget()).unwrap_err();
         assert!(err.message.contains("not available"), "{}", err.message);
         assert_eq!(eval("'${{ 1 | debug }}'", json!(null)), json!(1));
     }

@@ -52,3 +52,8 @@ pub use run::{AttemptState, RunState, StepKey};
 pub use trigger::Trigger;
 pub use workflow::{OnError, Step, StepKind, WaitSpec, Workflow};
 pub use yaml::{Node, Pos};
+
+// The unit tests measure expressions' memory as the binary does.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: expr::Metered<std::alloc::System> = expr::Metered(std::alloc::System);

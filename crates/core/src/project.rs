@@ -45,6 +45,13 @@ pub const LIMIT_KEYS: &[&str] = &[
     "webhook_requests_per_minute",
     "max_request_bytes",
     "call_timeout",
+    "expression_timeout",
+    "expression_memory_bytes",
+    "expression_stack_bytes",
+    "request_header_timeout",
+    "request_body_timeout",
+    "max_connections",
+    "webhook_buffer_bytes",
 ];
 
 /// The text of a project's files.
@@ -129,6 +136,42 @@ pub struct Limits {
     /// for every connector (HTTP, SQL, brokers, mail); a call that takes longer fails the attempt
     /// as retryable. Default 5m.
     pub call_timeout: std::time::Duration,
+    /// Longest time one evaluation of a step's expressions (its `with:`, `map:`, condition …) may
+    /// take; an expression still running then is stopped and its step fails with kind `limit`
+    /// (not retried). Wall-clock time. Default 10s.
+    pub expression_timeout: std::time::Duration,
+    /// Most memory one evaluation may hold beyond its input, in bytes; past it the expression is
+    /// stopped (kind `limit`). A single operation whose result would pass it (a string repeated,
+    /// split or matched many times) is refused before it starts. Default 134,217,728 (128 MiB).
+    pub expression_memory_bytes: u64,
+    /// How deep an expression may recurse, as the bytes of stack its evaluation may use; deeper
+    /// recursion is stopped (kind `limit`). Default 67,108,864 (64 MiB: several thousand levels
+    /// of a recursive jq function).
+    pub expression_stack_bytes: u64,
+    /// Longest time a client may take to send a request's headers, the first on a connection and
+    /// every later one (a kept-alive connection idle for this long is closed). Default 10s.
+    pub request_header_timeout: std::time::Duration,
+    /// Longest time a client may take to send a request's body, from the end of its headers; a
+    /// slower one gets 408 and nothing is done. Default 30s.
+    pub request_body_timeout: std::time::Duration,
+    /// Most connections the hub serves at once; one more is answered 503 with `Retry-After` and
+    /// closed. Default 1,024.
+    pub max_connections: u64,
+    /// Most bytes of webhook bodies the hub holds at once, while they arrive and until they are
+    /// answered (they come before anyone is authenticated); a webhook request that would pass it
+    /// gets 503 with `Retry-After` and starts nothing. Default 67,108,864 (64 MiB).
+    pub webhook_buffer_bytes: u64,
+}
+
+impl Limits {
+    /// The limits every evaluation of an expression runs under.
+    pub fn expressions(&self) -> crate::expr::EvalLimits {
+        crate::expr::EvalLimits {
+            timeout: self.expression_timeout,
+            memory_bytes: self.expression_memory_bytes,
+            stack_bytes: self.expression_stack_bytes,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -143,6 +186,13 @@ impl Default for Limits {
             webhook_requests_per_minute: 600_000,
             max_request_bytes: 1024 * 1024,
             call_timeout: std::time::Duration::from_secs(300),
+            expression_timeout: crate::expr::EvalLimits::default().timeout,
+            expression_memory_bytes: crate::expr::EvalLimits::default().memory_bytes,
+            expression_stack_bytes: crate::expr::EvalLimits::default().stack_bytes,
+            request_header_timeout: std::time::Duration::from_secs(10),
+            request_body_timeout: std::time::Duration::from_secs(30),
+            max_connections: 1024,
+            webhook_buffer_bytes: 64 << 20,
         }
     }
 }
@@ -527,6 +577,57 @@ fn read_limits(node: &Node, limits: &mut Limits, diags: &mut Diagnostics) {
         &mut limits.webhook_requests_per_minute,
         &mut f,
     );
+    number(
+        "expression_memory_bytes",
+        1 << 20,
+        1 << 32,
+        &mut limits.expression_memory_bytes,
+        &mut f,
+    );
+    number(
+        "expression_stack_bytes",
+        1 << 20,
+        1 << 30,
+        &mut limits.expression_stack_bytes,
+        &mut f,
+    );
+    number(
+        "max_connections",
+        1,
+        1_000_000,
+        &mut limits.max_connections,
+        &mut f,
+    );
+    number(
+        "webhook_buffer_bytes",
+        1 << 20,
+        1 << 32,
+        &mut limits.webhook_buffer_bytes,
+        &mut f,
+    );
+    for (key, slot) in [
+        ("request_header_timeout", &mut limits.request_header_timeout),
+        ("request_body_timeout", &mut limits.request_body_timeout),
+    ] {
+        if let Some(n) = f.get(key) {
+            match decode::duration(n, &format!("`limits.{key}`"), diags) {
+                Some(d) if d < std::time::Duration::from_secs(1) => {
+                    diags.error(n.pos, format!("`limits.{key}` must be at least 1s"));
+                }
+                Some(d) => *slot = d,
+                None => {}
+            }
+        }
+    }
+    if let Some(n) = f.get("expression_timeout") {
+        match decode::duration(n, "`limits.expression_timeout`", diags) {
+            Some(d) if d < std::time::Duration::from_millis(10) => {
+                diags.error(n.pos, "`limits.expression_timeout` must be at least 10ms");
+            }
+            Some(d) => limits.expression_timeout = d,
+            None => {}
+        }
+    }
     if let Some(n) = f.get("call_timeout") {
         match decode::duration(n, "`limits.call_timeout`", diags) {
             Some(d) if d < std::time::Duration::from_secs(1) => {

@@ -1191,17 +1191,43 @@ mod tests {
             "cursor": "2026-01-01",
             "response": {"body": {"orders": [{"id": 7, "updated_at": "b"}, {"id": 8, "updated_at": "a"}]}},
         }));
-        let with = crate::val_to_json(&p.with.eval(&ctx).unwrap()).unwrap();
+        let with = crate::val_to_json(
+            &p.with
+                .eval(&ctx, &crate::expr::Budget::new(Default::default(), None))
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(with["query"]["since"], "2026-01-01");
-        let items = crate::val_to_json(&p.items.eval(&ctx).unwrap()).unwrap();
+        let items = crate::val_to_json(
+            &p.items
+                .eval(&ctx, &crate::expr::Budget::new(Default::default(), None))
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(items.as_array().unwrap().len(), 2);
         let item_ctx = crate::json_to_val(&serde_json::json!({"item": items[0]}));
         assert_eq!(
-            crate::val_to_json(&p.key.eval(&item_ctx).unwrap()).unwrap(),
+            crate::val_to_json(
+                &p.key
+                    .eval(
+                        &item_ctx,
+                        &crate::expr::Budget::new(Default::default(), None)
+                    )
+                    .unwrap()
+            )
+            .unwrap(),
             "7-b"
         );
         let cursor_ctx = crate::json_to_val(&serde_json::json!({"items": items}));
-        let cursor = p.cursor.as_ref().unwrap().eval(&cursor_ctx).unwrap();
+        let cursor = p
+            .cursor
+            .as_ref()
+            .unwrap()
+            .eval(
+                &cursor_ctx,
+                &crate::expr::Budget::new(Default::default(), None),
+            )
+            .unwrap();
         assert_eq!(crate::val_to_json(&cursor).unwrap(), "b");
     }
 

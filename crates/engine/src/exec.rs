@@ -8,17 +8,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Value, json};
 use weft_connectors::{ActionError, Call};
+use weft_core::expr::{EvalLimits, Limit};
 use weft_core::workflow::{ApprovalSpec, OnTimeout};
 use weft_core::{
-    AttemptState, EvalError, OnError, RunState, Step, StepKey, StepKind, Template, Val, ValMap,
-    WaitSpec, Workflow, json_to_val, val_to_json,
+    AttemptState, EvalError, Expr, OnError, RunState, Step, StepKey, StepKind, Template, Val,
+    ValMap, WaitSpec, Workflow, json_to_val, val_to_json,
 };
 use weft_store::{
     ApprovalRecord, ApprovalState, AttemptRecord, Claimed, Lease, Millis, NewApproval, NewRun,
@@ -92,6 +93,23 @@ pub(crate) struct RunExec {
     /// only while every such outcome is stored, so that a crash during it re-runs no step that
     /// acted outside the run and had finished.
     effects: Effects,
+    /// The limits its expressions run under (the project's, when it was claimed).
+    limits: EvalLimits,
+    /// Set to stop the expressions it evaluates: its cancellation was requested, or the engine is
+    /// stopping. Registered in [`Inner::running`] while it executes.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for RunExec {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.engine.running.lock()
+            && running
+                .get(&self.run.id)
+                .is_some_and(|r| Arc::ptr_eq(&r.cancel, &self.cancel))
+        {
+            running.remove(&self.run.id);
+        }
+    }
 }
 
 /// See [`RunExec::effects`].
@@ -109,12 +127,15 @@ fn error_json(step: &StepKey, kind: &str, message: impl Into<String>) -> Value {
     json!({"step": step.as_str(), "kind": kind, "message": message.into()})
 }
 
+/// The step error of a failed expression: kind `limit` when a limit stopped it (not retried,
+/// like every expression failure), `expression` otherwise.
 fn expression_error(step: &StepKey, e: &EvalError) -> Value {
-    let mut err = error_json(
-        step,
-        "expression",
-        format!("step `{}`: {e}", step.step_id()),
-    );
+    let kind = if e.limit.is_some() {
+        "limit"
+    } else {
+        "expression"
+    };
+    let mut err = error_json(step, kind, format!("step `{}`: {e}", step.step_id()));
     err["expression"] = Value::String(e.code.clone());
     err
 }
@@ -180,6 +201,17 @@ impl RunExec {
         base.insert(key("input"), json_to_val(&run.input));
         base.insert(key("vars"), json_to_val(&Value::Object(vars)));
         base.insert(key("env"), current.env.clone());
+        let limits = current.project.settings.limits.expressions();
+        let cancel = Arc::new(AtomicBool::new(engine.stopping.load(Ordering::Relaxed)));
+        if let Ok(mut running) = engine.running.lock() {
+            running.insert(
+                run.id.clone(),
+                crate::Running {
+                    cancel: cancel.clone(),
+                    parent: run.parent_id.clone(),
+                },
+            );
+        }
         Ok(RunExec {
             engine,
             current,
@@ -190,6 +222,8 @@ impl RunExec {
             base,
             context_bytes: context_bytes.into(),
             effects: Effects::default(),
+            limits,
+            cancel,
         })
     }
 
@@ -205,25 +239,39 @@ impl RunExec {
         let workflow = self.workflow.clone();
         let result = self.run_steps(&workflow.steps, &mut scope).await;
         let result = match result {
-            Ok(()) => self.output(&scope).map_err(Stop::Failed),
+            Ok(()) => match self.output(&scope).await {
+                Ok(output) => output.map_err(Stop::Failed),
+                Err(stop) => Err(stop),
+            },
             Err(stop) => Err(stop),
         };
         self.settle(result).await;
     }
 
-    /// The run's output: `output:` evaluated, or the last top-level output.
-    fn output(&self, scope: &Scope) -> Result<Value, Value> {
+    /// The run's output: `output:` evaluated, or the last top-level output; or the run's error.
+    async fn output(&self, scope: &Scope) -> Result<Result<Value, Value>, Stop> {
         let value = match &self.workflow.output {
-            Some(template) => {
-                let ctx = self.context(scope, 1);
-                template.eval(&ctx).map_err(|e| {
-                    let mut err = json!({"step": null, "kind": "expression", "message": format!("the workflow output: {e}")});
+            Some(template) => match self.eval_raw(template, scope, 1).await {
+                Ok(value) => value,
+                Err(e) => {
+                    self.stop_if_cancelled(&e)?;
+                    let kind = if e.limit.is_some() {
+                        "limit"
+                    } else {
+                        "expression"
+                    };
+                    let mut err = json!({"step": null, "kind": kind, "message": format!("the workflow output: {e}")});
                     err["expression"] = Value::String(e.code.clone());
-                    err
-                })?
-            }
+                    return Ok(Err(err));
+                }
+            },
             None => scope.last.clone().unwrap_or(Val::Null),
         };
+        Ok(self.output_json(value))
+    }
+
+    /// The run's output as stored: JSON, within `limits.max_output_bytes`.
+    fn output_json(&self, value: Val) -> Result<Value, Value> {
         let json = val_to_json(&value)
             .map_err(|m| json!({"step": null, "kind": "output", "message": m}))?;
         let limit = self.current.project.settings.limits.max_output_bytes;
@@ -736,19 +784,80 @@ impl RunExec {
         Ok(retry_at)
     }
 
-    /// Evaluates a template into JSON, or the step error that says why it could not be.
-    fn eval_json(
+    /// Evaluates a template on the run context (see [`crate::eval`]).
+    async fn eval_raw(
+        &self,
+        template: &Template,
+        scope: &Scope,
+        attempt: u32,
+    ) -> Result<Val, EvalError> {
+        let context = self.context(scope, attempt);
+        self.engine
+            .evaluator
+            .eval(template, &context, &self.limits, Some(&self.cancel))
+            .await
+    }
+
+    /// Stops the walk when an evaluation was cancelled: the hub is stopping (the run is given back
+    /// and the step runs again later) or the run's cancellation was requested.
+    fn stop_if_cancelled(&self, e: &EvalError) -> Result<(), Stop> {
+        if e.limit == Some(Limit::Cancelled) {
+            return Err(if self.shutting_down() {
+                Stop::Shutdown
+            } else {
+                Stop::Cancelled
+            });
+        }
+        Ok(())
+    }
+
+    /// Evaluates a template for the step at `at`: its value, or the step error that says why there
+    /// is none, or a reason to stop.
+    async fn eval_step(
         &self,
         at: &At<'_>,
         template: &Template,
         scope: &Scope,
         attempt: u32,
-    ) -> Result<Value, Value> {
-        let value = template
-            .eval(&self.context(scope, attempt))
-            .map_err(|e| expression_error(&at.key, &e))?;
-        val_to_json(&value)
-            .map_err(|m| error_json(&at.key, "expression", format!("step `{}`: {m}", at.step.id)))
+    ) -> Result<Result<Val, Value>, Stop> {
+        match self.eval_raw(template, scope, attempt).await {
+            Ok(value) => Ok(Ok(value)),
+            Err(e) => {
+                self.stop_if_cancelled(&e)?;
+                Ok(Err(expression_error(&at.key, &e)))
+            }
+        }
+    }
+
+    /// [`RunExec::eval_step`] of a condition: jq truthiness (everything but `false` and `null`).
+    async fn eval_cond(
+        &self,
+        at: &At<'_>,
+        expr: &Arc<Expr>,
+        scope: &Scope,
+    ) -> Result<Result<bool, Value>, Stop> {
+        let template = Template::Expr(expr.clone());
+        Ok(self
+            .eval_step(at, &template, scope, 1)
+            .await?
+            .map(|v| !matches!(v, Val::Null | Val::Bool(false))))
+    }
+
+    /// Evaluates a template into JSON, or the step error that says why it could not be, or a
+    /// reason to stop.
+    async fn eval_json(
+        &self,
+        at: &At<'_>,
+        template: &Template,
+        scope: &Scope,
+        attempt: u32,
+    ) -> Result<Result<Value, Value>, Stop> {
+        let value = match self.eval_step(at, template, scope, attempt).await? {
+            Ok(value) => value,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(val_to_json(&value)
+            .map_err(|m| error_json(&at.key, "expression", format!("step `{}`: {m}", at.step.id))))
     }
 
     async fn run_step(
@@ -797,17 +906,15 @@ impl RunExec {
         if history.is_empty()
             && let Some(guard) = &step.guard
         {
-            match guard.eval_bool(&self.context(scope, 1)) {
+            match self.eval_cond(&at, guard, scope).await? {
                 Ok(true) => {}
                 Ok(false) => {
                     self.settle_at_once(&at, n, AttemptState::Skipped, None);
                     scope.steps.insert(key(&step.id), Val::Null);
                     return Ok(Next::Continue);
                 }
-                Err(e) => {
-                    return self
-                        .fail(&at, scope, n, Row::New, expression_error(&at.key, &e))
-                        .await;
+                Err(error) => {
+                    return self.fail(&at, scope, n, Row::New, error).await;
                 }
             }
         }
@@ -831,7 +938,7 @@ impl RunExec {
             } => {
                 let branch = match decided {
                     Some(out) => out["branch"] == "then",
-                    None => match cond.eval_bool(&self.context(scope, 1)) {
+                    None => match self.eval_cond(&at, cond, scope).await? {
                         Ok(b) => {
                             self.settle_at_once(
                                 &at,
@@ -841,10 +948,8 @@ impl RunExec {
                             );
                             b
                         }
-                        Err(e) => {
-                            return self
-                                .fail(&at, scope, n, Row::New, expression_error(&at.key, &e))
-                                .await;
+                        Err(error) => {
+                            return self.fail(&at, scope, n, Row::New, error).await;
                         }
                     },
                 };
@@ -863,12 +968,10 @@ impl RunExec {
                 let case: Option<String> = match decided {
                     Some(out) => out["case"].as_str().map(String::from),
                     None => {
-                        let picked = match value.eval(&self.context(scope, 1)) {
+                        let picked = match self.eval_step(&at, value, scope, 1).await? {
                             Ok(v) => text_of(&v),
-                            Err(e) => {
-                                return self
-                                    .fail(&at, scope, n, Row::New, expression_error(&at.key, &e))
-                                    .await;
+                            Err(error) => {
+                                return self.fail(&at, scope, n, Row::New, error).await;
                             }
                         };
                         let case = cases
@@ -906,9 +1009,9 @@ impl RunExec {
             StepKind::Approval(spec) => self.run_approval(&at, scope, spec).await,
             StepKind::Call { workflow, with } => self.run_call(&at, scope, workflow, with).await,
             StepKind::Fail { message } => {
-                let error = match message.eval(&self.context(scope, 1)) {
+                let error = match self.eval_step(&at, message, scope, 1).await? {
                     Ok(v) => error_json(&at.key, "fail", text_of(&v)),
-                    Err(e) => expression_error(&at.key, &e),
+                    Err(error) => error,
                 };
                 self.fail(&at, scope, n, Row::New, error).await
             }
@@ -969,7 +1072,7 @@ impl RunExec {
             if let Some(error) = self.exhausted(at, base, n) {
                 return self.fail(at, scope, last, Row::Begun, error).await;
             }
-            let input = match self.eval_json(at, with, scope, n) {
+            let input = match self.eval_json(at, with, scope, n).await? {
                 Ok(v) => v,
                 Err(error) => return self.fail(at, scope, n, Row::New, error).await,
             };
@@ -1097,12 +1200,9 @@ impl RunExec {
             self.begin(at, n, None, AttemptState::Started, None).await?;
             Row::Begun
         };
-        match value.eval(&self.context(scope, n)) {
+        match self.eval_step(at, value, scope, n).await? {
             Ok(output) => self.succeed_in(at, scope, n, row, output).await,
-            Err(e) => {
-                self.fail(at, scope, n, row, expression_error(&at.key, &e))
-                    .await
-            }
+            Err(error) => self.fail(at, scope, n, row, error).await,
         }
     }
 
@@ -1120,17 +1220,15 @@ impl RunExec {
             Some(a) if a.state == AttemptState::Waiting => a.attempt,
             _ => {
                 let n = self.next_number(&at.key);
-                let message = match spec.message.eval(&self.context(scope, 1)) {
+                let message = match self.eval_step(at, &spec.message, scope, 1).await? {
                     Ok(v) => text_of(&v),
-                    Err(e) => {
-                        return self
-                            .fail(at, scope, n, Row::New, expression_error(&at.key, &e))
-                            .await;
+                    Err(error) => {
+                        return self.fail(at, scope, n, Row::New, error).await;
                     }
                 };
                 let data = match &spec.data {
                     None => Value::Null,
-                    Some(t) => match self.eval_json(at, t, scope, 1) {
+                    Some(t) => match self.eval_json(at, t, scope, 1).await? {
                         Ok(v) => v,
                         Err(error) => return self.fail(at, scope, n, Row::New, error).await,
                     },
@@ -1272,7 +1370,7 @@ impl RunExec {
                 let until = match spec {
                     WaitSpec::For(d) => Ok(self.engine.clock.now() + d.as_millis() as i64),
                     WaitSpec::Until(template) => {
-                        self.eval_json(at, template, scope, 1).and_then(|v| {
+                        self.eval_json(at, template, scope, 1).await?.and_then(|v| {
                             wait_time(&v).map_err(|m| {
                                 error_json(
                                     &at.key,
@@ -1341,7 +1439,7 @@ impl RunExec {
                         );
                         return self.fail(at, scope, last, Row::Begun, error).await;
                     }
-                    let input = match self.eval_json(at, with, scope, n) {
+                    let input = match self.eval_json(at, with, scope, n).await? {
                         Ok(v) => v,
                         Err(error) => return self.fail(at, scope, n, Row::New, error).await,
                     };
@@ -1482,7 +1580,7 @@ impl RunExec {
         let list: Vec<Value> = match in_flight.and_then(|a| a.input.clone()) {
             Some(Value::Array(items)) => items,
             _ => {
-                let value = match self.eval_json(at, items, scope, 1) {
+                let value = match self.eval_json(at, items, scope, 1).await? {
                     Ok(v) => v,
                     Err(error) => return self.fail(at, scope, n, Row::New, error).await,
                 };

@@ -23,6 +23,7 @@
 
 pub mod clock;
 mod drive;
+pub mod eval;
 mod exec;
 pub mod poll;
 pub mod project_dir;
@@ -33,19 +34,23 @@ pub mod vault;
 pub mod view;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, watch};
 use weft_connectors::{ActionError, Registry};
-use weft_core::{AttemptState, Catalog, Project, RunState, StepKey, Val, Workflow, json_to_val};
+use weft_core::{
+    AttemptState, Catalog, EvalError, Project, RunState, StepKey, Template, Val, Workflow,
+    json_to_val,
+};
 use weft_store::{
     CancelOutcome, ClaimScope, Created, Millis, NewRun, RunRecord, Store, StoreError,
 };
 
 pub use clock::{Clock, SystemClock, VirtualClock};
+pub use eval::{EvalOptions, Evaluator};
 
 /// How the engine behaves; the defaults suit a single machine.
 #[derive(Clone, Debug)]
@@ -59,6 +64,8 @@ pub struct EngineOptions {
     pub park_after: Duration,
     /// How often an idle engine looks for work that another process created.
     pub poll_interval: Duration,
+    /// Where expressions are evaluated (see [`eval`]).
+    pub eval: EvalOptions,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +75,7 @@ impl Default for EngineOptions {
             max_runs: 1024,
             park_after: Duration::from_secs(1),
             poll_interval: Duration::from_secs(2),
+            eval: EvalOptions::default(),
         }
     }
 }
@@ -291,6 +299,19 @@ pub(crate) struct Inner {
     pub(crate) handoff: Mutex<Option<drive::Handoff>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Set by [`Engine::shutdown`]: stops every expression being evaluated.
+    pub(crate) stopping: Arc<AtomicBool>,
+    /// Where expressions are evaluated.
+    pub(crate) evaluator: Evaluator,
+    /// The runs executing in this process, each with the flag that stops its expressions, and its
+    /// parent run (to cancel a run's children with it).
+    pub(crate) running: Mutex<HashMap<String, Running>>,
+}
+
+/// A run executing in this process (see [`Inner::running`]).
+pub(crate) struct Running {
+    pub(crate) cancel: Arc<AtomicBool>,
+    pub(crate) parent: Option<String>,
 }
 
 impl Engine {
@@ -302,6 +323,7 @@ impl Engine {
         }
         let (events, _) = broadcast::channel(4096);
         let (shutdown, _) = watch::channel(false);
+        let evaluator = Evaluator::new(parts.options.eval.clone());
         Engine {
             inner: Arc::new(Inner {
                 store: parts.store,
@@ -317,8 +339,21 @@ impl Engine {
                 handoff: Mutex::new(None),
                 events,
                 shutdown,
+                stopping: Arc::new(AtomicBool::new(false)),
+                evaluator,
+                running: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Evaluates `template` on `context` under the current project's expression limits, off the
+    /// runtime's threads when it runs long (see [`eval`]); stopped when the engine shuts down.
+    pub async fn evaluate(&self, template: &Template, context: &Val) -> Result<Val, EvalError> {
+        let limits = self.inner.current().project.settings.limits.expressions();
+        self.inner
+            .evaluator
+            .eval(template, context, &limits, Some(&self.inner.stopping))
+            .await
     }
 
     /// Replaces the credentials the current project's connections resolve (the secret store's
@@ -398,6 +433,12 @@ impl Engine {
     /// runs back to the store and return.
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        if let Ok(running) = self.inner.running.lock() {
+            for run in running.values() {
+                run.cancel.store(true, Ordering::Relaxed);
+            }
+        }
         self.inner.wake.notify_waiters();
     }
 
@@ -665,6 +706,7 @@ impl Engine {
             .store
             .request_cancel(id, self.inner.clock.now())
             .await?;
+        self.inner.stop_expressions_of(id);
         self.inner.kick();
         Ok(outcome)
     }
@@ -680,6 +722,30 @@ impl Inner {
     pub(crate) fn kick(&self) {
         self.claimable.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_waiters();
+    }
+
+    /// Stops the expressions that run `id` and the runs below it in this process are evaluating
+    /// (their cancellation was requested).
+    pub(crate) fn stop_expressions_of(&self, id: &str) {
+        let Ok(running) = self.running.lock() else {
+            return;
+        };
+        for (run, entry) in running.iter() {
+            // Walk up the run's parents that execute here; stop it when one of them is `id`.
+            let mut at = Some(run.as_str());
+            let mut hops = 0;
+            while let Some(current) = at {
+                if current == id {
+                    entry.cancel.store(true, Ordering::Relaxed);
+                    break;
+                }
+                hops += 1;
+                if hops > 100 {
+                    break;
+                }
+                at = running.get(current).and_then(|r| r.parent.as_deref());
+            }
+        }
     }
 
     /// The project snapshot new work starts with.

@@ -55,9 +55,15 @@ fn key(name: &str) -> Val {
     Val::from(name.to_string())
 }
 
-fn eval(template: &Template, context: &ValMap, what: &str) -> Result<Value, PollError> {
-    let value = template
-        .eval(&Val::obj(context.clone()))
+async fn eval(
+    engine: &Engine,
+    template: &Template,
+    context: &ValMap,
+    what: &str,
+) -> Result<Value, PollError> {
+    let value = engine
+        .evaluate(template, &Val::obj(context.clone()))
+        .await
         .map_err(|e| PollError::Data(format!("{what}: {e}")))?;
     val_to_json(&value).map_err(|e| PollError::Data(format!("{what}: {e}")))
 }
@@ -79,7 +85,7 @@ impl Engine {
         context.insert(key("vars"), json_to_val(&Value::Object(vars)));
         context.insert(key("env"), current.env.clone());
 
-        let input = eval(&poll.with, &context, "`with`")?;
+        let input = eval(self, &poll.with, &context, "`with`").await?;
         let request_error = |source: ActionError| PollError::Request {
             connection: poll.connection.clone(),
             action: poll.action.clone(),
@@ -104,7 +110,14 @@ impl Engine {
             .map_err(request_error)?;
         context.insert(key("response"), json_to_val(&response));
 
-        let items = match eval(&Template::Expr(poll.items.clone()), &context, "`items`")? {
+        let items = match eval(
+            self,
+            &Template::Expr(poll.items.clone()),
+            &context,
+            "`items`",
+        )
+        .await?
+        {
             Value::Null => Vec::new(),
             Value::Array(items) => items,
             other => {
@@ -128,7 +141,7 @@ impl Engine {
             let mut item_context = context.clone();
             item_context.insert(key("item"), json_to_val(item));
             item_context.insert(key("index"), json_to_val(&json!(index)));
-            let item_key = match eval(&poll.key, &item_context, "`key`")? {
+            let item_key = match eval(self, &poll.key, &item_context, "`key`").await? {
                 Value::String(s) if !s.is_empty() => s,
                 Value::Number(n) => n.to_string(),
                 other => {
@@ -156,7 +169,7 @@ impl Engine {
             None => cursor.clone(),
             Some(expr) => {
                 context.insert(key("items"), json_to_val(&Value::Array(items)));
-                match eval(&Template::Expr(expr.clone()), &context, "`cursor`")? {
+                match eval(self, &Template::Expr(expr.clone()), &context, "`cursor`").await? {
                     Value::Null => cursor.clone(),
                     next => next,
                 }

@@ -15,7 +15,7 @@ use crate::{Engine, new_run, view};
 impl Engine {
     /// The run of one message, or why the message cannot be read (the hub then rejects it). `id`
     /// is the broker's message id, if it has one that survives redelivery.
-    pub fn queue_run(
+    pub async fn queue_run(
         &self,
         workflow: &Workflow,
         queue: &QueueTrigger,
@@ -47,8 +47,9 @@ impl Engine {
                 let mut context = ValMap::default();
                 context.insert(Val::from("message".to_string()), json_to_val(&input));
                 context.insert(Val::from("trigger".to_string()), json_to_val(&trigger));
-                let value = template
-                    .eval(&Val::obj(context))
+                let value = self
+                    .evaluate(template, &Val::obj(context))
+                    .await
                     .map_err(|e| format!("`key`: {e}"))
                     .and_then(|v| val_to_json(&v).map_err(|e| format!("`key`: {e}")))?;
                 match value {

@@ -55,8 +55,10 @@ impl StepMocks for CaseMocks {
         Some(match mock {
             Mock::Output(template) => {
                 let ctx = json_to_val(&json!({"input": input, "attempt": attempt}));
+                // Evaluated where the step runs: a mock is a small value, held to a small budget.
+                let budget = weft_core::expr::Budget::new(MOCK_LIMITS, None);
                 template
-                    .eval(&ctx)
+                    .eval(&ctx, &budget)
                     .map_err(|e| ActionError::fatal(format!("the mock's output: {e}")))
                     .and_then(|v| val_to_json(&v).map_err(ActionError::fatal))
             }
@@ -192,7 +194,7 @@ async fn run_case(
             &mut problems,
             "output",
             &predicate.code,
-            predicate.eval_bool(&json_to_val(&output)),
+            holds(&engine, predicate, &output).await,
             &output,
         );
     }
@@ -212,7 +214,7 @@ async fn run_case(
             &mut problems,
             "error",
             &predicate.code,
-            predicate.eval_bool(&json_to_val(&message)),
+            holds(&engine, predicate, &message).await,
             &message,
         );
     }
@@ -268,7 +270,7 @@ async fn run_case(
                     &mut problems,
                     &format!("step `{key}` input"),
                     &predicate.code,
-                    predicate.eval_bool(&json_to_val(&input)),
+                    holds(&engine, predicate, &input).await,
                     &input,
                 );
             }
@@ -278,7 +280,7 @@ async fn run_case(
                     &mut problems,
                     &format!("step `{key}` output"),
                     &predicate.code,
-                    predicate.eval_bool(&json_to_val(&out)),
+                    holds(&engine, predicate, &out).await,
                     &out,
                 );
             }
@@ -288,6 +290,27 @@ async fn run_case(
         problems.push("the run is still waiting; a test run cannot wait for outside events".into());
     }
     Ok(problems)
+}
+
+/// The limits a mock's output is evaluated under (on the engine's thread, so small).
+const MOCK_LIMITS: weft_core::expr::EvalLimits = weft_core::expr::EvalLimits {
+    timeout: Duration::from_secs(5),
+    memory_bytes: 1 << 20,
+    stack_bytes: 512 << 10,
+};
+
+/// Whether `value` satisfies `predicate` (jq truthiness), evaluated as a step's expressions are.
+async fn holds(
+    engine: &Engine,
+    predicate: &Arc<weft_core::Expr>,
+    value: &Value,
+) -> Result<bool, weft_core::EvalError> {
+    let template = weft_core::Template::Expr(predicate.clone());
+    let value = engine.evaluate(&template, &json_to_val(value)).await?;
+    Ok(!matches!(
+        value,
+        weft_core::Val::Null | weft_core::Val::Bool(false)
+    ))
 }
 
 fn check(

@@ -178,7 +178,7 @@ async fn accept(
     }
     let query: Map<String, Value> = query.map(|q| form_object(q.as_bytes())).unwrap_or_default();
     let now = now_millis();
-    let key = delivery_key(hook, &headers, &header_map, &input)?;
+    let key = delivery_key(hub, hook, &headers, &header_map, &input).await?;
     let trigger = json!({
         "type": "webhook",
         "path": path,
@@ -291,7 +291,8 @@ fn form_object(bytes: &[u8]) -> Map<String, Value> {
 }
 
 /// The delivery id that de-duplicates a sender's retries.
-fn delivery_key(
+async fn delivery_key(
+    hub: &Hub,
     hook: &WebhookTrigger,
     headers: &HeaderMap,
     header_map: &Map<String, Value>,
@@ -306,8 +307,10 @@ fn delivery_key(
             .map(str::to_string)),
         Some(Dedupe::Expr(text, template)) => {
             let ctx = json_to_val(&json!({"headers": header_map, "input": input}));
-            let value = template
-                .eval(&ctx)
+            let value = hub
+                .engine
+                .evaluate(template, &ctx)
+                .await
                 .map_err(|e| e.to_string())
                 .and_then(|v| val_to_json(&v))
                 .map_err(|message| {

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod hooks;
+pub mod http;
 pub mod mcp;
 pub mod ops;
 pub mod poll;
@@ -99,6 +100,8 @@ pub struct Hub {
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Requests per token and per webhook path.
     pub throttle: throttle::Throttle,
+    /// The room webhook bodies take while they are received and answered.
+    pub intake: throttle::Intake,
     /// The project's secret store, for `/api/secrets`.
     pub vault: Option<weft_engine::vault::Vault>,
 }
@@ -106,12 +109,14 @@ pub struct Hub {
 impl Hub {
     /// A hub for `engine` (and its secret store), with routing tables from its current project.
     pub fn new(engine: Engine, vault: Option<weft_engine::vault::Vault>) -> Arc<Hub> {
+        let buffer = engine.project().settings.limits.webhook_buffer_bytes;
         let hub = Hub {
             hooks: RwLock::new(Arc::new(HashMap::new())),
             engine,
             ready: AtomicBool::new(false),
             metrics: ops::install_recorder(),
             throttle: throttle::Throttle::default(),
+            intake: throttle::Intake::new(buffer),
             vault,
         };
         hub.route(&hub.engine.project());
@@ -165,11 +170,11 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
             ),
         )
         .fallback(error::no_route)
-        // `limit_body` bounds bodies by `limits.max_request_bytes`, instead of axum's 2 MiB.
+        // `read_body` reads bodies under the hub's limits, instead of axum's 2 MiB.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
-            throttle::limit_body,
+            throttle::read_body,
         ))
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
@@ -220,29 +225,13 @@ pub async fn serve(
     tracing::info!(address = %local, scheme, "Weft is listening on {scheme}://{local}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = {
-        let app = router(hub.clone());
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        match tls {
-            Some(config) => {
-                let listener = tls::TlsListener::new(listener, config)
-                    .map_err(|e| ServeError::Tls(e.to_string()))?;
-                tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped)
-                        .await
-                })
-            }
-            None => tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            }),
-        }
-    };
+    let server = tokio::spawn(http::serve(
+        listener,
+        tls,
+        hub.clone(),
+        router(hub.clone()),
+        stop_rx,
+    ));
     shutdown.await;
     tracing::info!(
         "Shutting down: no new requests; in-flight steps get {} to finish.",
@@ -275,7 +264,7 @@ pub async fn serve(
             }
             r = &mut server, if !server_done => {
                 server_done = true;
-                if let Ok(Err(e)) = r {
+                if let Err(e) = r {
                     return Err(ServeError::Http(e.to_string()));
                 }
             }

@@ -67,13 +67,16 @@ pub(crate) async fn run_queue(engine: Engine, workflow: Arc<Workflow>, queue: Qu
 
 async fn handle(engine: &Engine, workflow: &Workflow, queue: &QueueTrigger, delivery: Delivery) {
     let name = &workflow.name;
-    let run = match engine.queue_run(
-        workflow,
-        queue,
-        &delivery.payload,
-        &delivery.meta,
-        delivery.id.as_deref(),
-    ) {
+    let run = match engine
+        .queue_run(
+            workflow,
+            queue,
+            &delivery.payload,
+            &delivery.meta,
+            delivery.id.as_deref(),
+        )
+        .await
+    {
         Ok(run) => run,
         Err(reason) => {
             tracing::warn!(workflow = %name, connection = %queue.connection, message_id = ?delivery.id, %reason, "Rejected a message that cannot be read.");

@@ -1,14 +1,18 @@
 //! Limits on the hub's own doors: requests per API token and per webhook path, each a token bucket
-//! that holds ten seconds' worth of its rate (over it: 429 with `Retry-After`), and the size of
-//! request bodies on `/api` and `/mcp` (over it: 413). A refused request changes nothing. Rate
-//! limits hold per `weft serve` process.
+//! that holds ten seconds' worth of its rate (over it: 429 with `Retry-After`), and how request
+//! bodies are read ([`read_body`]: in time, within their size, and for webhooks within the memory
+//! all webhook bodies may take at once). A refused request changes nothing. Rate limits hold per
+//! `weft serve` process.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -63,35 +67,166 @@ pub fn too_many(what: &str, per_minute: u64, wait: Duration) -> Response {
     response
 }
 
-/// The middleware that refuses `/api` and `/mcp` bodies larger than `limits.max_request_bytes`:
-/// at once when `Content-Length` says so, and while reading otherwise.
-pub async fn limit_body(
-    axum::extract::State(hub): axum::extract::State<std::sync::Arc<crate::Hub>>,
+/// What [`read_body`] shares across requests: the bytes of webhook bodies being received or held
+/// at once, bounded by `limits.webhook_buffer_bytes` (read when the hub starts).
+pub struct Intake {
+    webhook_bytes: Arc<Semaphore>,
+    capacity: u64,
+}
+
+impl Intake {
+    /// Room for `capacity` bytes of webhook bodies at once.
+    pub fn new(capacity: u64) -> Intake {
+        Intake {
+            webhook_bytes: Arc::new(Semaphore::new(
+                capacity.min(Semaphore::MAX_PERMITS as u64) as usize
+            )),
+            capacity,
+        }
+    }
+
+    /// Takes room for `bytes` more, or `None` when there is not that much left now.
+    fn reserve(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes).ok()?;
+        if n == 0 {
+            return None;
+        }
+        self.webhook_bytes.clone().try_acquire_many_owned(n).ok()
+    }
+}
+
+/// Why a body could not be read.
+enum Refused {
+    TooLarge(u64, &'static str),
+    Slow(Duration),
+    Busy(u64),
+    Broken(String),
+}
+
+impl Refused {
+    fn answer(self) -> Response {
+        match self {
+            Refused::TooLarge(limit, what) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {what} ({limit})"),
+            )
+            .into_response(),
+            Refused::Slow(limit) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within limits.request_body_timeout ({})",
+                    weft_core::duration::format(limit)
+                ),
+            )
+            .into_response(),
+            Refused::Busy(capacity) => {
+                let mut response = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "the hub is receiving as many webhook bodies as limits.webhook_buffer_bytes ({capacity}) allows; try again"
+                    ),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            Refused::Broken(reason) => {
+                ApiError::bad_request(format!("the body could not be read: {reason}"))
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// The middleware that reads every request body before its handler runs, so that no handler
+/// waits on a slow client: the whole body must arrive within `limits.request_body_timeout` (else
+/// 408) and be at most the route's size limit (else 413: a webhook's `max_body_bytes`,
+/// `limits.max_request_bytes` elsewhere). A webhook body, which arrives before anyone is
+/// authenticated, also takes its size from `limits.webhook_buffer_bytes`, shared by all webhook
+/// requests and held until the request is answered; when that is used up the request gets 503
+/// with `Retry-After` instead of more memory. The request to a webhook path nobody listens on, or
+/// with a declared length over the limit, goes to its handler unread (which refuses it).
+pub async fn read_body(
+    axum::extract::State(hub): axum::extract::State<Arc<crate::Hub>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = req.uri().path();
-    if !(path.starts_with("/api/") || path == "/mcp" || path.starts_with("/mcp/")) {
+    use http_body::Body as _;
+    if req.body().is_end_stream() {
         return next.run(req).await;
     }
-    let limit = hub.engine.project().settings.limits.max_request_bytes;
+    let limits = &hub.engine.project().settings.limits;
+    let timeout = limits.request_body_timeout;
+    let (limit, what, webhook) = match req.uri().path().strip_prefix("/hooks/") {
+        Some(path) => match hub.hook(path).map(|w| w.trigger.clone()) {
+            Some(weft_core::Trigger::Webhook(hook)) => {
+                (hook.max_body_bytes, "this webhook's max_body_bytes", true)
+            }
+            _ => return next.run(req).await,
+        },
+        None => (limits.max_request_bytes, "limits.max_request_bytes", false),
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than limits.max_request_bytes ({limit})"),
-        )
-        .into_response();
+        if webhook {
+            return next.run(req).await;
+        }
+        return Refused::TooLarge(limit, what).answer();
     }
     let (parts, body) = req.into_parts();
-    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit as usize));
-    next.run(axum::extract::Request::from_parts(parts, body))
-        .await
+    let intake = &hub.intake;
+    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+    if webhook && let Some(n) = declared {
+        match intake.reserve(n) {
+            Some(permit) => held.push(permit),
+            None => return Refused::Busy(intake.capacity).answer(),
+        }
+    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut bytes = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Refused::Broken(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if bytes.len() as u64 + data.len() as u64 > limit {
+                return Err(Refused::TooLarge(limit, what));
+            }
+            if webhook && declared.is_none() {
+                match intake.reserve(data.len() as u64) {
+                    Some(permit) => held.push(permit),
+                    None if data.is_empty() => {}
+                    None => return Err(Refused::Busy(intake.capacity)),
+                }
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok(bytes.freeze())
+    };
+    let bytes = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(refused)) => return refused.answer(),
+        Err(_) => return Refused::Slow(timeout).answer(),
+    };
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
+        .await;
+    // The room a webhook body took is given back once it is answered.
+    drop(held);
+    response
 }
 
 #[cfg(test)]

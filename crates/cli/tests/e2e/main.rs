@@ -17,6 +17,8 @@ mod conformance;
 mod durability;
 /// The example projects lint and pass their tests; `weft schema` validates them.
 mod examples;
+/// Hostile input and runaway expressions fail a step, never the hub.
+mod hardening;
 /// A connection's rate limit across the runs of a real hub.
 mod limits;
 /// `weft lint` on a folder of broken files: every diagnostic's file, line, column and text.

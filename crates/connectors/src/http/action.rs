@@ -75,14 +75,23 @@ impl HttpConnector {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)));
+        // A header of the connection's own carrying its API key is not removed on a redirect to
+        // another origin the way `Authorization` is: such redirects are not followed.
+        let keep_origin = match &config.auth {
+            Some(super::config::Auth::ApiKey { .. }) => Some(config.clone()),
+            _ => None,
+        };
         if !config.allow_private_network {
             // The guard must see every address: no proxy from the environment resolves names
             // behind its back.
             builder = builder
                 .no_proxy()
-                .dns_resolver(std::sync::Arc::new(super::guard::PublicOnly))
-                .redirect(super::guard::redirects());
+                .dns_resolver(std::sync::Arc::new(super::guard::PublicOnly));
         }
+        builder = builder.redirect(super::guard::redirects(
+            !config.allow_private_network,
+            keep_origin,
+        ));
         let client = builder
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
@@ -465,7 +474,15 @@ impl HttpConnector {
         if !request.headers.contains_key("idempotency-key") {
             builder = builder.header("idempotency-key", call.idempotency_key);
         }
-        match &self.config.auth {
+        // Credentials go only where the connection says they may (its origin and
+        // `credential_origins`); a request elsewhere, such as to a URL an event or a response
+        // gave, is sent without them.
+        let auth = match &self.config.auth {
+            Some(auth) if self.config.credentials_go_to(&request.url) => Some(auth),
+            _ => None,
+        };
+        let withheld = auth.is_none() && self.config.auth.is_some();
+        match auth {
             None => {}
             Some(Auth::Bearer { token }) => {
                 let token = self
@@ -589,12 +606,18 @@ impl HttpConnector {
         if status.is_success() || status.is_informational() {
             return Ok(output);
         }
-        let message = format!(
+        let mut message = format!(
             "HTTP {} from {} {}",
             status_text(status),
             request.method,
             display_url(&request.url)
         );
+        if withheld && matches!(status.as_u16(), 401 | 403) {
+            message.push_str(&format!(
+                " (sent without the connection's credentials: {} is not the connection's origin; list it in `credential_origins` to send them there)",
+                super::config::Origin::of(&request.url)
+            ));
+        }
         let retryable = status == StatusCode::REQUEST_TIMEOUT
             || status == StatusCode::TOO_MANY_REQUESTS
             || status.is_server_error();

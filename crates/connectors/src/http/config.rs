@@ -20,6 +20,13 @@
 //!     # Signs every request with the Standard Webhooks scheme: webhook-id (the step's idempotency
 //!     # key, the same on every retry), webhook-timestamp and webhook-signature.
 //!     sign: { scheme: standard-webhooks, secret: { env: PARTNER_WHSEC } }
+//!   files:
+//!     type: http
+//!     base_url: https://api.files.example.com
+//!     auth: { type: api_key, header: X-Api-Key, value: { secret: FILES_KEY } }
+//!     # Credentials go only to base_url's origin (scheme, host, port) and to these; a step whose
+//!     # `url` points elsewhere is sent without them.
+//!     credential_origins: [https://uploads.files.example.com]
 //!   intranet:
 //!     type: http
 //!     base_url: http://10.0.4.12:8080
@@ -49,6 +56,7 @@ pub const KEYS: &[&str] = &[
     "auth",
     "sign",
     "allow_private_network",
+    "credential_origins",
 ];
 /// Keys of `sign`.
 pub const SIGN_KEYS: &[&str] = &["scheme", "secret"];
@@ -88,6 +96,54 @@ pub struct HttpConfig {
     /// and other non-public addresses. Default false: such requests are refused, whether the
     /// address is written in the URL, resolved from a name, or reached by a redirect.
     pub allow_private_network: bool,
+    /// Origins (`https://host[:port]`) besides `base_url`'s that the connection's credentials
+    /// (`auth`) are sent to. A request to any other origin, such as a step's `url` taken from an
+    /// event or a response, is sent without them; a redirect to another origin is followed without
+    /// them (a connection whose API key is a header of its own does not follow it: the 3xx is the
+    /// step's answer). A connection with `auth` and no `base_url` must list the origins its
+    /// credentials are for.
+    pub credential_origins: Vec<Origin>,
+}
+
+/// The origin of a URL: scheme, host and port, the unit credentials are scoped to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    /// The origin of `url`.
+    pub fn of(url: &Url) -> Origin {
+        Origin {
+            scheme: url.scheme().to_ascii_lowercase(),
+            host: url.host_str().unwrap_or("").to_ascii_lowercase(),
+            port: url.port_or_known_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match (self.scheme.as_str(), self.port) {
+            ("http", Some(80)) | ("https", Some(443)) | (_, None) => Ok(()),
+            (_, Some(port)) => write!(f, ":{port}"),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Whether the connection's credentials may go to `url`: its origin is `base_url`'s or one of
+    /// `credential_origins`.
+    pub fn credentials_go_to(&self, url: &Url) -> bool {
+        let origin = Origin::of(url);
+        self.base_url
+            .as_ref()
+            .is_some_and(|b| Origin::of(b) == origin)
+            || self.credential_origins.contains(&origin)
+    }
 }
 
 /// Signing of outbound requests, so that receivers can check they come from this hub.
@@ -206,12 +262,46 @@ impl HttpConfig {
             .get("timeout")
             .and_then(|n| decode::duration(n, "`timeout`", diags))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let auth = f.get("auth").and_then(|n| decode_auth(n, diags));
+        let auth_node = f.get("auth");
+        let auth = auth_node.and_then(|n| decode_auth(n, diags));
         let sign = f.get("sign").and_then(|n| decode_sign(n, diags));
         let allow_private_network = f
             .get("allow_private_network")
             .and_then(|n| decode::boolean(n, "`allow_private_network`", diags))
             .unwrap_or(false);
+        let mut credential_origins = Vec::new();
+        let origins_node = f.get("credential_origins");
+        if let Some(n) = origins_node {
+            for item in decode::list(n, "`credential_origins`", diags).unwrap_or_default() {
+                let Some(text) = decode::string(item, "an origin in `credential_origins`", diags)
+                else {
+                    continue;
+                };
+                match Url::parse(&text) {
+                    Ok(url)
+                        if matches!(url.scheme(), "http" | "https")
+                            && url.host_str().is_some()
+                            && url.path() == "/"
+                            && url.query().is_none()
+                            && url.username().is_empty() =>
+                    {
+                        credential_origins.push(Origin::of(&url));
+                    }
+                    _ => diags.error(
+                        item.pos,
+                        format!(
+                            "`{text}` is not an origin; write the scheme, host and port only, such as `https://uploads.example.com`"
+                        ),
+                    ),
+                }
+            }
+        }
+        if let (Some(_), Some(n), None, None) = (&auth, auth_node, &base_url, origins_node) {
+            diags.error(
+                n.pos,
+                "a connection with `auth` and no `base_url` must say where its credentials may go: add `base_url` or `credential_origins`",
+            );
+        }
         f.finish(diags);
         Some(HttpConfig {
             base_url,
@@ -220,6 +310,7 @@ impl HttpConfig {
             auth,
             sign,
             allow_private_network,
+            credential_origins,
         })
     }
 }
@@ -409,7 +500,7 @@ mod tests {
                 "weft.yaml:3:11: `bad header` is not a valid header name",
                 "weft.yaml:4:46: `auth.password` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
                 "weft.yaml:4:55: `token` does not apply to this `auth`",
-                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth, sign, allow_private_network",
+                "weft.yaml:5:1: unknown key `retries` in http connection; expected one of: type, base_url, headers, timeout, auth, sign, allow_private_network, credential_origins",
                 "weft.yaml:6:16: unknown `sign.scheme` `jwt`; Weft signs with standard-webhooks",
                 "weft.yaml:6:29: `sign.secret` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
             ]

@@ -157,17 +157,31 @@ impl Resolve for PublicOnly {
     }
 }
 
-/// The redirect policy of a guarded client: at most 10 redirects, none to a non-public IP address
-/// (names are checked by [`PublicOnly`] when they are resolved).
-pub fn redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
+/// The redirect policy of a connection's client: at most 10 redirects; with `public_only`, none to
+/// a non-public IP address (names are checked by [`PublicOnly`] when they are resolved); with
+/// `keep_origin`, none from a request that carried the connection's credentials to an origin they
+/// may not go to (the redirect is then the answer).
+pub fn redirects(
+    public_only: bool,
+    keep_origin: Option<super::config::HttpConfig>,
+) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 10 {
             return attempt.error("more than 10 redirects");
         }
-        match check_url(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(refused) => attempt.error(refused),
+        if let Some(config) = &keep_origin
+            && attempt
+                .previous()
+                .first()
+                .is_some_and(|first| config.credentials_go_to(first))
+            && !config.credentials_go_to(attempt.url())
+        {
+            return attempt.stop();
         }
+        if public_only && let Err(refused) = check_url(attempt.url()) {
+            return attempt.error(refused);
+        }
+        attempt.follow()
     })
 }
 

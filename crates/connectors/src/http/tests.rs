@@ -52,6 +52,17 @@ async fn serve() -> SocketAddr {
         .route("/api/status/{code}", any(status))
         .route("/api/big", any(|| async { "x".repeat(10_000) }))
         .route(
+            "/api/redirect",
+            any(
+                |axum::extract::Query(q): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| async move {
+                    let to = q.get("to").cloned().unwrap_or_default();
+                    (StatusCode::FOUND, [("location", to)], "")
+                },
+            ),
+        )
+        .route(
             "/api/bytes",
             any(|| async {
                 (
@@ -133,6 +144,95 @@ async fn sends_text_and_form_bodies() {
         "application/x-www-form-urlencoded"
     );
     assert_eq!(out["body"]["body"], "a=1+2&b=3");
+}
+
+/// The finding: a step's `url` on another origin than the connection's got its bearer
+/// token. Credentials go only to the connection's origin and to `credential_origins`.
+#[tokio::test]
+async fn credentials_go_only_to_the_connections_origins() {
+    let addr = serve().await;
+    let name = env!("CARGO_PKG_NAME");
+    let own = format!("http://{addr}/api/echo");
+    // The same server under another name: another origin.
+    let other = format!("http://localhost:{}/api/echo", addr.port());
+    for auth in [
+        "{type: bearer, token: {env: CARGO_PKG_NAME}}",
+        "{type: api_key, value: {env: CARGO_PKG_NAME}}",
+        "{type: basic, username: ada, password: {env: CARGO_PKG_NAME}}",
+    ] {
+        let c = connector(&format!(
+            "type: http\nbase_url: http://{addr}/api\nauth: {auth}\n"
+        ));
+        let sent = |out: &Value| {
+            !out["body"]["authorization"].is_null() || !out["body"]["api_key"].is_null()
+        };
+        let out = call(&c, json!({"url": own})).await.unwrap();
+        assert!(sent(&out), "{auth}: {out}");
+        let out = call(&c, json!({"path": "/echo"})).await.unwrap();
+        assert!(sent(&out), "{auth}: {out}");
+        let out = call(&c, json!({"url": other})).await.unwrap();
+        assert!(!sent(&out), "{auth} went to another origin: {out}");
+        assert_eq!(out["status"], 200);
+        // Listed origins get them.
+        let listed = connector(&format!(
+            "type: http\nbase_url: http://{addr}/api\nauth: {auth}\ncredential_origins: [\"http://localhost:{}\"]\n",
+            addr.port()
+        ));
+        let out = call(&listed, json!({"url": other})).await.unwrap();
+        assert!(sent(&out), "{auth}: {out}");
+    }
+    let bearer = connector(&format!(
+        "type: http\nbase_url: http://{addr}/api\nauth: {{type: bearer, token: {{env: CARGO_PKG_NAME}}}}\n"
+    ));
+    let out = call(&bearer, json!({"url": own})).await.unwrap();
+    assert_eq!(out["body"]["authorization"], format!("Bearer {name}"));
+    // A refusal by the other origin says why the credentials were not sent.
+    let err = call(
+        &bearer,
+        json!({"url": format!("http://localhost:{}/api/status/401", addr.port())}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("credential_origins"), "{err}");
+    // A redirect from the connection's origin to another is not followed with an API key.
+    let key = connector(&format!(
+        "type: http\nbase_url: http://{addr}/api\nauth: {{type: api_key, value: {{env: CARGO_PKG_NAME}}}}\n"
+    ));
+    let out = call(&key, json!({"path": "/redirect", "query": {"to": other}}))
+        .await
+        .unwrap_err();
+    let ActionError::Fatal { details, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(details["status"], 302, "{details}");
+    // To its own origin it is.
+    let out = call(&key, json!({"path": "/redirect", "query": {"to": own}}))
+        .await
+        .unwrap();
+    assert_eq!(out["body"]["api_key"], name);
+}
+
+#[test]
+fn credentials_need_a_place_to_go() {
+    let node = yaml::parse(
+        "type: http\nauth: {type: bearer, token: {env: X}}\ncredential_origins: [https://a.example.com/path, ftp://b]\n",
+    )
+    .unwrap();
+    let mut diags = weft_core::Diagnostics::new("weft.yaml");
+    HttpConfig::decode(&node, &mut diags);
+    let text: Vec<String> = diags.into_vec().iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(text[0].contains("is not an origin"), "{text:?}");
+    let node = yaml::parse("type: http\nauth: {type: bearer, token: {env: X}}\n").unwrap();
+    let mut diags = weft_core::Diagnostics::new("weft.yaml");
+    HttpConfig::decode(&node, &mut diags);
+    let text: Vec<String> = diags.into_vec().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            "weft.yaml:2:7: a connection with `auth` and no `base_url` must say where its credentials may go: add `base_url` or `credential_origins`"
+        ]
+    );
 }
 
 #[tokio::test]
