@@ -31,7 +31,7 @@ pub const PROJECT_KEYS: &[&str] = &[
     "connections",
 ];
 /// Keys of `mcp:` in `weft.yaml`.
-pub const MCP_KEYS: &[&str] = &["allowed_hosts"];
+pub const MCP_KEYS: &[&str] = &["allowed_hosts", "allowed_origins"];
 /// Keys of `retention:` in `weft.yaml`.
 pub const RETENTION_KEYS: &[&str] = &["runs"];
 /// Keys of `limits:` in `weft.yaml`.
@@ -104,6 +104,10 @@ pub struct Settings {
     /// name one of them, a guard against DNS rebinding; without the setting, only loopback names
     /// (localhost, 127.0.0.1, ::1) are accepted. Read when `weft serve` starts.
     pub mcp_allowed_hosts: Vec<String>,
+    /// `mcp.allowed_origins`: the browser origins (`https://chat.example.com`) whose pages may call
+    /// `/mcp`; a request with another `Origin` gets 403. Default: none besides the origins on the
+    /// allowed host names (loopback ones when `allowed_hosts` is empty).
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 /// Size and depth limits; each is a key under `limits:` in `weft.yaml`.
@@ -418,6 +422,7 @@ fn read_project_file(
         limits: Limits::default(),
         retention: None,
         mcp_allowed_hosts: Vec::new(),
+        mcp_allowed_origins: Vec::new(),
     };
     let mut connections = BTreeMap::new();
     let root = match yaml::parse(text) {
@@ -474,6 +479,29 @@ fn read_project_file(
             for item in items {
                 if let Some(host) = decode::string(item, "a host name", diags) {
                     settings.mcp_allowed_hosts.push(host);
+                }
+            }
+        }
+        if let Some(n) = f.get("allowed_origins")
+            && let Some(items) = decode::list(n, "`mcp.allowed_origins`", diags)
+        {
+            for item in items {
+                if let Some(origin) = decode::string(item, "an origin", diags) {
+                    let ok = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                        matches!(scheme, "http" | "https")
+                            && !rest.is_empty()
+                            && !rest.contains('/')
+                    });
+                    if ok {
+                        settings
+                            .mcp_allowed_origins
+                            .push(origin.to_ascii_lowercase());
+                    } else {
+                        diags.error(
+                            item.pos,
+                            format!("`{origin}` is not an origin; write the scheme, host and port only, such as `https://chat.example.com`"),
+                        );
+                    }
                 }
             }
         }

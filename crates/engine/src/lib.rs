@@ -480,11 +480,16 @@ impl Engine {
     /// trigger and, when they match, commits its run (or, with an idempotency key a run of the
     /// workflow already carries with the same arguments, returns that run). Arguments that do not
     /// match start nothing. Returns the run and the tool's settings it was called under.
+    ///
+    /// `caller` is the API token calling (its public id), recorded in the run's trigger as
+    /// `caller`; an idempotency key is the caller's own: the same key from another caller starts
+    /// another run, so no caller can reach another's run or result by guessing its key.
     pub async fn call_tool(
         &self,
         name: &str,
         arguments: Value,
         idempotency_key: Option<String>,
+        caller: Option<&str>,
     ) -> Result<(Created, weft_core::tool::ToolTrigger), ToolCallError> {
         let project = self.project();
         let tool = project.workflows.get(name).and_then(|w| match &w.trigger {
@@ -510,14 +515,15 @@ impl Engine {
         {
             return Err(EngineError::BadIdempotencyKey.into());
         }
+        let trigger = match caller {
+            Some(caller) => json!({"type": "tool", "tool": name, "caller": caller}),
+            None => json!({"type": "tool", "tool": name}),
+        };
         let run = NewRun {
-            idempotency_key: idempotency_key.clone(),
-            ..new_run(
-                workflow,
-                json!({"type": "tool", "tool": name}),
-                arguments.clone(),
-                self.inner.clock.now(),
-            )
+            idempotency_key: idempotency_key
+                .as_ref()
+                .map(|key| format!("tool:{}:{key}", caller.unwrap_or(""))),
+            ..new_run(workflow, trigger, arguments.clone(), self.inner.clock.now())
         };
         let created = self.accept(&[run], None).await?.remove(0);
         // A key names one call: the same key with other arguments is a mistake, not a retry.

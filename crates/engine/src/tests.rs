@@ -1145,7 +1145,7 @@ steps:
     );
     let engine = engine(open_store(dir.path()).await, project, Arc::new(SystemClock));
     let err = engine
-        .call_tool("double", json!({"n": 11, "m": 1}), None)
+        .call_tool("double", json!({"n": 11, "m": 1}), None, None)
         .await
         .unwrap_err();
     let ToolCallError::Engine(EngineError::InvalidInput { problems, .. }) = &err else {
@@ -1156,7 +1156,7 @@ steps:
     assert_eq!(paths, ["", "/n"], "{err}");
     assert!(err.to_string().contains("'m' was unexpected"), "{err}");
     let err = engine
-        .call_tool("plain", json!({}), None)
+        .call_tool("plain", json!({}), None, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("the tools are: double"), "{err}");
@@ -1168,16 +1168,16 @@ steps:
     assert!(runs.is_empty(), "no run started");
 
     let (created, _) = engine
-        .call_tool("double", json!({"n": 4}), Some("k".into()))
+        .call_tool("double", json!({"n": 4}), Some("k".into()), None)
         .await
         .unwrap();
     let (again, tool) = engine
-        .call_tool("double", json!({"n": 4}), Some("k".into()))
+        .call_tool("double", json!({"n": 4}), Some("k".into()), None)
         .await
         .unwrap();
     assert_eq!(tool.description, "Doubles a number.");
     let err = engine
-        .call_tool("double", json!({"n": 5}), Some("k".into()))
+        .call_tool("double", json!({"n": 5}), Some("k".into()), None)
         .await
         .unwrap_err();
     assert!(
@@ -1185,7 +1185,7 @@ steps:
         "{err}"
     );
     let err = engine
-        .call_tool("double", json!({"n": 5}), Some(String::new()))
+        .call_tool("double", json!({"n": 5}), Some(String::new()), None)
         .await
         .unwrap_err();
     assert!(

@@ -93,20 +93,45 @@ pub fn new_token(
     (secret, record)
 }
 
+/// Whether a secret someone chose is too regular to be one: fewer than 8 different characters,
+/// or less than 48 bits by the frequencies of its characters (`aaaa…`, `abab…`, `12341234…`).
+pub fn guessable(secret: &str) -> bool {
+    let mut counts = std::collections::HashMap::new();
+    for c in secret.chars() {
+        *counts.entry(c).or_insert(0u32) += 1;
+    }
+    let n = secret.chars().count() as f64;
+    let bits: f64 = counts
+        .values()
+        .map(|&k| {
+            let p = f64::from(k) / n;
+            -p * p.log2()
+        })
+        .sum::<f64>()
+        * n;
+    counts.len() < 8 || bits < 48.0
+}
+
 /// Makes sure the hub can be reached. With `WEFT_ADMIN_TOKEN` set, its secret is an admin token
 /// (a different secret than before replaces the earlier one, which is revoked). Without it, a hub
 /// that never had a token gets a new admin token, whose secret is returned to be shown once.
+/// A chosen secret that is [`guessable`] is refused.
 pub async fn bootstrap(
     store: &dyn Store,
     from_env: Option<String>,
     now: Millis,
 ) -> Result<Option<String>, String> {
-    if let Some(secret) = &from_env
-        && secret.len() < MIN_SECRET_LEN
-    {
-        return Err(format!(
-            "WEFT_ADMIN_TOKEN must be at least {MIN_SECRET_LEN} characters long"
-        ));
+    if let Some(secret) = &from_env {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "WEFT_ADMIN_TOKEN must be at least {MIN_SECRET_LEN} characters long"
+            ));
+        }
+        if guessable(secret) {
+            return Err(
+                "WEFT_ADMIN_TOKEN is too easy to guess: it is made of few different characters or repeats itself; use a random one, such as the output of `openssl rand -hex 24`".into(),
+            );
+        }
     }
     let tokens = store.list_tokens().await.map_err(|e| e.to_string())?;
     if let Some(secret) = &from_env {
@@ -266,6 +291,26 @@ pub async fn revoke(store: &dyn Store, id: &str, now: Millis) -> Result<bool, St
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chosen_admin_tokens_must_not_be_guessable() {
+        for weak in [
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababababab",
+            "1234123412341234123412341234",
+            "passwordpasswordpassword",
+        ] {
+            assert!(super::guessable(weak), "{weak}");
+        }
+        for fine in [
+            "local-admin-token-123",
+            "e2e-admin-token-0123456789",
+            "3f9a1c07be52d846",
+            "weft_8HqZ2nV4kP9sLr3TyXw6Bc1Dm5Gf7Jh0",
+        ] {
+            assert!(!super::guessable(fine), "{fine}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -229,12 +229,18 @@ async fn accept(
                     axum::Json(run.output.unwrap_or(Value::Null)),
                 )
                     .into_response()),
+                // The sender is not authenticated: it learns that the run did not succeed and its
+                // id, not what the run met on the way (an upstream's URL, headers and answer);
+                // the API shows that to a token.
                 Some(run) if run.state.is_terminal() => Ok(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "run_failed",
-                    format!("run {} {}", run.id, run.state),
+                    format!(
+                        "run {} {}; its details are in the hub's API (GET /api/runs/{})",
+                        run.id, run.state, run.id
+                    ),
                 )
-                .with_details(json!({"run_id": run.id, "error": run.error}))
+                .with_details(json!({"run_id": run.id, "state": run.state.as_str()}))
                 .into_response()),
                 _ => Ok(accepted()),
             }

@@ -102,6 +102,8 @@ pub struct Hub {
     pub throttle: throttle::Throttle,
     /// The room webhook bodies take while they are received and answered.
     pub intake: throttle::Intake,
+    /// When `/readyz` last saw the store commit a write, and what it saw.
+    write_check: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// The project's secret store, for `/api/secrets`.
     pub vault: Option<weft_engine::vault::Vault>,
 }
@@ -117,6 +119,7 @@ impl Hub {
             metrics: ops::install_recorder(),
             throttle: throttle::Throttle::default(),
             intake: throttle::Intake::new(buffer),
+            write_check: tokio::sync::Mutex::new(None),
             vault,
         };
         hub.route(&hub.engine.project());
@@ -170,6 +173,10 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
             ),
         )
         .fallback(error::no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            mcp::guard,
+        ))
         // `read_body` reads bodies under the hub's limits, instead of axum's 2 MiB.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(

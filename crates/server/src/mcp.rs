@@ -89,6 +89,121 @@ impl McpServer {
     }
 }
 
+/// The host names `/mcp` answers to when `mcp.allowed_hosts` is not set.
+const LOOPBACK: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// A host name or `host:port`, lower case, without the brackets of an IPv6 address.
+fn authority(text: &str) -> Option<(String, Option<u16>)> {
+    let parsed = text.trim().parse::<axum::http::uri::Authority>().ok()?;
+    let host = parsed
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    Some((host, parsed.port_u16()))
+}
+
+/// Whether `host` (a `Host` header's value, or an origin's authority) names one of `allowed`.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let Some((name, port)) = authority(host) else {
+        return false;
+    };
+    let loopback: Vec<String>;
+    let allowed = if allowed.is_empty() {
+        loopback = LOOPBACK.iter().map(|h| h.to_string()).collect();
+        &loopback
+    } else {
+        allowed
+    };
+    allowed
+        .iter()
+        .filter_map(|a| authority(a))
+        .any(|(a, a_port)| a == name && a_port.is_none_or(|p| Some(p) == port))
+}
+
+/// The checks in front of `/mcp`, answered in the hub's JSON error shape: the `Host` header must
+/// name one of `mcp.allowed_hosts` (loopback names by default), and an `Origin` header, which a
+/// browser sends, must be one of `mcp.allowed_origins` or an origin on an allowed host name; both
+/// are guards against DNS rebinding, which the MCP specification asks for. The errors the MCP
+/// transport answers in plain text (an unknown session, a wrong `Accept`) get the same shape.
+pub async fn guard(
+    axum::extract::State(hub): axum::extract::State<Arc<crate::Hub>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    if path != "/mcp" && !path.starts_with("/mcp/") {
+        return next.run(req).await;
+    }
+    let settings = &hub.engine.project().settings;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if !host_allowed(&host, &settings.mcp_allowed_hosts) {
+        return crate::error::ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "/mcp does not answer to the host `{host}`; list it in `mcp.allowed_hosts` in weft.yaml"
+            ),
+        )
+        .into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        let listed = settings.mcp_allowed_origins.contains(&origin);
+        let on_allowed_host = origin
+            .split_once("://")
+            .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
+            .is_some_and(|(_, rest)| host_allowed(rest, &settings.mcp_allowed_hosts));
+        if !listed && !on_allowed_host {
+            return crate::error::ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "/mcp does not take requests from pages of the origin `{origin}`; list it in `mcp.allowed_origins` in weft.yaml"
+                ),
+            )
+            .into_response();
+        }
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json") || v.contains("event-stream"));
+    if status.is_success() || is_json || status.is_informational() {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    crate::error::ApiError::new(status, code, format!("MCP: {message}")).into_response()
+}
+
 /// The token behind an MCP request over HTTP (the auth check left it on the request); none over
 /// stdio, where the user who started `weft mcp` may call every tool.
 fn identity(context: &RequestContext<RoleServer>) -> Option<Identity> {

@@ -1,5 +1,5 @@
-//! Operations: `/healthz` (the process is up), `/readyz` (the store answers and the project is
-//! loaded), `/metrics` (Prometheus text) and the background retention of old runs.
+//! Operations: `/healthz` (the process is up), `/readyz` (the project is loaded and the store
+//! commits writes: a full disk makes the hub not ready), `/metrics` (Prometheus text) and the background retention of old runs.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -67,18 +67,37 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
         )
         .into_response();
     }
-    match hub.engine.store().count_unfinished().await {
-        Ok(_) => axum::Json(
+    match writable(&hub).await {
+        Ok(()) => axum::Json(
             json!({"status": "ready", "workflows": hub.engine.project().workflows.len()}),
         )
         .into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            format!("the store does not answer: {e}"),
+            format!("the store does not take writes: {e}"),
         )
         .into_response(),
     }
+}
+
+/// Whether the store commits a write, looked at most once a second however often `/readyz` is
+/// asked (it needs no token, so it must not become a way to make the hub write).
+async fn writable(hub: &Hub) -> Result<(), String> {
+    let mut last = hub.write_check.lock().await;
+    if let Some((at, result)) = &*last
+        && at.elapsed() < Duration::from_secs(1)
+    {
+        return result.clone();
+    }
+    let result = hub
+        .engine
+        .store()
+        .check_writable(now_millis())
+        .await
+        .map_err(|e| e.to_string());
+    *last = Some((std::time::Instant::now(), result.clone()));
+    result
 }
 
 async fn metrics_text(State(hub): State<Arc<Hub>>) -> Response {

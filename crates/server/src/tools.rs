@@ -195,7 +195,10 @@ pub async fn call(
     let events = engine.subscribe();
     let shown = arguments.clone();
     let key = idempotency_key.clone();
-    let (created, tool) = engine.call_tool(name, arguments, idempotency_key).await?;
+    let caller = who.map(|w| w.token_id.as_str());
+    let (created, tool) = engine
+        .call_tool(name, arguments, idempotency_key, caller)
+        .await?;
     let details = json!({
         "arguments": weft_core::tool::mask_sensitive(tool.input.schema(), &shown),
         "run_id": created.id(),
@@ -389,8 +392,16 @@ async fn run_result(
         .get_run(&run_id)
         .await
         .map_err(EngineError::from)?
-        // Only runs that calls of tools `who` may call started: a chatbot sees nothing else.
-        .filter(|r| r.trigger["type"] == "tool" && who.is_none_or(|w| w.may_call(&r.workflow)))
+        // Only runs that calls of tools `who` may call started, and for a `tool` token only its own
+        // calls: a chatbot sees nothing else.
+        .filter(|r| {
+            r.trigger["type"] == "tool"
+                && who.is_none_or(|w| {
+                    w.may_call(&r.workflow)
+                        && (w.role != weft_core::auth::Role::Tool
+                            || r.trigger["caller"] == w.token_id.as_str())
+                })
+        })
         .ok_or_else(|| {
             ToolError::BadArguments(format!("no tool call started a run with the id {run_id}"))
         })?;

@@ -623,6 +623,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many runs are queued, running and waiting, by workflow and state.
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;
 
+    /// Commits a small write of its own and returns once it is on disk: whether the store takes
+    /// writes now (a full disk, a read-only file system, a broken database fail it). For readiness
+    /// checks.
+    async fn check_writable(&self, now: Millis) -> Result<()>;
+
     /// Deletes up to `limit` top-level runs that finished before `before`, with their child runs,
     /// attempts and payloads, and gives the space back. Returns how many runs were deleted.
     async fn purge_finished(&self, before: Millis, limit: u32) -> Result<u64>;

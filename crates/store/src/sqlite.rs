@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -197,6 +197,14 @@ CREATE INDEX runs_running ON runs(lease_owner, lease_until) WHERE state = 'runni
 DROP INDEX runs_root;
 "#;
 
+/// Version 10: one row that [`Store::check_writable`] rewrites, to see that a write commits.
+const SCHEMA_V10: &str = r#"
+CREATE TABLE write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+);
+"#;
+
 const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
 
 const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
@@ -272,6 +280,9 @@ impl SqliteStore {
             .unwrap_or_else(|| PathBuf::from("."));
         let nodes_dir = dir.join("nodes");
         std::fs::create_dir_all(&nodes_dir).map_err(|e| open_err(e.to_string()))?;
+        // Run data and token hashes are for this user's eyes only, like the master key.
+        private_files(&dir, &options.path).map_err(|e| open_err(e.to_string()))?;
+        let lost_log = log_lost(&nodes_dir, &options.path);
         let node = lock_node(&nodes_dir)
             .map_err(|e| open_err(format!("cannot create a node lock: {e}")))?;
 
@@ -288,6 +299,13 @@ impl SqliteStore {
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         let path = options.path.clone();
         let readers = Readers::new(READERS, move || connect(&path, sync_full, true));
+        if let Some(stopped) = lost_log {
+            tracing::error!(
+                database = %options.path.display(),
+                "{stopped} stopped without closing the store, and its write-ahead log ({}-wal) is gone: what was committed after the last checkpoint, acknowledged webhooks and messages included, is lost. The log must stay next to the database while Weft is down; if it was moved or deleted, put it back from a backup before starting again.",
+                options.path.display()
+            );
+        }
         Ok(SqliteStore {
             writer,
             readers,
@@ -821,6 +839,85 @@ fn connect(path: &Path, sync_full: bool, read_only: bool) -> rusqlite::Result<Co
     Ok(conn)
 }
 
+/// Makes the store's folder `0700` and the database, its write-ahead log and shared-memory file
+/// `0600` (SQLite gives the files it creates the database file's mode, so the database is created
+/// with it before SQLite opens it).
+#[cfg(unix)]
+fn private_files(dir: &Path, db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tighten = |path: &Path, mode: u32| -> std::io::Result<()> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o777 & !mode != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            }
+            _ => Ok(()),
+        }
+    };
+    tighten(dir, 0o700)?;
+    tighten(&dir.join("nodes"), 0o700)?;
+    if !db.exists() {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        tighten(Path::new(&path), 0o600)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_files(_dir: &Path, _db: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Looks for the lock files of processes that stopped without closing the store (a crash, a
+/// SIGKILL: the file is left and nobody holds its lock) and removes them. When there was one and
+/// the database's write-ahead log is missing, that log was deleted or lost after the crash, and with
+/// it whatever had not yet been checkpointed into the database: says which process it was. (A
+/// store closed cleanly has no log; one left by a crash always does, so nothing else explains it.)
+fn log_lost(nodes: &Path, db: &Path) -> Option<String> {
+    let mut stopped = Vec::new();
+    for entry in std::fs::read_dir(nodes).ok()?.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "lock") {
+            continue;
+        }
+        // A lock file younger than a second may belong to a process still taking its lock.
+        let settled = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(1));
+        if !settled {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            if let Some(id) = path.file_stem() {
+                stopped.push(id.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let has_data = std::fs::metadata(db).is_ok_and(|m| m.len() > 0);
+    if stopped.is_empty() || !has_data || Path::new(&wal).exists() {
+        return None;
+    }
+    Some(format!("Weft process {}", stopped.join(", ")))
+}
+
 fn lock_node(dir: &Path) -> std::io::Result<NodeLock> {
     let id = uuid::Uuid::now_v7().to_string();
     let path = dir.join(format!("{id}.lock"));
@@ -847,7 +944,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     let steps = [
         SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-        SCHEMA_V9,
+        SCHEMA_V9, SCHEMA_V10,
     ];
     for (to, sql) in (1..).zip(steps) {
         if version < to {
@@ -1485,6 +1582,17 @@ impl Store for SqliteStore {
                     ))
                 },
             )
+        })
+        .await
+    }
+
+    async fn check_writable(&self, now: Millis) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO write_probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )?
+            .execute([now])?;
+            Ok(())
         })
         .await
     }

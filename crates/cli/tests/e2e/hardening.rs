@@ -453,3 +453,332 @@ async fn connections_past_the_limit_get_503_at_once() {
     let (status, _) = hub.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_webhook_tells_the_sender_only_the_run_id() {
+    let (server, addr) = weft_testkit::ScriptedServer::start().await;
+    server.script(
+        "orders",
+        vec![weft_testkit::Answer {
+            body: json!({"internal": "upstream-secret-detail", "trace": "db-host-17"}),
+            ..weft_testkit::Answer::status(500)
+        }],
+    );
+    let p = Project::with_api(
+        addr,
+        &[(
+            "relay",
+            "trigger: { webhook: { path: relay, respond: sync } }\nsteps:\n  - id: push\n    uses: api.request\n    with:\n      method: POST\n      path: /orders\n      body: ${{ .input }}\n    retry: { attempts: 1 }\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/hooks/relay", hub.base))
+        .header("content-type", "application/json")
+        .body(r#"{"id": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let text = resp.text().await.unwrap();
+    for leak in [
+        "upstream-secret-detail",
+        "db-host-17",
+        "/orders",
+        &addr.to_string(),
+    ] {
+        assert!(!text.contains(leak), "the answer tells `{leak}`: {text}");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let run_id = body["error"]["details"]["run_id"].as_str().unwrap();
+    // With a token, the API tells what happened.
+    let (status, run) = hub.get(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(status, 200);
+    assert!(run.to_string().contains("upstream-secret-detail"), "{run}");
+}
+
+/// Makes a token with the CLI and returns its secret.
+async fn tool_token(p: &Project, tools: &str) -> String {
+    let out = p
+        .weft(&[
+            "tokens", "create", "--json", "--role", "tool", "--tools", tools,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.json()["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_token_reaches_only_its_own_calls() {
+    let p = Project::new(
+        "name: hardening\n",
+        &[(
+            "lookup",
+            "trigger:\n  tool:\n    description: Look a thing up.\n    input: { type: object, properties: { id: { type: integer } } }\nsteps:\n  - id: a\n    map: ${{ {id: .input.id, secret: \"for the first caller only\"} }}\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let alice = tool_token(&p, "lookup").await;
+    let mallory = tool_token(&p, "lookup").await;
+    let client = reqwest::Client::new();
+    let call = |token: &str, path: &str, key: Option<&str>, body: Value| {
+        let mut req = client
+            .post(format!("{}/api/tools/{path}", hub.base))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send()
+    };
+    let resp = call(&alice, "lookup", Some("conversation-1"), json!({"id": 7}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let first: Value = resp.json().await.unwrap();
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+
+    // The same key from another token is another call: a run of its own.
+    let resp = call(&mallory, "lookup", Some("conversation-1"), json!({"id": 7}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let second: Value = resp.json().await.unwrap();
+    assert_ne!(second["run_id"], first["run_id"], "{second}");
+    // Alice's own retry joins her run.
+    let resp = call(&alice, "lookup", Some("conversation-1"), json!({"id": 7}))
+        .await
+        .unwrap();
+    let again: Value = resp.json().await.unwrap();
+    assert_eq!(again["run_id"], first["run_id"], "{again}");
+
+    // run_result with another token's run id tells nothing.
+    let resp = call(&mallory, "run_result", None, json!({"run_id": run_id}))
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert!(status >= 400, "{status} {text}");
+    assert!(!text.contains("for the first caller only"), "{text}");
+    let resp = call(&alice, "run_result", None, json!({"run_id": run_id}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mine: Value = resp.json().await.unwrap();
+    assert_eq!(mine["output"]["id"], 7, "{mine}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_checks_host_and_origin_and_answers_errors_in_json() {
+    let p = Project::new(
+        "name: hardening\nmcp: { allowed_origins: [\"https://chat.example.com\"] }\n",
+        &[(
+            "lookup",
+            "trigger:\n  tool:\n    description: Look a thing up.\nsteps:\n  - id: a\n    map: 1\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let post = |origin: Option<&str>, host: Option<&str>, session: Option<&str>| {
+        let mut req = hub
+            .client
+            .post(format!("{}/mcp", hub.base))
+            .header("accept", "application/json, text/event-stream")
+            .json(&list);
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        if let Some(session) = session {
+            req = req.header("mcp-session-id", session);
+        }
+        req.send()
+    };
+    for (origin, host, session, want) in [
+        (Some("http://evil.example"), None, None, 403),
+        (Some("null"), None, None, 403),
+        (None, Some("evil.example"), None, 403),
+        (None, None, Some("no-such-session"), 404),
+    ] {
+        let resp = post(origin, host, session).await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, want, "{origin:?} {host:?} {session:?}: {text}");
+        assert!(ct.contains("application/json"), "{ct}: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    // The listed origin and the hub's own loopback origin are let through.
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}});
+    for origin in ["https://chat.example.com", hub.base.as_str()] {
+        let resp = hub
+            .client
+            .post(format!("{}/mcp", hub.base))
+            .header("accept", "application/json, text/event-stream")
+            .header("origin", origin)
+            .json(&initialize)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{origin}: {}", resp.status());
+    }
+}
+
+/// A small tmpfs, mounted for the test's lifetime (it needs root, as CI runs; the test says so
+/// otherwise and fails).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill the disk, which needs root"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system: writes `filler` until no byte more fits.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while file.write_all(&chunk).is_ok() {}
+        let mut byte = [0u8; 1];
+        while file.write_all(&byte).is_ok() {
+            byte[0] = 1;
+        }
+        let _ = file.flush();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_the_hub_not_ready_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let disk = SmallDisk::mount(16);
+    let root = disk.path().join("project");
+    std::fs::create_dir_all(root.join("workflows")).unwrap();
+    std::fs::write(root.join("weft.yaml"), "name: hardening\n").unwrap();
+    std::fs::write(root.join("workflows/embedded.yaml"), MAP_PAYLOAD).unwrap();
+    let mut hub = Hub::start(&root, &[]).await;
+    let (status, _) = hub.get("/readyz").await;
+    assert_eq!(status, 200);
+    let body = json!({"payload": "[1]"}).to_string();
+    let (status, _) = hub.post_hook("embedded", &[], &body).await;
+    assert_eq!(status, 202);
+
+    // Run data and token hashes are readable by their owner only.
+    let mode = |p: &str| {
+        std::fs::metadata(root.join(p))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    assert_eq!(mode(".weft"), 0o700);
+    for file in [".weft/weft.db", ".weft/weft.db-wal", ".weft/weft.db-shm"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+
+    // The disk fills up: once writes fail, the hub says it is not ready.
+    disk.fill();
+    let mut refused = false;
+    for n in 0..2000 {
+        let body = json!({"payload": format!("[{}]", "1,".repeat(2000) + &n.to_string())});
+        let (status, _) = hub.post_hook("embedded", &[], &body.to_string()).await;
+        if status >= 500 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "every webhook was accepted on a full disk");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = hub.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(alive(&mut hub));
+
+    // Space again: ready again, and webhooks are taken.
+    disk.free();
+    let start = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, _) = hub.get("/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "not ready again");
+    }
+    let (status, _) = hub.post_hook("embedded", &[], &body.to_string()).await;
+    assert_eq!(status, 202);
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ahead_log_deleted_after_a_crash_is_reported() {
+    let p = Project::new("name: hardening\n", &[("embedded", MAP_PAYLOAD)]);
+    let mut hub = Hub::start(p.path(), &[]).await;
+    for n in 0..20 {
+        let body = json!({"payload": format!("[{n}]")}).to_string();
+        let (status, _) = hub.post_hook("embedded", &[], &body).await;
+        assert_eq!(status, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    hub.child.start_kill().unwrap();
+    let _ = hub.child.wait().await;
+    std::fs::remove_file(p.path().join(".weft/weft.db-wal")).unwrap();
+    let _ = std::fs::remove_file(p.path().join(".weft/weft.db-shm"));
+    // The next process to open the store says what happened, once.
+    let out = p.weft(&["runs", "list"]).await;
+    assert!(
+        out.stderr.contains("write-ahead log") && out.stderr.contains("is lost"),
+        "no error about the lost log: {}",
+        out.stderr
+    );
+    let out = p.weft(&["runs", "list"]).await;
+    assert!(!out.stderr.contains("write-ahead log"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_guessable_admin_token_is_refused() {
+    let p = Project::new("name: hardening\n", &[("embedded", MAP_PAYLOAD)]);
+    let out = crate::hub::serve_command(p.path(), "127.0.0.1:0", &[])
+        .env("WEFT_ADMIN_TOKEN", "aaaaaaaaaaaaaaaaaaaaaaaa")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("too easy to guess"), "{stderr}");
+}

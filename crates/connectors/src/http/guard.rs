@@ -34,6 +34,18 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
                 let [c, d] = s[7].to_be_bytes();
                 Ipv4Addr::new(a, b, c, d)
             };
+            if v6.is_loopback() {
+                return Some("loopback");
+            }
+            if s[0..4] == [0, 0, 0, 0] {
+                // ::/64 holds IPv4 in its low 32 bits: mapped (::ffff:a.b.c.d), translated
+                // (::ffff:0:a.b.c.d, RFC 2765) and the deprecated compatible form (::a.b.c.d);
+                // nothing else in it is routable.
+                return match s[4..6] {
+                    [0xffff, 0] | [0, 0xffff] => non_public_v4(low_v4()),
+                    _ => non_public_v4(low_v4()).or(Some("reserved")),
+                };
+            }
             if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
                 return non_public_v4(low_v4());
             }
@@ -66,9 +78,6 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if v6.is_multicast() {
                 Some("multicast")
-            } else if s[0] == 0 && s[1..6] == [0, 0, 0, 0, 0] {
-                // ::a.b.c.d, the deprecated IPv4-compatible form.
-                non_public_v4(low_v4()).or(Some("reserved"))
             } else if s[0] == 0x2001 && s[1] == 0x0db8 {
                 Some("documentation")
             } else {
@@ -235,6 +244,11 @@ mod tests {
             "http://[2001:0:4136:e378::1]/",
             "http://[fec0::1]/",
             "http://[64:ff9b:1::a00:1]/",
+            // IPv4-translated (RFC 2765), which the hardening issue found let through.
+            "http://[::ffff:0:127.0.0.1]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[::ffff:0:10.0.0.1]/",
+            "http://[::1:0:0:1]/",
         ] {
             let refused = kind(url);
             assert!(refused.is_some(), "{url} must be refused");
