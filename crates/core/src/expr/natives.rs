@@ -2,16 +2,20 @@
 //! context replaced, and the ones that could loop, recurse or allocate without passing a checkpoint
 //! guarded by the evaluation's [`Budget`].
 //!
-//! - Replaced outright: `env` and `halt` (errors), `debug`/`stderr` (silent), `range/3` and
-//!   `path`/`path_value` (the same streams, with a checkpoint per value: they are loops inside one
-//!   native call), `fromjson` (read through serde_json with its nesting limit, a checkpoint per
-//!   value), `indices` and `contains` (quadratic in the worst case, with checkpoints as they go).
+//! - Replaced outright: `env` and `halt` (errors), `debug`/`stderr` (silent), `range/3`,
+//!   `path`/`path_value` and `..` ([`RECURSE`]) (the same streams, with a checkpoint per value:
+//!   they are loops inside one native call), `fromjson` (read through serde_json with its nesting
+//!   limit, a checkpoint per value), `tojson` and the text of a string interpolation ([`TEXT`])
+//!   (written under the budget: a value may hold one part many times and its text every copy),
+//!   the comparisons and `indices` and `contains` (a checkpoint per pair of values compared).
 //! - Guarded, then run as jaq has them: `matches`, `split_matches`, `split_` (the regular-expression
 //!   family: the matches are counted first and their result reserved against the memory limit) and
 //!   `explode`. The originals are registered under names no program can write (with spaces), and
 //!   jq definitions under the usual names call the guard, then the original ([`GUARDED_DEFS`]).
 //! - The operators `*` and `/` become calls of [`MUL`] and [`DIV`] (see `rewrite.rs`): a string
 //!   repeated or split, and a big integer multiplied, are sized before they are made.
+//!
+//! Each replacement gives what jaq's own gives (`limit_tests.rs` compares them).
 
 use jaq_core::box_iter::{BoxIter, box_once};
 use jaq_core::native::{Fun, bome, v};
