@@ -31,35 +31,9 @@ pub(crate) async fn create(
         )));
     }
     let loaded = setup::load(dir)?;
-    let tools = match (role, tools) {
-        (Role::Tool, None) => {
-            return Err(CliError::usage(anyhow!(
-                "a `tool` token needs --tools: the tools it may call, such as --tools order_status,kb_search"
-            )));
-        }
-        (Role::Tool, Some(list)) => {
-            let names: Vec<String> = list
-                .split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect();
-            let known = weft_core::tool::definitions(&loaded.project, loaded.project.has_kb);
-            if let Some(unknown) = names.iter().find(|n| !known.iter().any(|d| &d.name == *n)) {
-                let all: Vec<&str> = known.iter().map(|d| d.name.as_str()).collect();
-                return Err(CliError::usage(anyhow!(
-                    "the project has no tool `{unknown}`; its tools are: {}",
-                    all.join(", ")
-                )));
-            }
-            Some(names)
-        }
-        (_, Some(_)) => {
-            return Err(CliError::usage(anyhow!(
-                "--tools applies to `tool` tokens only; a `{role}` token's role decides what it may do"
-            )));
-        }
-        (_, None) => None,
-    };
+    let tools = tools.map(|list| list.split(',').map(str::to_string).collect());
+    let tools = weft_server::tokens::tools_for(role, tools, &loaded.project)
+        .map_err(|e| CliError::usage(anyhow!(e.replace("needs its tools", "needs --tools"))))?;
     let store = setup::store(&loaded).await?;
     let now = now_millis();
     let expires_at = expires.map(|d| now.saturating_add(d.as_millis() as i64));
@@ -85,11 +59,13 @@ pub(crate) async fn create(
     Ok(exit::OK)
 }
 
-/// Lists the tokens: ids, roles, dates; never secrets.
+/// Lists the tokens: ids, roles, dates; never secrets. Console sessions are not listed: they end
+/// with their token.
 pub(crate) async fn list(dir: &Path, json: bool) -> CmdResult {
     let loaded = setup::load(dir)?;
     let store = setup::store(&loaded).await?;
-    let tokens = store.list_tokens().await.map_err(CliError::internal)?;
+    let mut tokens = store.list_tokens().await.map_err(CliError::internal)?;
+    tokens.retain(|t| t.parent.is_none());
     let now = now_millis();
     if json {
         let list: Vec<_> = tokens
@@ -159,7 +135,7 @@ pub(crate) async fn bootstrap(store: &dyn Store) -> Result<(), CliError> {
     match weft_server::auth::bootstrap(store, from_env, now_millis()).await {
         Ok(Some(secret)) => {
             eprintln!(
-                "No API token existed, so Weft made an admin token. It is shown only now; keep it:\n\n    {secret}\n\nSend it as `Authorization: Bearer <token>`; `weft tokens create` makes more."
+                "No API token existed, so Weft made an admin token. It is shown only now; keep it:\n\n    {secret}\n\nSign in with it to the web console at the hub's address (http://127.0.0.1:7807/ by default), or send it to the API as `Authorization: Bearer <token>`; `weft tokens create` makes more."
             );
             Ok(())
         }

@@ -28,8 +28,11 @@ pub const PROJECT_KEYS: &[&str] = &[
     "limits",
     "retention",
     "mcp",
+    "console",
     "connections",
 ];
+/// Keys of `console:` in `weft.yaml`.
+pub const CONSOLE_KEYS: &[&str] = &["session_lifetime", "sign_in_attempts_per_minute"];
 /// Keys of `mcp:` in `weft.yaml`.
 pub const MCP_KEYS: &[&str] = &["allowed_hosts", "allowed_origins"];
 /// Keys of `retention:` in `weft.yaml`.
@@ -108,6 +111,29 @@ pub struct Settings {
     /// `/mcp`; a request with another `Origin` gets 403. Default: none besides the origins on the
     /// allowed host names (loopback ones when `allowed_hosts` is empty).
     pub mcp_allowed_origins: Vec<String>,
+    /// The web console's sign-in: `console: { session_lifetime: 12h }`.
+    pub console: ConsoleSettings,
+}
+
+/// How people sign in to the web console; keys under `console:` in `weft.yaml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    /// How long a console session lasts after its sign-in (never longer than the token it was
+    /// signed in with). Between 5m and 30d; default 12h.
+    pub session_lifetime: std::time::Duration,
+    /// Most failed sign-ins one client address may make per minute (all of them at once, then
+    /// one every `60 / n` seconds); once they are spent, every sign-in from the address gets 429
+    /// with `Retry-After`, the right token too. Default 10.
+    pub sign_in_attempts_per_minute: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            session_lifetime: std::time::Duration::from_secs(12 * 3600),
+            sign_in_attempts_per_minute: 10,
+        }
+    }
 }
 
 /// Size and depth limits; each is a key under `limits:` in `weft.yaml`.
@@ -423,6 +449,7 @@ fn read_project_file(
         retention: None,
         mcp_allowed_hosts: Vec::new(),
         mcp_allowed_origins: Vec::new(),
+        console: ConsoleSettings::default(),
     };
     let mut connections = BTreeMap::new();
     let root = match yaml::parse(text) {
@@ -504,6 +531,27 @@ fn read_project_file(
                     }
                 }
             }
+        }
+        f.finish(diags);
+    }
+    if let Some(node) = fields.get("console")
+        && let Some(mut f) = Fields::new(node, "`console`", CONSOLE_KEYS, diags)
+    {
+        if let Some(n) = f.get("session_lifetime") {
+            let (min, max) = (300, 30 * 86_400);
+            match decode::duration(n, "`console.session_lifetime`", diags) {
+                Some(d) if (min..=max).contains(&d.as_secs()) => {
+                    settings.console.session_lifetime = d;
+                }
+                Some(_) => diags.error(n.pos, "`console.session_lifetime` must be from 5m to 30d"),
+                None => {}
+            }
+        }
+        if let Some(n) = f.get("sign_in_attempts_per_minute")
+            && let Some(v) =
+                decode::integer(n, "`console.sign_in_attempts_per_minute`", 1, 10_000, diags)
+        {
+            settings.console.sign_in_attempts_per_minute = v;
         }
         f.finish(diags);
     }

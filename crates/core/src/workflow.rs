@@ -324,6 +324,29 @@ impl Workflow {
         out
     }
 
+    /// The names of the connections the workflow uses: in its steps' `uses`, and its poll or
+    /// queue trigger's.
+    pub fn connections(&self) -> std::collections::BTreeSet<&str> {
+        let mut out: std::collections::BTreeSet<&str> = self
+            .all_steps()
+            .into_iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Uses { connection, .. } => Some(connection.as_str()),
+                _ => None,
+            })
+            .collect();
+        match &self.trigger {
+            Trigger::Poll(p) => {
+                out.insert(&p.connection);
+            }
+            Trigger::Queue(q) => {
+                out.insert(&q.connection);
+            }
+            _ => {}
+        }
+        out
+    }
+
     /// The step with id `id`, wherever it is.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.all_steps().into_iter().find(|s| s.id == id)

@@ -25,7 +25,7 @@ use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{Hub, audit, secrets, tools};
+use crate::{Hub, audit, overview, secrets, session, tokens, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -44,6 +44,9 @@ pub const MAX_PAGE: u32 = 500;
         (name = "approvals", description = "Questions that waiting runs ask a person or a program."),
         (name = "audit", description = "Who did what: changes, approvals, tool calls. Admin tokens only."),
         (name = "secrets", description = "The encrypted secret store: names and dates, set and delete; values are never shown. Admin tokens only."),
+        (name = "tokens", description = "API tokens: list, make (the secret is shown once) and revoke. Admin tokens only."),
+        (name = "connections", description = "The project's connections to outside systems, and the workflows that use them."),
+        (name = "console", description = "Signing in to the web console: an API token exchanged for a session cookie."),
         (name = "tools", description = "Workflows that chatbots call as tools (HTTP function calling; MCP is at /mcp). /api/tools/openapi.json describes just the tools, for assistant platforms to import as actions.")
     )
 )]
@@ -56,6 +59,7 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(show_workflow))
         .routes(routes!(lint_workflow))
         .routes(routes!(start_run))
+        .routes(routes!(overview::overview))
         .routes(routes!(list_runs))
         .routes(routes!(show_run))
         .routes(routes!(retry_run))
@@ -68,6 +72,14 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(secrets::put_secret, secrets::delete_secret))
         .routes(routes!(list_tools))
         .routes(routes!(call_tool))
+        .routes(routes!(
+            session::sign_in,
+            session::show_session,
+            session::sign_out
+        ))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(list_connections))
 }
 
 /// The API's routes, with their OpenAPI document served at `/openapi.json`.
@@ -123,6 +135,10 @@ pub struct WorkflowDetail {
     pub summary: WorkflowSummary,
     /// The file's text.
     pub source: String,
+    /// The file as JSON, read the way the hub reads it (expressions such as `${{ {a: 1} }}` are
+    /// strings, though plain YAML would not allow them unquoted): what the console draws.
+    #[schema(value_type = Object)]
+    pub document: Value,
 }
 
 /// One problem of a workflow file.
@@ -245,6 +261,60 @@ fn workflow(hub: &Hub, name: &str) -> Result<Arc<Workflow>, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("the project has no workflow named `{name}`")))
 }
 
+/// A connection as listed: never a credential's value.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionView {
+    /// Its name, as `uses: <name>.<action>` names it.
+    pub name: String,
+    /// The connector type, such as `http` or `postgres`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its settings as written in `weft.yaml` (credentials appear as `{secret: NAME}` or
+    /// `{env: NAME}` references; any value the hub knows as a credential is masked).
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    /// The workflows that use it, in steps or as their trigger.
+    pub used_by: Vec<String>,
+    /// Where it is defined: `weft.yaml:<line>`.
+    pub defined_at: String,
+}
+
+/// The connections.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionList {
+    /// Sorted by name.
+    pub connections: Vec<ConnectionView>,
+}
+
+/// Lists the project's connections with the workflows that use each.
+#[utoipa::path(get, path = "/connections", tag = "connections",
+    responses((status = 200, description = "The connections", body = ConnectionList)))]
+async fn list_connections(State(hub): State<Arc<Hub>>) -> axum::Json<ConnectionList> {
+    let project = hub.engine.project();
+    let scrubber = hub.engine.scrubber();
+    let connections = project
+        .connections
+        .values()
+        .map(|c| {
+            let mut settings = c.node.to_json();
+            scrubber.json(&mut settings);
+            ConnectionView {
+                name: c.name.clone(),
+                type_name: c.type_name.clone(),
+                settings,
+                used_by: project
+                    .workflows
+                    .values()
+                    .filter(|w| w.connections().contains(c.name.as_str()))
+                    .map(|w| w.name.clone())
+                    .collect(),
+                defined_at: format!("weft.yaml:{}", c.pos.line),
+            }
+        })
+        .collect();
+    axum::Json(ConnectionList { connections })
+}
+
 /// Lists the workflows of the project being served.
 #[utoipa::path(get, path = "/workflows", tag = "workflows",
     responses((status = 200, description = "The workflows", body = WorkflowList)))]
@@ -266,9 +336,11 @@ async fn show_workflow(
     Path(name): Path<String>,
 ) -> Result<axum::Json<WorkflowDetail>, ApiError> {
     let w = workflow(&hub, &name)?;
+    let document = weft_core::yaml::parse(&w.source).map_or(Value::Null, |n| n.to_json());
     Ok(axum::Json(WorkflowDetail {
         summary: summary(&w),
         source: w.source.to_string(),
+        document,
     }))
 }
 
@@ -378,6 +450,7 @@ async fn start_run(
     params(
         ("workflow" = Option<String>, Query, description = "Only runs of this workflow"),
         ("state" = Option<String>, Query, description = "Only runs in this state: queued, running, waiting, succeeded, failed or cancelled"),
+        ("root" = Option<String>, Query, description = "Only the runs of the tree rooted at this run: the run and the child runs it started, theirs, and so on"),
         ("limit" = Option<u32>, Query, description = "Most runs on the page, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses(
@@ -387,7 +460,7 @@ async fn list_runs(
     State(hub): State<Arc<Hub>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<RunPage>, ApiError> {
-    only_known_parameters(&query, &["workflow", "state", "limit", "cursor"])?;
+    only_known_parameters(&query, &["workflow", "state", "root", "limit", "cursor"])?;
     let state = match query.get("state") {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::bad_request)?),
         None => None,
@@ -399,7 +472,7 @@ async fn list_runs(
         .list_runs(&RunFilter {
             workflow: query.get("workflow").cloned(),
             state,
-            root: None,
+            root: query.get("root").cloned(),
             before: query.get("cursor").cloned(),
             limit: limit + 1,
         })

@@ -36,6 +36,9 @@ pub struct Identity {
     pub role: Role,
     /// For the `tool` role: the tools it may call.
     pub tools: Option<Vec<String>>,
+    /// When the request came with a console session's cookie: the session's id (`token_id` is
+    /// then the token it was signed in with).
+    pub session: Option<String>,
 }
 
 impl Identity {
@@ -57,7 +60,12 @@ impl Identity {
 
 /// The SHA-256 of a secret, in hex: what the store keeps.
 pub fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
+    hash_bytes(secret.as_bytes())
+}
+
+/// The SHA-256 of some bytes, in hex.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -89,6 +97,7 @@ pub fn new_token(
         created_at: now,
         expires_at,
         revoked_at: None,
+        parent: None,
     };
     (secret, record)
 }
@@ -185,7 +194,22 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     if path == "/healthz" || path == "/readyz" || path.starts_with("/hooks/") {
         return None;
     }
-    if path == "/api/audit" || path == "/api/secrets" || path.starts_with("/api/secrets/") {
+    // The console's page and assets, and signing in to it.
+    if crate::console::is_console_path(path)
+        || (path == "/api/session" && (method == Method::POST || method == Method::GET))
+    {
+        return None;
+    }
+    // Every signed-in role may end its session.
+    if path == "/api/session" {
+        return Some(Access::Read);
+    }
+    if path == "/api/audit"
+        || path == "/api/secrets"
+        || path.starts_with("/api/secrets/")
+        || path == "/api/tokens"
+        || path.starts_with("/api/tokens/")
+    {
         return Some(Access::Admin);
     }
     if path == "/mcp" || path.starts_with("/mcp/") {
@@ -211,10 +235,26 @@ pub async fn check(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) ->
     let Some(access) = access_for(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let identity = match identify(hub.engine.store().as_ref(), req.headers()).await {
+    let api = req.uri().path().starts_with("/api/");
+    let identity = match identify(hub.engine.store().as_ref(), req.headers(), api).await {
         Ok(identity) => identity,
         Err(response) => return response,
     };
+    // A session's changes need its CSRF token: a page of another site can send the cookie (where
+    // SameSite does not hold) but cannot read or set the header.
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if identity.session.is_some()
+        && !safe
+        && !crate::session::cookie_secret(req.headers())
+            .is_some_and(|secret| crate::session::csrf_ok(req.headers(), secret))
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a console request that changes something needs the session's X-Weft-CSRF header and the hub's own Origin",
+        )
+        .into_response();
+    }
     // A tool token may read the list of its tools, and nothing else.
     let tool_listing = access == Access::Read && req.uri().path().starts_with("/api/tools");
     let allowed = identity.role.allows(access) || (tool_listing && identity.role == Role::Tool);
@@ -242,7 +282,13 @@ pub async fn check(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) ->
     next.run(req).await
 }
 
-async fn identify(store: &dyn Store, headers: &HeaderMap) -> Result<Identity, Response> {
+/// Who the request comes from: its bearer token, or for `/api` requests without one (`cookies`), the
+/// console session its cookie names.
+async fn identify(
+    store: &dyn Store,
+    headers: &HeaderMap,
+    cookies: bool,
+) -> Result<Identity, Response> {
     let unauthorized = |message: &str| {
         let mut response =
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
@@ -260,7 +306,12 @@ async fn identify(store: &dyn Store, headers: &HeaderMap) -> Result<Identity, Re
         })
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    let Some(secret) = secret else {
+    let cookie = if cookies && secret.is_none() {
+        crate::session::cookie_secret(headers)
+    } else {
+        None
+    };
+    let Some(secret) = secret.or(cookie) else {
         return Err(unauthorized(
             "this request needs an API token: `Authorization: Bearer <token>` (weft tokens create)",
         ));
@@ -270,11 +321,26 @@ async fn identify(store: &dyn Store, headers: &HeaderMap) -> Result<Identity, Re
         Err(e) => return Err(ApiError::from(e).into_response()),
     };
     match token {
-        Some(t) if t.is_live(weft_store::now_millis()) => Ok(Identity {
-            token_id: t.id,
-            role: t.role,
-            tools: t.tools,
-        }),
+        // A session's secret works only as the cookie, a token's only as a bearer token.
+        Some(t)
+            if t.is_live(weft_store::now_millis()) && t.parent.is_some() == cookie.is_some() =>
+        {
+            Ok(match t.parent {
+                Some(parent) => Identity {
+                    token_id: parent,
+                    role: t.role,
+                    tools: t.tools,
+                    session: Some(t.id),
+                },
+                None => Identity {
+                    token_id: t.id,
+                    role: t.role,
+                    tools: t.tools,
+                    session: None,
+                },
+            })
+        }
+        _ if cookie.is_some() => Err(unauthorized("the console session has ended: sign in again")),
         _ => Err(unauthorized(
             "the API token is not valid: unknown, expired or revoked",
         )),
@@ -325,6 +391,19 @@ mod tests {
         assert_eq!(access_for(&get, "/api/runs"), Some(Access::Read));
         assert_eq!(access_for(&get, "/api/audit"), Some(Access::Admin));
         assert_eq!(access_for(&get, "/api/secrets"), Some(Access::Admin));
+        assert_eq!(access_for(&get, "/api/tokens"), Some(Access::Admin));
+        assert_eq!(
+            access_for(&Method::DELETE, "/api/tokens/tok_1"),
+            Some(Access::Admin)
+        );
+        assert_eq!(access_for(&get, "/"), None);
+        assert_eq!(access_for(&get, "/assets/app.js"), None);
+        assert_eq!(access_for(&post, "/api/session"), None);
+        assert_eq!(access_for(&get, "/api/session"), None);
+        assert_eq!(
+            access_for(&Method::DELETE, "/api/session"),
+            Some(Access::Read)
+        );
         assert_eq!(
             access_for(&Method::PUT, "/api/secrets/shop"),
             Some(Access::Admin)
@@ -348,6 +427,7 @@ mod tests {
             token_id: "t".into(),
             role: Role::Tool,
             tools: Some(vec!["order_status".into()]),
+            session: None,
         };
         assert!(tool.may_call("order_status"));
         assert!(tool.may_call("run_result"));

@@ -110,12 +110,18 @@ pub async fn serve(
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, peer, app, header_timeout, stop).await,
+                        Ok(Ok(stream)) => {
+                            let via = Via { peer, tls: true };
+                            connection(stream, via, app, header_timeout, stop).await;
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "A TLS handshake failed."),
                         Err(_) => tracing::debug!(%peer, "A TLS handshake took too long."),
                     }
                 }
-                None => connection(stream, peer, app, header_timeout, stop).await,
+                None => {
+                    let via = Via { peer, tls: false };
+                    connection(stream, via, app, header_timeout, stop).await;
+                }
             }
         });
     }
@@ -135,27 +141,39 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
+/// How a request reached the hub: left on every request as an extension.
+#[derive(Clone, Copy, Debug)]
+pub struct Via {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is HTTPS (cookies are then `Secure`).
+    pub tls: bool,
+}
+
 /// Serves HTTP/1.1 on one connection until the client closes it, a timeout closes it, or the hub
 /// stops (then after the request in progress).
 async fn connection<S>(
     stream: S,
-    peer: SocketAddr,
+    via: Via,
     app: axum::Router,
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let app = app.clone();
-        async move {
-            let response = app
-                .oneshot(req.map(axum::body::Body::new))
-                .await
-                .unwrap_or_else(|never: Infallible| match never {});
-            Ok::<_, Infallible>(response)
-        }
-    });
+    let peer = via.peer;
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            req.extensions_mut().insert(via);
+            async move {
+                let response = app
+                    .oneshot(req.map(axum::body::Body::new))
+                    .await
+                    .unwrap_or_else(|never: Infallible| match never {});
+                Ok::<_, Infallible>(response)
+            }
+        });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)

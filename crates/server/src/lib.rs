@@ -11,7 +11,8 @@
 //!   with its OpenAPI document (and HTTP function calling of the tools); [`tools`] is what a tool
 //!   call does, whichever way it comes; [`mcp`] serves the tools over MCP at `/mcp` and on stdio; [`ops`] is `/healthz`, `/readyz` and `/metrics`; [`triggers`] runs a
 //!   task per schedule ([`schedule`], cron slots) and per poll ([`poll`]); [`reload`] watches the
-//!   project folder.
+//!   project folder; [`console`] serves the web console's files and [`session`] signs people in
+//!   to it.
 //!
 //! The server never writes SQL and never runs steps: it commits events through
 //! [`weft_engine::Engine::accept`] and reads runs through the store trait.
@@ -21,18 +22,22 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod hooks;
 pub mod http;
 pub mod mcp;
 pub mod ops;
+pub mod overview;
 pub mod poll;
 pub mod queue;
 pub mod reload;
 pub mod schedule;
 pub mod secrets;
+pub mod session;
 pub mod throttle;
 pub mod tls;
+pub mod tokens;
 pub mod tools;
 pub mod triggers;
 
@@ -106,6 +111,8 @@ pub struct Hub {
     write_check: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// The project's secret store, for `/api/secrets`.
     pub vault: Option<weft_engine::vault::Vault>,
+    /// What the poll and queue triggers last did.
+    pub health: Arc<triggers::Health>,
 }
 
 impl Hub {
@@ -121,6 +128,7 @@ impl Hub {
             intake: throttle::Intake::new(buffer),
             write_check: tokio::sync::Mutex::new(None),
             vault,
+            health: Arc::default(),
         };
         hub.route(&hub.engine.project());
         Arc::new(hub)
@@ -163,6 +171,7 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
     let (api, _) = api::router().split_for_parts();
     axum::Router::new()
         .merge(ops::router())
+        .merge(console::router())
         .merge(hooks::router())
         .nest("/api", api)
         .nest_service(
@@ -214,7 +223,7 @@ pub async fn serve(
         let engine = engine.clone();
         tokio::spawn(async move { engine.drive(ClaimScope::All, Until::Shutdown).await })
     };
-    let triggers = triggers::TriggerTasks::start(engine.clone());
+    let triggers = triggers::TriggerTasks::start(engine.clone(), hub.health.clone());
     let retention = tokio::spawn(ops::retention(engine.clone()));
     let secret_refresh = options
         .vault
@@ -229,7 +238,7 @@ pub async fn serve(
     });
     hub.ready.store(true, Ordering::Relaxed);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(address = %local, scheme, "Weft is listening on {scheme}://{local}");
+    tracing::info!(address = %local, scheme, "Weft is listening on {scheme}://{local}; the web console is at {scheme}://{local}/");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(http::serve(

@@ -71,7 +71,12 @@ pub fn state_key(workflow: &str) -> String {
 }
 
 /// Polls for the workflow until the task is aborted.
-pub(crate) async fn run_poll(engine: Engine, workflow: Arc<Workflow>, poll: PollTrigger) {
+pub(crate) async fn run_poll(
+    engine: Engine,
+    workflow: Arc<Workflow>,
+    poll: PollTrigger,
+    health: Arc<crate::triggers::Health>,
+) {
     let key = state_key(&workflow.name);
     let name = workflow.name.clone();
     let (mut cursor, last_poll) = loop {
@@ -110,6 +115,7 @@ pub(crate) async fn run_poll(engine: Engine, workflow: Arc<Workflow>, poll: Poll
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(workflow = %name, error = %e, "The poll failed; the next one tries again from the same cursor.");
+                health.failed(&name, &e);
                 metrics::counter!("weft_polls_total", "workflow" => name.clone(), "outcome" => e.reason()).increment(1);
                 continue;
             }
@@ -123,6 +129,7 @@ pub(crate) async fn run_poll(engine: Engine, workflow: Arc<Workflow>, poll: Poll
                     .count();
                 let seen = created.len() - new;
                 tracing::debug!(workflow = %name, items = created.len(), new, seen, "Polled.");
+                health.ok(&name);
                 metrics::counter!("weft_polls_total", "workflow" => name.clone(), "outcome" => "ok")
                     .increment(1);
                 metrics::counter!("weft_poll_items_total", "workflow" => name.clone(), "outcome" => "new")
@@ -133,6 +140,10 @@ pub(crate) async fn run_poll(engine: Engine, workflow: Arc<Workflow>, poll: Poll
             }
             Err(e) => {
                 tracing::warn!(workflow = %name, error = %e, "The poll's runs could not be committed; the next poll tries again from the same cursor.");
+                health.failed(
+                    &name,
+                    format!("the poll's runs could not be committed: {e}"),
+                );
                 metrics::counter!("weft_polls_total", "workflow" => name.clone(), "outcome" => "store_failed").increment(1);
             }
         }

@@ -28,7 +28,12 @@ fn double(d: Duration) -> Duration {
 }
 
 /// Consumes for the workflow until the task is aborted.
-pub(crate) async fn run_queue(engine: Engine, workflow: Arc<Workflow>, queue: QueueTrigger) {
+pub(crate) async fn run_queue(
+    engine: Engine,
+    workflow: Arc<Workflow>,
+    queue: QueueTrigger,
+    health: Arc<crate::triggers::Health>,
+) {
     let name = workflow.name.clone();
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -44,6 +49,7 @@ pub(crate) async fn run_queue(engine: Engine, workflow: Arc<Workflow>, queue: Qu
             }
             Err(e) => {
                 tracing::warn!(workflow = %name, connection = %queue.connection, error = %e, retry_in = ?backoff, "Cannot subscribe; trying again.");
+                health.failed(&name, format!("cannot subscribe: {e}"));
                 metrics::counter!("weft_queue_subscribe_failures_total", "workflow" => name.clone()).increment(1);
                 tokio::time::sleep(backoff).await;
                 backoff = double(backoff);
@@ -52,9 +58,10 @@ pub(crate) async fn run_queue(engine: Engine, workflow: Arc<Workflow>, queue: Qu
         };
         loop {
             match subscription.next().await {
-                Ok(delivery) => handle(&engine, &workflow, &queue, delivery).await,
+                Ok(delivery) => handle(&engine, &workflow, &queue, delivery, &health).await,
                 Err(e) => {
                     tracing::warn!(workflow = %name, connection = %queue.connection, error = %e, "The subscription broke; subscribing again. Unacknowledged messages come back.");
+                    health.failed(&name, format!("the subscription broke: {e}"));
                     break;
                 }
             }
@@ -65,7 +72,13 @@ pub(crate) async fn run_queue(engine: Engine, workflow: Arc<Workflow>, queue: Qu
     }
 }
 
-async fn handle(engine: &Engine, workflow: &Workflow, queue: &QueueTrigger, delivery: Delivery) {
+async fn handle(
+    engine: &Engine,
+    workflow: &Workflow,
+    queue: &QueueTrigger,
+    delivery: Delivery,
+    health: &crate::triggers::Health,
+) {
     let name = &workflow.name;
     let run = match engine
         .queue_run(
@@ -80,6 +93,10 @@ async fn handle(engine: &Engine, workflow: &Workflow, queue: &QueueTrigger, deli
         Ok(run) => run,
         Err(reason) => {
             tracing::warn!(workflow = %name, connection = %queue.connection, message_id = ?delivery.id, %reason, "Rejected a message that cannot be read.");
+            health.failed(
+                name,
+                format!("rejected a message that cannot be read: {reason}"),
+            );
             metrics::counter!("weft_queue_messages_total", "workflow" => name.clone(), "outcome" => "rejected").increment(1);
             if let Err(e) = delivery.settle.reject(&reason).await {
                 tracing::warn!(workflow = %name, error = %e, "Could not reject the message; the broker may deliver it again.");
@@ -93,6 +110,7 @@ async fn handle(engine: &Engine, workflow: &Workflow, queue: &QueueTrigger, deli
             Ok(created) => break created,
             Err(e) => {
                 tracing::warn!(workflow = %name, error = %e, retry_in = ?wait, "Cannot commit the message's run; it stays unacknowledged.");
+                health.failed(name, format!("cannot commit the message's run: {e}"));
                 metrics::counter!("weft_queue_commit_failures_total", "workflow" => name.clone())
                     .increment(1);
                 tokio::time::sleep(wait).await;
@@ -100,6 +118,7 @@ async fn handle(engine: &Engine, workflow: &Workflow, queue: &QueueTrigger, deli
             }
         }
     };
+    health.ok(name);
     let outcome = match created.first() {
         Some(Created::New(_)) => "accepted",
         _ => "duplicate",

@@ -32,7 +32,17 @@ impl Throttle {
     /// holds one again.
     pub fn take(&self, key: &str, per_minute: u64) -> Result<(), Duration> {
         let rate = per_minute.max(1) as f64 / 60.0;
-        let capacity = (rate * 10.0).max(1.0);
+        self.take_from(key, rate, (rate * 10.0).max(1.0))
+    }
+
+    /// Takes one from `key`'s bucket, which holds `per_minute` when full (a minute's worth at
+    /// once, for rare events such as failed sign-ins).
+    pub fn take_minute(&self, key: &str, per_minute: u64) -> Result<(), Duration> {
+        let per_minute = per_minute.max(1);
+        self.take_from(key, per_minute as f64 / 60.0, per_minute as f64)
+    }
+
+    fn take_from(&self, key: &str, rate: f64, capacity: f64) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
@@ -48,6 +58,20 @@ impl Throttle {
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
+    }
+}
+
+impl Throttle {
+    /// Whether `key`'s bucket of [`Throttle::take_minute`] is empty, without taking from it; if
+    /// it is, how long until it holds one again.
+    pub fn empty_minute(&self, key: &str, per_minute: u64) -> Option<Duration> {
+        let per_minute = per_minute.max(1);
+        let rate = per_minute as f64 / 60.0;
+        let capacity = per_minute as f64;
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.get(key)?;
+        let tokens = (bucket.tokens + bucket.at.elapsed().as_secs_f64() * rate).min(capacity);
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / rate))
     }
 }
 

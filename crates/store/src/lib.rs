@@ -434,6 +434,30 @@ pub struct ApprovalRecord {
     pub answered_by: Option<String>,
 }
 
+/// The runs of one workflow in one state, as [`Store::overview`] counts them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunCount {
+    /// The workflow.
+    pub workflow: String,
+    /// The state.
+    pub state: RunState,
+    /// How many runs.
+    pub count: u64,
+    /// The newest of them.
+    pub newest_id: String,
+}
+
+/// What [`Store::overview`] returns.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Overview {
+    /// Runs created in the window, by workflow and state.
+    pub counts: Vec<RunCount>,
+    /// When the oldest queued run was created.
+    pub oldest_queued: Option<Millis>,
+    /// Pending approvals of unfinished runs.
+    pub pending_approvals: u64,
+}
+
 /// An API token as stored: never its secret, only the secret's SHA-256.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenRecord {
@@ -453,6 +477,9 @@ pub struct TokenRecord {
     pub expires_at: Option<Millis>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Millis>,
+    /// For a console session: the token it was signed in with. Revoking that token revokes its
+    /// sessions; `weft tokens list` does not list sessions.
+    pub parent: Option<String>,
 }
 
 impl TokenRecord {
@@ -617,11 +644,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every token, oldest first.
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
 
-    /// Revokes token `id`; whether it was live before.
+    /// Revokes token `id` and the sessions signed in with it; whether `id` was live before.
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool>;
 
     /// How many runs are queued, running and waiting, by workflow and state.
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;
+
+    /// What the console's overview shows: the runs created since `since` by workflow and state,
+    /// when the oldest queued run was created, and how many approvals of unfinished runs are
+    /// pending. It reads only the runs of the window (run ids begin with their creation time),
+    /// however many runs the store holds.
+    async fn overview(&self, since: Millis) -> Result<Overview>;
 
     /// Commits a small write of its own and returns once it is on disk: whether the store takes
     /// writes now (a full disk, a read-only file system, a broken database fail it). For readiness

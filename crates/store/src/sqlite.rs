@@ -31,12 +31,12 @@ use crate::readers::Readers;
 use crate::writer::{Isolation, Writer};
 use crate::{
     ApprovalRecord, ApprovalState, AttemptRecord, AuditEntry, CancelOutcome, ClaimScope, Claimed,
-    Created, Deliver, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Result, RunFilter,
-    RunRecord, SecretRecord, Store, StoreError, StoredVersion, TokenRecord,
+    Created, Deliver, Fence, Lease, Millis, NewApproval, NewRun, Outcome, Overview, Result,
+    RunCount, RunFilter, RunRecord, SecretRecord, Store, StoreError, StoredVersion, TokenRecord,
 };
 
 /// The newest schema version this code knows.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE versions (
@@ -205,7 +205,15 @@ CREATE TABLE write_probe (
 );
 "#;
 
-const TOKEN_COLUMNS: &str = "id, hash, role, tools, name, created_at, expires_at, revoked_at";
+/// Version 11: console sessions are tokens too, each with the token it was signed in with
+/// (`parent`), and end with it.
+const SCHEMA_V11: &str = r#"
+ALTER TABLE tokens ADD COLUMN parent TEXT;
+CREATE INDEX tokens_parent ON tokens(parent) WHERE parent IS NOT NULL;
+"#;
+
+const TOKEN_COLUMNS: &str =
+    "id, hash, role, tools, name, created_at, expires_at, revoked_at, parent";
 
 const APPROVAL_SELECT: &str = "SELECT a.id, a.run_id, a.step_key, a.attempt, a.workflow, a.message, a.data, a.state, a.created_at, a.expires_at, a.answered_at, a.answer, a.answered_by, r.state AS run_state FROM approvals a JOIN runs r ON r.id = a.run_id";
 
@@ -944,7 +952,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     let steps = [
         SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-        SCHEMA_V9, SCHEMA_V10,
+        SCHEMA_V9, SCHEMA_V10, SCHEMA_V11,
     ];
     for (to, sql) in (1..).zip(steps) {
         if version < to {
@@ -978,6 +986,7 @@ fn token_from_row(row: &Row<'_>) -> Result<TokenRecord> {
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
         revoked_at: row.get("revoked_at")?,
+        parent: row.get("parent")?,
     })
 }
 
@@ -1364,7 +1373,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             exec(
                 c,
-                "INSERT INTO tokens (id, hash, role, tools, name, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                "INSERT INTO tokens (id, hash, role, tools, name, created_at, expires_at, revoked_at, parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
                 params![
                     token.id,
                     token.hash,
@@ -1372,7 +1381,8 @@ impl Store for SqliteStore {
                     tools,
                     token.name,
                     token.created_at,
-                    token.expires_at
+                    token.expires_at,
+                    token.parent
                 ],
             )?;
             Ok(())
@@ -1410,7 +1420,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let changed = exec(
                 c,
-                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                "UPDATE tokens SET revoked_at = ?2 WHERE (id = ?1 OR parent = ?1) AND revoked_at IS NULL",
                 params![id, now],
             )?;
             Ok(changed > 0)
@@ -1582,6 +1592,44 @@ impl Store for SqliteStore {
                     ))
                 },
             )
+        })
+        .await
+    }
+
+    async fn overview(&self, since: Millis) -> Result<Overview> {
+        // Run ids are UUIDv7, whose text begins with the creation time in milliseconds: the ids
+        // from this prefix on are the window, a range of the primary key.
+        let first_id = format!(
+            "{:08x}-{:04x}",
+            (since.max(0) >> 16) & 0xffff_ffff,
+            since.max(0) & 0xffff
+        );
+        self.read(move |c| {
+            let counts = rows(
+                c,
+                "SELECT workflow, state, COUNT(*) AS n, MAX(id) AS newest FROM runs WHERE id >= ?1 AND created_at >= ?2 GROUP BY workflow, state ORDER BY workflow, state",
+                params![first_id, since],
+                |row| {
+                    let state: String = row.get("state")?;
+                    Ok(RunCount {
+                        workflow: row.get("workflow")?,
+                        state: parse_state(&state)?,
+                        count: row.get::<_, i64>("n")? as u64,
+                        newest_id: row.get("newest")?,
+                    })
+                },
+            )?;
+            let oldest_queued: Option<Millis> = c
+                .prepare_cached("SELECT MIN(created_at) FROM runs WHERE state = 'queued'")?
+                .query_row([], |r| r.get(0))?;
+            let pending: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.state = 'pending' AND r.state IN ('queued', 'running', 'waiting')")?
+                .query_row([], |r| r.get(0))?;
+            Ok(Overview {
+                counts,
+                oldest_queued,
+                pending_approvals: pending as u64,
+            })
         })
         .await
     }

@@ -739,6 +739,7 @@ async fn tokens_are_found_by_hash_listed_and_revoked_once() {
         created_at: 1_000,
         expires_at: Some(2_000),
         revoked_at: None,
+        parent: None,
     };
     store.create_token(&token).await.unwrap();
     assert_eq!(
@@ -764,6 +765,71 @@ async fn tokens_are_found_by_hash_listed_and_revoked_once() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].revoked_at, Some(1_500));
     assert!(!listed[0].is_live(1_000));
+}
+
+#[tokio::test]
+async fn revoking_a_token_ends_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let token = |id: &str, hash: &str, parent: Option<&str>| TokenRecord {
+        id: id.into(),
+        hash: hash.into(),
+        role: weft_core::auth::Role::Viewer,
+        tools: None,
+        name: None,
+        created_at: 1_000,
+        expires_at: None,
+        revoked_at: None,
+        parent: parent.map(str::to_string),
+    };
+    store
+        .create_token(&token("tok_a", "ha", None))
+        .await
+        .unwrap();
+    store
+        .create_token(&token("tok_b", "hb", None))
+        .await
+        .unwrap();
+    store
+        .create_token(&token("ses_1", "h1", Some("tok_a")))
+        .await
+        .unwrap();
+    store
+        .create_token(&token("ses_2", "h2", Some("tok_b")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.token_by_hash("h1").await.unwrap().unwrap().parent,
+        Some("tok_a".to_string())
+    );
+    // Ending a session leaves its token alone.
+    assert!(store.revoke_token("ses_2", 1_100).await.unwrap());
+    assert!(
+        store
+            .token_by_hash("hb")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_live(1_200)
+    );
+    // Revoking a token ends its sessions, and only those.
+    assert!(store.revoke_token("tok_a", 1_200).await.unwrap());
+    assert!(
+        !store
+            .token_by_hash("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_live(1_300)
+    );
+    assert!(
+        store
+            .token_by_hash("hb")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_live(1_300)
+    );
 }
 
 #[tokio::test]

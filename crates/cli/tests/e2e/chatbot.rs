@@ -4,13 +4,13 @@
 //! input and one whose run fails; a tool call that reaches an approval waits, survives a SIGKILL of
 //! the hub, and completes once the approval is answered.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::hub::Hub;
-use crate::support::{free_port, repo_root, weft_path};
+use crate::support::{copy_dir, free_port, repo_root, weft_path};
 
 /// A copy of `examples/support-bot` whose stand-in shop and helpdesk point at `port`.
 fn support_bot(port: u16) -> tempfile::TempDir {
@@ -24,23 +24,6 @@ fn support_bot(port: u16) -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Whether the MCP Python SDK can be imported; without it the test is skipped, or fails when

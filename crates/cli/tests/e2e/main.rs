@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `weft` binary on real project folders, against a real HTTP server on
 //! loopback, killed with SIGKILL where durability is the point.
 
+/// A headless Chromium driven through chromedriver, for the console's tests.
+mod browser;
 /// A running `weft serve` and calls to it.
 mod hub;
 /// Helpers: the binary, temporary projects, outputs.
@@ -13,6 +15,8 @@ mod basics;
 mod chatbot;
 /// The conformance suite of consuming connectors: once, malformed, SIGKILL, broker restart.
 mod conformance;
+/// The web console in a real browser: sign-in, overview, graphs, runs, approvals, roles, CSRF.
+mod console;
 /// A `weft` process killed in the middle of a step loses and repeats nothing it must not.
 mod durability;
 /// The example projects lint and pass their tests; `weft schema` validates them.

@@ -1,0 +1,74 @@
+// The audit log: who did what to what, newest first, filtered by actor or action.
+
+import { useState } from "preact/hooks";
+import { get, query, Session, may } from "../api";
+import { Card, ErrorBox, Loading, Time, useLoad } from "../ui";
+
+interface Entry {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  details: unknown;
+}
+
+export function Audit({ session }: { session: Session }) {
+  const [before, setBefore] = useState<number[]>([]);
+  const [filter, setFilter] = useState("");
+  const cursor = before[before.length - 1];
+  const { data, error } = useLoad(() => get<{ entries: Entry[]; next_before: number | null }>(`/api/audit${query({ limit: 100, before: cursor })}`), [cursor]);
+  if (!may(session, "admin")) return <ErrorBox error="Only admin tokens read the audit log." />;
+  const f = filter.trim().toLowerCase();
+  const entries = (data?.entries ?? []).filter(
+    (e) => !f || e.actor.toLowerCase().includes(f) || e.action.toLowerCase().includes(f) || e.target.toLowerCase().includes(f) || JSON.stringify(e.details).toLowerCase().includes(f),
+  );
+  return (
+    <>
+      <h1>Audit log</h1>
+      <form class="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filter">
+        <label>
+          Filter <input value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} placeholder="actor, action, target…" />
+        </label>
+      </form>
+      <ErrorBox error={error} />
+      {!data && !error && <Loading />}
+      {data && (
+        <Card>
+          <table class="list">
+            <thead>
+              <tr>
+                <th>When</th>
+                <th>Who</th>
+                <th>What</th>
+                <th>To what</th>
+                <th>Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {entries.map((e) => (
+                <tr>
+                  <td class="small">
+                    <Time at={e.at} />
+                  </td>
+                  <td class="mono small">{e.actor}</td>
+                  <td>{e.action}</td>
+                  <td class="mono small">{e.target}</td>
+                  <td class="small mono">{e.details && JSON.stringify(e.details) !== "{}" ? JSON.stringify(e.details) : ""}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <div class="pager">
+            <button class="plain" disabled={!before.length} onClick={() => setBefore(before.slice(0, -1))}>
+              ← Newer
+            </button>
+            <button class="plain" disabled={!data.next_before} onClick={() => setBefore([...before, data.next_before!])}>
+              Older →
+            </button>
+          </div>
+        </Card>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,101 @@
+// Runs, newest first, filtered by workflow and state, a page at a time; running ones refresh.
+
+import { useEffect, useState } from "preact/hooks";
+import { get, query, RunPage, WorkflowSummary } from "../api";
+import { go, href, Route } from "../route";
+import { ago, Card, duration, Empty, ErrorBox, Loading, StateBadge, useLoad } from "../ui";
+
+const STATES = ["", "queued", "running", "waiting", "succeeded", "failed", "cancelled"];
+
+export function RunList({ route }: { route: Route }) {
+  const workflow = route.params.get("workflow") ?? "";
+  const state = route.params.get("state") ?? "";
+  const [cursors, setCursors] = useState<string[]>([]);
+  const cursor = cursors[cursors.length - 1];
+  const workflows = useLoad(() => get<{ workflows: WorkflowSummary[] }>("/api/workflows"), []);
+  const { data, error, reload } = useLoad(
+    () => get<RunPage>(`/api/runs${query({ workflow, state, cursor, limit: 25 })}`),
+    [workflow, state, cursor],
+  );
+  useEffect(() => setCursors([]), [workflow, state]);
+  // Unfinished runs change: look again every few seconds while any is on the page.
+  const live = data?.runs.some((r) => r.state === "queued" || r.state === "running" || r.state === "waiting");
+  useEffect(() => {
+    if (!live) return;
+    const t = setInterval(reload, 3000);
+    return () => clearInterval(t);
+  }, [live]);
+  const filter = (next: Record<string, string>) => go(`#/runs${query({ workflow, state, ...next })}`);
+  return (
+    <>
+      <h1>Runs</h1>
+      <form class="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filters">
+        <label>
+          Workflow{" "}
+          <select value={workflow} onChange={(e) => filter({ workflow: (e.target as HTMLSelectElement).value })}>
+            <option value="">all</option>
+            {workflows.data?.workflows.map((w) => (
+              <option value={w.name}>{w.name}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          State{" "}
+          <select value={state} onChange={(e) => filter({ state: (e.target as HTMLSelectElement).value })}>
+            {STATES.map((s) => (
+              <option value={s}>{s || "all"}</option>
+            ))}
+          </select>
+        </label>
+      </form>
+      <ErrorBox error={error} />
+      {!data && !error && <Loading />}
+      {data && (
+        <Card>
+          {data.runs.length === 0 ? (
+            <Empty>No runs match.</Empty>
+          ) : (
+            <table class="list runs">
+              <thead>
+                <tr>
+                  <th>Run</th>
+                  <th>Workflow</th>
+                  <th>State</th>
+                  <th>Started</th>
+                  <th>Took</th>
+                  <th>Error</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.runs.map((r) => (
+                  <tr>
+                    <td>
+                      <a href={href("runs", r.id)} class="mono">
+                        {r.id.slice(0, 14)}
+                      </a>
+                    </td>
+                    <td>{r.workflow}</td>
+                    <td>
+                      <StateBadge state={r.state} />
+                    </td>
+                    <td title={r.created_at}>{ago(r.created_at)}</td>
+                    <td>{duration(r.started_at, r.finished_at)}</td>
+                    <td class="small error-text">{r.error ? `${r.error.step ? `${r.error.step}: ` : ""}${r.error.message ?? ""}` : ""}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+          <div class="pager">
+            <button class="plain" disabled={!cursors.length} onClick={() => setCursors(cursors.slice(0, -1))}>
+              ← Newer
+            </button>
+            <button class="plain" disabled={!data.next_cursor} onClick={() => setCursors([...cursors, data.next_cursor!])}>
+              Older →
+            </button>
+          </div>
+        </Card>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,600 @@
+//! The web console in a real browser (headless Chromium through chromedriver), on a copy of
+//! `examples/hub` served by the real binary: signing in and out, the overview, every workflow and
+//! its graph, a failed run read in the inspector, an approval answered; a viewer sees no button that
+//! acts and is refused when it forces one; a cross-site form cannot act with the session; the
+//! session ends with the sign-out. The screenshots the README shows are taken here.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::browser::{self, Browser};
+use crate::hub::{ADMIN_TOKEN, Hub};
+use crate::support::{Project, copy_dir, free_port, repo_root, weft};
+
+/// A copy of `examples/hub` whose connection to its own API points at `port`.
+fn example_hub(port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("examples/hub"), dir.path());
+    let yaml = std::fs::read_to_string(dir.path().join("weft.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("weft.yaml"),
+        yaml.replace("127.0.0.1:7807", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    dir
+}
+
+/// Waits (up to 20 s) until run `id` is in `state`.
+async fn until_state(hub: &Hub, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, run) = hub.get(&format!("/api/runs/{id}")).await;
+        if run["state"] == state {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never became {state}: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Signs in through the form.
+async fn sign_in(b: &Browser, base: &str, token: &str) {
+    b.goto(&format!("{base}/")).await;
+    let field = b.find("#token").await;
+    field.send_keys(token).await.unwrap();
+    b.click_text("Sign in").await;
+    b.find("nav.side").await;
+}
+
+async fn token(dir: &Path, role: &str) -> String {
+    let out = weft(dir, &["tokens", "create", "--json", "--role", role]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.json()["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_reads_a_failed_run_answers_an_approval_and_signs_out() {
+    if !browser::available() {
+        return;
+    }
+    let port = free_port();
+    let dir = example_hub(port);
+    let hub = Hub::start_at(dir.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let base = hub.base.clone();
+
+    // Something to look at: an order that goes through, one that fails, a refund that waits.
+    let good = json!({"id": "A-1", "lines": [{"qty": 2, "price": 30}]}).to_string();
+    let (status, ok) = hub.post_hook("shop/orders", &[], &good).await;
+    assert_eq!(status, 202, "{ok}");
+    let bad = json!({"id": "A-2", "lines": "two mugs"}).to_string();
+    let (_, failed) = hub.post_hook("shop/orders", &[], &bad).await;
+    let failed_id = failed["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &failed_id, "failed").await;
+    let (status, refund) = hub
+        .post_json(
+            "/api/workflows/refund/runs",
+            json!({"input": {"order": "A-1", "amount": 30}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{refund}");
+    let refund_id = refund["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &refund_id, "waiting").await;
+
+    let b = Browser::start(1280, 800).await;
+
+    // A wrong token is refused, in words.
+    b.goto(&format!("{base}/")).await;
+    b.find("#token")
+        .await
+        .send_keys("not-a-token")
+        .await
+        .unwrap();
+    b.click_text("Sign in").await;
+    b.until_text("not valid").await;
+    let field = b.find("#token").await;
+    field.clear().await.unwrap();
+    field.send_keys(ADMIN_TOKEN).await.unwrap();
+    b.click_text("Sign in").await;
+
+    // The overview: the last day's runs by state, the failing workflow, the waiting approval.
+    b.find("nav.side").await;
+    b.until_text("Failing workflows").await;
+    let failed_tile = b.text(".tile.state-failed .figure").await;
+    assert_eq!(failed_tile, "1");
+    b.until_text("order-created").await;
+    b.until_text("1 pending approval").await;
+    b.screenshot("overview").await;
+
+    // Every workflow of the example.
+    b.click_text("Workflows").await;
+    for name in [
+        "failed-runs",
+        "heartbeat",
+        "order-created",
+        "quote",
+        "refund",
+    ] {
+        b.until_text(name).await;
+    }
+    b.screenshot("workflows").await;
+
+    // A workflow's graph: trigger, steps, both branches of the `if`, the output.
+    b.click_text("order-created").await;
+    for key in ["@trigger", "total", "shipping", "free", "paid", "@output"] {
+        b.find(&format!("svg.graph .node[data-key='{key}']")).await;
+    }
+    b.find("svg.graph .node[data-key='total']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.until_text("Recent runs").await;
+    b.find(".step-run .badge.state-failed").await;
+    b.find(".step-run .badge.state-succeeded").await;
+    b.screenshot("workflow-graph").await;
+
+    // The failed run says where and why at a glance.
+    b.goto(&format!("{base}/#/runs?state=failed")).await;
+    b.click_text(&failed_id[..14]).await;
+    b.until_text("Failed at step total").await;
+    let failure = b.text(".failure").await;
+    assert!(
+        failure.contains("two mugs"),
+        "the error names the cause: {failure}"
+    );
+    assert!(b.has_button("Retry").await);
+    b.screenshot("run-inspector").await;
+
+    // The approval, answered here, lets the run go on.
+    b.click_text("Approvals").await;
+    b.until_text("Refund 30 EUR for order A-1?").await;
+    b.screenshot("approvals").await;
+    b.click_text("Approve").await;
+    let run = until_state(&hub, &refund_id, "succeeded").await;
+    assert_eq!(run["output"]["refunded"], 30, "{run}");
+    b.until_text("Nothing waits for an answer.").await;
+
+    // Nothing went wrong in the page, but for the wrong token's refusal.
+    let errors: Vec<String> = b
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| !(e.contains("/api/session") && e.contains("401")))
+        .collect();
+    assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
+
+    // Signing out ends the session: the old cookie opens nothing.
+    let cookie = b
+        .client
+        .get_named_cookie("weft_session")
+        .await
+        .expect("the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(
+        cookie.same_site().map(|s| format!("{s:?}")).as_deref(),
+        Some("Strict")
+    );
+    let old = format!("weft_session={}", cookie.value());
+    b.click_text("Sign out").await;
+    b.find("#token").await;
+    let status = reqwest::Client::new()
+        .get(format!("{base}/api/runs"))
+        .header("cookie", &old)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401, "a signed-out session's cookie is refused");
+
+    // The audit log has the sign-ins, the failed one and the sign-out.
+    let (_, audit) = hub.get("/api/audit?limit=100").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "session.sign_in",
+        "session.sign_in_failed",
+        "session.sign_out",
+        "approval.answer",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_act_buttons_and_forced_or_cross_site_actions_are_refused() {
+    if !browser::available() {
+        return;
+    }
+    let p = Project::new(
+        "name: console\n",
+        &[(
+            "ask.yaml",
+            "name: ask\ntrigger: manual\nsteps:\n  - id: ok\n    approval: Go ahead?\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let base = hub.base.clone();
+    let (_, started) = hub
+        .post_json("/api/workflows/ask/runs", json!({"input": {}}))
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &run_id, "waiting").await;
+    let viewer = token(p.path(), "viewer").await;
+
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &base, &viewer).await;
+    b.goto(&format!("{base}/#/runs/{run_id}")).await;
+    b.until_text("Trigger event").await;
+    for label in ["Retry", "Replay", "Cancel run"] {
+        assert!(
+            !b.has_button(label).await,
+            "a viewer sees no {label} button"
+        );
+    }
+    b.click_text("Approvals").await;
+    b.until_text("Go ahead?").await;
+    assert!(
+        !b.has_button("Approve").await,
+        "a viewer sees no Approve button"
+    );
+
+    // Forced from the page, with the session and its CSRF token: the server refuses.
+    let forced = b
+        .eval(&format!(
+            "const s = await (await fetch('/api/session')).json();
+             const r = await fetch('/api/runs/{run_id}/cancel', {{method: 'POST', headers: {{'X-Weft-CSRF': s.csrf}}}});
+             return [r.status, (await r.json()).error.code];"
+        ))
+        .await;
+    assert_eq!(forced, json!([403, "forbidden"]), "{forced}");
+
+    // An operator's session in the same browser, then a form on another site that posts to the
+    // hub: the browser sends no cookie (SameSite=Strict) and the form cannot set the CSRF header.
+    b.click_text("Sign out").await;
+    b.find("#token").await;
+    let operator = token(p.path(), "operator").await;
+    sign_in(&b, &base, &operator).await;
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_addr = evil.local_addr().unwrap();
+    let page = format!(
+        "<!doctype html><form id=f method=post action='{base}/api/runs/{run_id}/cancel' enctype=text/plain><input name=a value=b></form><script>document.getElementById('f').submit()</script>"
+    );
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = evil.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    });
+    b.goto(&format!("http://{evil_addr}/")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, run) = hub.get(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(
+        run["state"], "waiting",
+        "the cross-site form changed nothing: {run}"
+    );
+
+    // The same session's cookie without the CSRF header, or from another origin, is refused too.
+    b.goto(&format!("{base}/")).await;
+    b.find("nav.side").await;
+    let cookie = b.client.get_named_cookie("weft_session").await.unwrap();
+    let client = reqwest::Client::new();
+    let cancel = format!("{base}/api/runs/{run_id}/cancel");
+    let cookie = format!("weft_session={}", cookie.value());
+    let no_header = client
+        .post(&cancel)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_header.status(), 403);
+    let (_, session) = {
+        let r = client
+            .get(format!("{base}/api/session"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    let csrf = session["csrf"].as_str().unwrap();
+    let other_origin = client
+        .post(&cancel)
+        .header("cookie", &cookie)
+        .header("x-weft-csrf", csrf)
+        .header("origin", format!("http://{evil_addr}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_origin.status(), 403);
+    let (_, run) = hub.get(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(run["state"], "waiting", "{run}");
+
+    // With both, the operator's session acts.
+    let allowed = client
+        .post(&cancel)
+        .header("cookie", &cookie)
+        .header("x-weft-csrf", csrf)
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 202);
+    until_state(&hub, &run_id, "cancelled").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_limited_and_a_tool_token_cannot_sign_in() {
+    let p = Project::new(
+        "name: console\nconsole: { sign_in_attempts_per_minute: 3 }\n",
+        &[(
+            "echo.yaml",
+            "name: echo\ntrigger:\n  tool:\n    description: Echo.\n    input: { type: object }\nsteps:\n  - id: e\n    map: ${{ .input }}\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let sign_in = |token: String| {
+        let client = client.clone();
+        let url = format!("{}/api/session", hub.base);
+        async move {
+            let r = client
+                .post(url)
+                .json(&json!({ "token": token }))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().get("set-cookie").cloned())
+        }
+    };
+    let tool = {
+        let out = weft(
+            p.path(),
+            &[
+                "tokens", "create", "--json", "--role", "tool", "--tools", "echo",
+            ],
+        )
+        .await;
+        out.json()["token"].as_str().unwrap().to_string()
+    };
+    assert_eq!(sign_in(tool).await.0, 401, "a tool token cannot sign in");
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(sign_in(format!("wrong-{i}")).await.0);
+    }
+    // The tool token's attempt was the first failure: two more are answered, then none.
+    assert_eq!(statuses, [401, 401, 429], "failed sign-ins are limited");
+    // Once limited, even the right token waits.
+    let (status, cookie) = sign_in(ADMIN_TOKEN.to_string()).await;
+    assert_eq!(status, 429);
+    assert!(cookie.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
+    let p = Project::new("name: console\n", &[]);
+    let hub = Hub::start(p.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{}/", hub.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let etag = page.headers()["etag"].clone();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/assets/app.js"), "{html}");
+    for asset in ["/assets/app.js", "/assets/app.css"] {
+        let r = client
+            .get(format!("{}{asset}", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        let body = r.bytes().await.unwrap();
+        assert!(!body.is_empty());
+        // Nothing in the bundle reaches for another host.
+        let text = String::from_utf8_lossy(&body);
+        for far in ["https://", "//cdn", "googleapis", "unpkg", "jsdelivr"] {
+            assert!(
+                !text.contains(&format!("src=\"{far}")) && !text.contains(&format!("href=\"{far}")),
+                "{asset} loads from {far}"
+            );
+        }
+    }
+    let again = client
+        .get(format!("{}/", hub.base))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    // The API without a session or token still says 401 in JSON.
+    let api = client
+        .get(format!("{}/api/runs", hub.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_tokens_and_secrets_and_reads_connections_and_the_audit_log() {
+    if !browser::available() {
+        return;
+    }
+    let port = free_port();
+    let dir = example_hub(port);
+    let hub = Hub::start_at(dir.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let base = hub.base.clone();
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &base, ADMIN_TOKEN).await;
+
+    // Connections: the example's `hub` connection, used by the failed-runs poll, its token only a
+    // reference.
+    b.click_text("Connections").await;
+    b.until_text("failed-runs").await;
+    b.until_text("weft.yaml:").await;
+
+    // A token made here is shown once and works; revoked, it does not.
+    b.click_text("API tokens").await;
+    b.find("form[aria-label='Make a token'] select")
+        .await
+        .select_by_label("operator")
+        .await
+        .unwrap();
+    b.find("form[aria-label='Make a token'] input")
+        .await
+        .send_keys("night shift")
+        .await
+        .unwrap();
+    b.click_text("Make token").await;
+    let secret = b
+        .find("input[aria-label=\"The new token's secret\"]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("the secret is shown");
+    assert!(secret.starts_with("weft_"), "{secret}");
+    b.until_text("night shift").await;
+    b.screenshot("tokens").await;
+    let status = reqwest::Client::new()
+        .get(format!("{base}/api/runs"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "the new token works");
+    let (_, list) = hub.get("/api/tokens").await;
+    let id = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "night shift")
+        .expect("the token is listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let row = format!("//tr[td[normalize-space(.)='{id}']]//button[normalize-space(.)='Revoke']");
+    b.client
+        .find(fantoccini::Locator::XPath(&row))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.confirm().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = reqwest::Client::new()
+            .get(format!("{base}/api/runs"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the revoked token still works");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A secret set here is stored, and its value never comes back.
+    b.click_text("Secrets").await;
+    let form = "form[aria-label='Set a secret']";
+    b.find(&format!("{form} input:not([type=password])"))
+        .await
+        .send_keys("shop_token")
+        .await
+        .unwrap();
+    b.find(&format!("{form} input[type=password]"))
+        .await
+        .send_keys("sk-console-secret-value-1")
+        .await
+        .unwrap();
+    b.click_text("Set").await;
+    b.until_text("shop_token").await;
+    let page = b.client.source().await.unwrap();
+    assert!(
+        !page.contains("sk-console-secret-value-1"),
+        "the value is not shown back"
+    );
+    let (_, secrets) = hub.get("/api/secrets").await;
+    assert_eq!(secrets["secrets"][0]["name"], "shop_token", "{secrets}");
+
+    // The audit log shows what was done here.
+    b.click_text("Audit log").await;
+    for action in [
+        "token.create",
+        "token.revoke",
+        "secret.create",
+        "session.sign_in",
+    ] {
+        b.until_text(action).await;
+    }
+    b.screenshot("audit").await;
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_failed_on_a_down_system_is_retried_from_the_console_once_it_is_back() {
+    if !browser::available() {
+        return;
+    }
+    let (server, addr) = weft_testkit::ScriptedServer::start().await;
+    server.script("crm", vec![weft_testkit::Answer::status(503)]);
+    let wf = "name: sync\ntrigger: manual\nsteps:\n  - id: lookup\n    map: ${{ {email: .input.email} }}\n  - id: crm\n    uses: api.request\n    with:\n      method: POST\n      path: /crm\n      body: ${{ .steps.lookup }}\n    retry: { attempts: 1 }\n";
+    let p = Project::with_api(addr, &[("sync", wf)]);
+    let hub = Hub::start(p.path(), &[]).await;
+    let base = hub.base.clone();
+    let (_, started) = hub
+        .post_json(
+            "/api/workflows/sync/runs",
+            json!({"input": {"email": "ada@example.com"}}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &run_id, "failed").await;
+
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &base, ADMIN_TOKEN).await;
+    b.goto(&format!("{base}/#/runs/{run_id}")).await;
+    b.until_text("Failed at step crm").await;
+    b.until_text("503").await;
+    // The CRM is back; the person retries.
+    server.script("crm", vec![weft_testkit::Answer::ok(json!({"id": 7}))]);
+    b.click_text("Retry").await;
+    b.confirm().await;
+    let run = until_state(&hub, &run_id, "succeeded").await;
+    assert_eq!(server.seen("crm").len(), 2, "{run}");
+    // The page follows the run to its end.
+    b.find(".page-head .badge.state-succeeded").await;
+    assert!(!b.has_button("Retry").await);
+    b.close().await;
+}
