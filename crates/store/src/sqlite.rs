@@ -297,9 +297,24 @@ impl SqliteStore {
         let (path, sync_full) = (options.path.clone(), options.sync_full);
         let opening = open_err.clone();
         let conn = tokio::task::spawn_blocking(move || {
-            let mut conn = connect(&path, sync_full, false).map_err(|e| opening(e.to_string()))?;
-            migrate(&mut conn)?;
-            Ok::<_, StoreError>(conn)
+            // Another process creating or migrating the same new database holds it for a moment
+            // (switching to WAL, the first VACUUM), which SQLite reports as busy at once rather
+            // than waiting: try again for a while before giving up.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let attempt = connect(&path, sync_full, false)
+                    .map_err(|e| opening(e.to_string()))
+                    .and_then(|mut conn| migrate(&mut conn).map(|()| conn));
+                match attempt {
+                    Err(e)
+                        if e.to_string().contains("database is locked")
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => break other,
+                }
+            }
         })
         .await
         .map_err(|e| open_err(e.to_string()))??;
