@@ -32,6 +32,8 @@ export class ApiError extends Error {
     public status: number,
     public code: string,
     message: string,
+    /// The answer's body, for errors that carry more than a message (a refused save's problems).
+    public body: any = null,
   ) {
     super(message);
   }
@@ -51,8 +53,8 @@ export function whenSignedOut(f: () => void) {
   onSignedOut = f;
 }
 
-export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
+export async function request<T>(method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json", ...extra };
   let payload: BodyInit | undefined;
   if (body !== undefined) {
     if (typeof body === "string") {
@@ -83,7 +85,7 @@ export async function request<T>(method: string, path: string, body?: unknown): 
     const code = json?.error?.code ?? "error";
     const message = json?.error?.message ?? `${response.status} ${response.statusText}`;
     if (response.status === 401 && path !== "/api/session") onSignedOut();
-    throw new ApiError(response.status, code, message);
+    throw new ApiError(response.status, code, message, json);
   }
   return json as T;
 }

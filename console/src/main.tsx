@@ -17,6 +17,7 @@ import { Connections } from "./pages/connections";
 import { Secrets } from "./pages/secrets";
 import { Tokens } from "./pages/tokens";
 import { Audit } from "./pages/audit";
+import { Editor } from "./pages/editor";
 
 /// Three threads across three: a weave.
 function Logo() {
@@ -94,7 +95,16 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       page = <Overview session={session} />;
       break;
     case "workflows":
-      page = route.parts[1] ? <WorkflowPage session={session} name={route.parts[1]} /> : <WorkflowList />;
+      page = !route.parts[1] ? (
+        <WorkflowList session={session} />
+      ) : route.parts[2] === "edit" ? (
+        <Editor session={session} name={route.parts[1]} />
+      ) : (
+        <WorkflowPage session={session} name={route.parts[1]} />
+      );
+      break;
+    case "new":
+      page = <Editor session={session} name={null} />;
       break;
     case "runs":
       page = route.parts[1] ? <RunPage session={session} id={route.parts[1]} /> : <RunList route={route} />;

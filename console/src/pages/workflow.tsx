@@ -2,7 +2,8 @@
 // and what that step took and gave in the workflow's recent runs.
 
 import { useMemo, useState } from "preact/hooks";
-import { get, query, Run, RunPage, Session, WorkflowDetail } from "../api";
+import { get, may, post, query, Run, RunPage, Session, WorkflowDetail } from "../api";
+import { go } from "../route";
 import { at, DETAIL_CHARS, GNode, Graph, workflowGraph } from "../graph";
 import { href } from "../route";
 import { Card, ErrorBox, Json, Loading, StateBadge, Time, useLoad } from "../ui";
@@ -143,7 +144,40 @@ function StepRuns({ workflow, step }: { workflow: string; step: string }) {
   );
 }
 
-export function WorkflowPage({ name }: { session: Session; name: string }) {
+/// Starts a run of a manual workflow with an input written here, and opens it.
+function RunWithInput({ name }: { name: string }) {
+  const [input, setInput] = useState("{}");
+  const [error, setError] = useState<unknown>(null);
+  return (
+    <Card title="Run with this input">
+      <textarea class="mono sample" rows={4} value={input} onInput={(e) => setInput((e.target as HTMLTextAreaElement).value)} aria-label="Run input (JSON)" />
+      <ErrorBox error={error} />
+      <button
+        class="primary"
+        onClick={async () => {
+          setError(null);
+          let value: unknown;
+          try {
+            value = JSON.parse(input);
+          } catch (e) {
+            setError(`The input is not JSON: ${(e as Error).message}`);
+            return;
+          }
+          try {
+            const r = await post<{ run_id: string }>(`/api/workflows/${encodeURIComponent(name)}/runs`, { input: value });
+            go(href("runs", r.run_id));
+          } catch (e) {
+            setError(e);
+          }
+        }}
+      >
+        Run
+      </button>
+    </Card>
+  );
+}
+
+export function WorkflowPage({ session, name }: { session: Session; name: string }) {
   const { data, error } = useLoad(() => get<WorkflowDetail>(`/api/workflows/${encodeURIComponent(name)}`), [name]);
   const [selected, setSelected] = useState<GNode | null>(null);
   const doc = data?.document;
@@ -157,6 +191,12 @@ export function WorkflowPage({ name }: { session: Session; name: string }) {
         <a class="button plain" href={`#/runs?workflow=${encodeURIComponent(data.name)}`}>
           Runs
         </a>
+        <div class="grow" />
+        {may(session, "edit") && (
+          <a class="button primary" href={`${href("workflows", data.name)}/edit`}>
+            Edit
+          </a>
+        )}
       </div>
       {data.description && <p class="lead">{data.description}</p>}
       <p class="small muted">
@@ -185,6 +225,7 @@ export function WorkflowPage({ name }: { session: Session; name: string }) {
           )}
         </Card>
       </div>
+      {data.trigger.type === "manual" && may(session, "operate") && <RunWithInput name={data.name} />}
       <details class="source">
         <summary>File</summary>
         <pre class="yaml">{data.source}</pre>

@@ -1,6 +1,6 @@
 // The workflows of the project: trigger, last run, next schedule slot.
 
-import { get, query, RunPage, WorkflowSummary } from "../api";
+import { get, may, query, RunPage, Session, WorkflowSummary } from "../api";
 import { href } from "../route";
 import { ago, Card, ErrorBox, Loading, StateBadge, useLoad } from "../ui";
 
@@ -31,11 +31,19 @@ function LastRun({ workflow }: { workflow: string }) {
   );
 }
 
-export function WorkflowList() {
+export function WorkflowList({ session }: { session: Session }) {
   const { data, error } = useLoad(() => get<{ workflows: WorkflowSummary[] }>("/api/workflows"), []);
   return (
     <>
-      <h1>Workflows</h1>
+      <div class="page-head">
+        <h1>Workflows</h1>
+        <div class="grow" />
+        {may(session, "edit") && (
+          <a class="button primary" href="#/new">
+            New workflow
+          </a>
+        )}
+      </div>
       <ErrorBox error={error} />
       {!data && !error && <Loading />}
       {data && (

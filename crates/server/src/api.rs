@@ -25,7 +25,7 @@ use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{Hub, audit, overview, secrets, session, tokens, tools};
+use crate::{Hub, audit, edit, overview, secrets, session, tokens, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -56,7 +56,9 @@ struct ApiDoc;
 fn routes() -> OpenApiRouter<Arc<Hub>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_workflows))
-        .routes(routes!(show_workflow))
+        .routes(routes!(show_workflow, edit::save_workflow))
+        .routes(routes!(edit::run_tests))
+        .routes(routes!(edit::preview))
         .routes(routes!(lint_workflow))
         .routes(routes!(start_run))
         .routes(routes!(overview::overview))

@@ -226,6 +226,13 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     if method == Method::GET || method == Method::HEAD || path == "/api/workflows/lint" {
         return Some(Access::Read);
     }
+    // Changing workflows, running their tests and trying expressions are the editor's.
+    if path == "/api/expressions/preview"
+        || (path.starts_with("/api/workflows/")
+            && (method == Method::PUT || path.ends_with("/tests")))
+    {
+        return Some(Access::Edit);
+    }
     Some(Access::Operate)
 }
 
@@ -409,6 +416,22 @@ mod tests {
             Some(Access::Admin)
         );
         assert_eq!(access_for(&post, "/api/workflows/lint"), Some(Access::Read));
+        assert_eq!(
+            access_for(&Method::PUT, "/api/workflows/order"),
+            Some(Access::Edit)
+        );
+        assert_eq!(
+            access_for(&post, "/api/workflows/order/tests"),
+            Some(Access::Edit)
+        );
+        assert_eq!(
+            access_for(&post, "/api/expressions/preview"),
+            Some(Access::Edit)
+        );
+        assert_eq!(
+            access_for(&post, "/api/workflows/order/runs"),
+            Some(Access::Operate)
+        );
         assert_eq!(
             access_for(&post, "/api/runs/x/retry"),
             Some(Access::Operate)

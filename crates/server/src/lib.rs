@@ -23,6 +23,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod console;
+pub mod edit;
 pub mod error;
 pub mod hooks;
 pub mod http;
@@ -113,11 +114,16 @@ pub struct Hub {
     pub vault: Option<weft_engine::vault::Vault>,
     /// What the poll and queue triggers last did.
     pub health: Arc<triggers::Health>,
+    /// The project folder, which the console's saves write to.
+    pub dir: PathBuf,
+    /// The trigger tasks, once started (a save restarts them).
+    triggers: std::sync::OnceLock<triggers::TriggerTasks>,
 }
 
 impl Hub {
-    /// A hub for `engine` (and its secret store), with routing tables from its current project.
-    pub fn new(engine: Engine, vault: Option<weft_engine::vault::Vault>) -> Arc<Hub> {
+    /// A hub for `engine` (and its secret store) serving the project in `dir`, with routing tables
+    /// from its current project.
+    pub fn new(engine: Engine, vault: Option<weft_engine::vault::Vault>, dir: PathBuf) -> Arc<Hub> {
         let buffer = engine.project().settings.limits.webhook_buffer_bytes;
         let hub = Hub {
             hooks: RwLock::new(Arc::new(HashMap::new())),
@@ -129,6 +135,8 @@ impl Hub {
             write_check: tokio::sync::Mutex::new(None),
             vault,
             health: Arc::default(),
+            dir,
+            triggers: std::sync::OnceLock::new(),
         };
         hub.route(&hub.engine.project());
         Arc::new(hub)
@@ -217,13 +225,14 @@ pub async fn serve(
             message: e.to_string(),
         })?;
     let local = listener.local_addr().unwrap_or(options.listen);
-    let hub = Hub::new(engine.clone(), options.vault.clone());
+    let hub = Hub::new(engine.clone(), options.vault.clone(), options.dir.clone());
 
     let drive = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.drive(ClaimScope::All, Until::Shutdown).await })
     };
     let triggers = triggers::TriggerTasks::start(engine.clone(), hub.health.clone());
+    let _ = hub.triggers.set(triggers.clone());
     let retention = tokio::spawn(ops::retention(engine.clone()));
     let secret_refresh = options
         .vault

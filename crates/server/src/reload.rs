@@ -3,7 +3,8 @@
 //! The folder is read once a second and compared with the version being served. A version that
 //! loads becomes the one new runs start on (runs already started finish on their own version); a
 //! version with problems is reported, problem by problem, and the last good one keeps serving.
-//! Every reload is written to the audit log with the workflows and connections it changed.
+//! Every reload is written to the audit log with the workflows and connections it changed. A save
+//! from the console ([`crate::edit`]) installs its project through the same [`install`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,34 +50,77 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
                 continue;
             }
         };
-        let registry = match weft_connectors::Registry::build(&project, &dir, &hub.engine.secrets())
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("{e}; the last good version keeps serving.");
-                metrics::counter!("weft_reloads_total", "outcome" => "rejected").increment(1);
-                continue;
+        let workflows = project.workflows.len();
+        match install(&hub, &triggers, &dir, project) {
+            Ok(changes) => {
+                crate::audit::record(
+                    hub.engine.store().as_ref(),
+                    "files",
+                    "project.reload",
+                    &dir.display().to_string(),
+                    changes,
+                )
+                .await;
+                tracing::info!(
+                    workflows,
+                    "Reloaded the project; new runs start on the new version."
+                );
             }
-        };
-        let project = Arc::new(project);
-        let changes = changes(&hub.engine.project(), &project);
-        hub.engine.set_project(project.clone(), registry);
-        crate::audit::record(
-            hub.engine.store().as_ref(),
-            "files",
-            "project.reload",
-            &dir.display().to_string(),
-            changes,
-        )
-        .await;
-        hub.route(&project);
-        triggers.restart();
-        metrics::counter!("weft_reloads_total", "outcome" => "loaded").increment(1);
-        tracing::info!(
-            workflows = project.workflows.len(),
-            "Reloaded the project; new runs start on the new version."
-        );
+            Err(e) => tracing::error!("{e}; the last good version keeps serving."),
+        }
     }
+}
+
+/// Makes `project` the one the hub serves: its connections, routes and trigger tasks. Returns what
+/// changed, for the audit log.
+fn install(
+    hub: &Hub,
+    triggers: &TriggerTasks,
+    dir: &std::path::Path,
+    project: Project,
+) -> Result<serde_json::Value, String> {
+    let registry = match weft_connectors::Registry::build(&project, dir, &hub.engine.secrets()) {
+        Ok(r) => r,
+        Err(e) => {
+            metrics::counter!("weft_reloads_total", "outcome" => "rejected").increment(1);
+            return Err(e.to_string());
+        }
+    };
+    let project = Arc::new(project);
+    let changes = changes(&hub.engine.project(), &project);
+    hub.engine.set_project(project.clone(), registry);
+    hub.route(&project);
+    triggers.restart();
+    metrics::counter!("weft_reloads_total", "outcome" => "loaded").increment(1);
+    Ok(changes)
+}
+
+/// Serves `project`, which a request loaded from the folder (a save from the console), at once.
+pub(crate) async fn serve(
+    hub: &Hub,
+    dir: &std::path::Path,
+    project: Project,
+    actor: &str,
+) -> Result<(), crate::error::ApiError> {
+    let Some(triggers) = hub.triggers.get() else {
+        return Err(crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "the hub is still starting; the file is saved and is served at the next start",
+        ));
+    };
+    install(hub, triggers, dir, project).map_err(|e| {
+        crate::error::ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "reload",
+            format!("the file is saved, but the hub cannot serve it: {e}; the last good version keeps serving"),
+        )
+    })?;
+    tracing::info!(
+        actor,
+        "Saved from the console; new runs start on the new version."
+    );
+    Ok(())
 }
 
 /// What a reload changed: workflows and connections added, changed and removed, by name.

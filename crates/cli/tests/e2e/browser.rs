@@ -127,6 +127,15 @@ impl Browser {
         }
     }
 
+    /// The visible text of every element matching `css` now.
+    pub async fn all_text(&self, css: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
+            out.push(e.text().await.unwrap());
+        }
+        out
+    }
+
     /// Waits (up to 10 s) until the page's text contains `text` (ignoring case: headings may be
     /// shown in capitals).
     pub async fn until_text(&self, text: &str) {

@@ -598,3 +598,240 @@ async fn a_run_that_failed_on_a_down_system_is_retried_from_the_console_once_it_
     assert!(!b.has_button("Retry").await);
     b.close().await;
 }
+
+/// Replaces the editor's text as typing would (an `input` event), without typing it key by key.
+async fn set_editor_text(b: &Browser, text: &str) {
+    let script = format!(
+        "const t = document.querySelector('textarea[aria-label=\"Workflow file\"]');
+         t.value = {};
+         t.dispatchEvent(new Event('input', {{bubbles: true}}));
+         return true;",
+        serde_json::to_string(text).unwrap()
+    );
+    b.eval(&script).await;
+}
+
+async fn editor_text(b: &Browser) -> String {
+    b.eval("return document.querySelector('textarea[aria-label=\"Workflow file\"]').value;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_changes_a_workflow_keeping_its_comments_and_creates_one_that_a_webhook_runs() {
+    if !browser::available() {
+        return;
+    }
+    let port = free_port();
+    let dir = example_hub(port);
+    let hub = Hub::start_at(dir.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let base = hub.base.clone();
+    let editor = token(dir.path(), "editor").await;
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &base, &editor).await;
+
+    // Open the example's order workflow in the editor.
+    b.goto(&format!("{base}/#/workflows/order-created")).await;
+    b.click_text("Edit").await;
+    b.find("textarea[aria-label='Workflow file']").await;
+    let original =
+        std::fs::read_to_string(dir.path().join("workflows/order-created.yaml")).unwrap();
+    assert_eq!(editor_text(&b).await, original);
+
+    // A mistake is shown at its line as it is typed, and a save is refused without writing.
+    let broken = original.replace("map: free", "map: free\n      - id: total\n        map: 1");
+    set_editor_text(&b, &broken).await;
+    b.until_text("duplicate step id `total`").await;
+    b.find(".code .gutter .bad").await;
+    b.click_text("Save").await;
+    b.until_text("Not saved").await;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("workflows/order-created.yaml")).unwrap(),
+        original,
+        "a refused save writes nothing"
+    );
+
+    // A good change is saved, served at once, and the comments around it survive.
+    let changed = original.replace(
+        "description: Summarise a new order from the shop and decide on its shipping.",
+        "description: Summarise a new order and decide on its shipping.",
+    );
+    assert_ne!(changed, original);
+    set_editor_text(&b, &changed).await;
+    b.until_text("No problems").await;
+    b.screenshot("editor").await;
+    b.click_text("Save").await;
+    b.until_text("Summarise a new order and decide on its shipping.")
+        .await;
+    let on_disk = std::fs::read_to_string(dir.path().join("workflows/order-created.yaml")).unwrap();
+    assert_eq!(on_disk, changed);
+    assert!(
+        on_disk.starts_with("# POST /hooks/shop/orders"),
+        "the comment survived"
+    );
+    let (_, served) = hub.get("/api/workflows/order-created").await;
+    assert_eq!(
+        served["description"],
+        "Summarise a new order and decide on its shipping."
+    );
+    let lint = weft(dir.path(), &["lint"]).await;
+    assert_eq!(lint.code, 0, "the saved project lints: {}", lint.stderr);
+
+    // The workflow's tests run from the editor.
+    b.click_text("Edit").await;
+    b.click_text("Run tests").await;
+    b.find(".test-results .badge.state-passed").await;
+    assert!(
+        b.all_text(".test-results .badge.state-failed")
+            .await
+            .is_empty()
+    );
+
+    // An expression tried against a sample.
+    let field = b.find("input[aria-label='Expression to try']").await;
+    field.clear().await.unwrap();
+    field
+        .send_keys("${{ [.input.lines[] | .qty * .price] | add }}")
+        .await
+        .unwrap();
+    b.until_text("60").await;
+
+    // A new workflow from a template: webhook → map → HTTP request (to the hub's own API).
+    b.goto(&format!("{base}/#/new")).await;
+    b.find("input[aria-label=\"New workflow's name\"]")
+        .await
+        .send_keys("order-relay")
+        .await
+        .unwrap();
+    b.find("select[aria-label='Template']")
+        .await
+        .select_by_label("Webhook → map → HTTP request")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = editor_text(&b).await;
+        if text.contains("path: order-relay") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the template never showed: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = text
+        .replace("uses: api.request", "uses: hub.request")
+        .replace("method: POST", "method: GET")
+        .replace("path: /orders", "path: /workflows")
+        .replace("      body: ${{ .steps.shape }}\n", "");
+    set_editor_text(&b, &text).await;
+    b.until_text("No problems").await;
+    b.click_text("Save").await;
+    b.find("svg.graph .node[data-key='send']").await;
+    assert!(dir.path().join("workflows/order-relay.yaml").is_file());
+    let order = json!({"id": "B-7", "lines": [{"qty": 3, "price": 5}]}).to_string();
+    let (status, accepted) = hub.post_hook("order-relay", &[], &order).await;
+    assert_eq!(status, 202, "{accepted}");
+    let run_id = accepted["run_id"].as_str().unwrap().to_string();
+    let run = until_state(&hub, &run_id, "succeeded").await;
+    assert_eq!(run["steps"][0]["output"]["total"], 15, "{run}");
+    b.goto(&format!("{base}/#/runs/{run_id}")).await;
+    b.find(".page-head .badge.state-succeeded").await;
+
+    // Saves are in the audit log, with a summary of what changed.
+    let (_, audit) = hub.get("/api/audit?limit=50").await;
+    let saves: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "workflow.save" || e["action"] == "workflow.create")
+        .collect();
+    assert_eq!(saves.len(), 2, "{audit}");
+    assert_eq!(saves[1]["details"]["lines_added"], 1, "{}", saves[1]);
+    assert_eq!(saves[1]["details"]["lines_removed"], 1);
+    let errors = b.console_errors().await;
+    let unexpected: Vec<&String> = errors.iter().filter(|e| !e.contains("422")).collect();
+    assert!(
+        unexpected.is_empty(),
+        "the browser logged errors: {errors:?}"
+    );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_are_for_editors_checked_against_the_version_and_the_whole_project() {
+    let p = Project::new(
+        "name: edits\n",
+        &[(
+            "a",
+            "name: a\ntrigger: manual\nsteps:\n  - id: one\n    map: 1\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let put = |name: &str, token: &str, if_match: Option<&str>, text: &str| {
+        let mut req = client
+            .put(format!("{}/api/workflows/{name}", hub.base))
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(text.to_string());
+        if let Some(v) = if_match {
+            req = req.header("if-match", v);
+        }
+        req.send()
+    };
+    let operator = token(p.path(), "operator").await;
+    let r = put(
+        "a",
+        &operator,
+        None,
+        "name: a\ntrigger: manual\nsteps: []\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403, "an operator cannot save");
+    let (_, a) = hub.get("/api/workflows/a").await;
+    let version = a["version"].as_str().unwrap().to_string();
+    let good = "name: a\ntrigger: manual\nsteps:\n  - id: one\n    map: 2\n";
+    let stale = put("a", ADMIN_TOKEN, Some("0123456789abcdef"), good)
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.status(),
+        409,
+        "a save over another version is a conflict"
+    );
+    // A workflow that calls one that does not exist breaks the project: refused, nothing written.
+    let calls = "name: b\ntrigger: manual\nsteps:\n  - id: c\n    call: nowhere\n";
+    let refused = put("b", ADMIN_TOKEN, Some("*"), calls).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["error"]["details"]["problems"][0]["file"], "workflows/b.yaml",
+        "{body}"
+    );
+    assert!(!p.path().join("workflows/b.yaml").exists());
+    let saved = put("a", ADMIN_TOKEN, Some(&version), good).await.unwrap();
+    assert_eq!(saved.status(), 200);
+    let (_, a) = hub.get("/api/workflows/a").await;
+    assert_ne!(a["version"], version.as_str());
+    let bad_name = put("../x", ADMIN_TOKEN, None, good).await.unwrap();
+    assert!(
+        bad_name.status() == 400 || bad_name.status() == 404,
+        "{}",
+        bad_name.status()
+    );
+    let renamed = put("a", ADMIN_TOKEN, None, &good.replace("name: a", "name: z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed.status(),
+        400,
+        "the text must name the workflow it is saved as"
+    );
+    let (_, a) = hub.get("/api/workflows/a").await;
+    assert_eq!(a["name"], "a", "a refused rename changes nothing");
+}
