@@ -98,13 +98,13 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       page = !route.parts[1] ? (
         <WorkflowList session={session} />
       ) : route.parts[2] === "edit" ? (
-        <Editor session={session} name={route.parts[1]} />
+        <Editor key={`edit:${route.parts[1]}`} session={session} name={route.parts[1]} />
       ) : (
         <WorkflowPage session={session} name={route.parts[1]} />
       );
       break;
     case "new":
-      page = <Editor session={session} name={null} />;
+      page = <Editor key="new" session={session} name={null} />;
       break;
     case "runs":
       page = route.parts[1] ? <RunPage session={session} id={route.parts[1]} /> : <RunList route={route} />;

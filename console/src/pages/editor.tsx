@@ -7,6 +7,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, get, post, query, request, Run, RunPage, Session, WorkflowDetail, may } from "../api";
 import { go, href } from "../route";
 import { Card, ErrorBox, Json, Loading, StateBadge, useLoad } from "../ui";
+import { editText, VisualEditor } from "./visual";
 
 interface Problem {
   file: string;
@@ -221,24 +222,33 @@ export function Editor({ session, name }: { session: Session; name: string | nul
   const [template, setTemplate] = useState("blank");
   const [text, setText] = useState<string | null>(null);
   const [problems, setProblems] = useState<Problem[]>([]);
+  const [doc, setDoc] = useState<any>(null);
+  const [tab, setTab] = useState<"visual" | "text">("visual");
+  const [visualError, setVisualError] = useState<unknown>(null);
   const [saveError, setSaveError] = useState<unknown>(null);
   const [saved, setSaved] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const area = useRef<HTMLTextAreaElement | null>(null);
   const file = isNew ? `workflows/${newName || "new"}.yaml` : original.data?.file ?? "";
   useEffect(() => {
-    if (!isNew && original.data && text === null) setText(original.data.source);
+    if (!isNew && original.data && text === null) {
+      setText(original.data.source);
+      setDoc(original.data.document);
+    }
   }, [original.data]);
+  // A template gives the whole text; the name typed afterwards goes into it as an edit, so that
+  // nothing built meanwhile is lost.
   useEffect(() => {
-    if (isNew) setText(TEMPLATES.find((t) => t.name === template)!.text(newName || "my-workflow"));
-  }, [template, newName]);
+    if (isNew) setText(TEMPLATES.find((t) => t.name === template)!.text(newName.trim() || "my-workflow"));
+  }, [template]);
   // Lint as you type.
   useEffect(() => {
     if (text === null) return;
     const t = setTimeout(async () => {
       try {
-        const r = await request<{ ok: boolean; problems: Problem[] }>("POST", `/api/workflows/lint${query({ file })}`, text);
+        const r = await request<{ ok: boolean; problems: Problem[]; document: any }>("POST", `/api/workflows/lint${query({ file })}`, text);
         setProblems(r.problems);
+        if (r.document && typeof r.document === "object") setDoc(r.document);
       } catch {
         // The save says it again, in words.
       }
@@ -249,13 +259,34 @@ export function Editor({ session, name }: { session: Session; name: string | nul
   if (!may(session, "edit")) return <ErrorBox error="Only editor and admin tokens change workflows." />;
   if (original.error) return <ErrorBox error={original.error} />;
   if (text === null) return <Loading />;
+  // A visual change is an edit of the text, made by the hub so that the rest stays as written.
+  const apply = async (edit: Record<string, unknown>) => {
+    setVisualError(null);
+    setSaveError(null);
+    try {
+      const r = await editText(text, file, edit);
+      setText(r.source);
+      setDoc(r.document);
+      setProblems(r.problems);
+      return true;
+    } catch (e) {
+      setVisualError(e);
+      return false;
+    }
+  };
   const save = async () => {
     setBusy(true);
     setSaveError(null);
     setSaved(null);
     const target = isNew ? newName.trim() : name!;
     try {
-      const r = await request<{ version: string }>("PUT", `/api/workflows/${encodeURIComponent(target)}`, text, {
+      // The file's `name:` is the name it is saved under.
+      let source = text;
+      if (isNew && doc?.name !== target) {
+        source = (await editText(text, file, { op: "set", path: ["name"], value: target })).source;
+        setText(source);
+      }
+      const r = await request<{ version: string }>("PUT", `/api/workflows/${encodeURIComponent(target)}`, source, {
         "If-Match": isNew ? "*" : original.data!.version,
       });
       setSaved(r.version);
@@ -290,7 +321,17 @@ export function Editor({ session, name }: { session: Session; name: string | nul
         <Card>
           <div class="inline-form">
             <label>
-              Name <input value={newName} onInput={(e) => setNewName((e.target as HTMLInputElement).value)} placeholder="order-sync" aria-label="New workflow's name" />
+              Name{" "}
+              <input
+                value={newName}
+                onInput={(e) => setNewName((e.target as HTMLInputElement).value)}
+                onBlur={(e) => {
+                  const v = (e.target as HTMLInputElement).value.trim();
+                  if (v && doc && doc.name !== v) apply({ op: "set", path: ["name"], value: v });
+                }}
+                placeholder="order-sync"
+                aria-label="New workflow's name"
+              />
             </label>
             <label>
               Start from{" "}
@@ -305,7 +346,25 @@ export function Editor({ session, name }: { session: Session; name: string | nul
       )}
       <ErrorBox error={saveError} />
       {saved && <p role="status">Saved: version {saved.slice(0, 12)}.</p>}
-      <div class="split">
+      <div class="tabs editor-tabs" role="tablist">
+        <button role="tab" class="plain" aria-selected={tab === "visual"} onClick={() => setTab("visual")}>
+          Visual
+        </button>
+        <button role="tab" class="plain" aria-selected={tab === "text"} onClick={() => setTab("text")}>
+          Text
+        </button>
+        <span class="small muted">{problems.length ? `${problems.length} problem${problems.length === 1 ? "" : "s"}` : "no problems"}</span>
+      </div>
+      {tab === "visual" && (
+        <>
+          <VisualEditor doc={doc} apply={apply} error={visualError} name={isNew ? newName.trim() : name!} />
+          <Problems problems={problems} onPick={(p) => {
+            setTab("text");
+            setTimeout(() => reveal(area.current, p.line, p.column), 50);
+          }} />
+        </>
+      )}
+      <div class="split" hidden={tab !== "text"}>
         <div>
           <CodeEditor
             value={text}

@@ -30,6 +30,7 @@ pub mod catalog;
 pub mod decode;
 pub mod diag;
 pub mod duration;
+pub mod edit;
 pub mod expr;
 pub mod project;
 pub mod retry;

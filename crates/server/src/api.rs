@@ -59,6 +59,8 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(show_workflow, edit::save_workflow))
         .routes(routes!(edit::run_tests))
         .routes(routes!(edit::preview))
+        .routes(routes!(edit::edit_workflow))
+        .routes(routes!(edit::catalog))
         .routes(routes!(lint_workflow))
         .routes(routes!(start_run))
         .routes(routes!(overview::overview))
@@ -163,6 +165,10 @@ pub struct LintResult {
     pub ok: bool,
     /// Every problem, in file order.
     pub problems: Vec<Problem>,
+    /// The file as JSON, read the way the hub reads it (`null` when it is not YAML): what the
+    /// console's graph draws while the text is edited.
+    #[schema(value_type = Object)]
+    pub document: Value,
 }
 
 /// A request to start a run.
@@ -381,6 +387,7 @@ async fn lint_workflow(
     Ok(axum::Json(LintResult {
         ok: problems.is_empty(),
         problems,
+        document: weft_core::yaml::parse(text).map_or(Value::Null, |n| n.to_json()),
     }))
 }
 

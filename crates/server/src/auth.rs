@@ -228,6 +228,7 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     }
     // Changing workflows, running their tests and trying expressions are the editor's.
     if path == "/api/expressions/preview"
+        || path == "/api/workflows/edit"
         || (path.starts_with("/api/workflows/")
             && (method == Method::PUT || path.ends_with("/tests")))
     {

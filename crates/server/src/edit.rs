@@ -246,6 +246,137 @@ pub async fn save_workflow(
         .into_response())
 }
 
+/// A structural change to a workflow's text, from the visual editor.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    /// The file's text as the editor holds it (not necessarily saved).
+    pub source: String,
+    /// The change: `{op: set, path, value}`, `{op: delete, path}`, `{op: insert, path, index,
+    /// value}` or `{op: move, path, from, to}`; a path is a list of keys and list indexes, such as
+    /// `["steps", 2, "with"]`.
+    #[schema(value_type = Object)]
+    pub edit: Value,
+    /// The file name to lint the result as (default `workflows/edited.yaml`).
+    pub file: Option<String>,
+}
+
+/// The text after a change, with what the editor draws and the lint's problems.
+#[derive(Serialize, ToSchema)]
+pub struct Edited {
+    /// The new text: the old one with only the changed part rewritten.
+    pub source: String,
+    /// The new text as JSON, read the way the hub reads it.
+    #[schema(value_type = Object)]
+    pub document: Value,
+    /// The lint's problems of the new text against the project (the change is made even when there
+    /// are some: a workflow is often incomplete while it is built).
+    pub problems: Vec<Problem>,
+}
+
+/// Applies a change to a workflow's text, keeping every part it does not change byte for byte
+/// (comments included). Saves nothing: `PUT /workflows/{name}` does.
+#[utoipa::path(post, path = "/workflows/edit", tag = "workflows",
+    request_body(content = EditRequest, description = "The text and the change"),
+    responses(
+        (status = 200, description = "The new text", body = Edited),
+        (status = 400, description = "Not an edit request", body = ErrorBody),
+        (status = 422, description = "The change cannot be written into this text (a part in flow style, a path that does not exist); make it in the text", body = ErrorBody)))]
+pub async fn edit_workflow(
+    State(hub): State<Arc<Hub>>,
+    body: Bytes,
+) -> Result<axum::Json<Edited>, ApiError> {
+    let request: EditRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not an edit request: {e}")))?;
+    let edit: weft_core::edit::Edit = serde_json::from_value(request.edit)
+        .map_err(|e| ApiError::bad_request(format!("`edit` is not a change: {e}")))?;
+    let source = weft_core::edit::apply(&request.source, &edit).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_editable",
+            e.to_string(),
+        )
+    })?;
+    let document = weft_core::yaml::parse(&source).map_or(Value::Null, |n| n.to_json());
+    let file = request
+        .file
+        .unwrap_or_else(|| "workflows/edited.yaml".into());
+    let catalog = weft_connectors::catalog();
+    let found = match hub
+        .engine
+        .project()
+        .parse_workflow(&file, &source, &catalog)
+    {
+        Ok(_) => Vec::new(),
+        Err(diags) => problems(diags),
+    };
+    Ok(axum::Json(Edited {
+        source,
+        document,
+        problems: found,
+    }))
+}
+
+/// An action of a connector type, as the editor's forms need it.
+#[derive(Serialize, ToSchema)]
+pub struct ActionView {
+    /// `uses: <connection>.<name>`.
+    pub name: String,
+    /// What it does.
+    pub summary: String,
+    /// The keys it takes under `with:`.
+    pub inputs: Vec<String>,
+    /// The keys it needs.
+    pub required: Vec<String>,
+}
+
+/// A connector type.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorView {
+    /// Its `type:`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// What it talks to.
+    pub summary: String,
+    /// Its actions.
+    pub actions: Vec<ActionView>,
+}
+
+/// The connector types.
+#[derive(Serialize, ToSchema)]
+pub struct CatalogView {
+    /// Every connector type this hub knows, with its actions and their inputs.
+    pub connectors: Vec<ConnectorView>,
+}
+
+/// The connector types with their actions and inputs: what `uses:` can name.
+#[utoipa::path(get, path = "/catalog", tag = "connections",
+    responses((status = 200, description = "The catalogue", body = CatalogView)))]
+pub async fn catalog() -> axum::Json<CatalogView> {
+    let catalog = weft_connectors::catalog();
+    axum::Json(CatalogView {
+        connectors: catalog
+            .type_names()
+            .into_iter()
+            .filter_map(|name| catalog.get(name))
+            .map(|spec| ConnectorView {
+                type_name: spec.type_name.to_string(),
+                summary: spec.summary.to_string(),
+                actions: spec
+                    .actions
+                    .iter()
+                    .map(|a| ActionView {
+                        name: a.name.to_string(),
+                        summary: a.summary.to_string(),
+                        inputs: a.inputs.iter().map(|s| s.to_string()).collect(),
+                        required: a.required.iter().map(|s| s.to_string()).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
 /// The result of one test case.
 #[derive(Serialize, ToSchema)]
 pub struct CaseResult {

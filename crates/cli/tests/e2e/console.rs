@@ -635,6 +635,7 @@ async fn an_editor_changes_a_workflow_keeping_its_comments_and_creates_one_that_
     // Open the example's order workflow in the editor.
     b.goto(&format!("{base}/#/workflows/order-created")).await;
     b.click_text("Edit").await;
+    b.click_text("Text").await;
     b.find("textarea[aria-label='Workflow file']").await;
     let original =
         std::fs::read_to_string(dir.path().join("workflows/order-created.yaml")).unwrap();
@@ -681,6 +682,7 @@ async fn an_editor_changes_a_workflow_keeping_its_comments_and_creates_one_that_
 
     // The workflow's tests run from the editor.
     b.click_text("Edit").await;
+    b.click_text("Text").await;
     b.click_text("Run tests").await;
     b.find(".test-results .badge.state-passed").await;
     assert!(
@@ -710,6 +712,7 @@ async fn an_editor_changes_a_workflow_keeping_its_comments_and_creates_one_that_
         .select_by_label("Webhook → map → HTTP request")
         .await
         .unwrap();
+    b.click_text("Text").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = editor_text(&b).await;
@@ -730,6 +733,7 @@ async fn an_editor_changes_a_workflow_keeping_its_comments_and_creates_one_that_
     set_editor_text(&b, &text).await;
     b.until_text("No problems").await;
     b.click_text("Save").await;
+    b.find("details.source").await;
     b.find("svg.graph .node[data-key='send']").await;
     assert!(dir.path().join("workflows/order-relay.yaml").is_file());
     let order = json!({"id": "B-7", "lines": [{"qty": 3, "price": 5}]}).to_string();
@@ -834,4 +838,119 @@ async fn saves_are_for_editors_checked_against_the_version_and_the_whole_project
     );
     let (_, a) = hub.get("/api/workflows/a").await;
     assert_eq!(a["name"], "a", "a refused rename changes nothing");
+}
+
+/// Types `text` into the form field labelled `label` (replacing what it holds) and commits it.
+async fn fill(b: &Browser, label: &str, text: &str) {
+    let css = format!("[aria-label=\"{label}\"]");
+    b.find(&css).await.click().await.unwrap();
+    // As typing would: the value, an `input` event; then the field loses focus, which commits it.
+    let script = format!(
+        "const f = document.querySelector({});
+         f.value = {};
+         f.dispatchEvent(new Event('input', {{bubbles: true}}));
+         f.blur();
+         return true;",
+        serde_json::to_string(&css).unwrap(),
+        serde_json::to_string(text).unwrap()
+    );
+    b.eval(&script).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
+    if !browser::available() {
+        return;
+    }
+    let port = free_port();
+    let dir = example_hub(port);
+    let hub = Hub::start_at(dir.path(), &format!("127.0.0.1:{port}"), &[]).await;
+    let base = hub.base.clone();
+    let editor = token(dir.path(), "editor").await;
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &base, &editor).await;
+
+    b.click_text("Workflows").await;
+    b.click_text("New workflow").await;
+    b.find("input[aria-label=\"New workflow's name\"]")
+        .await
+        .send_keys("visual-relay")
+        .await
+        .unwrap();
+    // The blank page: a manual trigger and one step. Make the trigger a webhook.
+    b.find("svg.graph .node[data-key='first']").await;
+    b.find("svg.graph .node[data-key='@trigger']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.find("select[aria-label='Trigger']")
+        .await
+        .select_by_label("webhook")
+        .await
+        .unwrap();
+    b.until_text("/hooks/visual-relay").await;
+    // The first step sums the order's lines.
+    b.find("svg.graph .node[data-key='first']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    fill(
+        &b,
+        "Value (map)",
+        "${{ {id: .input.id, total: ([.input.lines[] | .qty * .price] | add)} }}",
+    )
+    .await;
+    b.until_text("map ${{ {id: .input.id").await;
+    // Then an HTTP request through the example's `hub` connection.
+    b.find("select[aria-label=\"New step's kind\"]")
+        .await
+        .select_by_label("Call a connection")
+        .await
+        .unwrap();
+    b.click_text("Add step below").await;
+    b.find("svg.graph .node[data-key='call']").await;
+    b.find("select[aria-label='Connection']")
+        .await
+        .select_by_label("hub (http)")
+        .await
+        .unwrap();
+    fill(&b, "path", "/workflows").await;
+    b.until_text("no problems").await;
+    b.screenshot("visual-editor").await;
+
+    // Both views edit the same file.
+    b.click_text("Text").await;
+    let text = editor_text(&b).await;
+    assert!(text.contains("uses: hub.request"), "{text}");
+    assert!(text.contains("path: /workflows"), "{text}");
+    b.click_text("Visual").await;
+
+    b.click_text("Save").await;
+    b.find("details.source").await;
+    b.find("svg.graph .node[data-key='call']").await;
+    let saved = std::fs::read_to_string(dir.path().join("workflows/visual-relay.yaml")).unwrap();
+    let lint = weft(dir.path(), &["lint"]).await;
+    assert_eq!(lint.code, 0, "{saved}\n{}", lint.stderr);
+
+    let order = json!({"id": "V-1", "lines": [{"qty": 4, "price": 2.5}]}).to_string();
+    let (status, accepted) = hub.post_hook("visual-relay", &[], &order).await;
+    assert_eq!(status, 202, "{accepted}");
+    let run_id = accepted["run_id"].as_str().unwrap().to_string();
+    let run = until_state(&hub, &run_id, "succeeded").await;
+    assert_eq!(
+        run["steps"][0]["output"],
+        json!({"id": "V-1", "total": 10.0}),
+        "{run}"
+    );
+    assert!(
+        run["steps"][1]["output"]
+            .to_string()
+            .contains("visual-relay"),
+        "the request reached the hub's API: {run}"
+    );
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
+    b.close().await;
 }

@@ -1,0 +1,351 @@
+// The visual editor: the workflow's graph, and for the selected node a form that changes it —
+// its settings, a connection's action with a field per declared input, adding a step below or
+// into a branch, moving and deleting steps, the trigger. Every change is sent to the hub as an
+// edit of the text (`POST /api/workflows/edit`), which rewrites only the part changed, so the
+// text editor and the file keep their comments and order.
+
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { get, post } from "../api";
+import { at, GNode, Path, stepKind, workflowGraph } from "../graph";
+import { Card, ErrorBox, Json } from "../ui";
+import { GraphView } from "./workflow";
+
+export interface Problem {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
+interface Catalog {
+  connectors: { type: string; summary: string; actions: { name: string; summary: string; inputs: string[]; required: string[] }[] }[];
+}
+
+interface Connection {
+  name: string;
+  type: string;
+}
+
+export type ApplyEdit = (edit: Record<string, unknown>) => Promise<boolean>;
+
+/// Sends an edit of `source` to the hub; gives back the new text, document and problems.
+export async function editText(source: string, file: string, edit: Record<string, unknown>) {
+  return post<{ source: string; document: any; problems: Problem[] }>("/api/workflows/edit", { source, edit, file });
+}
+
+function uniqueId(doc: any, base: string): string {
+  const ids = new Set<string>();
+  const walk = (list: any) => {
+    if (!Array.isArray(list)) return;
+    for (const s of list) {
+      if (s?.id) ids.add(String(s.id));
+      walk(s?.then);
+      walk(s?.else);
+      walk(s?.steps);
+      walk(s?.default);
+      if (s?.cases && typeof s.cases === "object") Object.values(s.cases).forEach(walk);
+    }
+  };
+  walk(doc?.steps);
+  for (let i = 1; ; i++) {
+    const id = i === 1 ? base : `${base}_${i}`;
+    if (!ids.has(id)) return id;
+  }
+}
+
+const NEW_STEPS: { kind: string; label: string; make: (id: string, connection?: string) => any }[] = [
+  { kind: "map", label: "Compute a value (map)", make: (id) => ({ id, map: "${{ .input }}" }) },
+  { kind: "uses", label: "Call a connection", make: (id, c) => ({ id, uses: `${c ?? "api"}.request`, with: { method: "GET", path: "/" } }) },
+  { kind: "if", label: "If / else", make: (id) => ({ id, if: "${{ true }}", then: [{ id: `${id}_yes`, map: "yes" }] }) },
+  { kind: "approval", label: "Ask a person (approval)", make: (id) => ({ id, approval: { message: "Go ahead?", timeout: "24h" } }) },
+  { kind: "wait", label: "Wait", make: (id) => ({ id, wait: "1m" }) },
+  { kind: "fail", label: "Fail the run", make: (id) => ({ id, fail: "Stopped: ${{ .input | tojson }}" }) },
+];
+
+function Field(props: { label: string; value: string; onCommit: (v: string) => void; multiline?: boolean; mono?: boolean }) {
+  const [value, setValue] = useState(props.value);
+  useEffect(() => setValue(props.value), [props.value]);
+  // What the field holds now (read from the element: a blur can come before the next render).
+  const commit = (el: EventTarget | null) => {
+    const now = (el as HTMLInputElement | null)?.value ?? value;
+    if (now !== props.value) props.onCommit(now);
+  };
+  const common = {
+    value,
+    "aria-label": props.label,
+    class: props.mono ? "mono" : "",
+    onInput: (e: Event) => setValue((e.target as HTMLInputElement).value),
+    onBlur: (e: Event) => commit(e.target),
+  };
+  return (
+    <label class="stack">
+      {props.label}
+      {props.multiline ? (
+        <textarea rows={3} {...common} />
+      ) : (
+        <input
+          {...common}
+          onKeyDown={(e) => {
+            if (e.key === "Enter") {
+              e.preventDefault();
+              commit(e.target);
+            }
+          }}
+        />
+      )}
+    </label>
+  );
+}
+
+/// The list a step is in, and its index there.
+function place(path: Path): { list: Path; index: number } | null {
+  const index = path[path.length - 1];
+  if (typeof index !== "number") return null;
+  return { list: path.slice(0, -1), index };
+}
+
+function TriggerForm({ doc, apply, name }: { doc: any; apply: ApplyEdit; name: string }) {
+  const t = doc?.trigger;
+  const kind = t === "manual" || t == null ? "manual" : typeof t === "object" ? Object.keys(t)[0] : String(t);
+  const settings = typeof t === "object" && t ? t[kind] : null;
+  return (
+    <>
+      <label class="stack">
+        Trigger
+        <select
+          aria-label="Trigger"
+          value={kind}
+          onChange={(e) => {
+            const k = (e.target as HTMLSelectElement).value;
+            const value = k === "manual" ? "manual" : k === "webhook" ? { webhook: { path: name } } : k === "schedule" ? { schedule: "0 * * * *" } : t;
+            apply({ op: "set", path: ["trigger"], value });
+          }}
+        >
+          <option value="manual">manual (API, console)</option>
+          <option value="webhook">webhook</option>
+          <option value="schedule">schedule</option>
+          {!["manual", "webhook", "schedule"].includes(kind) && <option value={kind}>{kind} (edit in the text)</option>}
+        </select>
+      </label>
+      {kind === "webhook" && (
+        <Field label="Webhook path" value={String(settings?.path ?? "")} onCommit={(v) => apply({ op: "set", path: ["trigger"], value: { webhook: { ...settings, path: v } } })} mono />
+      )}
+      {kind === "schedule" && (
+        <Field
+          label="Cron"
+          value={typeof settings === "string" ? settings : String(settings?.cron ?? "")}
+          onCommit={(v) => apply({ op: "set", path: ["trigger"], value: { schedule: typeof settings === "object" && settings ? { ...settings, cron: v } : v } })}
+          mono
+        />
+      )}
+    </>
+  );
+}
+
+function UsesForm({ step, path, apply, catalog, connections }: { step: any; path: Path; apply: ApplyEdit; catalog: Catalog | null; connections: Connection[] }) {
+  const [connection, action] = String(step.uses ?? "").split(".", 2);
+  const type = connections.find((c) => c.name === connection)?.type;
+  const spec = catalog?.connectors.find((c) => c.type === type);
+  const actionSpec = spec?.actions.find((a) => a.name === action);
+  const withValue = step.with && typeof step.with === "object" ? step.with : {};
+  const setWith = (key: string, v: string) => {
+    const next: Record<string, unknown> = { ...withValue };
+    if (v === "") delete next[key];
+    else {
+      // JSON objects and lists typed into a field are values, not text.
+      let parsed: unknown = v;
+      if (/^[\[{]/.test(v.trim())) {
+        try {
+          parsed = JSON.parse(v);
+        } catch {
+          parsed = v;
+        }
+      }
+      next[key] = parsed;
+    }
+    return apply({ op: "set", path: [...path, "with"], value: next });
+  };
+  return (
+    <>
+      <label class="stack">
+        Connection
+        <select
+          aria-label="Connection"
+          value={connection}
+          onChange={(e) => {
+            const c = (e.target as HTMLSelectElement).value;
+            const t = connections.find((x) => x.name === c)?.type;
+            const first = catalog?.connectors.find((x) => x.type === t)?.actions[0]?.name ?? "request";
+            apply({ op: "set", path: [...path, "uses"], value: `${c}.${first}` });
+          }}
+        >
+          {!connections.some((c) => c.name === connection) && <option value={connection}>{connection} (not in weft.yaml)</option>}
+          {connections.map((c) => (
+            <option value={c.name}>
+              {c.name} ({c.type})
+            </option>
+          ))}
+        </select>
+      </label>
+      <label class="stack">
+        Action
+        <select aria-label="Action" value={action} onChange={(e) => apply({ op: "set", path: [...path, "uses"], value: `${connection}.${(e.target as HTMLSelectElement).value}` })}>
+          {!spec?.actions.some((a) => a.name === action) && <option value={action}>{action}</option>}
+          {spec?.actions.map((a) => (
+            <option value={a.name} title={a.summary}>
+              {a.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      {actionSpec && <p class="small muted">{actionSpec.summary}</p>}
+      {(actionSpec?.inputs ?? Object.keys(withValue)).map((key) => {
+        const v = withValue[key];
+        return (
+          <Field
+            label={`${key}${actionSpec?.required.includes(key) ? " (required)" : ""}`}
+            value={v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v)}
+            onCommit={(x) => setWith(key, x)}
+            mono
+          />
+        );
+      })}
+    </>
+  );
+}
+
+function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Catalog | null; connections: Connection[]; select: (key: string | null) => void }) {
+  const { node, doc, apply } = props;
+  const step = at(doc, node.path);
+  const kind = stepKind(step);
+  const where = place(node.path);
+  const list = where ? at(doc, where.list) : null;
+  const [adding, setAdding] = useState("map");
+  const add = async (listPath: Path, index: number) => {
+    const maker = NEW_STEPS.find((s) => s.kind === adding)!;
+    const id = uniqueId(doc, adding === "uses" ? "call" : adding);
+    const value = maker.make(id, props.connections[0]?.name);
+    if (await apply({ op: "insert", path: listPath, index, value })) props.select(id);
+  };
+  return (
+    <>
+      <Field label="Step id" value={String(step?.id ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "id"], value: v }).then((ok) => ok && props.select(v))} mono />
+      {kind === "map" && <Field label="Value (map)" value={typeof step.map === "string" ? step.map : JSON.stringify(step.map)} onCommit={(v) => apply({ op: "set", path: [...node.path, "map"], value: v })} multiline mono />}
+      {kind === "if" && <Field label="Condition (if)" value={String(step.if ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "if"], value: v })} mono />}
+      {kind === "uses" && <UsesForm step={step} path={node.path} apply={apply} catalog={props.catalog} connections={props.connections} />}
+      {kind === "approval" && (
+        <Field
+          label="Question (approval)"
+          value={typeof step.approval === "string" ? step.approval : String(step.approval?.message ?? "")}
+          onCommit={(v) => apply({ op: "set", path: [...node.path, "approval"], value: typeof step.approval === "object" ? { ...step.approval, message: v } : v })}
+        />
+      )}
+      {kind === "wait" && typeof step.wait === "string" && <Field label="Wait for" value={step.wait} onCommit={(v) => apply({ op: "set", path: [...node.path, "wait"], value: v })} mono />}
+      {kind === "fail" && <Field label="Message (fail)" value={String(step.fail ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "fail"], value: v })} />}
+      {!["map", "if", "uses", "approval", "wait", "fail"].includes(kind) && (
+        <>
+          <p class="small muted">This kind of step is changed in the text; its settings:</p>
+          <Json value={step} />
+        </>
+      )}
+      <label class="stack">
+        New step
+        <select aria-label="New step's kind" value={adding} onChange={(e) => setAdding((e.target as HTMLSelectElement).value)}>
+          {NEW_STEPS.map((s) => (
+            <option value={s.kind}>{s.label}</option>
+          ))}
+        </select>
+      </label>
+      <div class="actions">
+        {where && (
+          <button class="plain" onClick={() => add(where.list, where.index + 1)}>
+            Add step below
+          </button>
+        )}
+        {kind === "if" && (
+          <>
+            <button class="plain" onClick={() => add([...node.path, "then"], Array.isArray(step.then) ? step.then.length : 0)}>
+              Add to then
+            </button>
+            <button class="plain" onClick={() => add([...node.path, "else"], Array.isArray(step.else) ? step.else.length : 0)}>
+              Add to else
+            </button>
+          </>
+        )}
+        {kind === "for_each" && (
+          <button class="plain" onClick={() => add([...node.path, "steps"], Array.isArray(step.steps) ? step.steps.length : 0)}>
+            Add to body
+          </button>
+        )}
+      </div>
+      {where && Array.isArray(list) && (
+        <div class="actions">
+          <button class="plain" disabled={where.index === 0} onClick={() => apply({ op: "move", path: where.list, from: where.index, to: where.index - 1 })}>
+            Move up
+          </button>
+          <button class="plain" disabled={where.index >= list.length - 1} onClick={() => apply({ op: "move", path: where.list, from: where.index, to: where.index + 1 })}>
+            Move down
+          </button>
+          <button
+            class="danger"
+            onClick={async () => {
+              if (await apply({ op: "delete", path: node.path })) props.select(null);
+            }}
+          >
+            Delete step
+          </button>
+        </div>
+      )}
+    </>
+  );
+}
+
+export function VisualEditor(props: { doc: any; apply: ApplyEdit; error: unknown; name: string }) {
+  const { doc, apply } = props;
+  const [selected, setSelected] = useState<string | null>(null);
+  const catalog = useLoadOnce(() => get<Catalog>("/api/catalog"));
+  const connections = useLoadOnce(() => get<{ connections: Connection[] }>("/api/connections"));
+  const graph = useMemo(() => (doc && typeof doc === "object" ? workflowGraph(doc) : null), [doc]);
+  const node = graph?.nodes.find((n) => n.key === selected) ?? null;
+  if (doc === null) return <p class="muted">Reading the file…</p>;
+  if (!graph) return <ErrorBox error="The text is not a workflow yet; fix it in the text editor." />;
+  const addFirst = async () => {
+    const id = uniqueId(doc, "first");
+    if (await apply({ op: "insert", path: ["steps"], index: 0, value: { id, map: "${{ .input }}" } })) setSelected(id);
+  };
+  return (
+    <div class="split">
+      <Card class="graph-card">
+        <GraphView graph={graph} selected={selected ?? undefined} onSelect={(n) => setSelected(n.key)} />
+      </Card>
+      <Card class="inspector" title={node ? (node.kind === "trigger" ? "Trigger" : node.kind === "output" ? "Output" : node.title) : "Select a node"}>
+        <ErrorBox error={props.error} />
+        {!node && (
+          <>
+            <p class="muted">Select the trigger or a step to change it. Changes go into the file's text; Save writes it.</p>
+            {(!Array.isArray(doc.steps) || doc.steps.length === 0) && (
+              <button class="plain" onClick={addFirst}>
+                Add a first step
+              </button>
+            )}
+          </>
+        )}
+        {node?.kind === "trigger" && <TriggerForm doc={doc} apply={apply} name={props.name || String(doc?.name ?? "workflow")} />}
+        {node?.kind === "output" && (
+          <Field label="Output" value={typeof doc.output === "string" ? doc.output : JSON.stringify(doc.output)} onCommit={(v) => apply({ op: "set", path: ["output"], value: v })} mono multiline />
+        )}
+        {node && node.kind !== "trigger" && node.kind !== "output" && (
+          <StepForm node={node} doc={doc} apply={apply} catalog={catalog} connections={connections?.connections ?? []} select={setSelected} />
+        )}
+      </Card>
+    </div>
+  );
+}
+
+function useLoadOnce<T>(f: () => Promise<T>): T | null {
+  const [v, setV] = useState<T | null>(null);
+  useEffect(() => {
+    f().then(setV, () => setV(null));
+  }, []);
+  return v;
+}
