@@ -7,17 +7,29 @@ import { ago, Card, duration, Empty, ErrorBox, Loading, StateBadge, useLoad } fr
 
 const STATES = ["", "queued", "running", "waiting", "succeeded", "failed", "cancelled"];
 
+/// A `datetime-local` value (the reader's local time) as RFC 3339, for the API.
+function iso(local: string): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  return isNaN(d.getTime()) ? undefined : d.toISOString();
+}
+
 export function RunList({ route }: { route: Route }) {
   const workflow = route.params.get("workflow") ?? "";
   const state = route.params.get("state") ?? "";
+  const since = route.params.get("since") ?? "";
+  const until = route.params.get("until") ?? "";
+  const q = route.params.get("q") ?? "";
+  const [text, setText] = useState(q);
+  useEffect(() => setText(q), [q]);
   const [cursors, setCursors] = useState<string[]>([]);
   const cursor = cursors[cursors.length - 1];
   const workflows = useLoad(() => get<{ workflows: WorkflowSummary[] }>("/api/workflows"), []);
   const { data, error, reload } = useLoad(
-    () => get<RunPage>(`/api/runs${query({ workflow, state, cursor, limit: 25 })}`),
-    [workflow, state, cursor],
+    () => get<RunPage>(`/api/runs${query({ workflow, state, since: iso(since), until: iso(until), q, cursor, limit: 25 })}`),
+    [workflow, state, since, until, q, cursor],
   );
-  useEffect(() => setCursors([]), [workflow, state]);
+  useEffect(() => setCursors([]), [workflow, state, since, until, q]);
   // Unfinished runs change: look again every few seconds while any is on the page.
   const live = data?.runs.some((r) => r.state === "queued" || r.state === "running" || r.state === "waiting");
   useEffect(() => {
@@ -25,7 +37,7 @@ export function RunList({ route }: { route: Route }) {
     const t = setInterval(reload, 3000);
     return () => clearInterval(t);
   }, [live]);
-  const filter = (next: Record<string, string>) => go(`#/runs${query({ workflow, state, ...next })}`);
+  const filter = (next: Record<string, string>) => go(`#/runs${query({ workflow, state, since, until, q, ...next })}`);
   return (
     <>
       <h1>Runs</h1>
@@ -38,6 +50,24 @@ export function RunList({ route }: { route: Route }) {
               <option value={w.name}>{w.name}</option>
             ))}
           </select>
+        </label>
+        <label>
+          From <input type="datetime-local" value={since} onChange={(e) => filter({ since: (e.target as HTMLInputElement).value })} aria-label="Created from" />
+        </label>
+        <label>
+          To <input type="datetime-local" value={until} onChange={(e) => filter({ until: (e.target as HTMLInputElement).value })} aria-label="Created before" />
+        </label>
+        <label>
+          Text{" "}
+          <input
+            type="search"
+            value={text}
+            placeholder="in the event or error"
+            onInput={(e) => setText((e.target as HTMLInputElement).value)}
+            onKeyDown={(e) => e.key === "Enter" && filter({ q: text })}
+            onBlur={() => text !== q && filter({ q: text })}
+            aria-label="Text in the event or error"
+          />
         </label>
         <label>
           State{" "}

@@ -369,6 +369,7 @@ pub(crate) async fn list(
             before,
             limit: limit.max(1),
             root: None,
+            ..Default::default()
         })
         .await
         .map_err(store_error)?;

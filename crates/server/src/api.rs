@@ -460,6 +460,9 @@ async fn start_run(
         ("workflow" = Option<String>, Query, description = "Only runs of this workflow"),
         ("state" = Option<String>, Query, description = "Only runs in this state: queued, running, waiting, succeeded, failed or cancelled"),
         ("root" = Option<String>, Query, description = "Only the runs of the tree rooted at this run: the run and the child runs it started, theirs, and so on"),
+        ("since" = Option<String>, Query, description = "Only runs created at or after this time (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Only runs created before this time (RFC 3339)"),
+        ("q" = Option<String>, Query, description = "Only runs whose trigger event or error holds this text"),
         ("limit" = Option<u32>, Query, description = "Most runs on the page, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses(
@@ -469,7 +472,28 @@ async fn list_runs(
     State(hub): State<Arc<Hub>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<RunPage>, ApiError> {
-    only_known_parameters(&query, &["workflow", "state", "root", "limit", "cursor"])?;
+    only_known_parameters(
+        &query,
+        &[
+            "workflow", "state", "root", "since", "until", "q", "limit", "cursor",
+        ],
+    )?;
+    let time = |name: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "`{name}` must be a time such as 2026-12-07T10:00:00Z: {e}"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since")?, time("until")?);
     let state = match query.get("state") {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::bad_request)?),
         None => None,
@@ -483,6 +507,9 @@ async fn list_runs(
             state,
             root: query.get("root").cloned(),
             before: query.get("cursor").cloned(),
+            since,
+            until,
+            text: query.get("q").filter(|q| !q.is_empty()).cloned(),
             limit: limit + 1,
         })
         .await?;

@@ -165,6 +165,7 @@ pub async fn overview(State(hub): State<Arc<Hub>>) -> Result<axum::Json<Overview
                 root: None,
                 before: None,
                 limit: 1,
+                ..Default::default()
             })
             .await?;
         let health = hub.health.get(&w.name);

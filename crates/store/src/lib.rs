@@ -330,6 +330,12 @@ pub struct RunFilter {
     pub root: Option<String>,
     /// Only runs whose id sorts before this one (the cursor for the next page).
     pub before: Option<String>,
+    /// Only runs created at or after this time.
+    pub since: Option<Millis>,
+    /// Only runs created before this time.
+    pub until: Option<Millis>,
+    /// Only runs whose input or error holds this text (case-insensitive for ASCII).
+    pub text: Option<String>,
     /// Most runs to return (newest first).
     pub limit: u32,
 }

@@ -985,6 +985,16 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// The smallest run id created at `at` or later: run ids are UUIDv7, whose text begins with the
+/// creation time in milliseconds, so a time window is a range of the primary key.
+fn first_id_at(at: Millis) -> String {
+    format!(
+        "{:08x}-{:04x}",
+        (at.max(0) >> 16) & 0xffff_ffff,
+        at.max(0) & 0xffff
+    )
+}
+
 fn token_from_row(row: &Row<'_>) -> Result<TokenRecord> {
     let role: String = row.get("role")?;
     let tools: Option<String> = row.get("tools")?;
@@ -1612,13 +1622,7 @@ impl Store for SqliteStore {
     }
 
     async fn overview(&self, since: Millis) -> Result<Overview> {
-        // Run ids are UUIDv7, whose text begins with the creation time in milliseconds: the ids
-        // from this prefix on are the window, a range of the primary key.
-        let first_id = format!(
-            "{:08x}-{:04x}",
-            (since.max(0) >> 16) & 0xffff_ffff,
-            since.max(0) & 0xffff
-        );
+        let first_id = first_id_at(since);
         self.read(move |c| {
             let counts = rows(
                 c,
@@ -1757,14 +1761,18 @@ impl Store for SqliteStore {
             rows(
                 c,
                 &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR root_id = ?5) ORDER BY id DESC LIMIT ?4"
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR root_id = ?5) AND (?6 IS NULL OR id >= ?6) AND (?7 IS NULL OR created_at >= ?7) AND (?8 IS NULL OR created_at < ?8) AND (?9 IS NULL OR instr(lower(COALESCE(input, '') || ' ' || COALESCE(error, '')), lower(?9)) > 0) ORDER BY id DESC LIMIT ?4"
                 ),
                 params![
                     filter.workflow,
                     filter.state.map(RunState::as_str),
                     filter.before,
                     filter.limit.max(1),
-                    filter.root
+                    filter.root,
+                    filter.since.map(first_id_at),
+                    filter.since,
+                    filter.until,
+                    filter.text
                 ],
                 run_from_row,
             )

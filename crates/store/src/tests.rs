@@ -482,6 +482,54 @@ async fn run_ids_resolve_from_prefixes_and_list_newest_first() {
         .await
         .unwrap();
     assert_eq!(queued.len(), 2);
+
+    // A time window (ids are time-ordered) and text in the input.
+    let every = store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let first = every.iter().map(|r| r.created_at).min().unwrap();
+    let last = every.iter().map(|r| r.created_at).max().unwrap();
+    let window = store
+        .list_runs(&RunFilter {
+            since: Some(first),
+            until: Some(last + 1),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 3);
+    let later = store
+        .list_runs(&RunFilter {
+            since: Some(last + 1),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(later.is_empty());
+    let found = store
+        .list_runs(&RunFilter {
+            text: Some(every[0].input.to_string()[2..6].to_uppercase()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(!found.is_empty(), "text in the input finds its run");
+    let none = store
+        .list_runs(&RunFilter {
+            text: Some("no such text anywhere".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 #[tokio::test]

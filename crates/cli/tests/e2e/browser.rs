@@ -75,6 +75,12 @@ impl Browser {
                 ],
             }),
         );
+        if width < 500 {
+            // Windows narrower than Chromium's minimum: emulate the phone's screen instead.
+            caps["goog:chromeOptions"]["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "touch": false}
+            });
+        }
         caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);

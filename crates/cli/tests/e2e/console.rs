@@ -42,6 +42,15 @@ async fn until_state(hub: &Hub, id: &str, state: &str) -> Value {
     }
 }
 
+/// Types into the runs page's text filter and presses Enter.
+async fn fill_search(b: &Browser, text: &str) {
+    let field = b
+        .find("input[aria-label='Text in the event or error']")
+        .await;
+    field.send_keys(text).await.unwrap();
+    field.send_keys("\u{E007}").await.unwrap();
+}
+
 /// Signs in through the form.
 async fn sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/")).await;
@@ -137,6 +146,13 @@ async fn a_person_signs_in_reads_a_failed_run_answers_an_approval_and_signs_out(
     b.find(".step-run .badge.state-failed").await;
     b.find(".step-run .badge.state-succeeded").await;
     b.screenshot("workflow-graph").await;
+
+    // Runs found by text in their event.
+    b.goto(&format!("{base}/#/runs")).await;
+    fill_search(&b, "two mugs").await;
+    b.until_text(&failed_id[..14]).await;
+    let rows = b.all_text("table.runs tbody tr").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
 
     // The failed run says where and why at a glance.
     b.goto(&format!("{base}/#/runs?state=failed")).await;
@@ -950,6 +966,115 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
             .contains("visual-relay"),
         "the request reached the hub's API: {run}"
     );
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
+    b.close().await;
+}
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// Presses Tab until the focused element's text is `label` (at most 60 times), as a person
+/// without a mouse would.
+async fn tab_to(b: &Browser, label: &str) {
+    let label = serde_json::to_string(label).unwrap();
+    tab_until(
+        b,
+        &format!("const e = document.activeElement; return !!e && (e.innerText || '').trim() === {label};"),
+    )
+    .await;
+}
+
+/// Presses Tab until the script `focused` returns true (at most 60 times).
+async fn tab_until(b: &Browser, focused: &str) {
+    for _ in 0..60 {
+        if b.eval(focused).await == json!(true) {
+            return;
+        }
+        b.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(TAB)
+            .await
+            .unwrap();
+    }
+    let shot = b.screenshot("failed").await;
+    panic!(
+        "Tab never reached what {focused} looks for (screenshot: {})",
+        shot.display()
+    );
+}
+
+async fn press_enter(b: &Browser) {
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(ENTER)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approvals_inbox_works_on_a_phone_with_the_keyboard_alone() {
+    if !browser::available() {
+        return;
+    }
+    let p = Project::new(
+        "name: console\n",
+        &[(
+            "ask",
+            "name: ask\ntrigger: manual\nsteps:\n  - id: ok\n    approval:\n      message: Refund 42 EUR to a customer who waited three weeks for a parcel?\n      data: ${{ .input }}\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let base = hub.base.clone();
+    let (_, started) = hub
+        .post_json(
+            "/api/workflows/ask/runs",
+            json!({"input": {"order": "A-77", "amount": 42, "reason": "late parcel"}}),
+        )
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &run_id, "waiting").await;
+    let operator = token(p.path(), "operator").await;
+
+    // A phone-sized window: 390 × 844.
+    let b = Browser::start(390, 844).await;
+    b.goto(&format!("{base}/")).await;
+    b.find("#token").await.send_keys(&operator).await.unwrap();
+    press_enter(&b).await;
+    b.find("header.top").await;
+    // The menu opens from its button; the inbox is one of its links.
+    tab_to(&b, "☰").await;
+    press_enter(&b).await;
+    tab_to(&b, "Approvals").await;
+    press_enter(&b).await;
+    b.until_text("Refund 42 EUR").await;
+    let fits = b
+        .eval("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await;
+    assert_eq!(fits, json!(true), "the inbox fits the phone's width");
+    b.screenshot("approvals-phone").await;
+    // Name, note, approve: all from the keyboard.
+    tab_until(
+        &b,
+        "return document.activeElement.matches(\"input[autocomplete='name']\");",
+    )
+    .await;
+    b.client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("Dana")
+        .await
+        .unwrap();
+    tab_to(&b, "Approve").await;
+    press_enter(&b).await;
+    let run = until_state(&hub, &run_id, "succeeded").await;
+    assert_eq!(run["steps"][0]["output"]["by"], "Dana", "{run}");
+    b.until_text("Nothing waits for an answer.").await;
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
     b.close().await;
