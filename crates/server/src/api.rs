@@ -199,11 +199,138 @@ pub struct RunRef {
     pub outcome: Option<String>,
 }
 
+/// A run, as the API shows it (`weft_engine::view::run_json` writes it; this type documents it,
+/// and the end-to-end tests check real answers against the document).
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    /// Its id (a UUIDv7: ids sort by creation time).
+    pub id: String,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// The workflow's version it runs on (the SHA-256 of the file).
+    pub version: String,
+    /// `queued`, `running`, `waiting`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// The run at the top of its tree (itself for a run no step started).
+    pub root_id: String,
+    /// The run whose `call` step started it.
+    pub parent_id: Option<String>,
+    /// That step's key.
+    pub parent_step: Option<String>,
+    /// The key that de-duplicated its start.
+    pub idempotency_key: Option<String>,
+    /// What started it: `{type, …}`.
+    pub trigger: Value,
+    /// Its input (`.input`): the event.
+    pub input: Value,
+    /// Its output, once it succeeded.
+    pub output: Value,
+    /// Why it failed: `{step, kind, message, …}`.
+    pub error: Value,
+    /// When it wakes (RFC 3339), while it waits.
+    pub wake_at: Option<String>,
+    /// When it was committed (RFC 3339).
+    pub created_at: String,
+    /// When it first started executing (RFC 3339).
+    pub started_at: Option<String>,
+    /// When it ended (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Every step attempt, in order (`GET /runs/{id}` only).
+    pub steps: Option<Vec<AttemptView>>,
+}
+
+/// One step attempt of a run.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct AttemptView {
+    /// The step's key: its id, and the item index of every `for_each` around it (`post/3`).
+    pub step: String,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// `started`, `succeeded`, `failed`, `retrying`, `waiting`, … .
+    pub state: String,
+    /// What the step was given.
+    pub input: Value,
+    /// What it gave.
+    pub output: Value,
+    /// Why it failed.
+    pub error: Value,
+    /// When it is due again (RFC 3339), while it waits or before a retry.
+    pub wake_at: Option<String>,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended (RFC 3339).
+    pub finished_at: Option<String>,
+}
+
+/// An approval, as the API shows it (`weft_engine::view::approval_json`).
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalView {
+    /// Its id.
+    pub id: String,
+    /// The run that asks.
+    pub run_id: String,
+    /// The asking step's key.
+    pub step: String,
+    /// The attempt of that step.
+    pub attempt: u32,
+    /// The run's workflow.
+    pub workflow: String,
+    /// What the approver reads.
+    pub message: String,
+    /// What they decide on.
+    pub data: Value,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    pub state: String,
+    /// The run's state.
+    pub run_state: String,
+    /// When it was asked (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339), if it does.
+    pub expires_at: Option<String>,
+    /// When it was answered (RFC 3339).
+    pub answered_at: Option<String>,
+    /// What the answer carried.
+    pub answer: Value,
+    /// Who answered, as they said.
+    pub answered_by: Option<String>,
+}
+
+/// One entry of the audit log.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryView {
+    /// Its sequence number (newer entries have larger ones).
+    pub seq: u64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who: a token id, `cli`, `stdio`, `system`, `files` or `anonymous`.
+    pub actor: String,
+    /// What, such as `run.retry` or `session.sign_in`.
+    pub action: String,
+    /// To what: a run, token, approval, workflow, secret.
+    pub target: String,
+    /// More about it.
+    pub details: Value,
+}
+
+/// A page of the audit log.
+#[allow(dead_code)]
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub entries: Vec<AuditEntryView>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next_before: Option<u64>,
+}
+
 /// One page of runs.
 #[derive(Serialize, ToSchema)]
 pub struct RunPage {
     /// Runs, newest first, as `GET /api/runs/{id}` shows them but without steps.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<RunView>)]
     pub runs: Vec<Value>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
@@ -530,7 +657,7 @@ async fn list_runs(
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "The run's id, or a unique prefix of it")),
     responses(
-        (status = 200, description = "The run, with `steps`", body = Object),
+        (status = 200, description = "The run, with `steps`", body = RunView),
         (status = 400, description = "The prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 async fn show_run(
@@ -633,9 +760,8 @@ async fn replay_run(
 /// Approvals as listed.
 #[derive(Serialize, ToSchema)]
 pub struct ApprovalList {
-    /// Approvals, newest first: `{id, run_id, step, workflow, message, data, state, run_state,
-    /// created_at, expires_at, answered_at, answer, answered_by}`.
-    #[schema(value_type = Vec<Object>)]
+    /// Approvals, newest first.
+    #[schema(value_type = Vec<ApprovalView>)]
     pub approvals: Vec<Value>,
 }
 
@@ -689,7 +815,7 @@ async fn list_approvals(
 #[utoipa::path(get, path = "/approvals/{id}", tag = "approvals",
     params(("id" = String, Path, description = "The approval's id")),
     responses(
-        (status = 200, description = "The approval", body = Object),
+        (status = 200, description = "The approval", body = ApprovalView),
         (status = 404, description = "No such approval", body = ErrorBody)))]
 async fn show_approval(
     State(hub): State<Arc<Hub>>,
@@ -710,7 +836,7 @@ async fn show_approval(
     params(("id" = String, Path, description = "The approval's id")),
     request_body(content = ApprovalAnswer, description = "The decision, with optional data and who gives it"),
     responses(
-        (status = 200, description = "The answered approval", body = Object),
+        (status = 200, description = "The answered approval", body = ApprovalView),
         (status = 400, description = "The body is not a valid answer", body = ErrorBody),
         (status = 404, description = "No such approval", body = ErrorBody),
         (status = 409, description = "Already answered or expired, or the run has finished", body = ErrorBody)))]
@@ -758,7 +884,7 @@ async fn answer_approval(
         ("limit" = Option<u32>, Query, description = "Most entries, 1 to 500 (default 50)"),
         ("before" = Option<u64>, Query, description = "Only entries older than this `seq`, to page back")),
     responses(
-        (status = 200, description = "`{entries: [{seq, at, actor, action, target, details}], next_before}`", body = Object),
+        (status = 200, description = "A page of entries", body = AuditPage),
         (status = 400, description = "A bad parameter", body = ErrorBody)))]
 async fn list_audit(
     State(hub): State<Arc<Hub>>,

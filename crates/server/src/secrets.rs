@@ -103,9 +103,41 @@ async fn audit_and_reload(
         .map_err(vault_error)
 }
 
+/// A secret as listed: never its value.
+#[allow(dead_code)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SecretView {
+    /// Its name, as `{ secret: NAME }` refers to it.
+    pub name: String,
+    /// When it was first set (milliseconds since the Unix epoch).
+    pub created_at: i64,
+    /// When it was last set (milliseconds since the Unix epoch).
+    pub updated_at: i64,
+    /// A fingerprint of the master key that encrypted it.
+    pub key_id: String,
+}
+
+/// The secret store's names.
+#[allow(dead_code)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SecretList {
+    /// Every secret, by name.
+    pub secrets: Vec<SecretView>,
+}
+
+/// A secret that was set.
+#[allow(dead_code)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SecretSet {
+    /// Its name.
+    pub name: String,
+    /// Whether it is new.
+    pub created: bool,
+}
+
 /// The secret store's names and dates, never values. Admin tokens only.
 #[utoipa::path(get, path = "/secrets", tag = "secrets",
-    responses((status = 200, description = "`{secrets: [{name, created_at, updated_at, key_id}]}`", body = Object)))]
+    responses((status = 200, description = "The secrets' names and dates", body = SecretList)))]
 pub async fn list_secrets(State(hub): State<Arc<Hub>>) -> Result<axum::Json<Value>, ApiError> {
     let secrets = vault(&hub)?.list().await.map_err(vault_error)?;
     Ok(axum::Json(json!({ "secrets": secrets })))
@@ -118,8 +150,8 @@ pub async fn list_secrets(State(hub): State<Arc<Hub>>) -> Result<axum::Json<Valu
     params(("name" = String, Path, description = "The secret's name: letters, digits, `_`, `-`, `.`")),
     request_body(content = SecretValue, description = "`{value}`"),
     responses(
-        (status = 201, description = "Created: `{name, created: true}`", body = Object),
-        (status = 200, description = "Replaced: `{name, created: false}`", body = Object),
+        (status = 201, description = "Created", body = SecretSet),
+        (status = 200, description = "Replaced", body = SecretSet),
         (status = 400, description = "A bad name or body", body = ErrorBody),
         (status = 409, description = "The hub's master key is missing or does not match the stored secrets", body = ErrorBody)))]
 pub async fn put_secret(

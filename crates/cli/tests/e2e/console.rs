@@ -1079,3 +1079,97 @@ async fn the_approvals_inbox_works_on_a_phone_with_the_keyboard_alone() {
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answers_the_console_reads_match_their_openapi_schemas() {
+    let p = Project::new(
+        "name: typed\n",
+        &[
+            (
+                "ask",
+                "name: ask\ntrigger: manual\nsteps:\n  - id: ok\n    approval: Go?\n",
+            ),
+            (
+                "boom",
+                "name: boom\ntrigger: manual\nsteps:\n  - id: one\n    map: 1\n  - id: two\n    fail: no ${{ .input.why }}\n",
+            ),
+        ],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let (_, asked) = hub
+        .post_json("/api/workflows/ask/runs", json!({"input": {"n": 1}}))
+        .await;
+    let asked = asked["run_id"].as_str().unwrap().to_string();
+    let (_, boom) = hub
+        .post_json(
+            "/api/workflows/boom/runs",
+            json!({"input": {"why": "reason"}}),
+        )
+        .await;
+    let boom = boom["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &asked, "waiting").await;
+    until_state(&hub, &boom, "failed").await;
+    let (status, _) = hub
+        .client
+        .put(format!("{}/api/secrets/typed_secret", hub.base))
+        .json(&json!({"value": "a-long-enough-value"}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert!(status == 201 || status == 200);
+
+    let (_, doc) = hub.get("/api/openapi.json").await;
+    let components = doc["components"].clone();
+    // The schema an answer of `path` (GET, 200) is documented with.
+    let schema_of = |path: &str| -> Value {
+        let schema =
+            doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+                .clone();
+        assert!(
+            schema["$ref"].is_string(),
+            "{path} documents its answer with a named type, not just `object`: {schema}"
+        );
+        json!({"$ref": schema["$ref"], "components": components})
+    };
+    let approval_id = {
+        let (_, list) = hub.get("/api/approvals").await;
+        list["approvals"][0]["id"].as_str().unwrap().to_string()
+    };
+    for (path, url) in [
+        ("/runs", "/api/runs".to_string()),
+        ("/runs/{id}", format!("/api/runs/{boom}")),
+        ("/runs/{id}", format!("/api/runs/{asked}")),
+        ("/approvals", "/api/approvals?state=all".to_string()),
+        ("/approvals/{id}", format!("/api/approvals/{approval_id}")),
+        ("/audit", "/api/audit".to_string()),
+        ("/secrets", "/api/secrets".to_string()),
+        ("/overview", "/api/overview".to_string()),
+        ("/workflows", "/api/workflows".to_string()),
+        ("/workflows/{name}", "/api/workflows/boom".to_string()),
+        ("/connections", "/api/connections".to_string()),
+        ("/tokens", "/api/tokens".to_string()),
+        ("/catalog", "/api/catalog".to_string()),
+    ] {
+        let schema = schema_of(path);
+        let validator = jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("{path}: the documented schema is valid: {e}"));
+        let (status, answer) = hub.get(&url).await;
+        assert_eq!(status, 200, "{url}: {answer}");
+        let problems: Vec<String> = validator
+            .iter_errors(&answer)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{url} does not match its schema: {problems:?}\n{answer}"
+        );
+    }
+    // The schemas say something: a run without its fields, or with a number for its id, is not one.
+    let run = jsonschema::validator_for(&schema_of("/runs/{id}")).unwrap();
+    assert!(!run.is_valid(&json!({"id": 5})));
+    let (_, real) = hub.get(&format!("/api/runs/{boom}")).await;
+    let mut wrong = real.clone();
+    wrong["state"] = json!(7);
+    assert!(run.is_valid(&real) && !run.is_valid(&wrong));
+}
