@@ -147,3 +147,23 @@ export function Card(props: { title?: string; children: ComponentChildren; class
 export function Empty({ children }: { children: ComponentChildren }) {
   return <p class="empty">{children}</p>;
 }
+
+/// Calls `f` for every event of the hub's stream (`/api/events`) while the page is open. Events
+/// say what changed; the page reads what it shows again.
+export function useHubEvents(f: (kind: string, data: any) => void, deps: unknown[]) {
+  useEffect(() => {
+    const source = new EventSource("/api/events");
+    const on = (kind: string) => (e: MessageEvent) => {
+      let data: any = null;
+      try {
+        data = JSON.parse(e.data);
+      } catch {
+        data = null;
+      }
+      f(kind, data);
+    };
+    const handlers: [string, (e: MessageEvent) => void][] = ["run", "step", "lagged"].map((k) => [k, on(k)]);
+    for (const [k, h] of handlers) source.addEventListener(k, h as EventListener);
+    return () => source.close();
+  }, deps);
+}

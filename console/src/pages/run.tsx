@@ -4,7 +4,7 @@
 import { useEffect } from "preact/hooks";
 import { get, post, query, Run, RunPage, Session, StepAttempt, may } from "../api";
 import { go, href } from "../route";
-import { Card, ConfirmButton, duration, ErrorBox, Json, Loading, StateBadge, Time, useLoad } from "../ui";
+import { Card, ConfirmButton, duration, ErrorBox, Json, Loading, StateBadge, Time, useHubEvents, useLoad } from "../ui";
 
 function Attempt({ a, failed }: { a: StepAttempt; failed: boolean }) {
   return (
@@ -55,9 +55,17 @@ export function RunPage({ session, id }: { session: Session; id: string }) {
     [run?.id],
   );
   const unfinished = run && ["queued", "running", "waiting"].includes(run.state);
+  // Live: the hub says when this run or one of its steps changes. A slow poll stays for runs that
+  // another hub on the same store executes.
+  useHubEvents(
+    (kind, data) => {
+      if (kind === "lagged" || data?.run_id === run?.id || data?.run_id === run?.parent_id) reload();
+    },
+    [run?.id],
+  );
   useEffect(() => {
     if (!unfinished) return;
-    const t = setInterval(reload, 2000);
+    const t = setInterval(reload, 10000);
     return () => clearInterval(t);
   }, [unfinished]);
   if (error) return <ErrorBox error={error} />;

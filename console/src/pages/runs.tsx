@@ -1,9 +1,9 @@
 // Runs, newest first, filtered by workflow and state, a page at a time; running ones refresh.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { get, query, RunPage, WorkflowSummary } from "../api";
 import { go, href, Route } from "../route";
-import { ago, Card, duration, Empty, ErrorBox, Loading, StateBadge, useLoad } from "../ui";
+import { ago, Card, duration, Empty, ErrorBox, Loading, StateBadge, useHubEvents, useLoad } from "../ui";
 
 const STATES = ["", "queued", "running", "waiting", "succeeded", "failed", "cancelled"];
 
@@ -30,11 +30,24 @@ export function RunList({ route }: { route: Route }) {
     [workflow, state, since, until, q, cursor],
   );
   useEffect(() => setCursors([]), [workflow, state, since, until, q]);
-  // Unfinished runs change: look again every few seconds while any is on the page.
+  // Live: a run's change (on the first page, where new runs appear) makes the page read again, at
+  // most once a second; a slow poll covers runs executed by another hub on the same store.
+  const pending = useRef(false);
+  useHubEvents(
+    (kind) => {
+      if (kind === "step" || pending.current || cursors.length) return;
+      pending.current = true;
+      setTimeout(() => {
+        pending.current = false;
+        reload();
+      }, 1000);
+    },
+    [workflow, state, since, until, q, cursors.length],
+  );
   const live = data?.runs.some((r) => r.state === "queued" || r.state === "running" || r.state === "waiting");
   useEffect(() => {
     if (!live) return;
-    const t = setInterval(reload, 3000);
+    const t = setInterval(reload, 10000);
     return () => clearInterval(t);
   }, [live]);
   const filter = (next: Record<string, string>) => go(`#/runs${query({ workflow, state, since, until, q, ...next })}`);

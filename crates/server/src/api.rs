@@ -25,7 +25,7 @@ use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{Hub, audit, edit, overview, secrets, session, tokens, tools};
+use crate::{Hub, audit, edit, events, overview, secrets, session, tokens, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -64,6 +64,7 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(lint_workflow))
         .routes(routes!(start_run))
         .routes(routes!(overview::overview))
+        .routes(routes!(events::events))
         .routes(routes!(list_runs))
         .routes(routes!(show_run))
         .routes(routes!(retry_run))

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod console;
 pub mod edit;
 pub mod error;
+pub mod events;
 pub mod hooks;
 pub mod http;
 pub mod mcp;

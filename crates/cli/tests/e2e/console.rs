@@ -1173,3 +1173,60 @@ async fn the_answers_the_console_reads_match_their_openapi_schemas() {
     wrong["state"] = json!(7);
     assert!(run.is_valid(&real) && !run.is_valid(&wrong));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_steps_stream_as_server_sent_events() {
+    let p = Project::new(
+        "name: live\n",
+        &[(
+            "two",
+            "name: two\ntrigger: manual\nsteps:\n  - id: a\n    map: 1\n  - id: b\n    map: 2\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let mut stream = hub
+        .client
+        .get(format!("{}/api/events", hub.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let (_, started) = hub
+        .post_json("/api/workflows/two/runs", json!({"input": {}}))
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = |seen: &str| {
+        seen.lines().any(|l| {
+            l.starts_with("data: ")
+                && l.contains(&run_id)
+                && l.contains("\"state\":\"succeeded\"")
+                && !l.contains("\"step\"")
+        })
+    };
+    while !ended(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no run event within 10 s; saw:\n{seen}"))
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: step"), "{seen}");
+    assert!(seen.contains("\"step\":\"b\""), "{seen}");
+    // A viewer may follow the stream; no token may not.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{}/api/events", hub.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

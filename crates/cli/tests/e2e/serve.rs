@@ -713,6 +713,10 @@ async fn the_api_matches_its_openapi_document() {
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 9, "{paths:?}");
     for (path, item) in paths {
+        // The event stream does not end; the console's tests read it.
+        if path == "/events" {
+            continue;
+        }
         for method in item.as_object().unwrap().keys() {
             let url = format!(
                 "{}/api{}",
