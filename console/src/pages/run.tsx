@@ -1,12 +1,45 @@
 // The run inspector: what started the run, each step attempt in order with its input, output or
 // error and timings, the child runs, and retry, replay and cancel for those who may.
 
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { get, post, query, Run, RunPage, Session, StepAttempt, may } from "../api";
 import { go, href } from "../route";
 import { Card, ConfirmButton, duration, ErrorBox, Json, Loading, StateBadge, Time, useHubEvents, useLoad } from "../ui";
 
-function Attempt({ a, failed }: { a: StepAttempt; failed: boolean }) {
+/// Inputs, outputs and errors larger than this many bytes are fetched when asked for.
+const PAYLOAD_BYTES = 16 * 1024;
+
+function isOmitted(v: unknown): v is { $omitted: number } {
+  return !!v && typeof v === "object" && "$omitted" in (v as object);
+}
+
+/// A payload, or for one left out because of its size, a button that fetches it.
+function Payload({ value, label, load }: { value: unknown; label: string; load: () => Promise<unknown> }) {
+  const [loaded, setLoaded] = useState<unknown>(undefined);
+  const [error, setError] = useState<unknown>(null);
+  if (!isOmitted(value)) return <Json value={value} label={label} />;
+  if (loaded !== undefined) return <Json value={loaded} label={label} />;
+  return (
+    <>
+      <button
+        class="plain"
+        onClick={async () => {
+          try {
+            setLoaded(await load());
+          } catch (e) {
+            setError(e);
+          }
+        }}
+      >
+        Show ({Math.round(value.$omitted / 1024)} KB)
+      </button>
+      <ErrorBox error={error} />
+    </>
+  );
+}
+
+function Attempt({ a, failed, runId }: { a: StepAttempt; failed: boolean; runId: string }) {
+  const whole = () => get<StepAttempt>(`/api/runs/${encodeURIComponent(runId)}/attempt${query({ step: a.step, attempt: a.attempt })}`);
   return (
     <li class={`attempt state-${a.state}`}>
       <details open={failed}>
@@ -18,18 +51,18 @@ function Attempt({ a, failed }: { a: StepAttempt; failed: boolean }) {
         <div class="io">
           <div>
             <h4>Input</h4>
-            <Json value={a.input} label={`Input of ${a.step}`} />
+            <Payload value={a.input} label={`Input of ${a.step}`} load={() => whole().then((w) => w.input)} />
           </div>
           <div>
             {a.error ? (
               <>
                 <h4>Error</h4>
-                <Json value={a.error} label={`Error of ${a.step}`} />
+                <Payload value={a.error} label={`Error of ${a.step}`} load={() => whole().then((w) => w.error)} />
               </>
             ) : (
               <>
                 <h4>Output</h4>
-                <Json value={a.output} label={`Output of ${a.step}`} />
+                <Payload value={a.output} label={`Output of ${a.step}`} load={() => whole().then((w) => w.output)} />
               </>
             )}
           </div>
@@ -49,7 +82,8 @@ function Attempt({ a, failed }: { a: StepAttempt; failed: boolean }) {
 }
 
 export function RunPage({ session, id }: { session: Session; id: string }) {
-  const { data: run, error, reload } = useLoad(() => get<Run>(`/api/runs/${encodeURIComponent(id)}`), [id]);
+  const { data: run, error, reload } = useLoad(() => get<Run>(`/api/runs/${encodeURIComponent(id)}${query({ payloads: PAYLOAD_BYTES })}`), [id]);
+  const wholeRun = () => get<Run>(`/api/runs/${encodeURIComponent(id)}`);
   const children = useLoad(
     () => (run ? get<RunPage>(`/api/runs${query({ root: run.id, limit: 100 })}`).then((p) => p.runs.filter((r) => r.id !== run.id)) : Promise.resolve(null)),
     [run?.id],
@@ -131,17 +165,17 @@ export function RunPage({ session, id }: { session: Session; id: string }) {
       </dl>
       <div class="split even">
         <Card title="Trigger event">
-          <Json value={run.input} label="Trigger event" />
+          <Payload value={run.input} label="Trigger event" load={() => wholeRun().then((r) => r.input)} />
         </Card>
         <Card title={run.state === "failed" ? "Error" : "Output"}>
-          <Json value={run.state === "failed" ? run.error : run.output} label="Run result" />
+          <Payload value={run.state === "failed" ? run.error : run.output} label="Run result" load={() => wholeRun().then((r) => (r.state === "failed" ? r.error : r.output))} />
         </Card>
       </div>
       <Card title="Steps">
         {run.steps?.length ? (
           <ol class="timeline">
             {run.steps.map((a) => (
-              <Attempt a={a} failed={a.state === "failed" && a.step === failedStep} />
+              <Attempt a={a} failed={a.state === "failed" && a.step === failedStep} runId={run.id} />
             ))}
           </ol>
         ) : (

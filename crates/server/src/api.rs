@@ -67,6 +67,7 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(events::events))
         .routes(routes!(list_runs))
         .routes(routes!(show_run))
+        .routes(routes!(show_attempt))
         .routes(routes!(retry_run))
         .routes(routes!(cancel_run))
         .routes(routes!(replay_run))
@@ -654,17 +655,29 @@ async fn list_runs(
     }))
 }
 
-/// Shows a run with every step attempt: input, output or error, and timings.
+/// Shows a run with every step attempt: input, output or error, and timings. With `payloads`,
+/// every input, output and error larger than that many bytes (as JSON) is left out and replaced
+/// by `{"$omitted": <bytes>}`, to be fetched on its own (`GET /runs/{id}/attempt`).
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "The run's id, or a unique prefix of it")),
+    params(
+        ("id" = String, Path, description = "The run's id, or a unique prefix of it"),
+        ("payloads" = Option<u64>, Query, description = "Leave out inputs, outputs and errors larger than this many bytes")),
     responses(
         (status = 200, description = "The run, with `steps`", body = RunView),
-        (status = 400, description = "The prefix matches several runs", body = ErrorBody),
+        (status = 400, description = "The prefix matches several runs, or a bad parameter", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 async fn show_run(
     State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    only_known_parameters(&query, &["payloads"])?;
+    let limit = match query.get("payloads") {
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("`payloads` must be a number of bytes, found `{v}`"))
+        })?),
+        None => None,
+    };
     let store = hub.engine.store();
     let id = store.resolve_run_id(&id).await?;
     let run = store
@@ -672,7 +685,64 @@ async fn show_run(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run has the id {id}")))?;
     let attempts = store.attempts(&id).await?;
-    Ok(axum::Json(view::run_json(&run, Some(&attempts))))
+    let mut shown = view::run_json(&run, Some(&attempts));
+    if let Some(limit) = limit {
+        let omit = |v: &mut Value| {
+            let bytes = v.to_string().len();
+            if bytes > limit {
+                *v = json!({ "$omitted": bytes });
+            }
+        };
+        for key in ["input", "output"] {
+            omit(&mut shown[key]);
+        }
+        if let Some(steps) = shown["steps"].as_array_mut() {
+            for step in steps {
+                for key in ["input", "output", "error"] {
+                    omit(&mut step[key]);
+                }
+            }
+        }
+    }
+    Ok(axum::Json(shown))
+}
+
+/// One step attempt of a run, whole: for payloads `GET /runs/{id}?payloads=` left out.
+#[utoipa::path(get, path = "/runs/{id}/attempt", tag = "runs",
+    params(
+        ("id" = String, Path, description = "The run's id, or a unique prefix of it"),
+        ("step" = String, Query, description = "The step's key, such as `notify` or `post/3`"),
+        ("attempt" = u32, Query, description = "The attempt's number")),
+    responses(
+        (status = 200, description = "The attempt", body = AttemptView),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 404, description = "No such run or attempt", body = ErrorBody)))]
+async fn show_attempt(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Value>, ApiError> {
+    only_known_parameters(&query, &["step", "attempt"])?;
+    let step = query
+        .get("step")
+        .ok_or_else(|| ApiError::bad_request("`step` is needed: the step's key"))?;
+    let attempt: u32 = query
+        .get("attempt")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("`attempt` is needed: a number from 1"))?;
+    let store = hub.engine.store();
+    let id = store.resolve_run_id(&id).await?;
+    let found = store
+        .attempts(&id)
+        .await?
+        .into_iter()
+        .find(|a| a.step_key.as_str() == step && a.attempt == attempt)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "run {id} has no attempt {attempt} of step `{step}`"
+            ))
+        })?;
+    Ok(axum::Json(view::attempt_json(&found)))
 }
 
 /// Continues a failed run from its failed step, with a fresh attempt budget.

@@ -1230,3 +1230,54 @@ async fn runs_and_steps_stream_as_server_sent_events() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_are_fetched_when_they_are_opened() {
+    if !browser::available() {
+        return;
+    }
+    let p = Project::new(
+        "name: big\n",
+        &[(
+            "big",
+            "name: big\ntrigger: manual\nsteps:\n  - id: many\n    map: ${{ [range(6000)] }}\n  - id: few\n    map: ${{ .steps.many | length }}\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let (_, started) = hub
+        .post_json("/api/workflows/big/runs", json!({"input": {}}))
+        .await;
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    until_state(&hub, &run_id, "succeeded").await;
+    // The API leaves the large output out when asked, and gives it on its own.
+    let (_, light) = hub.get(&format!("/api/runs/{run_id}?payloads=16384")).await;
+    let omitted = light["steps"][0]["output"]["$omitted"].as_u64().unwrap();
+    assert!(omitted > 16384, "{light}");
+    assert_eq!(light["steps"][1]["output"], 6000);
+    let (_, whole) = hub
+        .get(&format!("/api/runs/{run_id}/attempt?step=many&attempt=1"))
+        .await;
+    assert_eq!(whole["output"].as_array().unwrap().len(), 6000);
+
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &hub.base, ADMIN_TOKEN).await;
+    b.goto(&format!("{}/#/runs/{run_id}", hub.base)).await;
+    b.until_text("Steps").await;
+    let page = b.client.source().await.unwrap();
+    assert!(
+        !page.contains("5999"),
+        "the large output is not loaded with the page"
+    );
+    // Open the step and ask for its output.
+    b.find("ol.timeline li:first-child summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.click_text(&format!("Show ({} KB)", (omitted as f64 / 1024.0).round()))
+        .await;
+    b.until_text("5999").await;
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
+    b.close().await;
+}
