@@ -44,7 +44,7 @@ pub struct Unfinished {
     pub running: u64,
     /// Runs waiting for a time or an answer.
     pub waiting: u64,
-    /// When the oldest queued run was created (RFC 3339).
+    /// When the queued run that has waited longest became due (RFC 3339).
     pub oldest_queued_at: Option<String>,
 }
 

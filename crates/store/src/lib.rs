@@ -458,7 +458,7 @@ pub struct RunCount {
 pub struct Overview {
     /// Runs created in the window, by workflow and state.
     pub counts: Vec<RunCount>,
-    /// When the oldest queued run was created.
+    /// When the queued run that has waited longest became due (created, or due after a wait).
     pub oldest_queued: Option<Millis>,
     /// Pending approvals of unfinished runs.
     pub pending_approvals: u64,
@@ -657,7 +657,7 @@ pub trait Store: Send + Sync + 'static {
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;
 
     /// What the console's overview shows: the runs created since `since` by workflow and state,
-    /// when the oldest queued run was created, and how many approvals of unfinished runs are
+    /// when the longest-waiting queued run became due, and how many approvals of unfinished runs are
     /// pending. It reads only the runs of the window (run ids begin with their creation time),
     /// however many runs the store holds.
     async fn overview(&self, since: Millis) -> Result<Overview>;

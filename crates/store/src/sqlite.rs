@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, Row, ToSql, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use weft_core::auth::Role;
@@ -1626,7 +1626,9 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let counts = rows(
                 c,
-                "SELECT workflow, state, COUNT(*) AS n, MAX(id) AS newest FROM runs WHERE id >= ?1 AND created_at >= ?2 GROUP BY workflow, state ORDER BY workflow, state",
+                // The window first, by its key range; grouping it alone would let the planner
+                // (which plans without the bound values) scan every run in workflow order.
+                "WITH w AS MATERIALIZED (SELECT workflow, state, id FROM runs WHERE id >= ?1 AND created_at >= ?2) SELECT workflow, state, COUNT(*) AS n, MAX(id) AS newest FROM w GROUP BY workflow, state ORDER BY workflow, state",
                 params![first_id, since],
                 |row| {
                     let state: String = row.get("state")?;
@@ -1638,9 +1640,11 @@ impl Store for SqliteStore {
                     })
                 },
             )?;
+            // The queue's index, in due order, to its first queued run: no scan of the queue.
             let oldest_queued: Option<Millis> = c
-                .prepare_cached("SELECT MIN(created_at) FROM runs WHERE state = 'queued'")?
-                .query_row([], |r| r.get(0))?;
+                .prepare_cached("SELECT COALESCE(wake_at, created_at) FROM runs WHERE state IN ('queued', 'running') AND state = 'queued' ORDER BY COALESCE(wake_at, created_at), id LIMIT 1")?
+                .query_row([], |r| r.get(0))
+                .optional()?;
             let pending: i64 = c
                 .prepare_cached("SELECT COUNT(*) FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.state = 'pending' AND r.state IN ('queued', 'running', 'waiting')")?
                 .query_row([], |r| r.get(0))?;

@@ -1325,3 +1325,73 @@ async fn queued_outcomes_are_stored_before_later_writes_or_stop_them() {
         .await
         .unwrap();
 }
+
+/// A measurement, not a check (run it with `cargo test -p weft-store --release -- --ignored
+/// --nocapture a_million`): the console's overview and a text search of runs on a store with a
+/// million runs, all created within the overview's window (its worst case: every run is counted).
+#[tokio::test]
+#[ignore]
+async fn a_million_runs_overview_and_search_timings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let started = std::time::Instant::now();
+    let now = now_millis();
+    for batch in 0..100 {
+        let runs: Vec<NewRun> = (0..10_000)
+            .map(|i| {
+                let mut run = new_run(&format!("w{}", i % 10), None, now);
+                run.input = json!({"order": format!("A-{batch}-{i}")});
+                run
+            })
+            .collect();
+        store.create_runs(&runs, None, now).await.unwrap();
+    }
+    eprintln!("created 1,000,000 runs in {:?}", started.elapsed());
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let overview = store.overview(now - 24 * 3600 * 1000).await.unwrap();
+        let total: u64 = overview.counts.iter().map(|c| c.count).sum();
+        assert_eq!(total, 1_000_000);
+        eprintln!("overview (1,000,000 runs in the window): {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let empty = store.overview(now + 1).await.unwrap();
+        assert!(empty.counts.is_empty());
+        eprintln!("overview (no run in the window): {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let found = store
+            .list_runs(&RunFilter {
+                text: Some("A-99-9999".into()),
+                limit: 25,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        eprintln!("text search, a match among the newest: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let oldest = store
+            .list_runs(&RunFilter {
+                text: Some("\"A-0-0\"".into()),
+                limit: 25,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(oldest.len(), 1);
+        eprintln!(
+            "text search, the only match the oldest (every run read): {:?}",
+            t.elapsed()
+        );
+        let t = std::time::Instant::now();
+        let page = store
+            .list_runs(&RunFilter {
+                workflow: Some("w3".into()),
+                limit: 25,
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 25);
+        eprintln!("a page of one workflow's runs: {:?}", t.elapsed());
+    }
+}
