@@ -179,7 +179,8 @@ function steps(list: Json, path: Path): Block {
 }
 
 function branches(head: Block, arms: { label: string; body: Block }[]): Block {
-  const armW = arms.map((a) => Math.max(a.body.w, NODE_W * 0.6));
+  // An empty arm is still wide enough for its label ("default", a case's value).
+  const armW = arms.map((a) => Math.max(a.body.w, NODE_W * 0.8, a.label.length * 7 + 24));
   const inner = armW.reduce((s, w) => s + w, 0) + GAP_X * Math.max(0, arms.length - 1);
   const w = Math.max(head.w, inner);
   const armH = Math.max(0, ...arms.map((a) => a.body.h));

@@ -57,6 +57,8 @@ const NEW_STEPS: { kind: string; label: string; make: (id: string, connection?: 
   { kind: "map", label: "Compute a value (map)", make: (id) => ({ id, map: "${{ .input }}" }) },
   { kind: "uses", label: "Call a connection", make: (id, c) => ({ id, uses: `${c ?? "api"}.request`, with: { method: "GET", path: "/" } }) },
   { kind: "if", label: "If / else", make: (id) => ({ id, if: "${{ true }}", then: [{ id: `${id}_yes`, map: "yes" }] }) },
+  { kind: "switch", label: "Switch on a value", make: (id) => ({ id, switch: "${{ .input.kind }}", cases: { a: [{ id: `${id}_a`, map: "a" }] } }) },
+  { kind: "for_each", label: "For each item", make: (id) => ({ id, for_each: "${{ .input.items }}", steps: [{ id: `${id}_item`, map: "${{ .item }}" }] }) },
   { kind: "approval", label: "Ask a person (approval)", make: (id) => ({ id, approval: { message: "Go ahead?", timeout: "24h" } }) },
   { kind: "wait", label: "Wait", make: (id) => ({ id, wait: "1m" }) },
   { kind: "fail", label: "Fail the run", make: (id) => ({ id, fail: "Stopped: ${{ .input | tojson }}" }) },
@@ -94,6 +96,27 @@ function Field(props: { label: string; value: string; onCommit: (v: string) => v
         />
       )}
     </label>
+  );
+}
+
+/// A new case of a `switch`: its value, and a button.
+function CaseAdder({ onAdd }: { onAdd: (name: string) => Promise<boolean> }) {
+  const [name, setName] = useState("");
+  return (
+    <div class="inline-form">
+      <label>
+        New case <input value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} aria-label="New case's value" />
+      </label>
+      <button
+        class="plain"
+        disabled={!name.trim()}
+        onClick={async () => {
+          if (await onAdd(name.trim())) setName("");
+        }}
+      >
+        Add case
+      </button>
+    </div>
   );
 }
 
@@ -240,9 +263,34 @@ function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Cat
           onCommit={(v) => apply({ op: "set", path: [...node.path, "approval"], value: typeof step.approval === "object" ? { ...step.approval, message: v } : v })}
         />
       )}
+      {kind === "for_each" && (
+        <>
+          <Field label="Items (for_each)" value={String(step.for_each ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "for_each"], value: v })} mono />
+          <Field
+            label="At the same time (concurrency)"
+            value={step.concurrency === undefined ? "" : String(step.concurrency)}
+            onCommit={(v) =>
+              v.trim() === ""
+                ? apply({ op: "delete", path: [...node.path, "concurrency"] })
+                : apply({ op: "set", path: [...node.path, "concurrency"], value: Number(v) })
+            }
+          />
+        </>
+      )}
+      {kind === "switch" && (
+        <>
+          <Field label="Value (switch)" value={String(step.switch ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "switch"], value: v })} mono />
+          <CaseAdder onAdd={(name) => {
+            const cases = step.cases && typeof step.cases === "object" ? step.cases : {};
+            if (name in cases) return Promise.resolve(false);
+            const id = uniqueId(doc, name.replace(/[^A-Za-z0-9_]/g, "_") || "case");
+            return apply({ op: "set", path: [...node.path, "cases", name], value: [{ id, map: name }] });
+          }} />
+        </>
+      )}
       {kind === "wait" && typeof step.wait === "string" && <Field label="Wait for" value={step.wait} onCommit={(v) => apply({ op: "set", path: [...node.path, "wait"], value: v })} mono />}
       {kind === "fail" && <Field label="Message (fail)" value={String(step.fail ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "fail"], value: v })} />}
-      {!["map", "if", "uses", "approval", "wait", "fail"].includes(kind) && (
+      {!["map", "if", "uses", "approval", "wait", "fail", "for_each", "switch"].includes(kind) && (
         <>
           <p class="small muted">This kind of step is changed in the text; its settings:</p>
           <Json value={step} />
@@ -275,6 +323,17 @@ function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Cat
         {kind === "for_each" && (
           <button class="plain" onClick={() => add([...node.path, "steps"], Array.isArray(step.steps) ? step.steps.length : 0)}>
             Add to body
+          </button>
+        )}
+        {kind === "switch" &&
+          Object.keys(step.cases && typeof step.cases === "object" ? step.cases : {}).map((name) => (
+            <button class="plain" onClick={() => add([...node.path, "cases", name], Array.isArray(step.cases[name]) ? step.cases[name].length : 0)}>
+              Add to case {name}
+            </button>
+          ))}
+        {kind === "switch" && (
+          <button class="plain" onClick={() => add([...node.path, "default"], Array.isArray(step.default) ? step.default.length : 0)}>
+            Add to default
           </button>
         )}
       </div>

@@ -935,12 +935,27 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
     fill(&b, "path", "/workflows").await;
     b.until_text("no problems").await;
     b.screenshot("visual-editor").await;
+    // A switch below it, with a second case added in its form.
+    b.find("select[aria-label=\"New step's kind\"]")
+        .await
+        .select_by_label("Switch on a value")
+        .await
+        .unwrap();
+    b.click_text("Add step below").await;
+    b.find("svg.graph .node[data-key='switch']").await;
+    fill(&b, "New case's value", "b").await;
+    b.click_text("Add case").await;
+    b.find("svg.graph .node[data-key='b']").await;
+    b.until_text("no problems").await;
+    b.screenshot("visual-switch").await;
 
     // Both views edit the same file.
     b.click_text("Text").await;
     let text = editor_text(&b).await;
     assert!(text.contains("uses: hub.request"), "{text}");
     assert!(text.contains("path: /workflows"), "{text}");
+    assert!(text.contains("    cases:\n      a:\n"), "{text}");
+    assert!(text.contains("      b:\n        - id: b\n"), "{text}");
     b.click_text("Visual").await;
 
     b.click_text("Save").await;
