@@ -149,6 +149,17 @@ pub(crate) async fn retention(engine: Engine) {
                 "Retention deleted expired conversation state."
             );
         }
+        // Console sessions that ended a day ago or more: their rows are of no more use.
+        let ended = in_batches("ended console sessions", || {
+            store.purge_sessions(now_millis() - 24 * 3600 * 1000, RETENTION_BATCH)
+        })
+        .await;
+        if ended > 0 {
+            tracing::debug!(
+                sessions = ended,
+                "Retention deleted ended console sessions."
+            );
+        }
         if let Some(keep) = engine.project().settings.retention {
             let before = now_millis() - keep.as_millis() as i64;
             let total = in_batches("old runs", || async {

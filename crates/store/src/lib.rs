@@ -653,6 +653,10 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes token `id` and the sessions signed in with it; whether `id` was live before.
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool>;
 
+    /// Deletes up to `limit` console sessions (tokens with a parent) that ended, by expiry or
+    /// revocation, before `before`; returns how many. Tokens themselves are never deleted.
+    async fn purge_sessions(&self, before: Millis, limit: u32) -> Result<u64>;
+
     /// How many runs are queued, running and waiting, by workflow and state.
     async fn count_unfinished(&self) -> Result<Vec<(String, RunState, u64)>>;
 

@@ -1440,6 +1440,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn purge_sessions(&self, before: Millis, limit: u32) -> Result<u64> {
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE parent IS NOT NULL AND (revoked_at < ?1 OR expires_at < ?1) LIMIT ?2)",
+                params![before, limit],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<bool> {
         let id = id.to_string();
         self.write(move |c| {

@@ -878,6 +878,20 @@ async fn revoking_a_token_ends_its_sessions() {
             .unwrap()
             .is_live(1_300)
     );
+    // Ended sessions are deleted once they are old enough; tokens never are.
+    assert_eq!(
+        store.purge_sessions(1_150, 100).await.unwrap(),
+        1,
+        "ses_2 ended at 1,100"
+    );
+    assert_eq!(
+        store.purge_sessions(1_300, 100).await.unwrap(),
+        1,
+        "ses_1 ended at 1,200"
+    );
+    assert!(store.token_by_hash("h1").await.unwrap().is_none());
+    assert_eq!(store.list_tokens().await.unwrap().len(), 2);
+    assert_eq!(store.purge_sessions(9_999, 100).await.unwrap(), 0);
 }
 
 #[tokio::test]
