@@ -9,7 +9,7 @@ pub(crate) async fn audit(dir: &Path, limit: u32, before: Option<u64>, json: boo
     let loaded = setup::load(dir)?;
     let store = setup::store(&loaded).await?;
     let entries = store
-        .list_audit(before, limit.clamp(1, 10_000))
+        .list_audit(before, limit.clamp(1, 10_000), None)
         .await
         .map_err(CliError::internal)?;
     if json {

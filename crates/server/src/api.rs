@@ -953,7 +953,8 @@ async fn answer_approval(
 #[utoipa::path(get, path = "/audit", tag = "audit",
     params(
         ("limit" = Option<u32>, Query, description = "Most entries, 1 to 500 (default 50)"),
-        ("before" = Option<u64>, Query, description = "Only entries older than this `seq`, to page back")),
+        ("before" = Option<u64>, Query, description = "Only entries older than this `seq`, to page back"),
+        ("q" = Option<String>, Query, description = "Only entries whose actor, action, target or details hold this text")),
     responses(
         (status = 200, description = "A page of entries", body = AuditPage),
         (status = 400, description = "A bad parameter", body = ErrorBody)))]
@@ -961,7 +962,7 @@ async fn list_audit(
     State(hub): State<Arc<Hub>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    only_known_parameters(&query, &["limit", "before"])?;
+    only_known_parameters(&query, &["limit", "before", "q"])?;
     let limit = page_limit(&query)?;
     let before = match query.get("before") {
         Some(b) => Some(b.parse::<u64>().map_err(|_| {
@@ -969,7 +970,12 @@ async fn list_audit(
         })?),
         None => None,
     };
-    let entries = hub.engine.store().list_audit(before, limit).await?;
+    let matching = query.get("q").map(String::as_str).filter(|q| !q.is_empty());
+    let entries = hub
+        .engine
+        .store()
+        .list_audit(before, limit, matching)
+        .await?;
     let next = (entries.len() == limit as usize)
         .then(|| entries.last().map(|(seq, _)| *seq))
         .flatten();

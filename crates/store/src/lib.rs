@@ -638,8 +638,14 @@ pub trait Store: Send + Sync + 'static {
     /// or deleted through the store.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<u64>;
 
-    /// Audit entries, newest first, with sequence numbers below `before` (all without it).
-    async fn list_audit(&self, before: Option<u64>, limit: u32) -> Result<Vec<(u64, AuditEntry)>>;
+    /// Audit entries, newest first, with sequence numbers below `before` (all without it), and with
+    /// `matching`, only those whose actor, action, target or details hold that text.
+    async fn list_audit(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+        matching: Option<&str>,
+    ) -> Result<Vec<(u64, AuditEntry)>>;
 
     /// Stores a new API token (its hash, never its secret).
     async fn create_token(&self, token: &TokenRecord) -> Result<()>;

@@ -1588,13 +1588,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_audit(&self, before: Option<u64>, limit: u32) -> Result<Vec<(u64, AuditEntry)>> {
+    async fn list_audit(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+        matching: Option<&str>,
+    ) -> Result<Vec<(u64, AuditEntry)>> {
         let before = before.map_or(i64::MAX, |b| b as i64);
+        let matching = matching.map(str::to_lowercase);
         self.read(move |c| {
             rows(
                 c,
-                "SELECT seq, at, actor, action, target, details FROM audit WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
-                params![before, limit.max(1)],
+                "SELECT seq, at, actor, action, target, details FROM audit WHERE seq < ?1 AND (?3 IS NULL OR instr(lower(actor || ' ' || action || ' ' || target || ' ' || details), ?3) > 0) ORDER BY seq DESC LIMIT ?2",
+                params![before, limit.max(1), matching],
                 |row| {
                     let details: String = row.get("details")?;
                     Ok((

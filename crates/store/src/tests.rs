@@ -911,13 +911,34 @@ async fn the_audit_log_appends_and_pages_newest_first() {
             .unwrap();
         assert_eq!(seq, i as u64 + 1);
     }
-    let page = store.list_audit(None, 2).await.unwrap();
+    let page = store.list_audit(None, 2, None).await.unwrap();
     let targets: Vec<&str> = page.iter().map(|(_, e)| e.target.as_str()).collect();
     assert_eq!(targets, ["t4", "t3"]);
-    let older = store.list_audit(Some(page[1].0), 10).await.unwrap();
+    let older = store.list_audit(Some(page[1].0), 10, None).await.unwrap();
     let targets: Vec<&str> = older.iter().map(|(_, e)| e.target.as_str()).collect();
     assert_eq!(targets, ["t2", "t1", "t0"]);
     assert_eq!(older[0].1.details, json!({"i": 2}));
+    // Matching text, in any field, whatever its case.
+    let found = store.list_audit(None, 10, Some("T3")).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1.target, "t3");
+    let by_details = store.list_audit(None, 10, Some("\"i\":4")).await.unwrap();
+    assert_eq!(by_details.len(), 1);
+    assert_eq!(
+        store
+            .list_audit(None, 10, Some("tool.call"))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(
+        store
+            .list_audit(None, 10, Some("nothing"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn secret(name: &str, key: &str, bytes: &[u8], now: Millis) -> SecretRecord {

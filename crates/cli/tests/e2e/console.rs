@@ -573,6 +573,30 @@ async fn an_admin_manages_tokens_and_secrets_and_reads_connections_and_the_audit
         b.until_text(action).await;
     }
     b.screenshot("audit").await;
+    // The filter asks the hub, so it finds entries beyond the page shown.
+    b.find("input[aria-label='Filter the audit log']")
+        .await
+        .send_keys("token.revoke")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = b.all_text("table.list tbody tr").await;
+        if rows.len() == 1 && rows[0].contains("token.revoke") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the filter never applied: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, filtered) = hub.get("/api/audit?q=SECRET.CREATE").await;
+    assert_eq!(
+        filtered["entries"].as_array().unwrap().len(),
+        1,
+        "{filtered}"
+    );
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
     b.close().await;
