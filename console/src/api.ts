@@ -105,6 +105,14 @@ export function query(params: Record<string, string | number | undefined | null>
 
 // The shapes the pages read.
 
+/// One problem the lint found: where, and what.
+export interface Problem {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
 export interface Trigger {
   type: string;
   [key: string]: unknown;

@@ -167,3 +167,18 @@ export function useHubEvents(f: (kind: string, data: any) => void, deps: unknown
     return () => source.close();
   }, deps);
 }
+
+/// "Newer" and "Older" for a list read a page at a time: `trail` holds the cursors of the pages
+/// gone through (the last is the page shown), `next` the cursor of the page after it.
+export function Pager<C>({ trail, next, onChange }: { trail: C[]; next: C | null | undefined; onChange: (trail: C[]) => void }) {
+  return (
+    <div class="pager">
+      <button class="plain" disabled={!trail.length} onClick={() => onChange(trail.slice(0, -1))}>
+        ← Newer
+      </button>
+      <button class="plain" disabled={next === null || next === undefined} onClick={() => onChange([...trail, next!])}>
+        Older →
+      </button>
+    </div>
+  );
+}

@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { get, query, Session, may } from "../api";
-import { Card, ErrorBox, Loading, Time, useLoad } from "../ui";
+import { Card, ErrorBox, Loading, Pager, Time, useLoad } from "../ui";
 
 interface Entry {
   seq: number;
@@ -66,14 +66,7 @@ export function Audit({ session }: { session: Session }) {
               ))}
             </tbody>
           </table>
-          <div class="pager">
-            <button class="plain" disabled={!before.length} onClick={() => setBefore(before.slice(0, -1))}>
-              ← Newer
-            </button>
-            <button class="plain" disabled={!data.next_before} onClick={() => setBefore([...before, data.next_before!])}>
-              Older →
-            </button>
-          </div>
+          <Pager trail={before} next={data.next_before} onChange={setBefore} />
         </Card>
       )}
     </>

@@ -4,17 +4,10 @@
 // new text. New workflows start from a blank page or from a template.
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, get, post, query, request, Run, RunPage, Session, WorkflowDetail, may } from "../api";
+import { ApiError, get, post, Problem, query, request, Run, RunPage, Session, WorkflowDetail, may } from "../api";
 import { go, href } from "../route";
 import { Card, ErrorBox, Json, Loading, StateBadge, useLoad } from "../ui";
 import { editText, VisualEditor } from "./visual";
-
-interface Problem {
-  file: string;
-  line: number;
-  column: number;
-  message: string;
-}
 
 const TEMPLATES: { name: string; title: string; text: (name: string) => string }[] = [
   {
@@ -286,9 +279,9 @@ export function Editor({ session, name }: { session: Session; name: string | nul
         source = (await editText(text, file, { op: "set", path: ["name"], value: target })).source;
         setText(source);
       }
-      const r = await request<{ version: string }>("PUT", `/api/workflows/${encodeURIComponent(target)}`, source, {
-        "If-Match": isNew ? "*" : original.data!.version,
-      });
+      // A new workflow must not overwrite one; an edited one must still be the version opened.
+      const precondition: Record<string, string> = isNew ? { "If-None-Match": "*" } : { "If-Match": original.data!.version };
+      const r = await request<{ version: string }>("PUT", `/api/workflows/${encodeURIComponent(target)}`, source, precondition);
       setSaved(r.version);
       go(href("workflows", target));
     } catch (e) {

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { get, query, RunPage, WorkflowSummary } from "../api";
 import { go, href, Route } from "../route";
-import { ago, Card, duration, Empty, ErrorBox, Loading, StateBadge, useHubEvents, useLoad } from "../ui";
+import { ago, Card, duration, Empty, ErrorBox, Loading, Pager, StateBadge, useHubEvents, useLoad } from "../ui";
 
 const STATES = ["", "queued", "running", "waiting", "succeeded", "failed", "cancelled"];
 
@@ -129,14 +129,7 @@ export function RunList({ route }: { route: Route }) {
               </tbody>
             </table>
           )}
-          <div class="pager">
-            <button class="plain" disabled={!cursors.length} onClick={() => setCursors(cursors.slice(0, -1))}>
-              ← Newer
-            </button>
-            <button class="plain" disabled={!data.next_cursor} onClick={() => setCursors([...cursors, data.next_cursor!])}>
-              Older →
-            </button>
-          </div>
+          <Pager trail={cursors} next={data.next_cursor} onChange={setCursors} />
         </Card>
       )}
     </>

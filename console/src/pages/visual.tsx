@@ -5,17 +5,10 @@
 // text editor and the file keep their comments and order.
 
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { get, post } from "../api";
+import { get, post, Problem } from "../api";
 import { at, GNode, Path, stepKind, workflowGraph } from "../graph";
 import { Card, ErrorBox, Json } from "../ui";
 import { GraphView } from "./workflow";
-
-export interface Problem {
-  file: string;
-  line: number;
-  column: number;
-  message: string;
-}
 
 interface Catalog {
   connectors: { type: string; summary: string; actions: { name: string; summary: string; inputs: string[]; required: string[] }[] }[];

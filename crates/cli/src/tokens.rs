@@ -33,7 +33,7 @@ pub(crate) async fn create(
     let loaded = setup::load(dir)?;
     let tools = tools.map(|list| list.split(',').map(str::to_string).collect());
     let tools = weft_server::tokens::tools_for(role, tools, &loaded.project)
-        .map_err(|e| CliError::usage(anyhow!(e.replace("needs its tools", "needs --tools"))))?;
+        .map_err(|e| CliError::usage(anyhow!(e)))?;
     let store = setup::store(&loaded).await?;
     let now = now_millis();
     let expires_at = expires.map(|d| now.saturating_add(d.as_millis() as i64));

@@ -309,9 +309,14 @@ fn is_flow(lines: &[&str], map: &Node) -> bool {
     text[col..].starts_with('{') || text[col..].starts_with('[')
 }
 
-fn set(lines: &[&str], root: &Node, path: &[Step], value: &Value) -> Result<String, EditError> {
+/// The last step of `path` and the block-style mapping or list it is in.
+fn holder<'a, 'p>(
+    lines: &[&str],
+    root: &'a Node,
+    path: &'p [Step],
+) -> Result<(&'p Step, &'p [Step], &'a Node), EditError> {
     let Some((last, up)) = path.split_last() else {
-        return err("the whole document cannot be replaced here");
+        return err("the whole document cannot be changed here");
     };
     let Some(holder) = node_at(root, up) else {
         return err(format!("{} does not exist", show(up)));
@@ -322,6 +327,11 @@ fn set(lines: &[&str], root: &Node, path: &[Step], value: &Value) -> Result<Stri
             show(up)
         ));
     }
+    Ok((last, up, holder))
+}
+
+fn set(lines: &[&str], root: &Node, path: &[Step], value: &Value) -> Result<String, EditError> {
+    let (last, up, holder) = holder(lines, root, path)?;
     match (last, &holder.kind) {
         (Step::Key(k), Kind::Map(entries)) => {
             if let Some((key, node)) = entries.iter().find(|(key, _)| &key.name == k) {
@@ -360,18 +370,7 @@ fn set(lines: &[&str], root: &Node, path: &[Step], value: &Value) -> Result<Stri
 }
 
 fn delete(lines: &[&str], root: &Node, path: &[Step]) -> Result<String, EditError> {
-    let Some((last, up)) = path.split_last() else {
-        return err("the whole document cannot be deleted");
-    };
-    let Some(holder) = node_at(root, up) else {
-        return err(format!("{} does not exist", show(up)));
-    };
-    if is_flow(lines, holder) {
-        return err(format!(
-            "{} is written in flow style; make this change in the text",
-            show(up)
-        ));
-    }
+    let (last, _, holder) = holder(lines, root, path)?;
     match (last, &holder.kind) {
         (Step::Key(k), Kind::Map(entries)) => {
             let Some(at) = entries.iter().position(|(key, _)| &key.name == k) else {

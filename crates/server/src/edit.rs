@@ -5,8 +5,10 @@
 //! without a problem; the text is written as given (comments and order are the author's), the file
 //! is replaced atomically, and the hub serves the new version at once as `--watch` would (runs in
 //! flight finish on their own version). `If-Match` with the version the editor started from makes
-//! a save that would overwrite someone else's change a conflict. Every save is in the audit log with
-//! a summary of the lines changed.
+//! a save that would overwrite someone else's change a conflict (checked against the file on disk,
+//! under a lock, so that two saves cannot both pass it), and `If-None-Match: *` one that would
+//! overwrite an existing workflow. Every save is in the audit log with a summary of the lines
+//! changed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,6 +80,17 @@ fn line_changes(old: &str, new: &str) -> (usize, usize) {
     (added, removed)
 }
 
+/// The project folder's files as they are on disk.
+fn read_project(dir: &Path) -> Result<project_dir::ProjectFiles, ApiError> {
+    project_dir::read(dir).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "project",
+            format!("cannot read the project folder: {e}"),
+        )
+    })
+}
+
 /// Writes `text` to `path` by way of a temporary file in the same folder, so that a reader (or
 /// the reloader) sees the old file or the new one, never half of one.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
@@ -96,7 +109,8 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[utoipa::path(put, path = "/workflows/{name}", tag = "workflows",
     params(
         ("name" = String, Path, description = "The workflow's name; for a new workflow, also its file name (letters, digits, `-`, `_`)"),
-        ("If-Match" = Option<String>, Header, description = "The version the text was edited from; a save over another version is a conflict. `*` for a new workflow: a conflict if it exists")),
+        ("If-Match" = Option<String>, Header, description = "The version the text was edited from; a save over another version of the file on disk is a conflict"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: the workflow must be new; a conflict if it exists")),
     request_body(content = String, content_type = "application/yaml", description = "The workflow file's text"),
     responses(
         (status = 200, description = "Saved and loaded", body = Saved),
@@ -125,53 +139,58 @@ pub async fn save_workflow(
     let file = existing
         .as_ref()
         .map_or_else(|| format!("workflows/{name}.yaml"), |w| w.file.clone());
-    let if_match = headers
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().trim_matches('"').to_string());
-    match (&existing, if_match.as_deref()) {
-        (Some(_), Some("*")) | (None, None) | (None, Some("*")) | (Some(_), None) => {}
-        (Some(w), Some(version)) if w.version == version => {}
-        (Some(w), Some(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!(
-                    "workflow `{name}` changed since it was opened (it is now version {}); open it again and redo the change",
-                    &w.version[..12.min(w.version.len())]
-                ),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("workflow `{name}` no longer exists"),
-            ));
-        }
-    }
-    if existing.is_none() && dir.join(&file).exists() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("{file} exists but does not hold a workflow named `{name}`"),
-        ));
-    }
+    let precondition = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    let (if_match, if_none_match) = (
+        precondition(header::IF_MATCH),
+        precondition(header::IF_NONE_MATCH),
+    );
 
-    // The whole project, with the new text, must load.
-    let mut files = project_dir::read(&dir).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "project",
-            format!("cannot read the project folder: {e}"),
-        )
-    })?;
-    let old_text = files
+    // One save at a time: the version checked below is the one replaced.
+    let _saving = hub.saving.lock().await;
+    let mut files = read_project(&dir)?;
+    let on_disk = files
         .sources
         .workflows
         .iter()
         .find(|(f, _)| *f == file)
         .map(|(_, t)| t.clone());
+    // Against the file as it is on disk, so that a change made there (and not yet served) is not
+    // overwritten either.
+    let disk_version = on_disk.as_deref().map(weft_core::workflow::version_of);
+    if let Some(wanted) = &if_match
+        && wanted != "*"
+        && disk_version.as_ref() != Some(wanted)
+    {
+        let now = disk_version.map_or_else(
+            || "it no longer exists".to_string(),
+            |v| format!("it is now version {}", &v[..12.min(v.len())]),
+        );
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "{file} changed since it was opened ({now}); open it again and redo the change"
+            ),
+        ));
+    }
+    if on_disk.is_some() && (if_none_match.as_deref() == Some("*") || existing.is_none()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            match &existing {
+                Some(_) => format!("workflow `{name}` exists already"),
+                None => format!("{file} exists but does not hold a workflow named `{name}`"),
+            },
+        ));
+    }
+
+    // The whole project, with the new text, must load.
+    let old_text = on_disk;
     files.sources.workflows.retain(|(f, _)| *f != file);
     files.sources.add_workflow(file.clone(), text.clone());
     let catalog = weft_connectors::catalog();
@@ -416,13 +435,7 @@ pub async fn run_tests(
             "the project has no workflow named `{name}`"
         )));
     }
-    let files = project_dir::read(&hub.dir).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "project",
-            format!("cannot read the project folder: {e}"),
-        )
-    })?;
+    let files = read_project(&hub.dir)?;
     let catalog = weft_connectors::catalog();
     let mut results = TestResults {
         cases: Vec::new(),

@@ -73,6 +73,9 @@ pub struct ServeOptions {
     pub vault: Option<weft_engine::vault::Vault>,
 }
 
+/// Most client addresses whose failed sign-ins are remembered at once.
+const SIGN_IN_ADDRESSES: usize = 10_000;
+
 /// The default port: not used by any standard service.
 pub const DEFAULT_PORT: u16 = 7807;
 
@@ -119,6 +122,11 @@ pub struct Hub {
     pub dir: PathBuf,
     /// The trigger tasks, once started (a save restarts them).
     triggers: std::sync::OnceLock<triggers::TriggerTasks>,
+    /// Held while the console saves a workflow: one save at a time.
+    saving: tokio::sync::Mutex<()>,
+    /// Failed console sign-ins per client address (a table of its own, bounded: see
+    /// [`throttle::Throttle::bounded`]).
+    pub sign_ins: throttle::Throttle,
 }
 
 impl Hub {
@@ -138,6 +146,8 @@ impl Hub {
             health: Arc::default(),
             dir,
             triggers: std::sync::OnceLock::new(),
+            saving: tokio::sync::Mutex::new(()),
+            sign_ins: throttle::Throttle::bounded(SIGN_IN_ADDRESSES),
         };
         hub.route(&hub.engine.project());
         Arc::new(hub)

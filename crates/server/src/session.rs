@@ -130,7 +130,7 @@ pub async fn sign_in(
     })?;
     // Once an address has spent its budget of failed sign-ins, no token is even looked at.
     let bucket = format!("sign-in:{address}");
-    if let Some(wait) = hub.throttle.empty_minute(&bucket, per_minute) {
+    if let Some(wait) = hub.sign_ins.empty(&bucket) {
         return Ok(crate::throttle::too_many(
             "failed sign-ins from this address",
             per_minute,
@@ -161,7 +161,7 @@ pub async fn sign_in(
                 details,
             )
             .await;
-            let _ = hub.throttle.take_minute(&bucket, per_minute);
+            let _ = hub.sign_ins.take_minute(&bucket, per_minute);
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -1,5 +1,6 @@
 //! Limits on the hub's own doors: requests per API token and per webhook path, each a token bucket
-//! that holds ten seconds' worth of its rate (over it: 429 with `Retry-After`), and how request
+//! that holds ten seconds' worth of its rate (over it: 429 with `Retry-After`), failed console
+//! sign-ins per client address (a bounded table: addresses are chosen by outsiders), and how request
 //! bodies are read ([`read_body`]: in time, within their size, and for webhooks within the memory
 //! all webhook bodies may take at once). A refused request changes nothing. Rate limits hold per
 //! `weft serve` process.
@@ -16,18 +17,42 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-/// Buckets by key (`token:<id>`, `hook:<path>`).
+/// Buckets by key (`token:<id>`, `hook:<path>`, a client address).
 #[derive(Default)]
 pub struct Throttle {
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// For keys that outsiders choose (client addresses): most buckets kept at once.
+    max: Option<usize>,
 }
 
 struct Bucket {
     tokens: f64,
     at: Instant,
+    rate: f64,
+    capacity: f64,
 }
 
+impl Bucket {
+    /// How full it is at `now`.
+    fn level(&self, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.capacity)
+    }
+}
+
+/// How long a bounded table that is full of limited keys makes a new key wait.
+const FULL_WAIT: Duration = Duration::from_secs(10);
+
 impl Throttle {
+    /// A throttle that keeps at most `max` buckets: when it is full, the buckets that have filled
+    /// up again (as good as new) are dropped, and if none has, a new key counts as limited — so
+    /// that keys an outsider chooses cannot grow it without bound, nor get around it.
+    pub fn bounded(max: usize) -> Throttle {
+        Throttle {
+            buckets: Mutex::default(),
+            max: Some(max),
+        }
+    }
+
     /// Takes one request from `key`'s bucket at `per_minute`; when it is empty, how long until it
     /// holds one again.
     pub fn take(&self, key: &str, per_minute: u64) -> Result<(), Duration> {
@@ -42,15 +67,31 @@ impl Throttle {
         self.take_from(key, per_minute as f64 / 60.0, per_minute as f64)
     }
 
+    /// Whether `key`'s bucket is empty, without taking from it; if it is, how long until it holds
+    /// one again.
+    pub fn empty(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bucket) = buckets.get(key) {
+            let level = bucket.level(now);
+            return (level < 1.0).then(|| Duration::from_secs_f64((1.0 - level) / bucket.rate));
+        }
+        (!self.room(&mut buckets, now)).then_some(FULL_WAIT)
+    }
+
     fn take_from(&self, key: &str, rate: f64, capacity: f64) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !buckets.contains_key(key) && !self.room(&mut buckets, now) {
+            return Err(FULL_WAIT);
+        }
         let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: capacity,
             at: now,
+            rate,
+            capacity,
         });
-        let elapsed = now.duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
+        bucket.tokens = bucket.level(now);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -59,19 +100,16 @@ impl Throttle {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
         }
     }
-}
 
-impl Throttle {
-    /// Whether `key`'s bucket of [`Throttle::take_minute`] is empty, without taking from it; if
-    /// it is, how long until it holds one again.
-    pub fn empty_minute(&self, key: &str, per_minute: u64) -> Option<Duration> {
-        let per_minute = per_minute.max(1);
-        let rate = per_minute as f64 / 60.0;
-        let capacity = per_minute as f64;
-        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.get(key)?;
-        let tokens = (bucket.tokens + bucket.at.elapsed().as_secs_f64() * rate).min(capacity);
-        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / rate))
+    /// Whether a new bucket fits, after dropping the full ones of a bounded table at its limit.
+    fn room(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) -> bool {
+        let Some(max) = self.max else {
+            return true;
+        };
+        if buckets.len() >= max {
+            buckets.retain(|_, b| b.level(now) < b.capacity);
+        }
+        buckets.len() < max
     }
 }
 
@@ -274,5 +312,26 @@ mod tests {
         let response = too_many("this token", 60, wait);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_bounded_table_forgets_full_buckets_and_limits_new_keys_when_none_is_full() {
+        let t = Throttle::bounded(2);
+        assert!(t.take_minute("a", 3).is_ok());
+        assert!(t.take_minute("b", 3).is_ok());
+        // Full of buckets in use: a new key is limited, in the peek and in the take.
+        assert_eq!(t.empty("c"), Some(FULL_WAIT));
+        assert_eq!(t.take_minute("c", 3), Err(FULL_WAIT));
+        // Known keys go on as before.
+        assert!(t.take_minute("a", 3).is_ok());
+        assert!(t.take_minute("a", 3).is_ok());
+        assert!(t.take_minute("a", 3).is_err());
+        assert!(t.empty("a").is_some());
+        // A bucket that has filled up again is as good as none: it makes room.
+        let unlimited = Throttle::bounded(1);
+        assert!(unlimited.take_minute("x", 6_000_000).is_ok());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(unlimited.take_minute("y", 6_000_000).is_ok());
+        assert_eq!(unlimited.buckets.lock().unwrap().len(), 1);
     }
 }

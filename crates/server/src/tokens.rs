@@ -28,7 +28,7 @@ pub fn tools_for(
 ) -> Result<Option<Vec<String>>, String> {
     match (role, tools) {
         (Role::Tool, None) => Err(
-            "a `tool` token needs its tools: the tools it may call, such as order_status,kb_search"
+            "a `tool` token needs the tools it may call, such as order_status,kb_search (`--tools` in the command line, `tools` in the API)"
                 .into(),
         ),
         (Role::Tool, Some(names)) => {

@@ -26,22 +26,6 @@ fn example_hub(port: u16) -> tempfile::TempDir {
     dir
 }
 
-/// Waits (up to 20 s) until run `id` is in `state`.
-async fn until_state(hub: &Hub, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, run) = hub.get(&format!("/api/runs/{id}")).await;
-        if run["state"] == state {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id} never became {state}: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Types into the runs page's text filter and presses Enter.
 async fn fill_search(b: &Browser, text: &str) {
     let field = b
@@ -83,7 +67,7 @@ async fn a_person_signs_in_reads_a_failed_run_answers_an_approval_and_signs_out(
     let bad = json!({"id": "A-2", "lines": "two mugs"}).to_string();
     let (_, failed) = hub.post_hook("shop/orders", &[], &bad).await;
     let failed_id = failed["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &failed_id, "failed").await;
+    hub.until_state(&failed_id, "failed").await;
     let (status, refund) = hub
         .post_json(
             "/api/workflows/refund/runs",
@@ -92,7 +76,7 @@ async fn a_person_signs_in_reads_a_failed_run_answers_an_approval_and_signs_out(
         .await;
     assert_eq!(status, 202, "{refund}");
     let refund_id = refund["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &refund_id, "waiting").await;
+    hub.until_state(&refund_id, "waiting").await;
 
     let b = Browser::start(1280, 800).await;
 
@@ -171,7 +155,7 @@ async fn a_person_signs_in_reads_a_failed_run_answers_an_approval_and_signs_out(
     b.until_text("Refund 30 EUR for order A-1?").await;
     b.screenshot("approvals").await;
     b.click_text("Approve").await;
-    let run = until_state(&hub, &refund_id, "succeeded").await;
+    let run = hub.until_state(&refund_id, "succeeded").await;
     assert_eq!(run["output"]["refunded"], 30, "{run}");
     b.until_text("Nothing waits for an answer.").await;
 
@@ -240,11 +224,8 @@ async fn a_viewer_sees_no_act_buttons_and_forced_or_cross_site_actions_are_refus
     );
     let hub = Hub::start(p.path(), &[]).await;
     let base = hub.base.clone();
-    let (_, started) = hub
-        .post_json("/api/workflows/ask/runs", json!({"input": {}}))
-        .await;
-    let run_id = started["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &run_id, "waiting").await;
+    let run_id = hub.start_run("ask", json!({})).await;
+    hub.until_state(&run_id, "waiting").await;
     let viewer = token(p.path(), "viewer").await;
 
     let b = Browser::start(1280, 800).await;
@@ -351,7 +332,7 @@ async fn a_viewer_sees_no_act_buttons_and_forced_or_cross_site_actions_are_refus
         .await
         .unwrap();
     assert_eq!(allowed.status(), 202);
-    until_state(&hub, &run_id, "cancelled").await;
+    hub.until_state(&run_id, "cancelled").await;
     b.close().await;
 }
 
@@ -613,14 +594,10 @@ async fn a_run_that_failed_on_a_down_system_is_retried_from_the_console_once_it_
     let p = Project::with_api(addr, &[("sync", wf)]);
     let hub = Hub::start(p.path(), &[]).await;
     let base = hub.base.clone();
-    let (_, started) = hub
-        .post_json(
-            "/api/workflows/sync/runs",
-            json!({"input": {"email": "ada@example.com"}}),
-        )
+    let run_id = hub
+        .start_run("sync", json!({"email": "ada@example.com"}))
         .await;
-    let run_id = started["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &run_id, "failed").await;
+    hub.until_state(&run_id, "failed").await;
 
     let b = Browser::start(1280, 800).await;
     sign_in(&b, &base, ADMIN_TOKEN).await;
@@ -631,7 +608,7 @@ async fn a_run_that_failed_on_a_down_system_is_retried_from_the_console_once_it_
     server.script("crm", vec![weft_testkit::Answer::ok(json!({"id": 7}))]);
     b.click_text("Retry").await;
     b.confirm().await;
-    let run = until_state(&hub, &run_id, "succeeded").await;
+    let run = hub.until_state(&run_id, "succeeded").await;
     assert_eq!(server.seen("crm").len(), 2, "{run}");
     // The page follows the run to its end.
     b.find(".page-head .badge.state-succeeded").await;
@@ -780,7 +757,7 @@ async fn an_editor_changes_a_workflow_keeping_its_comments_and_creates_one_that_
     let (status, accepted) = hub.post_hook("order-relay", &[], &order).await;
     assert_eq!(status, 202, "{accepted}");
     let run_id = accepted["run_id"].as_str().unwrap().to_string();
-    let run = until_state(&hub, &run_id, "succeeded").await;
+    let run = hub.until_state(&run_id, "succeeded").await;
     assert_eq!(run["steps"][0]["output"]["total"], 15, "{run}");
     b.goto(&format!("{base}/#/runs/{run_id}")).await;
     b.find(".page-head .badge.state-succeeded").await;
@@ -816,14 +793,17 @@ async fn saves_are_for_editors_checked_against_the_version_and_the_whole_project
     );
     let hub = Hub::start(p.path(), &[]).await;
     let client = reqwest::Client::new();
-    let put = |name: &str, token: &str, if_match: Option<&str>, text: &str| {
+    // `precondition`: `*` asks for a new workflow (If-None-Match), a version for that one (If-Match).
+    let put = |name: &str, token: &str, precondition: Option<&str>, text: &str| {
         let mut req = client
             .put(format!("{}/api/workflows/{name}", hub.base))
             .bearer_auth(token)
             .header("content-type", "application/yaml")
             .body(text.to_string());
-        if let Some(v) = if_match {
-            req = req.header("if-match", v);
+        match precondition {
+            Some("*") => req = req.header("if-none-match", "*"),
+            Some(v) => req = req.header("if-match", v),
+            None => {}
         }
         req.send()
     };
@@ -858,6 +838,20 @@ async fn saves_are_for_editors_checked_against_the_version_and_the_whole_project
         "{body}"
     );
     assert!(!p.path().join("workflows/b.yaml").exists());
+    // A new workflow cannot take an existing one's place.
+    let taken = put("a", ADMIN_TOKEN, Some("*"), good).await.unwrap();
+    assert_eq!(taken.status(), 409);
+    // A change made to the file on disk, not yet served, is not overwritten either.
+    let file = p.path().join("workflows/a.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("# edited by hand\n{original}")).unwrap();
+    let over = put("a", ADMIN_TOKEN, Some(&version), good).await.unwrap();
+    assert_eq!(
+        over.status(),
+        409,
+        "the file on disk is another version now"
+    );
+    std::fs::write(&file, &original).unwrap();
     let saved = put("a", ADMIN_TOKEN, Some(&version), good).await.unwrap();
     assert_eq!(saved.status(), 200);
     let (_, a) = hub.get("/api/workflows/a").await;
@@ -993,7 +987,7 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
     let (status, accepted) = hub.post_hook("visual-relay", &[], &order).await;
     assert_eq!(status, 202, "{accepted}");
     let run_id = accepted["run_id"].as_str().unwrap().to_string();
-    let run = until_state(&hub, &run_id, "succeeded").await;
+    let run = hub.until_state(&run_id, "succeeded").await;
     assert_eq!(
         run["steps"][0]["output"],
         json!({"id": "V-1", "total": 10.0}),
@@ -1069,14 +1063,13 @@ async fn the_approvals_inbox_works_on_a_phone_with_the_keyboard_alone() {
     );
     let hub = Hub::start(p.path(), &[]).await;
     let base = hub.base.clone();
-    let (_, started) = hub
-        .post_json(
-            "/api/workflows/ask/runs",
-            json!({"input": {"order": "A-77", "amount": 42, "reason": "late parcel"}}),
+    let run_id = hub
+        .start_run(
+            "ask",
+            json!({"order": "A-77", "amount": 42, "reason": "late parcel"}),
         )
         .await;
-    let run_id = started["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &run_id, "waiting").await;
+    hub.until_state(&run_id, "waiting").await;
     let operator = token(p.path(), "operator").await;
 
     // A phone-sized window: 390 × 844.
@@ -1111,7 +1104,7 @@ async fn the_approvals_inbox_works_on_a_phone_with_the_keyboard_alone() {
         .unwrap();
     tab_to(&b, "Approve").await;
     press_enter(&b).await;
-    let run = until_state(&hub, &run_id, "succeeded").await;
+    let run = hub.until_state(&run_id, "succeeded").await;
     assert_eq!(run["steps"][0]["output"]["by"], "Dana", "{run}");
     b.until_text("Nothing waits for an answer.").await;
     let errors = b.console_errors().await;
@@ -1135,19 +1128,10 @@ async fn the_answers_the_console_reads_match_their_openapi_schemas() {
         ],
     );
     let hub = Hub::start(p.path(), &[]).await;
-    let (_, asked) = hub
-        .post_json("/api/workflows/ask/runs", json!({"input": {"n": 1}}))
-        .await;
-    let asked = asked["run_id"].as_str().unwrap().to_string();
-    let (_, boom) = hub
-        .post_json(
-            "/api/workflows/boom/runs",
-            json!({"input": {"why": "reason"}}),
-        )
-        .await;
-    let boom = boom["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &asked, "waiting").await;
-    until_state(&hub, &boom, "failed").await;
+    let asked = hub.start_run("ask", json!({"n": 1})).await;
+    let boom = hub.start_run("boom", json!({"why": "reason"})).await;
+    hub.until_state(&asked, "waiting").await;
+    hub.until_state(&boom, "failed").await;
     let (status, _) = hub
         .client
         .put(format!("{}/api/secrets/typed_secret", hub.base))
@@ -1236,10 +1220,7 @@ async fn runs_and_steps_stream_as_server_sent_events() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let (_, started) = hub
-        .post_json("/api/workflows/two/runs", json!({"input": {}}))
-        .await;
-    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let run_id = hub.start_run("two", json!({})).await;
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let ended = |seen: &str| {
@@ -1283,11 +1264,8 @@ async fn large_payloads_are_fetched_when_they_are_opened() {
         )],
     );
     let hub = Hub::start(p.path(), &[]).await;
-    let (_, started) = hub
-        .post_json("/api/workflows/big/runs", json!({"input": {}}))
-        .await;
-    let run_id = started["run_id"].as_str().unwrap().to_string();
-    until_state(&hub, &run_id, "succeeded").await;
+    let run_id = hub.start_run("big", json!({})).await;
+    hub.until_state(&run_id, "succeeded").await;
     // The API leaves the large output out when asked, and gives it on its own.
     let (_, light) = hub.get(&format!("/api/runs/{run_id}?payloads=16384")).await;
     let omitted = light["steps"][0]["output"]["$omitted"].as_u64().unwrap();

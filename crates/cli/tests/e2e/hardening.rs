@@ -43,24 +43,6 @@ async fn finished(hub: &Hub, id: &str, limit: Duration) -> Value {
     }
 }
 
-async fn start_run(hub: &Hub, workflow: &str) -> String {
-    let (status, body) = hub
-        .post_json(
-            &format!("/api/workflows/{workflow}/runs"),
-            json!({"input": {}}),
-        )
-        .await;
-    assert!(
-        status == 201 || status == 202 || status == 200,
-        "{status} {body}"
-    );
-    body["run_id"]
-        .as_str()
-        .or_else(|| body["id"].as_str())
-        .unwrap_or_else(|| panic!("no run id in {body}"))
-        .to_string()
-}
-
 fn error_kind(run: &Value) -> &str {
     run["error"]["kind"].as_str().unwrap_or("")
 }
@@ -146,9 +128,9 @@ async fn runaway_recursion_and_deep_values_fail_the_run_with_kind_limit() {
         ],
     );
     let mut hub = Hub::start(p.path(), &[]).await;
-    let recurse = start_run(&hub, "recurse").await;
-    let deep = start_run(&hub, "deep").await;
-    let fine = start_run(&hub, "fine").await;
+    let recurse = hub.start_run("recurse", json!({})).await;
+    let deep = hub.start_run("deep", json!({})).await;
+    let fine = hub.start_run("fine", json!({})).await;
     let run = finished(&hub, &recurse, Duration::from_secs(60)).await;
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(error_kind(&run), "limit", "{run}");
@@ -185,8 +167,8 @@ async fn endless_expressions_leave_the_hub_answering_and_stop_on_cancel_and_sigt
     );
     let mut hub = Hub::start(p.path(), &["--shutdown-timeout", "5s"]).await;
     // Two runaways: as many as the machine has cores in CI.
-    let first = start_run(&hub, "spin").await;
-    let second = start_run(&hub, "spin").await;
+    let first = hub.start_run("spin", json!({})).await;
+    let second = hub.start_run("spin", json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..5 {
         let start = Instant::now();
@@ -274,7 +256,7 @@ async fn growing_expressions_stop_at_the_memory_limit_and_the_hub_stays_small() 
     let mut hub = Hub::start(p.path(), &[]).await;
     let pid = hub.child.id().unwrap();
     for workflow in ["range", "doubling", "repeat", "bomb"] {
-        let id = start_run(&hub, workflow).await;
+        let id = hub.start_run(workflow, json!({})).await;
         let run = finished(&hub, &id, Duration::from_secs(60)).await;
         assert_eq!(run["state"], "failed", "{workflow}: {run}");
         assert_eq!(error_kind(&run), "limit", "{workflow}: {run}");

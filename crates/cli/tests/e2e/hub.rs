@@ -122,6 +122,37 @@ impl Hub {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Starts a run of manual workflow `workflow` with `input` and returns its id.
+    pub async fn start_run(&self, workflow: &str, input: Value) -> String {
+        let (status, body) = self
+            .post_json(
+                &format!("/api/workflows/{workflow}/runs"),
+                serde_json::json!({ "input": input }),
+            )
+            .await;
+        assert_eq!(status, 202, "starting {workflow}: {body}");
+        body["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no run id in {body}"))
+            .to_string()
+    }
+
+    /// Waits (up to 20 s) until run `id` is in `state`, and returns it.
+    pub async fn until_state(&self, id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, run) = self.get(&format!("/api/runs/{id}")).await;
+            if run["state"] == state {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} never became {state}: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// POSTs a JSON body to an API path.
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = self

@@ -396,7 +396,7 @@ async fn a_new_hub_makes_and_shows_an_admin_token_once_and_stores_only_its_hash(
 
     let out = weft(p.path(), &["tokens", "create", "--role", "tool"]).await;
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("needs --tools"), "{}", out.stderr);
+    assert!(out.stderr.contains("`--tools`"), "{}", out.stderr);
     let out = weft(
         p.path(),
         &["tokens", "create", "--role", "tool", "--tools", "nope"],
