@@ -126,6 +126,13 @@ export interface WorkflowSummary {
   trigger: Trigger;
 }
 
+/// A workflow as `GET /api/workflows` lists it, with how its runs have gone.
+export interface WorkflowListItem extends WorkflowSummary {
+  last_run: { id: string; state: string; created_at: string | null } | null;
+  runs_24h: number;
+  failed_24h: number;
+}
+
 export interface WorkflowDetail extends WorkflowSummary {
   source: string;
   /// The file as JSON, read the way the hub reads it (plain YAML tools cannot read `${{ … }}`).

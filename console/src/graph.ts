@@ -99,7 +99,15 @@ function describe(step: Json): { title: string; detail: string } {
     case "for_each":
       return { title: id, detail: `for each ${short(step.for_each)}` };
     case "wait":
-      return { title: id, detail: `wait ${short(step.wait)}` };
+      return {
+        title: id,
+        detail:
+          step.wait && typeof step.wait === "object"
+            ? "until" in step.wait
+              ? `wait until ${short(step.wait.until)}`
+              : `wait ${short(step.wait.for)}`
+            : `wait ${short(step.wait)}`,
+      };
     case "call":
       return { title: id, detail: `call ${short(step.call)}` };
     case "fail":

@@ -31,7 +31,7 @@ function Logo() {
   );
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
+function SignIn({ onSignedIn, linkError }: { onSignedIn: (s: Session) => void; linkError: unknown }) {
   const [token, setToken] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
@@ -53,7 +53,16 @@ function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         <h1>
           <Logo /> Weft
         </h1>
-        <p class="muted">Sign in with an API token. `weft serve` prints one on its first start; `weft tokens create` makes more.</p>
+        <p class="muted">
+          Sign in with an API token. <code>weft serve</code> prints one on its first start; <code>weft tokens create</code> makes
+          more.
+        </p>
+        {linkError && !error ? (
+          <p class="error-box" role="alert">
+            The sign-in link did not work: it works once, within an hour of the hub's first start. Sign in with the
+            token printed beside it.
+          </p>
+        ) : null}
         <label for="token">API token</label>
         <input
           id="token"
@@ -113,7 +122,7 @@ function Shell({ session, onSignOut }: { session: Session; onSignOut: () => void
       page = <Approvals session={session} />;
       break;
     case "connections":
-      page = <Connections />;
+      page = <Connections session={session} />;
       break;
     case "secrets":
       page = <Secrets session={session} />;
@@ -163,14 +172,32 @@ function App() {
     if (s) useCsrf(s.csrf);
     setSession(s);
   };
+  const [linkError, setLinkError] = useState<unknown>(null);
   useEffect(() => {
     whenSignedOut(() => setSession(null));
-    // No content means no session.
-    get<Session | null>("/api/session").then((s) => signedIn(s ?? null), setError);
+    // A one-time link from `weft serve`, opened in a new tab or pasted into this one: its secret
+    // leaves the address (and the history) at once, and is spent on a session.
+    const followLink = () => {
+      const link = location.hash.match(/^#\/sign-in\/([^/?]+)$/);
+      if (!link) return false;
+      history.replaceState(null, "", `${location.pathname}#/`);
+      setLinkError(null);
+      post<Session>("/api/session", { token: decodeURIComponent(link[1]) }).then(signedIn, (err) => {
+        setLinkError(err);
+        signedIn(null);
+      });
+      return true;
+    };
+    addEventListener("hashchange", followLink);
+    if (!followLink()) {
+      // No content means no session.
+      get<Session | null>("/api/session").then((s) => signedIn(s ?? null), setError);
+    }
+    return () => removeEventListener("hashchange", followLink);
   }, []);
   if (error) return <ErrorBox error={error} />;
   if (session === undefined) return null;
-  if (session === null) return <SignIn onSignedIn={signedIn} />;
+  if (session === null) return <SignIn onSignedIn={signedIn} linkError={linkError} />;
   const signOut = async () => {
     try {
       await del("/api/session");

@@ -1,5 +1,6 @@
 // The visual editor: the workflow's graph, and for the selected node a form that changes it —
-// its settings, a connection's action with a field per declared input, adding a step below or
+// its settings, a connection's action with a field per declared input, a child workflow, a wait,
+// retries and what a failure does, the condition a step runs under, adding a step below or
 // into a branch, moving and deleting steps, the trigger. Every change is sent to the hub as an
 // edit of the text (`POST /api/workflows/edit`), which rewrites only the part changed, so the
 // text editor and the file keep their comments and order.
@@ -46,13 +47,14 @@ function uniqueId(doc: any, base: string): string {
   }
 }
 
-const NEW_STEPS: { kind: string; label: string; make: (id: string, connection?: string) => any }[] = [
+const NEW_STEPS: { kind: string; label: string; make: (id: string, connection?: string, workflow?: string) => any }[] = [
   { kind: "map", label: "Compute a value (map)", make: (id) => ({ id, map: "${{ .input }}" }) },
   { kind: "uses", label: "Call a connection", make: (id, c) => ({ id, uses: `${c ?? "api"}.request`, with: { method: "GET", path: "/" } }) },
   { kind: "if", label: "If / else", make: (id) => ({ id, if: "${{ true }}", then: [{ id: `${id}_yes`, map: "yes" }] }) },
   { kind: "switch", label: "Switch on a value", make: (id) => ({ id, switch: "${{ .input.kind }}", cases: { a: [{ id: `${id}_a`, map: "a" }] } }) },
   { kind: "for_each", label: "For each item", make: (id) => ({ id, for_each: "${{ .input.items }}", steps: [{ id: `${id}_item`, map: "${{ .item }}" }] }) },
   { kind: "approval", label: "Ask a person (approval)", make: (id) => ({ id, approval: { message: "Go ahead?", timeout: "24h" } }) },
+  { kind: "call", label: "Run another workflow (call)", make: (id, _c, w) => ({ id, call: w ?? "other-workflow", with: "${{ .input }}" }) },
   { kind: "wait", label: "Wait", make: (id) => ({ id, wait: "1m" }) },
   { kind: "fail", label: "Fail the run", make: (id) => ({ id, fail: "Stopped: ${{ .input | tojson }}" }) },
 ];
@@ -167,18 +169,7 @@ function UsesForm({ step, path, apply, catalog, connections }: { step: any; path
   const setWith = (key: string, v: string) => {
     const next: Record<string, unknown> = { ...withValue };
     if (v === "") delete next[key];
-    else {
-      // JSON objects and lists typed into a field are values, not text.
-      let parsed: unknown = v;
-      if (/^[\[{]/.test(v.trim())) {
-        try {
-          parsed = JSON.parse(v);
-        } catch {
-          parsed = v;
-        }
-      }
-      next[key] = parsed;
-    }
+    else next[key] = typed(v);
     return apply({ op: "set", path: [...path, "with"], value: next });
   };
   return (
@@ -230,7 +221,121 @@ function UsesForm({ step, path, apply, catalog, connections }: { step: any; path
   );
 }
 
-function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Catalog | null; connections: Connection[]; select: (key: string | null) => void }) {
+/// A value typed into a field: JSON objects and lists are values, anything else is text.
+function typed(v: string): unknown {
+  if (/^[\[{]/.test(v.trim())) {
+    try {
+      return JSON.parse(v);
+    } catch {
+      return v;
+    }
+  }
+  return v;
+}
+
+function shown(v: unknown): string {
+  return v === undefined || v === null ? "" : typeof v === "string" ? v : JSON.stringify(v);
+}
+
+/// Sets a key of a step, or removes it when the field is emptied.
+function setOrDelete(apply: ApplyEdit, path: Path, value: unknown) {
+  return value === "" ? apply({ op: "delete", path }) : apply({ op: "set", path, value });
+}
+
+/// `call`: which workflow runs as a child, and its input.
+function CallForm({ step, path, apply, workflows }: { step: any; path: Path; apply: ApplyEdit; workflows: string[] }) {
+  const target = String(step.call ?? "");
+  return (
+    <>
+      <label class="stack">
+        Workflow to run (call)
+        <select aria-label="Workflow to run" value={target} onChange={(e) => apply({ op: "set", path: [...path, "call"], value: (e.target as HTMLSelectElement).value })}>
+          {!workflows.includes(target) && <option value={target}>{target} (not in the project)</option>}
+          {workflows.map((w) => (
+            <option value={w}>{w}</option>
+          ))}
+        </select>
+      </label>
+      <Field label="Its input (with)" value={shown(step.with)} onCommit={(v) => setOrDelete(apply, [...path, "with"], typed(v))} multiline mono />
+    </>
+  );
+}
+
+/// `wait`: for a time (`wait: 30s`, `wait: {for: …}`) or until a moment (`wait: {until: …}`).
+function WaitForm({ step, path, apply }: { step: any; path: Path; apply: ApplyEdit }) {
+  const w = step.wait;
+  const until = w && typeof w === "object" && "until" in w;
+  const setWait = (value: unknown) => apply({ op: "set", path: [...path, "wait"], value });
+  return (
+    <>
+      <label class="stack">
+        Wait
+        <select
+          aria-label="How the step waits"
+          value={until ? "until" : "for"}
+          onChange={(e) => ((e.target as HTMLSelectElement).value === "until" ? setWait({ until: "${{ .input.send_at }}" }) : setWait("1m"))}
+        >
+          <option value="for">for a time</option>
+          <option value="until">until a moment</option>
+        </select>
+      </label>
+      {until ? (
+        <Field label="Until (a time such as 2026-12-24T09:00:00Z, or an expression)" value={shown(w.until)} onCommit={(v) => setWait({ until: v })} mono />
+      ) : (
+        <Field label="Wait for (such as 30s, 2h, 1d)" value={shown(typeof w === "object" && w ? w.for : w)} onCommit={(v) => setWait(v)} mono />
+      )}
+    </>
+  );
+}
+
+/// Retries, the time limit of one attempt and what a failure does: `uses` and `call` steps.
+function ErrorsForm({ step, path, apply, later, kind }: { step: any; path: Path; apply: ApplyEdit; later: string[]; kind: string }) {
+  const retry = typeof step.retry === "number" ? { attempts: step.retry } : step.retry && typeof step.retry === "object" ? step.retry : {};
+  const setRetry = (key: string, v: string) => {
+    const next: Record<string, unknown> = { ...retry };
+    if (v.trim() === "") delete next[key];
+    else next[key] = key === "attempts" && /^\d+$/.test(v.trim()) ? Number(v) : v.trim();
+    return Object.keys(next).length === 0 ? apply({ op: "delete", path: [...path, "retry"] }) : apply({ op: "set", path: [...path, "retry"], value: next });
+  };
+  const onError = String(step.on_error ?? "fail");
+  return (
+    <fieldset class="group">
+      <legend>Errors and retries</legend>
+      <Field label={`Attempts (default ${kind === "call" ? 1 : 3})`} value={shown(retry.attempts)} onCommit={(v) => setRetry("attempts", v)} />
+      <label class="stack">
+        Backoff
+        <select aria-label="Backoff" value={String(retry.backoff ?? "")} onChange={(e) => setRetry("backoff", (e.target as HTMLSelectElement).value)}>
+          <option value="">exponential (default)</option>
+          <option value="exponential">exponential</option>
+          <option value="fixed">fixed</option>
+        </select>
+      </label>
+      <Field label="First delay (initial, default 1s)" value={shown(retry.initial)} onCommit={(v) => setRetry("initial", v)} mono />
+      <Field label="Longest delay (max, default 30s)" value={shown(retry.max)} onCommit={(v) => setRetry("max", v)} mono />
+      {kind === "uses" && <Field label="Time limit of one attempt (timeout)" value={shown(step.timeout)} onCommit={(v) => setOrDelete(apply, [...path, "timeout"], v.trim())} mono />}
+      <label class="stack">
+        When it fails for good (on_error)
+        <select
+          aria-label="When it fails for good"
+          value={onError}
+          onChange={(e) => {
+            const v = (e.target as HTMLSelectElement).value;
+            return v === "fail" ? (step.on_error === undefined ? Promise.resolve(true) : apply({ op: "delete", path: [...path, "on_error"] })) : apply({ op: "set", path: [...path, "on_error"], value: v });
+          }}
+        >
+          <option value="fail">fail the run (default)</option>
+          <option value="continue">go on with the next step</option>
+          {!["fail", "continue", ...later].includes(onError) && <option value={onError}>go to {onError} (not a later step)</option>}
+          {later.map((id) => (
+            <option value={id}>go to step {id}</option>
+          ))}
+        </select>
+      </label>
+    </fieldset>
+  );
+}
+
+function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Catalog | null; connections: Connection[]; workflows: string[]; select: (key: string | null) => void }) {
   const { node, doc, apply } = props;
   const step = at(doc, node.path);
   const kind = stepKind(step);
@@ -240,7 +345,7 @@ function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Cat
   const add = async (listPath: Path, index: number) => {
     const maker = NEW_STEPS.find((s) => s.kind === adding)!;
     const id = uniqueId(doc, adding === "uses" ? "call" : adding);
-    const value = maker.make(id, props.connections[0]?.name);
+    const value = maker.make(id, props.connections[0]?.name, props.workflows.find((w) => w !== props.doc?.name));
     if (await apply({ op: "insert", path: listPath, index, value })) props.select(id);
   };
   return (
@@ -281,9 +386,22 @@ function StepForm(props: { node: GNode; doc: any; apply: ApplyEdit; catalog: Cat
           }} />
         </>
       )}
-      {kind === "wait" && typeof step.wait === "string" && <Field label="Wait for" value={step.wait} onCommit={(v) => apply({ op: "set", path: [...node.path, "wait"], value: v })} mono />}
+      {kind === "wait" && <WaitForm step={step} path={node.path} apply={apply} />}
+      {kind === "call" && <CallForm step={step} path={node.path} apply={apply} workflows={props.workflows} />}
       {kind === "fail" && <Field label="Message (fail)" value={String(step.fail ?? "")} onCommit={(v) => apply({ op: "set", path: [...node.path, "fail"], value: v })} />}
-      {!["map", "if", "uses", "approval", "wait", "fail", "for_each", "switch"].includes(kind) && (
+      {kind !== "if" && kind !== "?" && (
+        <Field label="Only when (if; empty: always)" value={shown(step.if)} onCommit={(v) => setOrDelete(apply, [...node.path, "if"], v.trim())} mono />
+      )}
+      {(kind === "uses" || kind === "call") && (
+        <ErrorsForm
+          step={step}
+          path={node.path}
+          apply={apply}
+          kind={kind}
+          later={where && Array.isArray(list) ? list.slice(where.index + 1).map((s: any) => String(s?.id ?? "")).filter(Boolean) : []}
+        />
+      )}
+      {!["map", "if", "uses", "approval", "wait", "fail", "for_each", "switch", "call"].includes(kind) && (
         <>
           <p class="small muted">This kind of step is changed in the text; its settings:</p>
           <Json value={step} />
@@ -357,6 +475,7 @@ export function VisualEditor(props: { doc: any; apply: ApplyEdit; error: unknown
   const [selected, setSelected] = useState<string | null>(null);
   const catalog = useLoadOnce(() => get<Catalog>("/api/catalog"));
   const connections = useLoadOnce(() => get<{ connections: Connection[] }>("/api/connections"));
+  const workflows = useLoadOnce(() => get<{ workflows: { name: string }[] }>("/api/workflows"));
   const graph = useMemo(() => (doc && typeof doc === "object" ? workflowGraph(doc) : null), [doc]);
   const node = graph?.nodes.find((n) => n.key === selected) ?? null;
   if (doc === null) return <p class="muted">Reading the file…</p>;
@@ -387,7 +506,7 @@ export function VisualEditor(props: { doc: any; apply: ApplyEdit; error: unknown
           <Field label="Output" value={typeof doc.output === "string" ? doc.output : JSON.stringify(doc.output)} onCommit={(v) => apply({ op: "set", path: ["output"], value: v })} mono multiline />
         )}
         {node && node.kind !== "trigger" && node.kind !== "output" && (
-          <StepForm node={node} doc={doc} apply={apply} catalog={catalog} connections={connections?.connections ?? []} select={setSelected} />
+          <StepForm node={node} doc={doc} apply={apply} catalog={catalog} connections={connections?.connections ?? []} workflows={workflows?.workflows.map((w) => w.name) ?? []} select={setSelected} />
         )}
       </Card>
     </div>

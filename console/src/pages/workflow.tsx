@@ -18,10 +18,10 @@ const KIND_ICON: Record<string, string> = {
   if: "◇",
   switch: "◇",
   for_each: "↻",
-  wait: "⏱",
+  wait: "◷",
   call: "↪",
   fail: "✕",
-  approval: "✋",
+  approval: "☑",
   respond: "↩",
 };
 

@@ -1,8 +1,8 @@
-// The workflows of the project: trigger, last run, next schedule slot.
+// The workflows of the project: trigger, last run, failure rate, next schedule slot.
 
-import { get, may, query, RunPage, Session, WorkflowSummary } from "../api";
+import { get, may, Session, WorkflowListItem, WorkflowSummary } from "../api";
 import { href } from "../route";
-import { ago, Card, ErrorBox, Loading, StateBadge, useLoad } from "../ui";
+import { ago, Card, ErrorBox, Loading, StateBadge, Time, useLoad } from "../ui";
 
 export function triggerLabel(t: WorkflowSummary["trigger"]): string {
   switch (t.type) {
@@ -19,10 +19,7 @@ export function triggerLabel(t: WorkflowSummary["trigger"]): string {
   }
 }
 
-function LastRun({ workflow }: { workflow: string }) {
-  const { data } = useLoad(() => get<RunPage>(`/api/runs${query({ workflow, limit: 1 })}`), [workflow]);
-  const run = data?.runs[0];
-  if (!data) return <span class="muted">…</span>;
+function LastRun({ run }: { run: WorkflowListItem["last_run"] }) {
   if (!run) return <span class="muted">no runs yet</span>;
   return (
     <a href={href("runs", run.id)}>
@@ -31,8 +28,24 @@ function LastRun({ workflow }: { workflow: string }) {
   );
 }
 
+/// The share of the last 24 hours' runs that failed.
+function FailureRate({ w }: { w: WorkflowListItem }) {
+  if (w.runs_24h === 0)
+    return (
+      <span class="muted" title="No runs in the last 24 hours">
+        —
+      </span>
+    );
+  const percent = Math.round((100 * w.failed_24h) / w.runs_24h);
+  return (
+    <span class={w.failed_24h > 0 ? "error-text" : undefined} title={`${w.failed_24h} of ${w.runs_24h} runs in the last 24 hours failed`}>
+      {w.failed_24h > 0 && percent === 0 ? "<1" : percent}% <span class="muted small">of {w.runs_24h}</span>
+    </span>
+  );
+}
+
 export function WorkflowList({ session }: { session: Session }) {
-  const { data, error } = useLoad(() => get<{ workflows: WorkflowSummary[] }>("/api/workflows"), []);
+  const { data, error } = useLoad(() => get<{ workflows: WorkflowListItem[] }>("/api/workflows"), []);
   return (
     <>
       <div class="page-head">
@@ -54,6 +67,7 @@ export function WorkflowList({ session }: { session: Session }) {
                 <th>Name</th>
                 <th>Trigger</th>
                 <th>Last run</th>
+                <th>Failed (24 h)</th>
                 <th>Next slot</th>
               </tr>
             </thead>
@@ -68,9 +82,14 @@ export function WorkflowList({ session }: { session: Session }) {
                     <span class="chip">{w.trigger.type}</span> <span class="small">{triggerLabel(w.trigger).replace(/^\S+\s?/, "")}</span>
                   </td>
                   <td>
-                    <LastRun workflow={w.name} />
+                    <LastRun run={w.last_run} />
                   </td>
-                  <td class="small">{(w.trigger.next_slot as string) ?? <span class="muted">—</span>}</td>
+                  <td>
+                    <FailureRate w={w} />
+                  </td>
+                  <td class="small">
+                    <Time at={w.trigger.next_slot as string | undefined} />
+                  </td>
                 </tr>
               ))}
             </tbody>

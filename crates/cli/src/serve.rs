@@ -17,7 +17,7 @@ pub(crate) async fn serve(
 ) -> CmdResult {
     let loaded = setup::load(dir)?;
     let engine = setup::engine(&loaded).await?;
-    crate::tokens::bootstrap(engine.store().as_ref()).await?;
+    crate::tokens::bootstrap(engine.store().as_ref(), listen, tls.is_some()).await?;
     let unfinished = engine
         .store()
         .count_unfinished()

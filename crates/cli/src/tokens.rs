@@ -127,19 +127,40 @@ pub(crate) async fn revoke(dir: &Path, id: &str) -> CmdResult {
 }
 
 /// Makes sure a hub about to serve can be reached: see [`weft_server::auth::bootstrap`]. A token
-/// made here is printed once on standard error.
-pub(crate) async fn bootstrap(store: &dyn Store) -> Result<(), CliError> {
+/// made here, and a one-time sign-in link to the console at `listen`, are printed once on
+/// standard error.
+pub(crate) async fn bootstrap(
+    store: &dyn Store,
+    listen: std::net::SocketAddr,
+    tls: bool,
+) -> Result<(), CliError> {
     let from_env = std::env::var("WEFT_ADMIN_TOKEN")
         .ok()
         .filter(|s| !s.is_empty());
     match weft_server::auth::bootstrap(store, from_env, now_millis()).await {
-        Ok(Some(secret)) => {
+        Ok(Some(first)) => {
+            let console = console_address(listen, tls);
             eprintln!(
-                "No API token existed, so Weft made an admin token. It is shown only now; keep it:\n\n    {secret}\n\nSign in with it to the web console at the hub's address (http://127.0.0.1:7807/ by default), or send it to the API as `Authorization: Bearer <token>`; `weft tokens create` makes more."
+                "No API token existed, so Weft made an admin token. It is shown only now; keep it:\n\n    {token}\n\nOpen the web console with this link, which signs you in once within the next hour:\n\n    {console}#/sign-in/{link}\n\nAfterwards sign in there with the token, or send it to the API as `Authorization: Bearer <token>`; `weft tokens create` makes more.",
+                token = first.token,
+                link = first.link,
             );
             Ok(())
         }
         Ok(None) => Ok(()),
         Err(e) => Err(CliError::usage(anyhow!(e))),
+    }
+}
+
+/// The console's address for a person on this machine: an unspecified listen address (`0.0.0.0`,
+/// `::`) is reached through loopback.
+fn console_address(listen: std::net::SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let port = listen.port();
+    match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => format!("{scheme}://[::1]:{port}/"),
+        ip if ip.is_unspecified() => format!("{scheme}://127.0.0.1:{port}/"),
+        std::net::IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{port}/"),
+        std::net::IpAddr::V4(ip) => format!("{scheme}://{ip}:{port}/"),
     }
 }

@@ -134,6 +134,15 @@ pub trait Connector: Send + Sync {
     /// Runs an action.
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError>;
 
+    /// Checks, without changing anything there, that the outside system answers and takes the
+    /// connection's credentials ("test connection"); returns what was found, in words. What it
+    /// does is the connector's [`ConnectorSpec::probe`]; connectors without one refuse.
+    async fn probe(&self) -> Result<String, ActionError> {
+        Err(ActionError::fatal(
+            "this kind of connection cannot check itself; a step that uses it shows whether it works",
+        ))
+    }
+
     /// Starts consuming messages for a `queue` trigger: `consumer` names the workflow (the default
     /// of durable consumer names), `settings` are the trigger's connector-specific keys, checked
     /// by the connector's [`weft_core::ConsumeSpec`]. Connectors without messages refuse.

@@ -109,6 +109,12 @@ impl Connector for Limited {
         result
     }
 
+    /// A check is a request like any other for the outside system, so it waits its turn.
+    async fn probe(&self) -> Result<String, ActionError> {
+        self.turn().await;
+        self.inner.probe().await
+    }
+
     async fn subscribe(
         &self,
         consumer: &str,

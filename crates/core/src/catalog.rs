@@ -38,6 +38,9 @@ pub struct ConnectorSpec {
     pub check: fn(node: &Node, diags: &mut Diagnostics),
     /// How a workflow consumes this connector's messages with `trigger: { queue: … }`, if it can.
     pub consume: Option<ConsumeSpec>,
+    /// What "test connection" does for a live connection, in words (such as "connects and sends
+    /// PING"); `None` when the connector cannot check itself.
+    pub probe: Option<&'static str>,
 }
 
 /// What a broker connector reads from a `queue` trigger.
@@ -126,6 +129,7 @@ pub fn builtin(name: &str) -> Option<&'static ConnectorSpec> {
 /// `state.set` answers `{namespace, key, expires_at}` (milliseconds since the Unix epoch, or
 /// null). An expired key reads as not found.
 pub static STATE: ConnectorSpec = ConnectorSpec {
+    probe: None,
     type_name: "state",
     summary: "Weft's key-value store for conversation state, in its own database",
     actions: &[
@@ -171,6 +175,7 @@ pub static STATE: ConnectorSpec = ConnectorSpec {
 /// `matched` is false when no passage reaches the threshold, so a workflow can hand the question
 /// over to a person.
 pub static KB: ConnectorSpec = ConnectorSpec {
+    probe: None,
     type_name: "kb",
     summary: "the project's knowledge base (files in kb/)",
     actions: &[ActionSpec {

@@ -792,6 +792,7 @@ mod tests {
     #[test]
     fn any_connection_may_carry_a_rate_limit() {
         static ANY: crate::ConnectorSpec = crate::ConnectorSpec {
+            probe: None,
             type_name: "any",
             summary: "test",
             actions: &[],

@@ -1151,6 +1151,7 @@ pub(crate) mod test_scope {
     use std::collections::BTreeMap;
 
     static HTTP: ConnectorSpec = ConnectorSpec {
+        probe: None,
         type_name: "http",
         summary: "test",
         actions: &[ActionSpec {
@@ -1166,6 +1167,7 @@ pub(crate) mod test_scope {
 
     /// A broker whose queue triggers take one key, `topic`.
     static BROKER: ConnectorSpec = ConnectorSpec {
+        probe: None,
         type_name: "broker",
         summary: "test",
         actions: &[],

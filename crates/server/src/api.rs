@@ -25,7 +25,7 @@ use weft_store::{CancelOutcome, RunFilter, now_millis};
 
 use crate::auth::Identity;
 use crate::error::{ApiError, ErrorBody};
-use crate::{Hub, audit, edit, events, overview, secrets, session, tokens, tools};
+use crate::{Hub, audit, connections, edit, events, overview, secrets, session, tokens, tools};
 
 /// Most runs one page of `GET /api/runs` returns.
 pub const MAX_PAGE: u32 = 500;
@@ -85,7 +85,8 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         ))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
-        .routes(routes!(list_connections))
+        .routes(routes!(connections::list_connections))
+        .routes(routes!(connections::test_connection))
 }
 
 /// The API's routes, with their OpenAPI document served at `/openapi.json`.
@@ -130,7 +131,32 @@ pub struct WorkflowSummary {
 #[derive(Serialize, ToSchema)]
 pub struct WorkflowList {
     /// Sorted by name.
-    pub workflows: Vec<WorkflowSummary>,
+    pub workflows: Vec<WorkflowListItem>,
+}
+
+/// A workflow as listed: what it is, and how its runs have gone.
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowListItem {
+    /// Name, version and trigger.
+    #[serde(flatten)]
+    pub summary: WorkflowSummary,
+    /// Its newest run, whenever it was, if it ever ran.
+    pub last_run: Option<LastRun>,
+    /// Runs created in the last 24 hours.
+    pub runs_24h: u64,
+    /// Of those, the ones that failed.
+    pub failed_24h: u64,
+}
+
+/// A workflow's newest run.
+#[derive(Serialize, ToSchema)]
+pub struct LastRun {
+    /// The run's id.
+    pub id: String,
+    /// Its state now: queued, running, waiting, succeeded, failed or cancelled.
+    pub state: String,
+    /// When it was created (RFC 3339).
+    pub created_at: Option<String>,
 }
 
 /// A workflow with its text.
@@ -398,68 +424,41 @@ fn workflow(hub: &Hub, name: &str) -> Result<Arc<Workflow>, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("the project has no workflow named `{name}`")))
 }
 
-/// A connection as listed: never a credential's value.
-#[derive(Serialize, ToSchema)]
-pub struct ConnectionView {
-    /// Its name, as `uses: <name>.<action>` names it.
-    pub name: String,
-    /// The connector type, such as `http` or `postgres`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Its settings as written in `weft.yaml` (credentials appear as `{secret: NAME}` or
-    /// `{env: NAME}` references; any value the hub knows as a credential is masked).
-    #[schema(value_type = Object)]
-    pub settings: Value,
-    /// The workflows that use it, in steps or as their trigger.
-    pub used_by: Vec<String>,
-    /// Where it is defined: `weft.yaml:<line>`.
-    pub defined_at: String,
-}
-
-/// The connections.
-#[derive(Serialize, ToSchema)]
-pub struct ConnectionList {
-    /// Sorted by name.
-    pub connections: Vec<ConnectionView>,
-}
-
-/// Lists the project's connections with the workflows that use each.
-#[utoipa::path(get, path = "/connections", tag = "connections",
-    responses((status = 200, description = "The connections", body = ConnectionList)))]
-async fn list_connections(State(hub): State<Arc<Hub>>) -> axum::Json<ConnectionList> {
-    let project = hub.engine.project();
-    let scrubber = hub.engine.scrubber();
-    let connections = project
-        .connections
-        .values()
-        .map(|c| {
-            let mut settings = c.node.to_json();
-            scrubber.json(&mut settings);
-            ConnectionView {
-                name: c.name.clone(),
-                type_name: c.type_name.clone(),
-                settings,
-                used_by: project
-                    .workflows
-                    .values()
-                    .filter(|w| w.connections().contains(c.name.as_str()))
-                    .map(|w| w.name.clone())
-                    .collect(),
-                defined_at: format!("weft.yaml:{}", c.pos.line),
-            }
-        })
-        .collect();
-    axum::Json(ConnectionList { connections })
-}
-
 /// Lists the workflows of the project being served.
 #[utoipa::path(get, path = "/workflows", tag = "workflows",
     responses((status = 200, description = "The workflows", body = WorkflowList)))]
-async fn list_workflows(State(hub): State<Arc<Hub>>) -> axum::Json<WorkflowList> {
+async fn list_workflows(State(hub): State<Arc<Hub>>) -> Result<axum::Json<WorkflowList>, ApiError> {
     let project = hub.engine.project();
-    axum::Json(WorkflowList {
-        workflows: project.workflows.values().map(|w| summary(w)).collect(),
-    })
+    let store = hub.engine.store();
+    let seen = store.overview(now_millis() - overview::WINDOW_MS).await?;
+    let mut workflows = Vec::with_capacity(project.workflows.len());
+    for w in project.workflows.values() {
+        let (mut runs_24h, mut failed_24h) = (0, 0);
+        for c in seen.counts.iter().filter(|c| c.workflow == w.name) {
+            runs_24h += c.count;
+            if c.state == RunState::Failed {
+                failed_24h += c.count;
+            }
+        }
+        let newest = store
+            .list_runs(&RunFilter {
+                workflow: Some(w.name.clone()),
+                limit: 1,
+                ..RunFilter::default()
+            })
+            .await?;
+        workflows.push(WorkflowListItem {
+            summary: summary(w),
+            last_run: newest.into_iter().next().map(|r| LastRun {
+                created_at: overview::time(r.created_at),
+                id: r.id,
+                state: r.state.as_str().to_string(),
+            }),
+            runs_24h,
+            failed_24h,
+        });
+    }
+    Ok(axum::Json(WorkflowList { workflows }))
 }
 
 /// Shows one workflow: its version, trigger and text.

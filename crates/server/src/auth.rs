@@ -121,15 +121,57 @@ pub fn guessable(secret: &str) -> bool {
     counts.len() < 8 || bits < 48.0
 }
 
+/// How long a one-time sign-in link works: an hour.
+pub const SIGN_IN_LINK_LIFETIME: Millis = 60 * 60 * 1000;
+
+/// The id prefix of one-time sign-in links.
+const LINK_PREFIX: &str = "lnk_";
+
+/// What a hub's first start made, to be shown once.
+#[derive(Debug)]
+pub struct FirstStart {
+    /// The admin token's secret.
+    pub token: String,
+    /// The secret of a one-time sign-in link for the console, on behalf of that token.
+    pub link: String,
+}
+
+/// Makes a one-time sign-in link on behalf of token `parent`: a record that only
+/// `POST /api/session` accepts, once, within [`SIGN_IN_LINK_LIFETIME`]; the session it opens
+/// belongs to `parent` (revoking `parent` revokes the link). Returns the link's secret.
+pub async fn new_sign_in_link(
+    store: &dyn Store,
+    parent: &TokenRecord,
+    now: Millis,
+) -> Result<String, StoreError> {
+    let (secret, mut link) = new_token(
+        parent.role,
+        None,
+        Some("one-time sign-in link".into()),
+        Some(now + SIGN_IN_LINK_LIFETIME),
+        None,
+        now,
+    );
+    link.id = link.id.replacen("tok_", LINK_PREFIX, 1);
+    link.parent = Some(parent.id.clone());
+    store.create_token(&link).await?;
+    Ok(secret)
+}
+
+/// Whether a record is a one-time sign-in link (which is neither a bearer token nor a session).
+pub fn is_sign_in_link(token: &TokenRecord) -> bool {
+    token.id.starts_with(LINK_PREFIX) && token.parent.is_some()
+}
+
 /// Makes sure the hub can be reached. With `WEFT_ADMIN_TOKEN` set, its secret is an admin token
 /// (a different secret than before replaces the earlier one, which is revoked). Without it, a hub
-/// that never had a token gets a new admin token, whose secret is returned to be shown once.
-/// A chosen secret that is [`guessable`] is refused.
+/// that never had a token gets a new admin token and a one-time sign-in link for the console,
+/// whose secrets are returned to be shown once. A chosen secret that is [`guessable`] is refused.
 pub async fn bootstrap(
     store: &dyn Store,
     from_env: Option<String>,
     now: Millis,
-) -> Result<Option<String>, String> {
+) -> Result<Option<FirstStart>, String> {
     if let Some(secret) = &from_env {
         if secret.len() < MIN_SECRET_LEN {
             return Err(format!(
@@ -186,7 +228,16 @@ pub async fn bootstrap(
         .map_err(|e| e.to_string())?;
     let details = serde_json::json!({"role": "admin", "name": record.name});
     crate::audit::record(store, "system", "token.create", &record.id, details).await;
-    Ok(made_here.then_some(secret))
+    if !made_here {
+        return Ok(None);
+    }
+    let link = new_sign_in_link(store, &record, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(FirstStart {
+        token: secret,
+        link,
+    }))
 }
 
 /// What a request needs, or `None` for the open routes.
@@ -329,9 +380,12 @@ async fn identify(
         Err(e) => return Err(ApiError::from(e).into_response()),
     };
     match token {
-        // A session's secret works only as the cookie, a token's only as a bearer token.
+        // A session's secret works only as the cookie, a token's only as a bearer token, and a
+        // sign-in link's only to sign in.
         Some(t)
-            if t.is_live(weft_store::now_millis()) && t.parent.is_some() == cookie.is_some() =>
+            if t.is_live(weft_store::now_millis())
+                && t.parent.is_some() == cookie.is_some()
+                && !is_sign_in_link(&t) =>
         {
             Ok(match t.parent {
                 Some(parent) => Identity {

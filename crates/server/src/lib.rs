@@ -22,6 +22,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod connections;
 pub mod console;
 pub mod edit;
 pub mod error;

@@ -18,7 +18,7 @@ use crate::Hub;
 use crate::error::ApiError;
 
 /// The window the overview counts runs in.
-const WINDOW_MS: i64 = 24 * 3600 * 1000;
+pub(crate) const WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 /// A workflow whose runs failed in the window.
 #[derive(Serialize, ToSchema)]
@@ -83,7 +83,8 @@ pub struct OverviewBody {
     pub triggers: Vec<TriggerHealth>,
 }
 
-fn time(ms: i64) -> Option<String> {
+/// A time as RFC 3339, if it is one.
+pub(crate) fn time(ms: i64) -> Option<String> {
     jiff::Timestamp::from_millisecond(ms)
         .ok()
         .map(|t| t.to_string())

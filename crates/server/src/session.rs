@@ -143,10 +143,29 @@ pub async fn sign_in(
         .await?;
     let refusal = match &token {
         Some(t) if !t.is_live(now) => Some("the token is expired or revoked"),
+        Some(t) if auth::is_sign_in_link(t) => None,
         Some(t) if t.parent.is_some() => Some("a session cannot sign in again"),
         Some(t) if t.role == Role::Tool => Some("a `tool` token may only call tools"),
         Some(_) => None,
         None => Some("no such token"),
+    };
+    // A one-time link is spent before its session exists: of two requests with one link, the
+    // second finds it revoked.
+    let link = match &token {
+        Some(t) if refusal.is_none() && auth::is_sign_in_link(t) => {
+            if store.revoke_token(&t.id, now).await? {
+                Some(t.id.clone())
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    let refusal = match &token {
+        Some(t) if refusal.is_none() && auth::is_sign_in_link(t) && link.is_none() => {
+            Some("the sign-in link was used already")
+        }
+        _ => refusal,
     };
     let token = match token {
         Some(token) if refusal.is_none() => token,
@@ -165,9 +184,29 @@ pub async fn sign_in(
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "the API token is not valid for the console: unknown, expired or revoked, or a `tool` token",
+                "the API token is not valid for the console: unknown, expired or revoked (a sign-in link works once), or a `tool` token",
             ));
         }
+    };
+    // A link's session belongs to the token the link was made for (revoking that token revoked
+    // the link too, so it is live).
+    let token = match &link {
+        Some(_) => {
+            let parent = token.parent.as_deref().unwrap_or_default();
+            store
+                .list_tokens()
+                .await?
+                .into_iter()
+                .find(|t| t.id == parent && t.is_live(now))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the token this sign-in link was made for is revoked",
+                    )
+                })?
+        }
+        None => token,
     };
     let lifetime = settings.session_lifetime.as_millis() as Millis;
     let expires_at = token
@@ -181,13 +220,18 @@ pub async fn sign_in(
         None,
         now,
     );
+    let owner = token.id.clone();
     session.id = session.id.replacen("tok_", "ses_", 1);
-    session.parent = Some(token.id.clone());
+    session.parent = Some(owner.clone());
     store.create_token(&session).await?;
-    let details = json!({"session": session.id, "role": token.role.as_str(), "address": address});
+    let mut details =
+        json!({"session": session.id, "role": token.role.as_str(), "address": address});
+    if let Some(link) = &link {
+        details["link"] = json!(link);
+    }
     audit::record(
         store.as_ref(),
-        &token.id,
+        &owner,
         "session.sign_in",
         &session.id,
         details,
@@ -195,7 +239,7 @@ pub async fn sign_in(
     .await;
     let secure = via.is_some_and(|v| v.tls);
     let max_age = (expires_at - now).max(0) as u64 / 1000;
-    let mut response = axum::Json(info(&session, &token.id, &secret)).into_response();
+    let mut response = axum::Json(info(&session, &owner, &secret)).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&secret, max_age, secure));

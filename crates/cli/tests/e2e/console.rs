@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::browser::{self, Browser};
-use crate::hub::{ADMIN_TOKEN, Hub};
+use crate::hub::{ADMIN_TOKEN, Hub, serve_command, until_listening_with_text};
 use crate::support::{Project, copy_dir, free_port, repo_root, weft};
 
 /// A copy of `examples/hub` whose connection to its own API points at `port`.
@@ -384,6 +384,101 @@ async fn failed_sign_ins_are_limited_and_a_tool_token_cannot_sign_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_prints_a_sign_in_link_that_works_once() {
+    if !browser::available() {
+        return;
+    }
+    let port = free_port();
+    let dir = example_hub(port);
+    let mut serve = serve_command(dir.path(), &format!("127.0.0.1:{port}"), &[]);
+    serve.env_remove("WEFT_ADMIN_TOKEN");
+    let mut child = serve.spawn().expect("weft serve starts");
+    let (_, _log, text) = until_listening_with_text(&mut child).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let prefix = format!("{base}/#/sign-in/");
+    let link = text
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no sign-in link in {text:#?}"))
+        .to_string();
+    let token = text
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("weft_"))
+        .expect("the admin token is printed")
+        .to_string();
+
+    // The link is no bearer token.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = reqwest::Client::new();
+    let status = api
+        .get(format!("{base}/api/workflows"))
+        .bearer_auth(&link)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+
+    // Opened, it signs in as the first start's admin token and leaves the address at once.
+    let b = Browser::start(1280, 800).await;
+    b.goto(&format!("{prefix}{link}")).await;
+    b.find("nav.side").await;
+    b.until_text("first start").await;
+    assert_eq!(b.eval("return location.hash").await, json!("#/"));
+    b.click_text("Workflows").await;
+    b.until_text("order-created").await;
+    b.click_text("Sign out").await;
+    b.find("#token").await;
+
+    // Opened again, it is spent: the sign-in page says so.
+    b.goto(&format!("{prefix}{link}")).await;
+    b.until_text("The sign-in link did not work").await;
+    b.screenshot("sign-in-link-spent").await;
+
+    // Who signed in with it is in the audit log, under the token it was made for.
+    let audit: Value = api
+        .get(format!("{base}/api/audit?q=session.sign_in"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    let signed_in: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "session.sign_in")
+        .collect();
+    assert_eq!(signed_in.len(), 1, "{audit}");
+    assert!(
+        signed_in[0]["actor"].as_str().unwrap().starts_with("tok_"),
+        "{audit}"
+    );
+    assert!(
+        signed_in[0]["details"]["link"]
+            .as_str()
+            .unwrap()
+            .starts_with("lnk_"),
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "session.sign_in_failed"),
+        "{audit}"
+    );
+    let errors = b.console_errors().await;
+    assert!(
+        errors.iter().all(|e| e.contains("401")),
+        "the browser logged errors other than the spent link's refusal: {errors:?}"
+    );
+    b.close().await;
+    let _ = child.start_kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     let p = Project::new("name: console\n", &[]);
     let hub = Hub::start(p.path(), &[]).await;
@@ -443,16 +538,61 @@ async fn an_admin_manages_tokens_and_secrets_and_reads_connections_and_the_audit
     }
     let port = free_port();
     let dir = example_hub(port);
+    // A database that is not there, for a connection check that fails.
+    let yaml = std::fs::read_to_string(dir.path().join("weft.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("weft.yaml"),
+        yaml.replace(
+            "connections:\n",
+            "connections:\n  orders_db:\n    type: postgres\n    url: postgres://postgres@127.0.0.1:1/orders\n    timeout: 2s\n",
+        ),
+    )
+    .unwrap();
     let hub = Hub::start_at(dir.path(), &format!("127.0.0.1:{port}"), &[]).await;
     let base = hub.base.clone();
     let b = Browser::start(1280, 800).await;
     sign_in(&b, &base, ADMIN_TOKEN).await;
 
     // Connections: the example's `hub` connection, used by the failed-runs poll, its token only a
-    // reference.
+    // reference. Each checks itself: the hub's own API answers, the database is not there.
     b.click_text("Connections").await;
     b.until_text("failed-runs").await;
     b.until_text("weft.yaml:").await;
+    for (name, outcome) in [("hub", "Works"), ("orders_db", "Does not work")] {
+        let button = format!(
+            "//section[.//h2[normalize-space(.)='{name}']]//button[normalize-space(.)='Test connection']"
+        );
+        b.client
+            .find(fantoccini::Locator::XPath(&button))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        b.until_text(outcome).await;
+    }
+    b.until_text(&format!("GET http://127.0.0.1:{port}/api answered 404"))
+        .await;
+    b.screenshot("connections").await;
+    let (status, tested) = hub
+        .post_json("/api/connections/orders_db/test", json!({}))
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert_eq!(tested["retryable"], true, "{tested}");
+    let (status, _) = hub
+        .post_json("/api/connections/nowhere/test", json!({}))
+        .await;
+    assert_eq!(status, 404);
+    let viewer = token(dir.path(), "viewer").await;
+    let status = reqwest::Client::new()
+        .post(format!("{base}/api/connections/hub/test"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 403, "a viewer may not make the hub call out");
 
     // A token made here is shown once and works; revoked, it does not.
     b.click_text("API tokens").await;
@@ -550,6 +690,7 @@ async fn an_admin_manages_tokens_and_secrets_and_reads_connections_and_the_audit
         "token.revoke",
         "secret.create",
         "session.sign_in",
+        "connection.test",
     ] {
         b.until_text(action).await;
     }
@@ -952,6 +1093,15 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
         .unwrap();
     fill(&b, "path", "/workflows").await;
     b.until_text("no problems").await;
+    // Its retries and what a failure does, in the form.
+    fill(&b, "Attempts (default 3)", "4").await;
+    b.until_text("no problems").await;
+    b.find("select[aria-label='When it fails for good']")
+        .await
+        .select_by_label("go on with the next step")
+        .await
+        .unwrap();
+    b.until_text("no problems").await;
     b.screenshot("visual-editor").await;
     // A switch below it, with a second case added in its form.
     b.find("select[aria-label=\"New step's kind\"]")
@@ -966,6 +1116,42 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
     b.find("svg.graph .node[data-key='b']").await;
     b.until_text("no problems").await;
     b.screenshot("visual-switch").await;
+    // A wait until a moment (long past, so the run goes on at once).
+    b.find("select[aria-label=\"New step's kind\"]")
+        .await
+        .select_by_label("Wait")
+        .await
+        .unwrap();
+    b.click_text("Add step below").await;
+    b.find("svg.graph .node[data-key='wait']").await;
+    b.find("select[aria-label='How the step waits']")
+        .await
+        .select_by_label("until a moment")
+        .await
+        .unwrap();
+    fill(
+        &b,
+        "Until (a time such as 2026-12-24T09:00:00Z, or an expression)",
+        "2020-01-01T00:00:00Z",
+    )
+    .await;
+    b.until_text("no problems").await;
+    // A child workflow, run only when a condition holds (never, here).
+    b.find("select[aria-label=\"New step's kind\"]")
+        .await
+        .select_by_label("Run another workflow (call)")
+        .await
+        .unwrap();
+    b.click_text("Add step below").await;
+    b.find("svg.graph .node[data-key='call_2']").await;
+    b.find("select[aria-label='Workflow to run']")
+        .await
+        .select_by_label("order-created")
+        .await
+        .unwrap();
+    fill(&b, "Only when (if; empty: always)", "${{ false }}").await;
+    b.until_text("no problems").await;
+    b.screenshot("visual-call").await;
 
     // Both views edit the same file.
     b.click_text("Text").await;
@@ -974,6 +1160,11 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
     assert!(text.contains("path: /workflows"), "{text}");
     assert!(text.contains("    cases:\n      a:\n"), "{text}");
     assert!(text.contains("      b:\n        - id: b\n"), "{text}");
+    assert!(text.contains("attempts: 4"), "{text}");
+    assert!(text.contains("on_error: continue"), "{text}");
+    assert!(text.contains("2020-01-01T00:00:00Z"), "{text}");
+    assert!(text.contains("call: order-created"), "{text}");
+    assert!(text.contains("if: ${{ false }}"), "{text}");
     b.click_text("Visual").await;
 
     b.click_text("Save").await;
@@ -998,6 +1189,23 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
             .to_string()
             .contains("visual-relay"),
         "the request reached the hub's API: {run}"
+    );
+    let states: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "succeeded",
+            "succeeded",
+            "succeeded",
+            "succeeded",
+            "skipped"
+        ],
+        "{run}"
     );
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");

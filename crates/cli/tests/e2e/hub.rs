@@ -44,14 +44,22 @@ pub type Log = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 /// returns that log line; the rest of its log is drained into [`Log`] so that it never blocks on a
 /// full pipe.
 pub async fn until_listening(child: &mut Child) -> (Value, Log) {
+    let (listening, log, _) = until_listening_with_text(child).await;
+    (listening, log)
+}
+
+/// [`until_listening`], also returning the lines before it that are not JSON (what `weft serve`
+/// prints for a person, such as a first start's token).
+pub async fn until_listening_with_text(child: &mut Child) -> (Value, Log, Vec<String>) {
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut lines = BufReader::new(stderr).lines();
+    let mut text = Vec::new();
     let listening = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["address"].is_string()
-            {
-                return v;
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v["address"].is_string() => return v,
+                Ok(_) => {}
+                Err(_) => text.push(line),
             }
         }
         panic!("weft serve ended before it listened");
@@ -67,7 +75,7 @@ pub async fn until_listening(child: &mut Child) -> (Value, Log) {
             }
         }
     });
-    (listening, log)
+    (listening, log, text)
 }
 
 impl Hub {

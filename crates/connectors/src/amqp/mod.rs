@@ -36,6 +36,7 @@ use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
 /// The `amqp` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
+    probe: Some("connects, opens a channel and closes both"),
     type_name: "amqp",
     summary: "A RabbitMQ broker (AMQP 0-9-1): confirmed publishing, queue consumers with manual acknowledgements.",
     actions: &[ActionSpec {
@@ -255,6 +256,24 @@ impl Connector for AmqpConnector {
                 "amqp connections have no action `{other}`"
             ))),
         }
+    }
+
+    async fn probe(&self) -> Result<String, ActionError> {
+        let connection = self.connect().await?;
+        let opened = tokio::time::timeout(self.config.timeout, connection.create_channel()).await;
+        let result = match opened {
+            Ok(Ok(channel)) => {
+                let _ = channel.close(200, "checked".into()).await;
+                Ok("connected and opened a channel".to_string())
+            }
+            Ok(Err(e)) => Err(lost("connected, but cannot open a channel", e)),
+            Err(_) => Err(ActionError::retryable(format!(
+                "amqp: connected, but no channel within {:?}",
+                self.config.timeout
+            ))),
+        };
+        let _ = connection.close(200, "checked".into()).await;
+        result
     }
 
     async fn subscribe(

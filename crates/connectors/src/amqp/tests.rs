@@ -100,3 +100,18 @@ async fn an_unreachable_broker_is_retryable() {
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
 }
+
+#[tokio::test]
+async fn a_probe_opens_a_channel_and_a_wrong_password_fails_it() {
+    let Some(c) = rabbit() else { return };
+    assert_eq!(c.probe().await.unwrap(), "connected and opened a channel");
+    // The SMTP tests' password is not the broker's.
+    let node = yaml::parse(
+        "{type: amqp, url: \"amqp://guest@127.0.0.1:5672/%2f\", password: {env: WEFT_TEST_SMTP_PASSWORD}, timeout: 5s}",
+    )
+    .unwrap();
+    let mut diags = Diagnostics::new("weft.yaml");
+    let wrong = AmqpConnector::new(AmqpConfig::decode(&node, &mut diags).unwrap());
+    let err = wrong.probe().await.unwrap_err();
+    assert!(err.to_string().starts_with("amqp: cannot connect"), "{err}");
+}

@@ -425,6 +425,40 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[async_trait]
 impl Connector for HttpConnector {
+    async fn probe(&self) -> Result<String, ActionError> {
+        let Some(base) = &self.config.base_url else {
+            return Err(ActionError::fatal(
+                "this connection has no `base_url` to check; its steps give whole URLs",
+            ));
+        };
+        let call = Call {
+            action: "request",
+            input: serde_json::json!({ "method": "GET", "url": base.as_str() }),
+            idempotency_key: "probe",
+            max_output_bytes: 16 * 1024 * 1024,
+        };
+        let status = match self.call(call).await {
+            Ok(output) => output["status"].as_u64().unwrap_or(200),
+            Err(e) => match e.details()["status"].as_u64() {
+                Some(status @ (401 | 403)) => {
+                    return Err(ActionError::fatal(format!(
+                        "{base} answered {status}: the server refused the connection's credentials"
+                    )));
+                }
+                Some(status) if status < 500 => status,
+                _ => return Err(e),
+            },
+        };
+        Ok(format!(
+            "GET {base} answered {status}{}",
+            if self.config.auth.is_some() {
+                "; the credentials were not refused"
+            } else {
+                ""
+            }
+        ))
+    }
+
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
         if call.action != "request" {
             return Err(ActionError::fatal(format!(

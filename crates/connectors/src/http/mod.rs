@@ -19,6 +19,9 @@ use weft_core::{ActionSpec, ConnectorSpec, Diagnostics};
 
 /// The `http` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
+    probe: Some(
+        "sends GET to the base_url with the connection's credentials; any answer but 401, 403 or a 5xx passes",
+    ),
     type_name: "http",
     summary: "An HTTP API: requests with JSON, text or form bodies, bearer, basic or API-key auth.",
     actions: &[ActionSpec {

@@ -610,3 +610,38 @@ async fn private_addresses_are_refused_unless_the_connection_allows_them() {
         .unwrap();
     assert_eq!(out["body"]["ok"], true);
 }
+
+#[tokio::test]
+async fn a_probe_reads_the_base_url_and_tells_refused_credentials_from_other_answers() {
+    let addr = serve().await;
+    let probe = |path: &str| {
+        connector(&format!(
+            "type: http\nbase_url: http://{addr}{path}\nauth: {{type: bearer, token: {{env: WEFT_TEST_OAUTH_SECRET}}}}\n"
+        ))
+    };
+    let found = probe("/api/echo").probe().await.unwrap();
+    assert_eq!(
+        found,
+        format!("GET http://{addr}/api/echo answered 200; the credentials were not refused")
+    );
+    // A server that answers, even 404 at its base URL, is reachable.
+    let found = probe("/api/status/404").probe().await.unwrap();
+    assert!(found.contains("answered 404"), "{found}");
+    for refused in ["401", "403"] {
+        let err = probe(&format!("/api/status/{refused}"))
+            .probe()
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(
+            err.to_string().ends_with(&format!(
+                "answered {refused}: the server refused the connection's credentials"
+            )),
+            "{err}"
+        );
+    }
+    let err = probe("/api/status/503").probe().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let err = connector("type: http\n").probe().await.unwrap_err();
+    assert!(err.to_string().contains("no `base_url`"), "{err}");
+}

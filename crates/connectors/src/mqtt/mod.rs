@@ -41,6 +41,9 @@ const MAX_PACKET: usize = 16 * 1024 * 1024;
 
 /// The `mqtt` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
+    probe: Some(
+        "connects with a client id of its own and waits for the broker to accept the session",
+    ),
     type_name: "mqtt",
     summary: "An MQTT 3.1.1 or 5 broker: publishing with QoS 0 or 1, persistent QoS 1 subscriptions.",
     actions: &[ActionSpec {
@@ -278,6 +281,34 @@ impl Connector for MqttConnector {
             "publish" => self.publish(&call.input).await,
             other => Err(ActionError::fatal(format!(
                 "mqtt connections have no action `{other}`"
+            ))),
+        }
+    }
+
+    async fn probe(&self) -> Result<String, ActionError> {
+        let options = self.options(
+            format!("{}-check-{}", self.config.client_id, unique_suffix()),
+            false,
+        )?;
+        let (_client, mut eventloop) = proto::open(options);
+        let connected = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::ConnAck) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match tokio::time::timeout(self.config.timeout, connected).await {
+            Ok(Ok(())) => Ok(format!(
+                "connected to {}:{} and the broker accepted the session",
+                self.config.host, self.config.port
+            )),
+            Ok(Err(e)) => Err(ActionError::retryable(format!("mqtt: cannot connect: {e}"))),
+            Err(_) => Err(ActionError::retryable(format!(
+                "mqtt: no CONNACK within {:?}",
+                self.config.timeout
             ))),
         }
     }

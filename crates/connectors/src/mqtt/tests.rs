@@ -149,3 +149,21 @@ async fn keeps_up_with_a_stream_published_meanwhile() {
     }
     publisher.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_probe_waits_for_the_broker_to_accept_the_session() {
+    for version in ["3.1.1", "5"] {
+        let Some(c) = mqtt_version(version) else {
+            return;
+        };
+        assert_eq!(
+            c.probe().await.unwrap(),
+            "connected to 127.0.0.1:1883 and the broker accepted the session"
+        );
+    }
+    let node = yaml::parse("{type: mqtt, url: \"mqtt://127.0.0.1:1\", timeout: 2s}").unwrap();
+    let mut diags = Diagnostics::new("weft.yaml");
+    let down = MqttConnector::new(MqttConfig::decode(&node, &mut diags).unwrap());
+    let err = down.probe().await.unwrap_err();
+    assert!(err.to_string().starts_with("mqtt: cannot connect"), "{err}");
+}

@@ -33,6 +33,7 @@ use crate::{ActionError, Call, Connector, Delivery, Settle, Subscription};
 
 /// The `nats` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
+    probe: Some("connects and asks JetStream about the account"),
     type_name: "nats",
     summary: "A NATS server with JetStream: acknowledged publishing with de-duplication, durable consumers.",
     actions: &[ActionSpec {
@@ -176,6 +177,41 @@ impl Connector for NatsConnector {
                 "nats connections have no action `{other}`"
             ))),
         }
+    }
+
+    async fn probe(&self) -> Result<String, ActionError> {
+        let client = self.client().await?;
+        // JetStream's account info, read as plain JSON: publish needs JetStream, and this
+        // request answers with an error where it is not enabled.
+        let asked = client.request("$JS.API.INFO", Default::default());
+        let answer = match tokio::time::timeout(self.config.timeout, asked).await {
+            Ok(Ok(message)) => {
+                serde_json::from_slice::<Value>(&message.payload).unwrap_or_default()
+            }
+            Ok(Err(e)) => {
+                return Err(ActionError::retryable(format!(
+                    "nats: connected, but JetStream did not answer (publish needs it): {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(ActionError::retryable(format!(
+                    "nats: connected, but JetStream did not answer within {:?}",
+                    self.config.timeout
+                )));
+            }
+        };
+        if let Some(error) = answer.get("error") {
+            return Err(ActionError::fatal(format!(
+                "nats: connected, but JetStream refused (publish needs it): {}",
+                error["description"].as_str().unwrap_or("no description")
+            )));
+        }
+        let streams = answer["streams"].as_u64().unwrap_or(0);
+        Ok(format!(
+            "connected to NATS {}; JetStream answered ({streams} stream{} in the account)",
+            client.server_info().version,
+            if streams == 1 { "" } else { "s" }
+        ))
     }
 
     async fn subscribe(

@@ -118,3 +118,18 @@ async fn an_unreachable_server_is_retryable() {
         .unwrap();
     assert!(err.is_retryable(), "{err}");
 }
+
+#[tokio::test]
+async fn a_probe_asks_jetstream_and_a_closed_port_fails_it() {
+    let Some(c) = nats() else { return };
+    let found = c.probe().await.unwrap();
+    assert!(
+        found.starts_with("connected to NATS ") && found.contains("JetStream answered"),
+        "{found}"
+    );
+    let node = yaml::parse("{type: nats, url: \"nats://127.0.0.1:1\", timeout: 2s}").unwrap();
+    let mut diags = Diagnostics::new("weft.yaml");
+    let down = NatsConnector::new(NatsConfig::decode(&node, &mut diags).unwrap());
+    let err = down.probe().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}

@@ -31,6 +31,7 @@ use crate::{ActionError, Call, Connector, Subscription};
 
 /// The `redis` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
+    probe: Some("connects and sends PING"),
     type_name: "redis",
     summary: "A Redis server: keys with a TTL, publishing to channels and streams, stream consumer groups.",
     actions: &[
@@ -307,6 +308,24 @@ impl Connector for RedisConnector {
             Err(_) => Err(ActionError::retryable(format!(
                 "redis: {} did not finish within {:?}",
                 call.action,
+                self.config.timeout * 2
+            ))),
+        }
+    }
+
+    async fn probe(&self) -> Result<String, ActionError> {
+        let ping = async {
+            let mut conn = self.manager().await?;
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map_err(classify)
+        };
+        match tokio::time::timeout(self.config.timeout * 2, ping).await {
+            Ok(Ok(pong)) => Ok(format!("connected; the server answered PING with {pong}")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ActionError::retryable(format!(
+                "redis: no answer to PING within {:?}",
                 self.config.timeout * 2
             ))),
         }

@@ -169,3 +169,17 @@ async fn a_stream_is_consumed_with_acknowledgements_and_redelivery() {
 }
 
 use ::redis::Value as RedisValue;
+
+#[tokio::test]
+async fn a_probe_pings_the_server_and_a_closed_port_fails_it() {
+    let Some(c) = redis() else { return };
+    assert_eq!(
+        c.probe().await.unwrap(),
+        "connected; the server answered PING with PONG"
+    );
+    let node = yaml::parse("{type: redis, url: \"redis://127.0.0.1:1/0\", timeout: 2s}").unwrap();
+    let mut diags = Diagnostics::new("weft.yaml");
+    let down = RedisConnector::new(RedisConfig::decode(&node, &mut diags).unwrap());
+    let err = down.probe().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}

@@ -44,6 +44,9 @@ use crate::{ActionError, Call, Connector};
 
 /// The `smtp` connector's description.
 pub static SPEC: ConnectorSpec = ConnectorSpec {
+    probe: Some(
+        "connects (with TLS if the connection says so), says EHLO, logs in if the connection has a username, then quits",
+    ),
     type_name: "smtp",
     summary: "An SMTP server: sends email with text and HTML bodies over STARTTLS, TLS or plain TCP.",
     actions: &[ActionSpec {
@@ -213,6 +216,30 @@ impl SmtpConnector {
 
 #[async_trait]
 impl Connector for SmtpConnector {
+    async fn probe(&self) -> Result<String, ActionError> {
+        let transport = self.transport()?;
+        match tokio::time::timeout(self.config.timeout * 2, transport.test_connection()).await {
+            Ok(Ok(true)) => Ok(format!(
+                "connected to {}:{}{}",
+                self.config.host,
+                self.config.port,
+                if self.config.username.is_some() {
+                    " and logged in"
+                } else {
+                    ""
+                }
+            )),
+            Ok(Ok(false)) => Err(ActionError::retryable(
+                "smtp: connected, but the server did not answer NOOP",
+            )),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(ActionError::retryable(format!(
+                "smtp: the server did not answer within {:?}",
+                self.config.timeout * 2
+            ))),
+        }
+    }
+
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
         if call.action != "send" {
             return Err(ActionError::fatal(format!(

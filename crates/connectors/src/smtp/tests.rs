@@ -139,3 +139,22 @@ fn settings_are_checked_with_positions() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_probe_logs_in_and_a_refused_login_fails_it() {
+    let (_sink, addr) = SmtpSink::start().await;
+    let c = connector(&format!(
+        "{{type: smtp, host: 127.0.0.1, port: {}, tls: none, username: shop, password: {{env: WEFT_TEST_SMTP_PASSWORD}}, timeout: 5s}}",
+        addr.port()
+    ));
+    assert_eq!(
+        c.probe().await.unwrap(),
+        format!("connected to 127.0.0.1:{} and logged in", addr.port())
+    );
+    let wrong = connector(&format!(
+        "{{type: smtp, host: 127.0.0.1, port: {}, tls: none, username: shop, password: {{env: WEFT_TEST_AMQP_PASSWORD}}, timeout: 5s}}",
+        addr.port()
+    ));
+    let err = wrong.probe().await.unwrap_err();
+    assert!(!err.is_retryable(), "a refused login is permanent: {err}");
+}

@@ -87,6 +87,7 @@ static ACTIONS: [ActionSpec; 4] = [
 
 /// The `postgres` connector's description.
 pub static POSTGRES: ConnectorSpec = ConnectorSpec {
+    probe: Some("connects and asks the database for its version"),
     type_name: "postgres",
     summary: "A PostgreSQL database: queries, statements, batch inserts and upserts with bound parameters.",
     actions: &ACTIONS,
@@ -98,6 +99,7 @@ pub static POSTGRES: ConnectorSpec = ConnectorSpec {
 
 /// The `mysql` connector's description (MySQL and MariaDB).
 pub static MYSQL: ConnectorSpec = ConnectorSpec {
+    probe: Some("connects and asks the database for its version"),
     type_name: "mysql",
     summary: "A MySQL or MariaDB database: queries, statements, batch inserts and upserts with bound parameters.",
     actions: &ACTIONS,
@@ -109,6 +111,7 @@ pub static MYSQL: ConnectorSpec = ConnectorSpec {
 
 /// The `sqlite` connector's description.
 pub static SQLITE: ConnectorSpec = ConnectorSpec {
+    probe: Some("opens the database file and asks SQLite for its version"),
     type_name: "sqlite",
     summary: "A SQLite database file: queries, statements, batch inserts and upserts with bound parameters.",
     actions: &ACTIONS,
@@ -695,6 +698,28 @@ impl Connector for SqlConnector {
             .await
             .map_err(|e| ActionError::retryable(format!("postgres: cannot listen: {e}")))?;
         Ok(Box::new(Notifications { listener }))
+    }
+
+    async fn probe(&self) -> Result<String, ActionError> {
+        let sql = match self.config.dialect {
+            Dialect::Postgres => "SELECT version()",
+            Dialect::Mysql => "SELECT CONCAT('MySQL-compatible ', VERSION())",
+            Dialect::Sqlite => "SELECT 'SQLite ' || sqlite_version()",
+        };
+        let output = self
+            .call(Call {
+                action: "query",
+                input: json!({ "sql": sql }),
+                idempotency_key: "probe",
+                max_output_bytes: 64 * 1024,
+            })
+            .await?;
+        let version = output["rows"][0]
+            .as_object()
+            .and_then(|row| row.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or("the database");
+        Ok(format!("connected; {version} answered a query"))
     }
 
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {

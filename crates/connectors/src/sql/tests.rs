@@ -424,3 +424,30 @@ fn requests_are_checked_before_any_io() {
         assert_eq!(parse(action, &input).unwrap_err(), expected, "{input}");
     }
 }
+
+#[tokio::test]
+async fn a_probe_asks_each_database_for_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let lite = connector(
+        Dialect::Sqlite,
+        "{type: sqlite, path: probe.db}",
+        dir.path(),
+    );
+    let found = lite.probe().await.unwrap();
+    assert!(found.starts_with("connected; SQLite 3."), "{found}");
+    if let Some(pg) = postgres() {
+        let found = pg.probe().await.unwrap();
+        assert!(found.starts_with("connected; PostgreSQL "), "{found}");
+    }
+    if let Some(my) = mariadb() {
+        let found = my.probe().await.unwrap();
+        assert!(found.starts_with("connected; MySQL-compatible "), "{found}");
+    }
+    let down = connector(
+        Dialect::Postgres,
+        "{type: postgres, url: \"postgres://postgres@127.0.0.1:1/test\", timeout: 2s}",
+        Path::new("."),
+    );
+    let err = down.probe().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
