@@ -14,6 +14,7 @@ use weft_core::{ActionSpec, Catalog, ConnectorSpec, ConsumeSpec, Diagnostic, Pro
 
 /// A connector with one action, `request`, for `uses: <connection>.request` steps.
 static HTTP: ConnectorSpec = ConnectorSpec {
+    probe: None,
     type_name: "http",
     summary: "fuzz stand-in for the http connector",
     actions: &[ActionSpec {
@@ -31,6 +32,7 @@ static HTTP: ConnectorSpec = ConnectorSpec {
 
 /// A broker whose `queue` triggers take one key of their own, `topic`.
 static BROKER: ConnectorSpec = ConnectorSpec {
+    probe: None,
     type_name: "broker",
     summary: "fuzz stand-in for a message broker",
     actions: &[],
