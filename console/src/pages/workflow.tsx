@@ -144,12 +144,19 @@ function StepRuns({ workflow, step }: { workflow: string; step: string }) {
   );
 }
 
-/// Starts a run of a manual workflow with an input written here, and opens it.
-function RunWithInput({ name }: { name: string }) {
+/// Starts a run with an input written here, and opens it: of a manual workflow, or (for editors) a
+/// trial run of one with another trigger, the input standing for its event.
+function RunWithInput({ name, trigger }: { name: string; trigger: string }) {
   const [input, setInput] = useState("{}");
   const [error, setError] = useState<unknown>(null);
   return (
     <Card title="Run with this input">
+      {trigger !== "manual" && (
+        <p class="small muted">
+          A trial run: the input stands for the {trigger} trigger's event; <code>.trigger</code> is <code>{"{type: manual}"}</code>, without the
+          trigger's headers or slot.
+        </p>
+      )}
       <textarea class="mono sample" rows={4} value={input} onInput={(e) => setInput((e.target as HTMLTextAreaElement).value)} aria-label="Run input (JSON)" />
       <ErrorBox error={error} />
       <button
@@ -225,7 +232,9 @@ export function WorkflowPage({ session, name }: { session: Session; name: string
           )}
         </Card>
       </div>
-      {data.trigger.type === "manual" && may(session, "operate") && <RunWithInput name={data.name} />}
+      {(data.trigger.type === "manual" ? may(session, "operate") : may(session, "edit")) && (
+        <RunWithInput name={data.name} trigger={String(data.trigger.type)} />
+      )}
       <details class="source">
         <summary>File</summary>
         <pre class="yaml">{data.source}</pre>

@@ -141,7 +141,7 @@ pub async fn overview(State(hub): State<Arc<Hub>>) -> Result<axum::Json<Overview
         waiting: 0,
         oldest_queued_at: seen.oldest_queued.and_then(time),
     };
-    for (_, state, n) in store.count_unfinished().await? {
+    for &(state, n) in &seen.unfinished {
         match state {
             RunState::Queued => unfinished.queued += n,
             RunState::Running => unfinished.running += n,

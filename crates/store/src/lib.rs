@@ -462,6 +462,8 @@ pub struct Overview {
     pub oldest_queued: Option<Millis>,
     /// Pending approvals of unfinished runs.
     pub pending_approvals: u64,
+    /// Unfinished runs (queued, running, waiting), whenever created, by state.
+    pub unfinished: Vec<(RunState, u64)>,
 }
 
 /// An API token as stored: never its secret, only the secret's SHA-256.

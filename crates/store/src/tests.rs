@@ -1361,6 +1361,68 @@ async fn queued_outcomes_are_stored_before_later_writes_or_stop_them() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn the_overview_counts_the_window_by_workflow_and_state_and_every_unfinished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 1024).await;
+    let now = now_millis();
+    let day = 24 * 3600 * 1000;
+    let mut ids = Vec::new();
+    for (workflow, at) in [("a", now - 10_000), ("b", now - 5_000), ("b", now - 1_000)] {
+        let created = store.create_run(new_run(workflow, None, at)).await.unwrap();
+        ids.push(created.id().to_string());
+    }
+    let failed = store
+        .claim(&ClaimScope::All, 1, now, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(failed.run.id, ids[0]);
+    store
+        .finish_run(
+            &failed.lease,
+            RunState::Failed,
+            None,
+            Some(r#"{"message":"boom"}"#),
+            now,
+        )
+        .await
+        .unwrap();
+    let parked = store
+        .claim(&ClaimScope::All, 1, now, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    store.park(&parked.lease, now + day, now).await.unwrap();
+    // Two days old and still queued: outside the window, yet unfinished and the oldest in line.
+    store
+        .create_run(new_run("a", None, now - 2 * day))
+        .await
+        .unwrap();
+
+    let seen = store.overview(now - day).await.unwrap();
+    let counts: Vec<(&str, RunState, u64)> = seen
+        .counts
+        .iter()
+        .map(|c| (c.workflow.as_str(), c.state, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("a", RunState::Failed, 1),
+            ("b", RunState::Queued, 1),
+            ("b", RunState::Waiting, 1)
+        ]
+    );
+    assert_eq!(seen.counts[0].newest_id, ids[0]);
+    assert_eq!(
+        seen.unfinished,
+        [(RunState::Queued, 2), (RunState::Waiting, 1)]
+    );
+    assert_eq!(seen.oldest_queued, Some(now - 2 * day));
+    assert_eq!(seen.pending_approvals, 0);
+}
+
 /// A measurement, not a check (run it with `cargo test -p weft-store --release -- --ignored
 /// --nocapture a_million`): the console's overview and a text search of runs on a store with a
 /// million runs, all created within the overview's window (its worst case: every run is counted).

@@ -1207,6 +1207,27 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
         ],
         "{run}"
     );
+
+    // "Run with this input" on its page: a trial run that opens in the inspector.
+    b.goto(&format!("{base}/#/workflows/visual-relay")).await;
+    b.until_text("A trial run").await;
+    let field = b.find("textarea[aria-label='Run input (JSON)']").await;
+    field.clear().await.unwrap();
+    field
+        .send_keys(r#"{"id": "V-2", "lines": [{"qty": 1, "price": 7}]}"#)
+        .await
+        .unwrap();
+    b.click_text("Run").await;
+    b.until_text("V-2").await;
+    b.until_text("succeeded").await;
+    let url = b.client.current_url().await.unwrap();
+    let trial = url
+        .fragment()
+        .unwrap()
+        .trim_start_matches("/runs/")
+        .to_string();
+    let run = hub.until_state(&trial, "succeeded").await;
+    assert_eq!(run["steps"][0]["output"]["total"], json!(7), "{run}");
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
     b.close().await;
