@@ -171,7 +171,7 @@ function RunWithInput({ name, trigger }: { name: string; trigger: string }) {
             return;
           }
           try {
-            const r = await post<{ run_id: string }>(`/api/workflows/${encodeURIComponent(name)}/runs`, { input: value });
+            const r = await post<{ run_id: string }>(`/api/workflows/${encodeURIComponent(name)}/runs`, { input: value, trial: trigger !== "manual" });
             go(href("runs", r.run_id));
           } catch (e) {
             setError(e);

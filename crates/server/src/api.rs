@@ -211,6 +211,10 @@ pub struct StartRun {
     /// first run.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Start a workflow whose trigger is not `manual` anyway, as a trial: the input stands for
+    /// the trigger's event. Editors only.
+    #[serde(default)]
+    pub trial: bool,
 }
 
 /// A run that was started, found or changed.
@@ -519,8 +523,8 @@ async fn lint_workflow(
     }))
 }
 
-/// Starts a run of a `manual` workflow; editors may also start a trial run of a workflow with
-/// another trigger, whose input stands for the event (its `.trigger` is `{type: manual}`, without
+/// Starts a run of a `manual` workflow; editors may also start a trial run (`"trial": true`) of a
+/// workflow with another trigger, whose input stands for the event (its `.trigger` is `{type: manual}`, without
 /// a webhook's headers or a schedule's slot). The answer comes once the run is committed; the run
 /// executes afterwards (follow it with `GET /api/runs/{id}`).
 #[utoipa::path(post, path = "/workflows/{name}/runs", tag = "runs",
@@ -530,7 +534,8 @@ async fn lint_workflow(
         (status = 202, description = "The run is committed", body = RunRef),
         (status = 400, description = "The body is not a valid request", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody),
-        (status = 409, description = "The workflow is not started manually, and the token is not an editor's", body = ErrorBody)))]
+        (status = 403, description = "A trial run, asked for by a token that is not an editor's", body = ErrorBody),
+        (status = 409, description = "The workflow is not started manually, and no trial run was asked for", body = ErrorBody)))]
 async fn start_run(
     State(hub): State<Arc<Hub>>,
     who: Option<axum::Extension<Identity>>,
@@ -538,28 +543,36 @@ async fn start_run(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let w = workflow(&hub, &name)?;
-    let editor = who
-        .as_deref()
-        .is_some_and(|i| i.role.allows(weft_core::auth::Access::Edit));
-    if w.trigger != Trigger::Manual && !editor {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "workflow `{name}` is started by its {} trigger, not through the API (an editor may start a trial run)",
-                w.trigger.type_name()
-            ),
-        ));
-    }
     let request: StartRun = if body.iter().all(u8::is_ascii_whitespace) {
         StartRun {
             input: None,
             idempotency_key: None,
+            trial: false,
         }
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))?
     };
+    if w.trigger != Trigger::Manual && !request.trial {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "workflow `{name}` is started by its {} trigger, not through the API (an editor may start a trial run with `\"trial\": true`)",
+                w.trigger.type_name()
+            ),
+        ));
+    }
+    let editor = who
+        .as_deref()
+        .is_some_and(|i| i.role.allows(weft_core::auth::Access::Edit));
+    if w.trigger != Trigger::Manual && !editor {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a trial run of a workflow that is not started manually needs an editor's token",
+        ));
+    }
     let created = hub
         .engine
         .start_run(

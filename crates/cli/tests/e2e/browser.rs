@@ -135,11 +135,19 @@ impl Browser {
 
     /// The visible text of every element matching `css` now.
     pub async fn all_text(&self, css: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for e in self.client.find_all(Locator::Css(css)).await.unwrap() {
-            out.push(e.text().await.unwrap());
-        }
-        out
+        // Read in one script, so that a re-render between finding and reading cannot leave a
+        // stale element.
+        let script = format!(
+            "return [...document.querySelectorAll({})].map((e) => e.innerText);",
+            serde_json::to_string(css).unwrap()
+        );
+        let texts = self.eval(&script).await;
+        texts
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|t| t.as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Waits (up to 10 s) until the page's text contains `text` (ignoring case: headings may be

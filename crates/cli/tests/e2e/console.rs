@@ -1228,6 +1228,23 @@ async fn a_workflow_built_in_the_visual_editor_runs_from_its_webhook() {
         .to_string();
     let run = hub.until_state(&trial, "succeeded").await;
     assert_eq!(run["steps"][0]["output"]["total"], json!(7), "{run}");
+    // Trial runs are the editor's: an operator is refused, and without `trial` it is a conflict.
+    let operator = token(dir.path(), "operator").await;
+    let start = |who: String, body: Value| {
+        let url = format!("{base}/api/workflows/visual-relay/runs");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(who)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(start(operator, json!({"trial": true})).await, 403);
+    assert_eq!(start(editor.clone(), json!({"input": {}})).await, 409);
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
     b.close().await;
