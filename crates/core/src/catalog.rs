@@ -1,10 +1,15 @@
 //! What the core knows about connectors: their names, actions and a check of their settings.
 //!
 //! The core cannot depend on the connectors crate, yet `weft lint` must tell an unknown action or a
-//! bad connection setting apart without any I/O. So each connector describes itself with a static
-//! [`ConnectorSpec`], and the binary hands the list of them to [`crate::Project::load`] as a
-//! [`Catalog`].
+//! bad connection setting apart without any I/O. So each connector written in code describes
+//! itself with a static [`ConnectorSpec`], and the binary hands the list of them to
+//! [`crate::Project::load`] as a [`Catalog`]; connectors written as data
+//! ([`crate::definition::Definition`]) join it with [`Catalog::define`]. Callers see either kind as
+//! a [`Spec`].
 
+use std::sync::Arc;
+
+use crate::definition::{ActionDef, Definition};
 use crate::diag::Diagnostics;
 use crate::yaml::Node;
 
@@ -63,10 +68,127 @@ impl ConnectorSpec {
     }
 }
 
-/// The connector types a project may use.
+/// A connector type the catalog knows: written in code (a connector crate's static
+/// [`ConnectorSpec`]) or defined by a file ([`Definition`]). Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Spec {
+    /// A connector written in code.
+    Static(&'static ConnectorSpec),
+    /// A connector defined by a file.
+    Defined(Arc<Definition>),
+}
+
+/// One action of a [`Spec`].
+#[derive(Clone, Copy, Debug)]
+pub enum Action<'a> {
+    /// An action written in code.
+    Static(&'static ActionSpec),
+    /// An action of a definition.
+    Defined(&'a ActionDef),
+}
+
+impl Spec {
+    /// The `type:` of its connections.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Spec::Static(s) => s.type_name,
+            Spec::Defined(d) => &d.type_name,
+        }
+    }
+
+    /// One line saying what it talks to.
+    pub fn summary(&self) -> &str {
+        match self {
+            Spec::Static(s) => s.summary,
+            Spec::Defined(d) => &d.summary,
+        }
+    }
+
+    /// Its actions, in order.
+    pub fn actions(&self) -> Vec<Action<'_>> {
+        match self {
+            Spec::Static(s) => s.actions.iter().map(Action::Static).collect(),
+            Spec::Defined(d) => d.actions.iter().map(Action::Defined).collect(),
+        }
+    }
+
+    /// The action named `name`.
+    pub fn action(&self, name: &str) -> Option<Action<'_>> {
+        self.actions().into_iter().find(|a| a.name() == name)
+    }
+
+    /// Checks a connection's settings (the whole mapping, `type` included) without I/O.
+    pub fn check_settings(&self, node: &Node, diags: &mut Diagnostics) {
+        match self {
+            Spec::Static(s) => (s.check)(node, diags),
+            Spec::Defined(d) => d.check_settings(node, diags),
+        }
+    }
+
+    /// How a `queue` trigger consumes its messages, if it can (connectors written in code only).
+    pub fn consume(&self) -> Option<&'static ConsumeSpec> {
+        match self {
+            Spec::Static(s) => s.consume.as_ref(),
+            Spec::Defined(_) => None,
+        }
+    }
+
+    /// What "test connection" does, if the connector can check itself.
+    pub fn probe(&self) -> Option<&str> {
+        match self {
+            Spec::Static(s) => s.probe,
+            Spec::Defined(_) => None,
+        }
+    }
+}
+
+impl<'a> Action<'a> {
+    /// Its name, after the connection's in `uses:`.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Action::Static(a) => a.name,
+            Action::Defined(a) => &a.name,
+        }
+    }
+
+    /// One line saying what it does.
+    pub fn summary(&self) -> &'a str {
+        match self {
+            Action::Static(a) => a.summary,
+            Action::Defined(a) => &a.summary,
+        }
+    }
+
+    /// The keys it accepts under `with:`.
+    pub fn inputs(&self) -> Vec<&'a str> {
+        match self {
+            Action::Static(a) => a.inputs.to_vec(),
+            Action::Defined(a) => a.input_names(),
+        }
+    }
+
+    /// The keys that must be present under `with:`.
+    pub fn required(&self) -> Vec<&'a str> {
+        match self {
+            Action::Static(a) => a.required.to_vec(),
+            Action::Defined(a) => a.required_names(),
+        }
+    }
+
+    /// Checks `with:` as written, beyond known and required keys (receives a mapping, or a string
+    /// that is one expression).
+    pub fn check_inputs(&self, with: &Node, diags: &mut Diagnostics) {
+        match self {
+            Action::Static(a) => (a.check_inputs)(with, diags),
+            Action::Defined(a) => a.check_inputs(with, diags),
+        }
+    }
+}
+
+/// The connector types a project may use: those of the build, and those defined by files.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    specs: Vec<&'static ConnectorSpec>,
+    specs: Vec<Spec>,
 }
 
 impl Catalog {
@@ -75,22 +197,38 @@ impl Catalog {
         Catalog::default()
     }
 
-    /// A catalog of the given connectors.
+    /// A catalog of the given connectors written in code.
     pub fn new(specs: Vec<&'static ConnectorSpec>) -> Catalog {
-        Catalog { specs }
+        Catalog {
+            specs: specs.into_iter().map(Spec::Static).collect(),
+        }
+    }
+
+    /// Adds a defined connector. A type the catalog has already (from code, or defined earlier) is
+    /// refused, with the reason.
+    pub fn define(&mut self, definition: Definition) -> Result<(), String> {
+        if let Some(known) = self.get(&definition.type_name) {
+            let what = match known {
+                Spec::Static(_) => "a connector of this build",
+                Spec::Defined(_) => "another definition",
+            };
+            return Err(format!(
+                "connector type `{}` is {what} already; choose another name",
+                definition.type_name
+            ));
+        }
+        self.specs.push(Spec::Defined(Arc::new(definition)));
+        Ok(())
     }
 
     /// The connector for connections of `type_name`.
-    pub fn get(&self, type_name: &str) -> Option<&'static ConnectorSpec> {
-        self.specs
-            .iter()
-            .copied()
-            .find(|s| s.type_name == type_name)
+    pub fn get(&self, type_name: &str) -> Option<&Spec> {
+        self.specs.iter().find(|s| s.type_name() == type_name)
     }
 
     /// Every connector type name.
-    pub fn type_names(&self) -> Vec<&'static str> {
-        self.specs.iter().map(|s| s.type_name).collect()
+    pub fn type_names(&self) -> Vec<&str> {
+        self.specs.iter().map(Spec::type_name).collect()
     }
 }
 
@@ -99,10 +237,10 @@ impl Catalog {
 pub const BUILTIN_CONNECTIONS: &[&str] = &["state", "kb"];
 
 /// The built-in connection `name`, if it is one.
-pub fn builtin(name: &str) -> Option<&'static ConnectorSpec> {
+pub fn builtin(name: &str) -> Option<Spec> {
     match name {
-        "state" => Some(&STATE),
-        "kb" => Some(&KB),
+        "state" => Some(Spec::Static(&STATE)),
+        "kb" => Some(Spec::Static(&KB)),
         _ => None,
     }
 }

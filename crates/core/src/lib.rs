@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod decode;
+pub mod definition;
 pub mod diag;
 pub mod duration;
 pub mod edit;
@@ -44,7 +45,7 @@ pub mod trigger;
 pub mod workflow;
 pub mod yaml;
 
-pub use catalog::{ActionSpec, Catalog, ConnectorSpec, ConsumeSpec};
+pub use catalog::{Action, ActionSpec, Catalog, ConnectorSpec, ConsumeSpec, Spec};
 pub use diag::{Diagnostic, Diagnostics};
 pub use expr::{EvalError, Expr, Template, Val, ValMap, json_kind, json_to_val, val_to_json};
 pub use project::{Connection, Limits, Project, RateLimit, Settings, Sources};

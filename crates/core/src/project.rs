@@ -766,7 +766,7 @@ fn read_connection(
                 .collect(),
         ),
     };
-    (spec.check)(&node, diags);
+    spec.check_settings(&node, diags);
     Some(Connection {
         name: name.to_string(),
         type_name,

@@ -906,18 +906,18 @@ fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option
     };
     // A connection of an unknown type is reported where it is defined, in weft.yaml.
     let spec = scope.catalog.get(&connection.type_name)?;
-    let Some(consume) = &spec.consume else {
+    let Some(consume) = spec.consume() else {
         let brokers: Vec<&str> = scope
             .catalog
             .type_names()
             .into_iter()
-            .filter(|t| scope.catalog.get(t).is_some_and(|s| s.consume.is_some()))
+            .filter(|t| scope.catalog.get(t).is_some_and(|s| s.consume().is_some()))
             .collect();
         diags.error(
             conn_node.pos,
             format!(
                 "connection `{name}` ({}) has no messages to consume; a queue trigger reads from a connection of type {}",
-                spec.type_name,
+                spec.type_name(),
                 brokers.join(", ")
             ),
         );
@@ -969,7 +969,7 @@ fn read_queue(node: &Node, scope: &Scope<'_>, diags: &mut Diagnostics) -> Option
     }
     Some(QueueTrigger {
         connection: name,
-        type_name: spec.type_name.to_string(),
+        type_name: spec.type_name().to_string(),
         format: format?,
         key: key?,
         settings: own.to_json(),

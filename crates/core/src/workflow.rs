@@ -867,7 +867,7 @@ pub(crate) fn check_uses(
     ) {
         (_, Some(builtin)) => builtin,
         // A connection of an unknown type is reported where it is defined, in weft.yaml.
-        (Some(conn), None) => scope.catalog.get(&conn.type_name)?,
+        (Some(conn), None) => scope.catalog.get(&conn.type_name)?.clone(),
         (None, None) => {
             let known: Vec<&str> = scope.connections.keys().map(String::as_str).collect();
             let hint = match did_you_mean(connection, known.iter().copied()) {
@@ -880,40 +880,40 @@ pub(crate) fn check_uses(
         }
     };
     let Some(action_spec) = spec.action(action) else {
-        let names: Vec<&str> = spec.actions.iter().map(|a| a.name).collect();
+        let names: Vec<&str> = spec.actions().iter().map(|a| a.name()).collect();
         diags.error(
             pos,
             format!(
                 "connection `{connection}` ({}) has no action `{action}`; its actions are: {}",
-                spec.type_name,
+                spec.type_name(),
                 names.join(", ")
             ),
         );
         return None;
     };
+    let inputs = action_spec.inputs();
     if let Some(with_node) = with_node {
         match &with_node.kind {
             Kind::Map(entries) => {
                 for (key, _) in entries {
-                    if !action_spec.inputs.contains(&key.name.as_str()) {
-                        let hint = did_you_mean(&key.name, action_spec.inputs.iter().copied())
+                    if !inputs.contains(&key.name.as_str()) {
+                        let hint = did_you_mean(&key.name, inputs.iter().copied())
                             .map(|h| format!("; did you mean `{h}`?"))
-                            .unwrap_or_else(|| {
-                                format!("; expected one of: {}", action_spec.inputs.join(", "))
-                            });
+                            .unwrap_or_else(|| format!("; expected one of: {}", inputs.join(", ")));
                         diags.error(
                             key.pos,
                             format!(
                                 "unknown input `{}` for {}.{action}{hint}",
-                                key.name, spec.type_name
+                                key.name,
+                                spec.type_name()
                             ),
                         );
                     }
                 }
-                (action_spec.check_inputs)(with_node, diags);
+                action_spec.check_inputs(with_node, diags);
             }
             Kind::Str(_) if matches!(with, Template::Expr(_)) => {
-                (action_spec.check_inputs)(with_node, diags);
+                action_spec.check_inputs(with_node, diags);
             }
             _ => diags.error(
                 with_node.pos,
@@ -922,19 +922,19 @@ pub(crate) fn check_uses(
         }
     }
     if let Some(keys) = with.literal_keys() {
-        for required in action_spec.required {
-            if !keys.contains(required) {
+        for required in action_spec.required() {
+            if !keys.contains(&required) {
                 diags.error(
                     pos,
-                    format!("{}.{action} needs `with.{required}`", spec.type_name),
+                    format!("{}.{action} needs `with.{required}`", spec.type_name()),
                 );
             }
         }
     } else if with_node.is_none() {
-        for required in action_spec.required {
+        for required in action_spec.required() {
             diags.error(
                 pos,
-                format!("{}.{action} needs `with.{required}`", spec.type_name),
+                format!("{}.{action} needs `with.{required}`", spec.type_name()),
             );
         }
     }

@@ -72,7 +72,7 @@ pub async fn list_connections(State(hub): State<Arc<Hub>>) -> axum::Json<Connect
                 defined_at: format!("weft.yaml:{}", c.pos.line),
                 probe: catalog
                     .get(&c.type_name)
-                    .and_then(|spec| spec.probe)
+                    .and_then(|spec| spec.probe())
                     .map(str::to_string),
             }
         })
@@ -118,7 +118,7 @@ pub async fn test_connection(
     };
     let checks = weft_connectors::catalog()
         .get(&connection.type_name)
-        .is_some_and(|spec| spec.probe.is_some());
+        .is_some_and(|spec| spec.probe().is_some());
     let connector = match hub.engine.connector(&name) {
         Some(connector) if checks => connector,
         _ => {

@@ -379,16 +379,16 @@ pub async fn catalog() -> axum::Json<CatalogView> {
             .into_iter()
             .filter_map(|name| catalog.get(name))
             .map(|spec| ConnectorView {
-                type_name: spec.type_name.to_string(),
-                summary: spec.summary.to_string(),
+                type_name: spec.type_name().to_string(),
+                summary: spec.summary().to_string(),
                 actions: spec
-                    .actions
+                    .actions()
                     .iter()
                     .map(|a| ActionView {
-                        name: a.name.to_string(),
-                        summary: a.summary.to_string(),
-                        inputs: a.inputs.iter().map(|s| s.to_string()).collect(),
-                        required: a.required.iter().map(|s| s.to_string()).collect(),
+                        name: a.name().to_string(),
+                        summary: a.summary().to_string(),
+                        inputs: a.inputs().iter().map(|s| s.to_string()).collect(),
+                        required: a.required().iter().map(|s| s.to_string()).collect(),
                     })
                     .collect(),
             })

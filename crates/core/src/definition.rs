@@ -1,0 +1,715 @@
+//! Connector definitions: a connector written as data (a YAML file) rather than as code.
+//!
+//! A definition names a connection `type`, the API's `base_url` (with `{variables}` that each
+//! connection fills in), the ways of authenticating it accepts, and its actions: an HTTP method and
+//! path, and inputs that each go into the path, the query, a header or the JSON body, each with a
+//! JSON Schema. [`decode`] reads a definition with every problem reported at its line and column;
+//! the [`crate::Catalog`] then knows the type like any built-in connector, so that `weft lint`
+//! checks connections of it ([`Definition::check_settings`]) and the `with:` of its actions
+//! ([`ActionDef::check_inputs`]: unknown, missing and wrong-typed inputs, values outside an enum).
+//!
+//! ```yaml
+//! connector: shop
+//! summary: The shop's Admin REST API.
+//! docs: https://shop.example.com/docs/admin
+//! base_url: https://{shop}.shop.example.com/admin/api/2024-10
+//! variables:
+//!   shop: { description: "The shop's subdomain" }
+//! auth: [api_key]
+//! actions:
+//!   get_order:
+//!     summary: Reads one order.
+//!     method: GET
+//!     path: /orders/{id}.json
+//!     inputs:
+//!       id: { in: path, schema: { type: integer } }
+//!       fields: { in: query, schema: { type: string }, description: Only these fields }
+//!     response: /order
+//! ```
+//!
+//! Unfinished: definitions are read and checked, but the hub cannot load them from a project's
+//! `connectors/` folder nor run their actions yet; pagination, triggers and rate limits are not part
+//! of the format yet (a definition that uses those keys is refused, not silently half-read).
+
+use serde_json::{Map, Value};
+
+use crate::decode::{self, Fields};
+use crate::diag::{Diagnostics, did_you_mean};
+use crate::yaml::{Kind, Node};
+
+/// A connector described by a definition file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    /// The `type:` of connections of this connector.
+    pub type_name: String,
+    /// One line saying what it talks to.
+    pub summary: String,
+    /// Where the API is documented.
+    pub docs: Option<String>,
+    /// The API's base URL, with `{variable}` placeholders.
+    pub base_url: String,
+    /// What each connection fills into the base URL, in file order.
+    pub variables: Vec<Variable>,
+    /// The `auth.type`s a connection of this type may use (the `http` connector's schemes).
+    pub auth: Vec<String>,
+    /// The actions, in file order.
+    pub actions: Vec<ActionDef>,
+}
+
+/// A placeholder of the base URL, set by each connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variable {
+    /// Its name, which is also the connection's key.
+    pub name: String,
+    /// What it is, for people.
+    pub description: Option<String>,
+    /// The value when a connection does not set it; without one, connections must.
+    pub default: Option<String>,
+}
+
+/// One action of a defined connector: one HTTP request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionDef {
+    /// Its name, after the connection's in `uses:`.
+    pub name: String,
+    /// One line saying what it does.
+    pub summary: String,
+    /// Where it is documented.
+    pub docs: Option<String>,
+    /// The HTTP method, in capitals.
+    pub method: String,
+    /// The path after the base URL, with `{input}` placeholders.
+    pub path: String,
+    /// Its inputs, in file order.
+    pub inputs: Vec<InputDef>,
+    /// A JSON Pointer into the response body: the part the step returns (`None`: the whole body).
+    pub response: Option<String>,
+}
+
+/// An input of an action, and where the request carries it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputDef {
+    /// Its name under `with:`.
+    pub name: String,
+    /// Where it goes.
+    pub location: Location,
+    /// What a value must look like: a JSON Schema (`type`, `enum`, `items`, `properties`,
+    /// `required` and `additionalProperties` are checked by the lint).
+    pub schema: Value,
+    /// Whether a step must give it (always for path inputs).
+    pub required: bool,
+    /// What it is, for people.
+    pub description: Option<String>,
+}
+
+/// Where an input goes in the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// Into the path, in place of `{name}`.
+    Path,
+    /// Into the query string.
+    Query,
+    /// Into a header of the input's name.
+    Header,
+    /// A field of the JSON body object.
+    Body,
+    /// The whole JSON body.
+    WholeBody,
+}
+
+impl Location {
+    fn parse(text: &str) -> Option<Location> {
+        Some(match text {
+            "path" => Location::Path,
+            "query" => Location::Query,
+            "header" => Location::Header,
+            "body" => Location::Body,
+            "whole_body" => Location::WholeBody,
+            _ => return None,
+        })
+    }
+}
+
+const KEYS: &[&str] = &[
+    "connector",
+    "summary",
+    "docs",
+    "base_url",
+    "variables",
+    "auth",
+    "actions",
+    "pagination",
+    "triggers",
+    "rate_limit",
+];
+const VARIABLE_KEYS: &[&str] = &["description", "default"];
+const ACTION_KEYS: &[&str] = &[
+    "summary",
+    "docs",
+    "method",
+    "path",
+    "inputs",
+    "response",
+    "pagination",
+];
+const INPUT_KEYS: &[&str] = &["in", "schema", "required", "description"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+/// The `auth.type`s of the `http` connector, which a defined connector's connections use.
+pub const AUTH_TYPES: &[&str] = &["bearer", "basic", "api_key", "oauth2"];
+/// The keys of a connection of a defined type besides its variables: what the `http` connector
+/// takes, less `base_url`, which the definition gives.
+pub const CONNECTION_KEYS: &[&str] = &[
+    "type",
+    "auth",
+    "headers",
+    "timeout",
+    "rate_limit",
+    "allow_private_network",
+    "credential_origins",
+];
+
+/// Reads a definition; every problem goes to `diags` (whose file is the definition's).
+pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Definition> {
+    let mut f = Fields::new(node, "connector definition", KEYS, diags)?;
+    for later in ["pagination", "triggers", "rate_limit"] {
+        if let Some((key, _)) = f.get_entry(later) {
+            diags.error(
+                key.pos,
+                format!("`{later}` is not supported in connector definitions yet"),
+            );
+        }
+    }
+    let type_name = f
+        .require("connector", diags)
+        .and_then(|n| decode::string(n, "`connector`", diags));
+    if let (Some(name), Some(n)) = (&type_name, f.get("connector"))
+        && !decode::is_identifier(name)
+    {
+        diags.error(
+            n.pos,
+            format!("`connector` must be letters, digits and `_`, found `{name}`"),
+        );
+    }
+    let summary = f
+        .require("summary", diags)
+        .and_then(|n| decode::string(n, "`summary`", diags));
+    let docs = f
+        .get("docs")
+        .and_then(|n| decode::string(n, "`docs`", diags));
+    let base_node = f.require("base_url", diags);
+    let base_url = base_node.and_then(|n| decode::string(n, "`base_url`", diags));
+    let variables = match f.get("variables") {
+        Some(n) => variables(n, diags),
+        None => Vec::new(),
+    };
+    if let (Some(url), Some(n)) = (&base_url, base_node) {
+        check_base_url(url, &variables, n, diags);
+    }
+    let auth = match f.get("auth") {
+        Some(n) => auth(n, diags),
+        None => Vec::new(),
+    };
+    let actions = match f.require("actions", diags) {
+        Some(n) => actions(n, diags),
+        None => Vec::new(),
+    };
+    f.finish(diags);
+    Some(Definition {
+        type_name: type_name?,
+        summary: summary?,
+        docs,
+        base_url: base_url?,
+        variables,
+        auth,
+        actions,
+    })
+}
+
+/// The `{name}` placeholders of a template, in order.
+fn placeholders(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+fn check_base_url(url: &str, variables: &[Variable], node: &Node, diags: &mut Diagnostics) {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        diags.error(
+            node.pos,
+            format!("`base_url` must start with https:// or http://, found `{url}`"),
+        );
+    }
+    for name in placeholders(url) {
+        if !variables.iter().any(|v| v.name == name) {
+            diags.error(
+                node.pos,
+                format!("`base_url` uses `{{{name}}}`, which `variables` does not declare"),
+            );
+        }
+    }
+}
+
+fn variables(node: &Node, diags: &mut Diagnostics) -> Vec<Variable> {
+    let Some(entries) = decode::entries(node, "`variables`", diags) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        if !decode::is_identifier(&key.name) || CONNECTION_KEYS.contains(&key.name.as_str()) {
+            diags.error(
+                key.pos,
+                format!(
+                    "variable `{}` must be letters, digits and `_`, and not one of: {}",
+                    key.name,
+                    CONNECTION_KEYS.join(", ")
+                ),
+            );
+            continue;
+        }
+        let what = format!("variable `{}`", key.name);
+        let Some(mut f) = Fields::new(value, &what, VARIABLE_KEYS, diags) else {
+            continue;
+        };
+        let description = f
+            .get("description")
+            .and_then(|n| decode::string(n, "`description`", diags));
+        let default = f
+            .get("default")
+            .and_then(|n| decode::string(n, "`default`", diags));
+        f.finish(diags);
+        out.push(Variable {
+            name: key.name.clone(),
+            description,
+            default,
+        });
+    }
+    out
+}
+
+fn auth(node: &Node, diags: &mut Diagnostics) -> Vec<String> {
+    let Some(items) = decode::list(node, "`auth`", diags) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(name) = decode::string(item, "an `auth` entry", diags) else {
+            continue;
+        };
+        if AUTH_TYPES.contains(&name.as_str()) {
+            out.push(name);
+        } else {
+            diags.error(
+                item.pos,
+                format!("unknown auth type `{name}`; use {}", AUTH_TYPES.join(", ")),
+            );
+        }
+    }
+    out
+}
+
+fn actions(node: &Node, diags: &mut Diagnostics) -> Vec<ActionDef> {
+    let Some(entries) = decode::entries(node, "`actions`", diags) else {
+        return Vec::new();
+    };
+    if entries.is_empty() {
+        diags.error(node.pos, "`actions` must name at least one action");
+    }
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        if !decode::is_identifier(&key.name) {
+            diags.error(
+                key.pos,
+                format!("action `{}` must be letters, digits and `_`", key.name),
+            );
+            continue;
+        }
+        if let Some(action) = action(&key.name, value, diags) {
+            out.push(action);
+        }
+    }
+    out
+}
+
+fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef> {
+    let what = format!("action `{name}`");
+    let mut f = Fields::new(node, &what, ACTION_KEYS, diags)?;
+    if let Some((key, _)) = f.get_entry("pagination") {
+        diags.error(
+            key.pos,
+            "`pagination` is not supported in connector definitions yet",
+        );
+    }
+    let summary = f
+        .require("summary", diags)
+        .and_then(|n| decode::string(n, "`summary`", diags));
+    let docs = f
+        .get("docs")
+        .and_then(|n| decode::string(n, "`docs`", diags));
+    let method = f.require("method", diags).and_then(|n| {
+        let m = decode::string(n, "`method`", diags)?.to_ascii_uppercase();
+        if METHODS.contains(&m.as_str()) {
+            Some(m)
+        } else {
+            diags.error(
+                n.pos,
+                format!(
+                    "`method` must be one of {}, found `{m}`",
+                    METHODS.join(", ")
+                ),
+            );
+            None
+        }
+    });
+    let path_node = f.require("path", diags);
+    let path = path_node.and_then(|n| decode::string(n, "`path`", diags));
+    let mut inputs = match f.get("inputs") {
+        Some(n) => action_inputs(n, diags),
+        None => Vec::new(),
+    };
+    let response = f.get("response").and_then(|n| {
+        let pointer = decode::string(n, "`response`", diags)?;
+        if pointer.is_empty() || pointer.starts_with('/') {
+            Some(pointer)
+        } else {
+            diags.error(
+                n.pos,
+                format!("`response` must be a JSON Pointer such as `/orders`, found `{pointer}`"),
+            );
+            None
+        }
+    });
+    f.finish(diags);
+    let (path, path_node) = (path?, path_node?);
+    if !path.starts_with('/') {
+        diags.error(
+            path_node.pos,
+            format!("`path` must start with `/`, found `{path}`"),
+        );
+    }
+    let named = placeholders(&path);
+    for input in &mut inputs {
+        if input.location == Location::Path {
+            input.required = true;
+            if !named.contains(&input.name.as_str()) {
+                diags.error(
+                    path_node.pos,
+                    format!(
+                        "input `{}` goes into the path, but `path` has no `{{{}}}`",
+                        input.name, input.name
+                    ),
+                );
+            }
+        }
+    }
+    for placeholder in named {
+        if !inputs
+            .iter()
+            .any(|i| i.name == placeholder && i.location == Location::Path)
+        {
+            diags.error(
+                path_node.pos,
+                format!("`path` uses `{{{placeholder}}}`, which no input with `in: path` declares"),
+            );
+        }
+    }
+    let whole = inputs
+        .iter()
+        .filter(|i| i.location == Location::WholeBody)
+        .count();
+    let fields = inputs
+        .iter()
+        .filter(|i| i.location == Location::Body)
+        .count();
+    if whole > 1 || (whole == 1 && fields > 0) {
+        diags.error(
+            node.pos,
+            format!("{what}: one `whole_body` input is the whole body; it cannot share it with other body inputs"),
+        );
+    }
+    Some(ActionDef {
+        name: name.to_string(),
+        summary: summary?,
+        docs,
+        method: method?,
+        path,
+        inputs,
+        response,
+    })
+}
+
+fn action_inputs(node: &Node, diags: &mut Diagnostics) -> Vec<InputDef> {
+    let Some(entries) = decode::entries(node, "`inputs`", diags) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let what = format!("input `{}`", key.name);
+        let Some(mut f) = Fields::new(value, &what, INPUT_KEYS, diags) else {
+            continue;
+        };
+        let location = f.require("in", diags).and_then(|n| {
+            let text = decode::string(n, "`in`", diags)?;
+            let location = Location::parse(&text);
+            if location.is_none() {
+                diags.error(
+                    n.pos,
+                    format!("`in` must be path, query, header, body or whole_body, found `{text}`"),
+                );
+            }
+            location
+        });
+        let schema = match f.get("schema") {
+            Some(n) => {
+                let schema = n.to_json();
+                if !schema.is_object() {
+                    diags.error(
+                        n.pos,
+                        format!(
+                            "`schema` must be a mapping (a JSON Schema), found {}",
+                            n.kind_name()
+                        ),
+                    );
+                }
+                schema
+            }
+            None => Value::Object(Map::new()),
+        };
+        let required = f
+            .get("required")
+            .and_then(|n| decode::boolean(n, "`required`", diags))
+            .unwrap_or(false);
+        let description = f
+            .get("description")
+            .and_then(|n| decode::string(n, "`description`", diags));
+        f.finish(diags);
+        if let Some(location) = location {
+            out.push(InputDef {
+                name: key.name.clone(),
+                location,
+                schema,
+                required,
+                description,
+            });
+        }
+    }
+    out
+}
+
+impl Definition {
+    /// The action named `name`.
+    pub fn action(&self, name: &str) -> Option<&ActionDef> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    /// Checks a connection of this type as written in `weft.yaml` (the whole mapping, `type`
+    /// included): its keys are the `http` connector's (less `base_url`) and the variables, and
+    /// every variable without a default is set.
+    pub fn check_settings(&self, node: &Node, diags: &mut Diagnostics) {
+        let Kind::Map(entries) = &node.kind else {
+            return;
+        };
+        let known: Vec<&str> = CONNECTION_KEYS
+            .iter()
+            .copied()
+            .chain(self.variables.iter().map(|v| v.name.as_str()))
+            .collect();
+        for (key, value) in entries {
+            if !known.contains(&key.name.as_str()) {
+                let hint = match did_you_mean(&key.name, known.iter().copied()) {
+                    Some(h) => format!("; did you mean `{h}`?"),
+                    None => format!("; expected one of: {}", known.join(", ")),
+                };
+                diags.error(
+                    key.pos,
+                    format!(
+                        "unknown key `{}` in a `{}` connection{hint}",
+                        key.name, self.type_name
+                    ),
+                );
+            } else if self.variables.iter().any(|v| v.name == key.name) {
+                decode::string(value, &format!("`{}`", key.name), diags);
+            }
+        }
+        for v in &self.variables {
+            if v.default.is_none() && !entries.iter().any(|(k, _)| k.name == v.name) {
+                let about = v
+                    .description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                diags.error(
+                    node.pos,
+                    format!(
+                        "a `{}` connection needs `{}`{about}",
+                        self.type_name, v.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+impl ActionDef {
+    /// The names of its inputs.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    /// The names of the inputs a step must give.
+    pub fn required_names(&self) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .filter(|i| i.required)
+            .map(|i| i.name.as_str())
+            .collect()
+    }
+
+    /// Checks the literal values of a step's `with:` against the inputs' schemas (values that are
+    /// expressions are known only when the step runs). Unknown and missing keys are the caller's.
+    pub fn check_inputs(&self, with: &Node, diags: &mut Diagnostics) {
+        let Kind::Map(entries) = &with.kind else {
+            return;
+        };
+        for (key, value) in entries {
+            if let Some(input) = self.inputs.iter().find(|i| i.name == key.name) {
+                check_value(&input.schema, value, &format!("with.{}", key.name), diags);
+            }
+        }
+    }
+}
+
+/// Whether a node is, or holds, an expression (`${{ … }}`): its value is known only at run time.
+fn dynamic(node: &Node) -> bool {
+    matches!(&node.kind, Kind::Str(s) if !s.expr_pos.is_empty())
+}
+
+/// Checks a literal value against a JSON Schema: `type` (one or a list), `enum`, and for lists and
+/// mappings their `items`, `properties`, `required` and `additionalProperties: false`. Parts that
+/// are expressions are skipped. `path` names the value in messages, such as `with.customer`.
+pub fn check_value(schema: &Value, node: &Node, path: &str, diags: &mut Diagnostics) {
+    if dynamic(node) {
+        return;
+    }
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
+    if let Some(types) = schema.get("type") {
+        let allowed: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !allowed.is_empty() && !allowed.iter().any(|t| fits(t, node)) {
+            diags.error(
+                node.pos,
+                format!(
+                    "`{path}` must be {}, found {}",
+                    allowed
+                        .iter()
+                        .map(|t| type_words(t))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    node.kind_name()
+                ),
+            );
+            return;
+        }
+    }
+    if let Some(Value::Array(choices)) = schema.get("enum") {
+        let value = node.to_json();
+        if !choices.contains(&value) {
+            let listed: Vec<String> = choices.iter().map(Value::to_string).collect();
+            let hint = value
+                .as_str()
+                .and_then(|v| {
+                    did_you_mean(v, choices.iter().filter_map(Value::as_str))
+                        .map(|h| format!("; did you mean `{h}`?"))
+                })
+                .unwrap_or_default();
+            diags.error(
+                node.pos,
+                format!(
+                    "`{path}` must be one of {}, found {value}{hint}",
+                    listed.join(", ")
+                ),
+            );
+        }
+    }
+    match &node.kind {
+        Kind::Seq(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check_value(item_schema, item, &format!("{path}[{i}]"), diags);
+                }
+            }
+        }
+        Kind::Map(entries) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (key, value) in entries {
+                let inner = format!("{path}.{}", key.name);
+                match properties.and_then(|p| p.get(&key.name)) {
+                    Some(s) => check_value(s, value, &inner, diags),
+                    None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                        let names = properties
+                            .map(|p| p.keys().map(String::as_str).collect::<Vec<_>>())
+                            .unwrap_or_default();
+                        let hint = did_you_mean(&key.name, names.iter().copied())
+                            .map(|h| format!("; did you mean `{h}`?"))
+                            .unwrap_or_else(|| format!("; expected one of: {}", names.join(", ")));
+                        diags.error(
+                            key.pos,
+                            format!("unknown key `{}` in `{path}`{hint}", key.name),
+                        );
+                    }
+                    None => {}
+                }
+            }
+            if let Some(Value::Array(required)) = schema.get("required") {
+                for name in required.iter().filter_map(Value::as_str) {
+                    if !entries.iter().any(|(k, _)| k.name == name) {
+                        diags.error(node.pos, format!("`{path}` needs `{name}`"));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn fits(json_type: &str, node: &Node) -> bool {
+    match (json_type, &node.kind) {
+        ("string", Kind::Str(_))
+        | ("boolean", Kind::Bool(_))
+        | ("null", Kind::Null)
+        | ("array", Kind::Seq(_))
+        | ("object", Kind::Map(_))
+        | ("number", Kind::Num(_)) => true,
+        ("integer", Kind::Num(n)) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
+        _ => false,
+    }
+}
+
+fn type_words(json_type: &str) -> &str {
+    match json_type {
+        "string" => "a string",
+        "boolean" => "a boolean",
+        "null" => "null",
+        "array" => "a list",
+        "object" => "a mapping",
+        "number" => "a number",
+        "integer" => "a whole number",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! Reading definitions, with every problem at its place, and the lint of connections and steps
+//! that use a defined connector.
+
+use super::*;
+use crate::{Catalog, Project, Sources};
+
+const SHOP: &str = r#"connector: shop
+summary: The shop's Admin REST API.
+docs: https://shop.example.com/docs/admin
+base_url: https://{shop}.shop.example.com/admin/api/{version}
+variables:
+  shop: { description: "The shop's subdomain" }
+  version: { default: "2024-10" }
+auth: [api_key, oauth2]
+actions:
+  get_order:
+    summary: Reads one order.
+    method: get
+    path: /orders/{id}.json
+    inputs:
+      id: { in: path, schema: { type: integer } }
+      fields: { in: query, schema: { type: string }, description: Only these fields }
+    response: /order
+  list_orders:
+    summary: Lists orders.
+    method: GET
+    path: /orders.json
+    inputs:
+      status: { in: query, schema: { type: string, enum: [open, closed, any] } }
+      limit: { in: query, schema: { type: integer } }
+  create_customer:
+    summary: Makes a customer.
+    method: POST
+    path: /customers.json
+    inputs:
+      customer:
+        in: body
+        required: true
+        schema:
+          type: object
+          required: [email]
+          additionalProperties: false
+          properties:
+            email: { type: string }
+            tags: { type: array, items: { type: string } }
+"#;
+
+fn read(text: &str) -> Result<Definition, Vec<String>> {
+    let node = crate::yaml::parse(text).unwrap();
+    let mut diags = Diagnostics::new("connectors/shop.yaml");
+    let def = decode(&node, &mut diags);
+    if diags.is_empty() {
+        Ok(def.expect("a definition without problems"))
+    } else {
+        Err(diags.into_vec().iter().map(|d| d.to_string()).collect())
+    }
+}
+
+#[test]
+fn a_definition_reads_with_its_actions_and_inputs() {
+    let def = read(SHOP).unwrap();
+    assert_eq!(def.type_name, "shop");
+    assert_eq!(
+        def.base_url,
+        "https://{shop}.shop.example.com/admin/api/{version}"
+    );
+    assert_eq!(def.variables[1].default.as_deref(), Some("2024-10"));
+    assert_eq!(def.auth, ["api_key", "oauth2"]);
+    let get = def.action("get_order").unwrap();
+    assert_eq!(
+        (get.method.as_str(), get.path.as_str()),
+        ("GET", "/orders/{id}.json")
+    );
+    assert_eq!(get.input_names(), ["id", "fields"]);
+    assert_eq!(get.required_names(), ["id"], "a path input is required");
+    assert_eq!(get.inputs[1].location, Location::Query);
+    assert_eq!(get.response.as_deref(), Some("/order"));
+    assert_eq!(
+        def.action("create_customer").unwrap().required_names(),
+        ["customer"]
+    );
+}
+
+#[test]
+fn problems_are_reported_where_they_are() {
+    let text = r#"connector: shop
+summary: s
+base_url: "{shop}.example.com"
+auth: [apikey]
+pagination: { cursor: next }
+actions:
+  get_order:
+    summary: s
+    method: FETCH
+    path: orders/{id}
+    inputs:
+      order: { in: path }
+      q: { in: qurey }
+    respons: /order
+"#;
+    assert_eq!(
+        read(text).unwrap_err(),
+        [
+            "connectors/shop.yaml:3:11: `base_url` must start with https:// or http://, found `{shop}.example.com`",
+            "connectors/shop.yaml:3:11: `base_url` uses `{shop}`, which `variables` does not declare",
+            "connectors/shop.yaml:4:8: unknown auth type `apikey`; use bearer, basic, api_key, oauth2",
+            "connectors/shop.yaml:5:1: `pagination` is not supported in connector definitions yet",
+            "connectors/shop.yaml:9:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, found `FETCH`",
+            "connectors/shop.yaml:10:11: `path` must start with `/`, found `orders/{id}`",
+            "connectors/shop.yaml:10:11: `path` uses `{id}`, which no input with `in: path` declares",
+            "connectors/shop.yaml:10:11: input `order` goes into the path, but `path` has no `{order}`",
+            "connectors/shop.yaml:13:16: `in` must be path, query, header, body or whole_body, found `qurey`",
+            "connectors/shop.yaml:14:5: unknown key `respons` in action `get_order`; did you mean `response`?",
+        ]
+    );
+}
+
+fn project(catalog: &Catalog, connection: &str, step: &str) -> Result<Project, Vec<String>> {
+    let mut sources = Sources::new("weft.yaml", format!("connections:\n  shop: {connection}\n"));
+    sources.add_workflow(
+        "workflows/w.yaml",
+        format!("trigger: manual\nsteps:\n  - id: s\n    {step}\n"),
+    );
+    Project::load(&sources, catalog).map_err(|ds| ds.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn connections_and_steps_of_a_defined_type_are_checked_against_it() {
+    let mut catalog = Catalog::empty();
+    catalog.define(read(SHOP).unwrap()).unwrap();
+    let ok = project(
+        &catalog,
+        "{type: shop, shop: acme, auth: {type: bearer, token: {env: SHOP_TOKEN}}}",
+        "uses: shop.get_order\n    with: { id: 42, fields: \"id,total\" }",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    // Expressions are known only when the step runs.
+    let ok = project(
+        &catalog,
+        "{type: shop, shop: acme}",
+        "uses: shop.get_order\n    with: { id: \"${{ .input.id }}\" }",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+
+    assert_eq!(
+        project(
+            &catalog,
+            "{type: shop, shpo: acme}",
+            "uses: shop.list_orders"
+        )
+        .unwrap_err(),
+        [
+            "weft.yaml:2:9: a `shop` connection needs `shop` (The shop's subdomain)",
+            "weft.yaml:2:22: unknown key `shpo` in a `shop` connection; did you mean `shop`?",
+        ]
+    );
+    assert_eq!(
+        project(
+            &catalog,
+            "{type: shop, shop: acme}",
+            "uses: shop.list_orders\n    with: { status: opne, limit: \"10\", fields: x }"
+        )
+        .unwrap_err(),
+        [
+            "workflows/w.yaml:5:21: `with.status` must be one of \"open\", \"closed\", \"any\", found \"opne\"; did you mean `open`?",
+            "workflows/w.yaml:5:34: `with.limit` must be a whole number, found a string",
+            "workflows/w.yaml:5:40: unknown input `fields` for shop.list_orders; expected one of: status, limit",
+        ]
+    );
+    assert_eq!(
+        project(
+            &catalog,
+            "{type: shop, shop: acme}",
+            "uses: shop.create_customer\n    with: { customer: { emial: a@b.c, tags: [vip, 3] } }"
+        )
+        .unwrap_err(),
+        [
+            "workflows/w.yaml:5:23: `with.customer` needs `email`",
+            "workflows/w.yaml:5:25: unknown key `emial` in `with.customer`; did you mean `email`?",
+            "workflows/w.yaml:5:51: `with.customer.tags[1]` must be a string, found a number",
+        ]
+    );
+    assert_eq!(
+        project(&catalog, "{type: shop, shop: acme}", "uses: shop.get_order").unwrap_err(),
+        ["workflows/w.yaml:4:11: shop.get_order needs `with.id`"]
+    );
+}
+
+#[test]
+fn a_definition_cannot_take_a_type_that_exists() {
+    let mut catalog = Catalog::empty();
+    catalog.define(read(SHOP).unwrap()).unwrap();
+    assert_eq!(
+        catalog.define(read(SHOP).unwrap()).unwrap_err(),
+        "connector type `shop` is another definition already; choose another name"
+    );
+}
