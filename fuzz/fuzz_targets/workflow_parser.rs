@@ -1,5 +1,6 @@
-//! Fuzz target: any UTF-8 text as a workflow file and as the project file `weft.yaml`, read
-//! through `Project::load_partial` as `weft lint` and `weft serve` read a project folder.
+//! Fuzz target: any UTF-8 text as a workflow file, as the project file `weft.yaml` and as a
+//! connector definition (`connectors/*.yaml`), read through `Project::load_partial` as `weft lint`
+//! and `weft serve` read a project folder.
 //!
 //! Whatever the text, loading must end in a project or in diagnostics, never in a panic. The
 //! catalog holds two stand-in connectors written here (an `http`-like one with an action and a
@@ -89,12 +90,19 @@ fuzz_target!(|data: &[u8]| {
     let (project, problems) = Project::load_partial(&sources, &catalog);
     render(&problems);
     // Again on its own, as when a run resumes on the workflow version it started with.
-    if let Err(problems) = project.parse_workflow("workflows/fuzz.yaml", text, &catalog) {
+    if let Err(problems) = project.parse_workflow("workflows/fuzz.yaml", text) {
         render(&problems);
     }
 
     // The text as the project file, beside a workflow that needs its connections.
     let mut sources = Sources::new("weft.yaml", text);
+    sources.add_workflow("workflows/card.yaml", WORKFLOW);
+    let (_, problems) = Project::load_partial(&sources, &catalog);
+    render(&problems);
+
+    // The text as a connector definition, beside the project and workflow that use `http`.
+    let mut sources = Sources::new("weft.yaml", PROJECT);
+    sources.add_connector("connectors/fuzz.yaml", text);
     sources.add_workflow("workflows/card.yaml", WORKFLOW);
     let (_, problems) = Project::load_partial(&sources, &catalog);
     render(&problems);

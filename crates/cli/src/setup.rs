@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use weft_core::{Catalog, Diagnostic, Project};
+use weft_core::{Diagnostic, Project};
 use weft_engine::project_dir::{self, ProjectFiles};
 use weft_engine::vault::{KeyLocation, Vault};
 use weft_engine::{Engine, EngineOptions, EngineParts, SystemClock};
@@ -16,28 +16,25 @@ use crate::CliError;
 pub(crate) struct Loaded {
     pub files: ProjectFiles,
     pub project: Arc<Project>,
-    pub catalog: Catalog,
 }
 
-/// A project folder read: its files, the connector catalog, and the project or its problems.
-pub(crate) type Read = (ProjectFiles, Catalog, Result<Project, Vec<Diagnostic>>);
+/// A project folder read: its files, and the project or its problems.
+pub(crate) type Read = (ProjectFiles, Result<Project, Vec<Diagnostic>>);
 
 /// Reads the project folder, or every problem in it.
 pub(crate) fn read(dir: &Path) -> Result<Read, CliError> {
     let files = project_dir::read(dir).map_err(CliError::usage)?;
-    let catalog = weft_connectors::catalog();
-    let project = Project::load(&files.sources, &catalog);
-    Ok((files, catalog, project))
+    let project = Project::load(&files.sources, &weft_connectors::catalog());
+    Ok((files, project))
 }
 
 /// Reads and checks the project folder; problems are printed and end the command.
 pub(crate) fn load(dir: &Path) -> Result<Loaded, CliError> {
-    let (files, catalog, project) = read(dir)?;
+    let (files, project) = read(dir)?;
     match project {
         Ok(project) => Ok(Loaded {
             files,
             project: Arc::new(project),
-            catalog,
         }),
         Err(problems) => {
             for d in &problems {
@@ -104,7 +101,6 @@ pub(crate) async fn engine(loaded: &Loaded) -> Result<Engine, CliError> {
     let engine = Engine::new(EngineParts {
         store,
         project: loaded.project.clone(),
-        catalog: loaded.catalog.clone(),
         registry,
         clock: Arc::new(SystemClock),
         options: EngineOptions {

@@ -41,8 +41,7 @@ pub(crate) async fn test(dir: &Path, json: bool) -> CmdResult {
     }
     let mut reports = Vec::new();
     for file in &files {
-        let file_reports =
-            weft_engine::testing::run_file(loaded.project.clone(), &loaded.catalog, file).await;
+        let file_reports = weft_engine::testing::run_file(loaded.project.clone(), file).await;
         for report in &file_reports {
             if !json {
                 if report.passed() {

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod amqp;
+pub mod defined;
 pub mod http;
 pub mod limit;
 pub mod mqtt;
@@ -212,7 +213,14 @@ impl Registry {
     pub fn build(project: &Project, dir: &Path, secrets: &Secrets) -> Result<Registry, BuildError> {
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         for (name, connection) in &project.connections {
-            connectors.insert(name.clone(), Registry::connect(connection, dir, secrets)?);
+            let built = match project.catalog.get(&connection.type_name) {
+                Some(weft_core::Spec::Defined(definition)) => Registry::limited(
+                    connection,
+                    Registry::defined(definition, connection, secrets)?,
+                ),
+                _ => Registry::connect(connection, dir, secrets)?,
+            };
+            connectors.insert(name.clone(), built);
         }
         Ok(Registry {
             connectors,
@@ -228,10 +236,29 @@ impl Registry {
         secrets: &Secrets,
     ) -> Result<Arc<dyn Connector>, BuildError> {
         let built = Registry::connect_unlimited(connection, dir, secrets)?;
-        Ok(match &connection.rate_limit {
+        Ok(Registry::limited(connection, built))
+    }
+
+    /// `built` within the connection's `rate_limit`, if it has one.
+    fn limited(connection: &Connection, built: Arc<dyn Connector>) -> Arc<dyn Connector> {
+        match &connection.rate_limit {
             Some(limit) => Arc::new(limit::Limited::new(built, limit)),
             None => built,
-        })
+        }
+    }
+
+    /// The live connector of a connection of a type a definition gives.
+    fn defined(
+        definition: &Arc<weft_core::definition::Definition>,
+        connection: &Connection,
+        secrets: &Secrets,
+    ) -> Result<Arc<dyn Connector>, BuildError> {
+        defined::DefinedConnector::build(definition.clone(), connection, secrets)
+            .map(|c| Arc::new(c) as Arc<dyn Connector>)
+            .map_err(|message| BuildError {
+                connection: connection.name.clone(),
+                message,
+            })
     }
 
     fn connect_unlimited(

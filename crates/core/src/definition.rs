@@ -509,8 +509,9 @@ impl Definition {
     }
 
     /// Checks a connection of this type as written in `weft.yaml` (the whole mapping, `type`
-    /// included): its keys are the `http` connector's (less `base_url`) and the variables, and
-    /// every variable without a default is set.
+    /// included): its keys are the `http` connector's (less `base_url`) and the variables, every
+    /// variable without a default is set, and `auth.type` is one the definition lists. (The `http`
+    /// connector's own checks of `auth`, `headers` and the rest run when the connection is built.)
     pub fn check_settings(&self, node: &Node, diags: &mut Diagnostics) {
         let Kind::Map(entries) = &node.kind else {
             return;
@@ -535,6 +536,26 @@ impl Definition {
                 );
             } else if self.variables.iter().any(|v| v.name == key.name) {
                 decode::string(value, &format!("`{}`", key.name), diags);
+            } else if key.name == "auth" && !self.auth.is_empty() {
+                let kind = match &value.kind {
+                    Kind::Map(auth) => auth
+                        .iter()
+                        .find(|(k, _)| k.name == "type")
+                        .and_then(|(_, t)| t.as_str()),
+                    _ => None,
+                };
+                if let Some(kind) = kind
+                    && !self.auth.iter().any(|a| a == kind)
+                {
+                    diags.error(
+                        value.pos,
+                        format!(
+                            "a `{}` connection authenticates with {}, not `{kind}`",
+                            self.type_name,
+                            self.auth.join(" or ")
+                        ),
+                    );
+                }
             }
         }
         for v in &self.variables {

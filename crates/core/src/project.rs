@@ -66,6 +66,8 @@ pub struct Sources {
     pub workflows: Vec<(String, String)>,
     /// Whether the project has a knowledge base (a `kb/` folder), which `kb.search` steps need.
     pub has_kb: bool,
+    /// `connectors/*.yaml`: connector definitions (see [`crate::definition`]), path and text.
+    pub connectors: Vec<(String, String)>,
 }
 
 impl Sources {
@@ -75,12 +77,18 @@ impl Sources {
             project: (project_file.into(), text.into()),
             workflows: Vec::new(),
             has_kb: false,
+            connectors: Vec::new(),
         }
     }
 
     /// Adds a workflow file.
     pub fn add_workflow(&mut self, file: impl Into<String>, text: impl Into<String>) {
         self.workflows.push((file.into(), text.into()));
+    }
+
+    /// Adds a connector definition file.
+    pub fn add_connector(&mut self, file: impl Into<String>, text: impl Into<String>) {
+        self.connectors.push((file.into(), text.into()));
     }
 }
 
@@ -307,6 +315,9 @@ pub struct Project {
     pub workflows: BTreeMap<String, Arc<Workflow>>,
     /// Whether the project has a knowledge base (`kb/`).
     pub has_kb: bool,
+    /// The connector types the project was checked with: the build's, and those its
+    /// `connectors/` folder defines.
+    pub catalog: Catalog,
 }
 
 impl Project {
@@ -323,10 +334,12 @@ impl Project {
     /// Reads and checks every file of a project, returning the parts that are valid (the workflows
     /// without problems) together with every problem found, for tools that go on checking.
     pub fn load_partial(sources: &Sources, catalog: &Catalog) -> (Project, Vec<Diagnostic>) {
+        let (catalog, mut problems) = with_definitions(catalog, &sources.connectors);
+        let catalog = &catalog;
         let (file, text) = &sources.project;
         let mut diags = Diagnostics::new(file.clone());
         let (settings, connections) = read_project_file(text, catalog, &mut diags);
-        let mut problems = diags.into_vec();
+        problems.extend(diags.into_vec());
 
         // Workflow names first, so that `call` steps can be checked against all of them.
         let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -367,22 +380,18 @@ impl Project {
             connections,
             workflows,
             has_kb: sources.has_kb,
+            catalog: catalog.clone(),
         };
         (project, problems)
     }
 
     /// Reads and checks a workflow text against this project, as when a run resumes on the version
     /// it started with.
-    pub fn parse_workflow(
-        &self,
-        file: &str,
-        source: &str,
-        catalog: &Catalog,
-    ) -> Result<Workflow, Vec<Diagnostic>> {
+    pub fn parse_workflow(&self, file: &str, source: &str) -> Result<Workflow, Vec<Diagnostic>> {
         let names: BTreeSet<String> = self.workflows.keys().cloned().collect();
         let scope = Scope {
             connections: &self.connections,
-            catalog,
+            catalog: &self.catalog,
             workflows: &names,
             has_kb: self.has_kb,
         };
@@ -433,6 +442,34 @@ fn peek_name(file: &str, text: &str) -> String {
         return name.to_string();
     }
     workflow::default_name(file)
+}
+
+/// `catalog` with the connector definitions of `files` added, and the problems of those files.
+fn with_definitions(catalog: &Catalog, files: &[(String, String)]) -> (Catalog, Vec<Diagnostic>) {
+    let mut catalog = catalog.clone();
+    let mut problems = Vec::new();
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort();
+    for (file, text) in sorted {
+        let mut diags = Diagnostics::new(file.clone());
+        let node = match crate::yaml::parse(text) {
+            Ok(node) => node,
+            Err(e) => {
+                diags.error(e.pos, e.message);
+                problems.extend(diags.into_vec());
+                continue;
+            }
+        };
+        let definition = crate::definition::decode(&node, &mut diags);
+        if let Some(definition) = definition
+            && diags.is_empty()
+            && let Err(why) = catalog.define(definition)
+        {
+            diags.error(node.pos, why);
+        }
+        problems.extend(diags.into_vec());
+    }
+    (catalog, problems)
 }
 
 fn read_project_file(

@@ -48,7 +48,6 @@ fn setup(steps: usize, sync_full: bool) -> Setup {
         store: Arc::new(store),
         registry: Registry::default(),
         project,
-        catalog: weft_connectors::catalog(),
         clock: Arc::new(SystemClock),
         options: EngineOptions::default(),
         mocks: None,

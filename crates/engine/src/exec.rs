@@ -1764,7 +1764,7 @@ async fn workflow_for(engine: &Inner, run: &RunRecord) -> Result<Arc<Workflow>, 
     let workflow = engine
         .current()
         .project
-        .parse_workflow(&stored.file, &stored.source, &engine.catalog)
+        .parse_workflow(&stored.file, &stored.source)
         .map_err(|diags| {
             let problems: Vec<String> = diags.iter().take(3).map(|d| d.to_string()).collect();
             format!(

@@ -42,8 +42,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, watch};
 use weft_connectors::{ActionError, Registry};
 use weft_core::{
-    AttemptState, Catalog, EvalError, Project, RunState, StepKey, Template, Val, Workflow,
-    json_to_val,
+    AttemptState, EvalError, Project, RunState, StepKey, Template, Val, Workflow, json_to_val,
 };
 use weft_store::{
     CancelOutcome, ClaimScope, Created, Millis, NewRun, RunRecord, Store, StoreError,
@@ -228,8 +227,6 @@ pub struct EngineParts {
     pub store: Arc<dyn Store>,
     /// The checked project.
     pub project: Arc<Project>,
-    /// The connector types (to re-read stored workflow versions).
-    pub catalog: Catalog,
     /// The live connectors.
     pub registry: Registry,
     /// Time.
@@ -281,7 +278,6 @@ impl Current {
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) current: RwLock<Arc<Current>>,
-    pub(crate) catalog: Catalog,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) options: EngineOptions,
     pub(crate) mocks: Option<Arc<dyn StepMocks>>,
@@ -328,7 +324,6 @@ impl Engine {
             inner: Arc::new(Inner {
                 store: parts.store,
                 current: RwLock::new(Arc::new(Current::new(parts.project, parts.registry))),
-                catalog: parts.catalog,
                 clock: parts.clock,
                 options: parts.options,
                 mocks: parts.mocks,

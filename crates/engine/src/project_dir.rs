@@ -1,4 +1,5 @@
-//! Reading a project folder: `weft.yaml`, `workflows/*.yaml` and `tests/*.yaml`.
+//! Reading a project folder: `weft.yaml`, `workflows/*.yaml`, `connectors/*.yaml` and
+//! `tests/*.yaml`.
 //!
 //! The core turns the files' text into a checked project; this module only finds and reads the files,
 //! and says clearly which one could not be read.
@@ -61,6 +62,9 @@ pub fn read(dir: &Path) -> Result<ProjectFiles, ReadError> {
     sources.has_kb = dir.join("kb").is_dir();
     for (rel, path) in yaml_files(dir, "workflows")? {
         sources.add_workflow(rel, read_text(&path)?);
+    }
+    for (rel, path) in yaml_files(dir, "connectors")? {
+        sources.add_connector(rel, read_text(&path)?);
     }
     let mut tests = Vec::new();
     for (rel, path) in yaml_files(dir, "tests")? {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use weft_connectors::{ActionError, Registry};
 use weft_core::testcase::{Mock, TestCase, TestFile};
-use weft_core::{Catalog, Project, RunState, json_to_val, val_to_json};
+use weft_core::{Project, RunState, json_to_val, val_to_json};
 use weft_store::{ClaimScope, SqliteOptions, SqliteStore, Store};
 
 use crate::{Engine, EngineOptions, EngineParts, StepMocks, Until, VirtualClock};
@@ -75,14 +75,10 @@ impl StepMocks for CaseMocks {
 }
 
 /// Runs every case of a test file against the project.
-pub async fn run_file(
-    project: Arc<Project>,
-    catalog: &Catalog,
-    file: &TestFile,
-) -> Vec<CaseReport> {
+pub async fn run_file(project: Arc<Project>, file: &TestFile) -> Vec<CaseReport> {
     let mut reports = Vec::new();
     for case in &file.cases {
-        let problems = match run_case(project.clone(), catalog, &file.workflow, case).await {
+        let problems = match run_case(project.clone(), &file.workflow, case).await {
             Ok(problems) => problems,
             Err(e) => vec![e],
         };
@@ -97,7 +93,6 @@ pub async fn run_file(
 
 async fn run_case(
     project: Arc<Project>,
-    catalog: &Catalog,
     workflow: &str,
     case: &TestCase,
 ) -> Result<Vec<String>, String> {
@@ -113,7 +108,6 @@ async fn run_case(
     let engine = Engine::new(EngineParts {
         store: store.clone(),
         project,
-        catalog: catalog.clone(),
         registry: Registry::default(),
         clock: Arc::new(VirtualClock::new(weft_store::now_millis())),
         options: EngineOptions {

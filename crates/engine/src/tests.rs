@@ -63,7 +63,6 @@ fn engine(store: Arc<SqliteStore>, project: Arc<Project>, clock: Arc<dyn Clock>)
         registry: Registry::build(&project, std::path::Path::new("."), &Default::default())
             .unwrap(),
         project,
-        catalog: weft_connectors::catalog(),
         clock,
         options: EngineOptions {
             park_after: Duration::from_millis(500),
@@ -811,7 +810,6 @@ async fn accepted_runs_start_at_once_when_a_slot_is_free_and_queue_otherwise() {
         store: store.clone(),
         registry: Registry::build(&project, Path::new("."), &Default::default()).unwrap(),
         project,
-        catalog: weft_connectors::catalog(),
         clock: Arc::new(SystemClock),
         options: EngineOptions {
             max_runs: 1,

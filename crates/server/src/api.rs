@@ -503,8 +503,7 @@ async fn lint_workflow(
         .get("file")
         .cloned()
         .unwrap_or_else(|| "workflows/posted.yaml".into());
-    let catalog = weft_connectors::catalog();
-    let problems = match hub.engine.project().parse_workflow(&file, text, &catalog) {
+    let problems = match hub.engine.project().parse_workflow(&file, text) {
         Ok(_) => Vec::new(),
         Err(diags) => diags
             .into_iter()

@@ -52,7 +52,7 @@ pub struct ConnectionList {
 pub async fn list_connections(State(hub): State<Arc<Hub>>) -> axum::Json<ConnectionList> {
     let project = hub.engine.project();
     let scrubber = hub.engine.scrubber();
-    let catalog = weft_connectors::catalog();
+    let catalog = &project.catalog;
     let connections = project
         .connections
         .values()
@@ -116,7 +116,8 @@ pub async fn test_connection(
             "the project has no connection named `{name}`"
         )));
     };
-    let checks = weft_connectors::catalog()
+    let checks = project
+        .catalog
         .get(&connection.type_name)
         .is_some_and(|spec| spec.probe().is_some());
     let connector = match hub.engine.connector(&name) {

@@ -320,12 +320,7 @@ pub async fn edit_workflow(
     let file = request
         .file
         .unwrap_or_else(|| "workflows/edited.yaml".into());
-    let catalog = weft_connectors::catalog();
-    let found = match hub
-        .engine
-        .project()
-        .parse_workflow(&file, &source, &catalog)
-    {
+    let found = match hub.engine.project().parse_workflow(&file, &source) {
         Ok(_) => Vec::new(),
         Err(diags) => problems(diags),
     };
@@ -368,11 +363,13 @@ pub struct CatalogView {
     pub connectors: Vec<ConnectorView>,
 }
 
-/// The connector types with their actions and inputs: what `uses:` can name.
+/// The connector types with their actions and inputs: what `uses:` can name (the build's, and
+/// those the project's `connectors/` folder defines).
 #[utoipa::path(get, path = "/catalog", tag = "connections",
     responses((status = 200, description = "The catalogue", body = CatalogView)))]
-pub async fn catalog() -> axum::Json<CatalogView> {
-    let catalog = weft_connectors::catalog();
+pub async fn catalog(State(hub): State<Arc<Hub>>) -> axum::Json<CatalogView> {
+    let project = hub.engine.project();
+    let catalog = &project.catalog;
     axum::Json(CatalogView {
         connectors: catalog
             .type_names()
@@ -436,7 +433,6 @@ pub async fn run_tests(
         )));
     }
     let files = read_project(&hub.dir)?;
-    let catalog = weft_connectors::catalog();
     let mut results = TestResults {
         cases: Vec::new(),
         problems: Vec::new(),
@@ -457,7 +453,7 @@ pub async fn run_tests(
             results.problems.extend(problems(found));
             continue;
         }
-        for report in weft_engine::testing::run_file(project.clone(), &catalog, &test).await {
+        for report in weft_engine::testing::run_file(project.clone(), &test).await {
             results.cases.push(CaseResult {
                 passed: report.passed(),
                 file: report.file,

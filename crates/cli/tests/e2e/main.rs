@@ -17,6 +17,8 @@ mod chatbot;
 mod conformance;
 /// The web console in a real browser: sign-in, overview, graphs, runs, approvals, roles, CSRF.
 mod console;
+/// A connector written as data: linted with its steps, and its actions run.
+mod definitions;
 /// A `weft` process killed in the middle of a step loses and repeats nothing it must not.
 mod durability;
 /// The example projects lint and pass their tests; `weft schema` validates them.

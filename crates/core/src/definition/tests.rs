@@ -130,7 +130,7 @@ fn connections_and_steps_of_a_defined_type_are_checked_against_it() {
     catalog.define(read(SHOP).unwrap()).unwrap();
     let ok = project(
         &catalog,
-        "{type: shop, shop: acme, auth: {type: bearer, token: {env: SHOP_TOKEN}}}",
+        "{type: shop, shop: acme, auth: {type: api_key, header: X-Token, value: {env: SHOP_TOKEN}}}",
         "uses: shop.get_order\n    with: { id: 42, fields: \"id,total\" }",
     );
     assert!(ok.is_ok(), "{ok:?}");
@@ -179,6 +179,15 @@ fn connections_and_steps_of_a_defined_type_are_checked_against_it() {
             "workflows/w.yaml:5:25: unknown key `emial` in `with.customer`; did you mean `email`?",
             "workflows/w.yaml:5:51: `with.customer.tags[1]` must be a string, found a number",
         ]
+    );
+    assert_eq!(
+        project(
+            &catalog,
+            "{type: shop, shop: acme, auth: {type: basic, username: a, password: {env: P}}}",
+            "uses: shop.list_orders"
+        )
+        .unwrap_err(),
+        ["weft.yaml:2:40: a `shop` connection authenticates with api_key or oauth2, not `basic`"]
     );
     assert_eq!(
         project(&catalog, "{type: shop, shop: acme}", "uses: shop.get_order").unwrap_err(),

@@ -1,0 +1,97 @@
+//! A connector written as data: a project's `connectors/` definition is linted with its steps,
+//! and `weft run` calls its actions on a local server with the connection's credentials.
+
+use serde_json::{Value, json};
+use weft_testkit::{Answer, ScriptedServer};
+
+use crate::support::Project;
+
+const DEFINITION: &str = r#"connector: shop
+summary: The shop's order API.
+base_url: http://127.0.0.1:{port}
+variables:
+  port: { description: "The server's port" }
+auth: [bearer]
+actions:
+  get_order:
+    summary: Reads one order.
+    method: GET
+    path: /order-{id}
+    inputs:
+      id: { in: path, schema: { type: integer } }
+      expand: { in: query, schema: { type: string, enum: [lines, customer] } }
+    response: /order
+"#;
+
+fn project(port: u16, with: &str) -> Project {
+    let p = Project::new(
+        &format!(
+            "connections:\n  shop:\n    type: shop\n    port: \"{port}\"\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n"
+        ),
+        &[(
+            "order",
+            &format!(
+                "trigger: manual\nsteps:\n  - id: order\n    uses: shop.get_order\n    with: {with}\noutput: ${{{{ .steps.order }}}}\n"
+            ),
+        )],
+    );
+    std::fs::create_dir(p.path().join("connectors")).unwrap();
+    std::fs::write(p.path().join("connectors/shop.yaml"), DEFINITION).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn a_defined_connector_is_linted_and_its_actions_run() {
+    let (server, addr) = ScriptedServer::start().await;
+    server.script(
+        "order-42",
+        vec![Answer::ok(json!({"order": {"id": 42, "total": 9.5}}))],
+    );
+    let p = project(addr.port(), "{ id: 42, expand: lines }");
+    let out = p.weft(&["lint"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = p.weft(&["run", "order", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run: Value = out.json();
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(
+        run["output"],
+        json!({"id": 42, "total": 9.5}),
+        "the part `response` names"
+    );
+    let seen = server.seen("order-42");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].query.as_str()),
+        ("GET", "expand=lines")
+    );
+    assert_eq!(seen[0].headers["authorization"], "Bearer s3cret");
+
+    // A step that breaks the action's schema is found before anything runs.
+    let bad = project(addr.port(), "{ id: \"x\", expand: line }");
+    let out = bad.weft(&["lint"]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for expected in [
+        "workflows/order.yaml:5:17: `with.id` must be a whole number, found a string",
+        "workflows/order.yaml:5:30: `with.expand` must be one of \"lines\", \"customer\", found \"line\"; did you mean `lines`?",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "{expected}\nin:\n{}",
+            out.stdout
+        );
+    }
+    // And a definition with a problem names its file.
+    std::fs::write(
+        bad.path().join("connectors/shop.yaml"),
+        DEFINITION.replace("method: GET", "method: FETCH"),
+    )
+    .unwrap();
+    let out = bad.weft(&["lint"]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("connectors/shop.yaml:10:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, found `FETCH`"),
+        "{}",
+        out.stdout
+    );
+}

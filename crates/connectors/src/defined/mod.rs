@@ -1,0 +1,236 @@
+//! Connectors defined as data ([`weft_core::definition`]): each action is one HTTP request, sent
+//! through the `http` connector with the connection's credentials, guard and timeouts.
+//!
+//! A connection of a defined type is an `http` connection whose `base_url` comes from the
+//! definition, with the connection's variables filled in:
+//!
+//! ```yaml
+//! connections:
+//!   shop:
+//!     type: shop                    # connectors/shop.yaml defines it
+//!     shop: acme                    # a variable of its base_url
+//!     auth: { type: api_key, header: X-Shop-Access-Token, value: { secret: SHOP_TOKEN } }
+//! ```
+//!
+//! A step's inputs go where the action says (path, query, header, JSON body); the step's output
+//! is the response body, or the part of it the action's `response` pointer names. A value missing
+//! at that pointer is an empty output (`null`), not an error.
+//!
+//! Unfinished: pagination, the vendor's webhooks and the raw `request` action of a defined
+//! connection are not there yet.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use weft_core::definition::{ActionDef, Definition, Location};
+use weft_core::yaml::{Key, Kind, Node, Str};
+use weft_core::{Connection, json_kind};
+
+use crate::http::HttpConnector;
+use crate::secret::Secrets;
+use crate::{ActionError, Call, Connector};
+
+/// A live connection of a defined type.
+pub struct DefinedConnector {
+    definition: Arc<Definition>,
+    http: HttpConnector,
+}
+
+/// Characters a path segment keeps as they are; every other byte is percent-encoded.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if unreserved(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Puts `values` into `template`'s `{name}` placeholders.
+fn fill(template: &str, values: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        out.push_str(&rest[..open]);
+        out.push_str(&values(name).ok_or_else(|| format!("no value for `{{{name}}}`"))?);
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl DefinedConnector {
+    /// Builds the connector of `connection`, whose type `definition` defines. Nothing connects yet.
+    pub fn build(
+        definition: Arc<Definition>,
+        connection: &Connection,
+        secrets: &Secrets,
+    ) -> Result<DefinedConnector, String> {
+        let Kind::Map(entries) = &connection.node.kind else {
+            return Err("the settings must be a mapping".into());
+        };
+        let setting = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.name == name)
+                .and_then(|(_, v)| v.as_str().map(str::to_string))
+        };
+        let base_url = fill(&definition.base_url, &|name| {
+            let variable = definition.variables.iter().find(|v| v.name == name)?;
+            let value = setting(name).or_else(|| variable.default.clone())?;
+            // A variable fills part of a host or a path: it may not add one of its own.
+            (!value.is_empty() && !value.contains(['/', '?', '#', '@', ':', ' '])).then_some(value)
+        })
+        .map_err(|e| {
+            format!(
+                "the `{}` base URL cannot be made: {e} (variables must be set, without `/ ? # @ :` or spaces)",
+                definition.type_name
+            )
+        })?;
+        // The connection is an `http` connection without its variables and with the base URL.
+        let pos = connection.node.pos;
+        let mut http_entries: Vec<(Key, Node)> = entries
+            .iter()
+            .filter(|(k, _)| !definition.variables.iter().any(|v| v.name == k.name))
+            .cloned()
+            .collect();
+        http_entries.push((
+            Key {
+                name: "base_url".into(),
+                pos,
+            },
+            Node {
+                pos,
+                kind: Kind::Str(Str {
+                    value: base_url,
+                    expr_pos: Vec::new(),
+                }),
+            },
+        ));
+        let node = Node {
+            pos,
+            kind: Kind::Map(http_entries),
+        };
+        let http = HttpConnector::build(
+            &Connection {
+                node,
+                ..connection.clone()
+            },
+            secrets,
+        )?;
+        Ok(DefinedConnector { definition, http })
+    }
+
+    /// The `http` connector's request for one call of `action`.
+    fn request(action: &ActionDef, input: &Value) -> Result<Value, String> {
+        let Some(given) = input.as_object() else {
+            return Err(format!(
+                "the inputs must be a mapping, found {}",
+                json_kind(input)
+            ));
+        };
+        if let Some(unknown) = given
+            .keys()
+            .find(|k| !action.inputs.iter().any(|i| &i.name == *k))
+        {
+            return Err(format!(
+                "unknown input `{unknown}` for {}; expected one of: {}",
+                action.name,
+                action.input_names().join(", ")
+            ));
+        }
+        let (mut query, mut headers, mut fields) = (Map::new(), Map::new(), Map::new());
+        let mut whole = None;
+        for input in &action.inputs {
+            let value = match given.get(&input.name) {
+                None | Some(Value::Null) if input.required => {
+                    return Err(format!("{} needs `with.{}`", action.name, input.name));
+                }
+                None | Some(Value::Null) => continue,
+                Some(value) => value,
+            };
+            match input.location {
+                Location::Path => {}
+                Location::Query => {
+                    query.insert(input.name.clone(), value.clone());
+                }
+                Location::Header => {
+                    headers.insert(input.name.clone(), value.clone());
+                }
+                Location::Body => {
+                    fields.insert(input.name.clone(), value.clone());
+                }
+                Location::WholeBody => whole = Some(value.clone()),
+            }
+        }
+        let path = fill(&action.path, &|name| {
+            given.get(name).and_then(text).map(|t| encode_segment(&t))
+        })
+        .map_err(|e| format!("`with`: {e} (a path input must be text or a number)"))?;
+        let mut request = json!({ "method": action.method, "path": path });
+        if !query.is_empty() {
+            request["query"] = Value::Object(query);
+        }
+        if !headers.is_empty() {
+            request["headers"] = Value::Object(headers);
+        }
+        if let Some(body) = whole {
+            request["body"] = body;
+        } else if !fields.is_empty() {
+            request["body"] = Value::Object(fields);
+        }
+        Ok(request)
+    }
+}
+
+#[async_trait]
+impl Connector for DefinedConnector {
+    async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
+        let Some(action) = self.definition.action(call.action) else {
+            return Err(ActionError::fatal(format!(
+                "`{}` connections have no action `{}`",
+                self.definition.type_name, call.action
+            )));
+        };
+        let request = DefinedConnector::request(action, &call.input).map_err(ActionError::fatal)?;
+        let output = self
+            .http
+            .call(Call {
+                action: "request",
+                input: request,
+                ..call
+            })
+            .await?;
+        Ok(match &action.response {
+            Some(pointer) => output["body"]
+                .pointer(pointer)
+                .cloned()
+                .unwrap_or(Value::Null),
+            None => output["body"].clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
