@@ -132,7 +132,15 @@ enum Command {
     /// For example, with the YAML language server: add
     /// `# yaml-language-server: $schema=./workflow.schema.json` to a workflow after
     /// `weft schema > workflow.schema.json`.
-    Schema,
+    Schema {
+        /// Print the schema of connector definitions (`connectors/*.yaml`) instead.
+        #[arg(long, conflicts_with = "project")]
+        connector: bool,
+        /// Complete the workflow schema for this project folder: `uses:` offers its connections'
+        /// actions, and `with:` their inputs.
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
     /// Run a workflow to completion and print each step as it finishes.
     ///
     /// The run is committed before its first step starts. If the command is interrupted, the run
@@ -510,8 +518,14 @@ async fn dispatch(command: Command) -> CmdResult {
     match command {
         Command::Init { dir } => init::init(&dir),
         Command::Lint { dir, json } => lint::lint(&dir, json),
-        Command::Schema => {
-            let schema = weft_core::schema::workflow_schema();
+        Command::Schema { connector, project } => {
+            let schema = match (connector, project) {
+                (true, _) => weft_core::schema::connector_schema(),
+                (false, Some(dir)) => {
+                    weft_core::schema::workflow_schema_for(&setup::load(&dir)?.project)
+                }
+                (false, None) => weft_core::schema::workflow_schema(),
+            };
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).map_err(CliError::internal)?

@@ -1,5 +1,6 @@
-//! The JSON Schema (draft 2020-12) of the workflow file format, printed by `weft schema` so that
-//! editors can validate and complete `workflows/*.yaml`.
+//! The JSON Schemas (draft 2020-12) of the workflow file format and of connector definitions,
+//! printed by `weft schema` (and `weft schema --connector`) so that editors can validate and
+//! complete `workflows/*.yaml` and `connectors/*.yaml`.
 //!
 //! The schema is written by hand next to the reader in [`crate::workflow`]; tests keep the two in
 //! step: every key the reader accepts is in the schema and the other way round, and every example
@@ -290,6 +291,147 @@ fn step_schema() -> Value {
     })
 }
 
+/// The workflow schema completed for `project`: `uses` offers each of its connections' actions
+/// (and the built-in `state` and `kb` ones), and the `with:` of each action offers its inputs,
+/// with their JSON Schemas where the action declares them, and requires the required ones.
+pub fn workflow_schema_for(project: &crate::Project) -> Value {
+    let mut schema = workflow_schema();
+    let mut choices = Vec::new();
+    let mut rules = Vec::new();
+    let mut connections: Vec<(String, crate::Spec)> = project
+        .connections
+        .values()
+        .filter_map(|c| {
+            project
+                .catalog
+                .get(&c.type_name)
+                .map(|spec| (c.name.clone(), spec.clone()))
+        })
+        .collect();
+    for name in crate::catalog::BUILTIN_CONNECTIONS {
+        if let Some(spec) = crate::catalog::builtin(name) {
+            connections.push((name.to_string(), spec));
+        }
+    }
+    for (connection, spec) in &connections {
+        for action in spec.actions() {
+            let uses = format!("{connection}.{}", action.name());
+            let mut properties = serde_json::Map::new();
+            for input in action.inputs() {
+                let declared = match (spec, action) {
+                    (crate::Spec::Defined(_), crate::catalog::Action::Defined(a)) => {
+                        a.inputs.iter().find(|i| i.name == input).map(|i| {
+                            let mut s = i.schema.clone();
+                            if let (Some(obj), Some(d)) = (s.as_object_mut(), &i.description) {
+                                obj.entry("description").or_insert(json!(d));
+                            }
+                            s
+                        })
+                    }
+                    _ => None,
+                };
+                properties.insert(input.to_string(), declared.unwrap_or(json!({})));
+            }
+            choices.push(json!({ "const": uses, "description": action.summary() }));
+            rules.push(json!({
+                "if": { "properties": { "uses": { "const": uses } }, "required": ["uses"] },
+                "then": { "properties": { "with": { "anyOf": [
+                    { "$ref": "#/$defs/expression" },
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": properties,
+                        "required": action.required(),
+                    }
+                ] } } }
+            }));
+        }
+    }
+    let step = &mut schema["$defs"]["step"];
+    step["properties"]["uses"]["anyOf"] = Value::Array(choices);
+    step["allOf"] = Value::Array(rules);
+    schema
+}
+
+/// The schema of a connector definition (`connectors/*.yaml`, see [`crate::definition`]).
+pub fn connector_schema() -> Value {
+    let text = json!({ "type": "string" });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Weft connector definition",
+        "description": "An API described as data: its base URL, how connections authenticate, and its actions as HTTP requests.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["connector", "summary", "base_url", "actions"],
+        "properties": {
+            "connector": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "description": "The `type:` of connections of this connector."
+            },
+            "summary": { "type": "string", "description": "One line saying what it talks to." },
+            "docs": { "type": "string", "description": "Where the API is documented." },
+            "base_url": {
+                "type": "string",
+                "pattern": "^https?://",
+                "description": "The API's base URL; `{name}` placeholders are filled from each connection's variables."
+            },
+            "variables": {
+                "type": "object",
+                "description": "What each connection sets (as a key of its own) to fill the base URL.",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "description": text,
+                        "default": { "type": "string", "description": "The value when a connection does not set it." }
+                    }
+                }
+            },
+            "auth": {
+                "type": "array",
+                "description": "The `auth.type`s of the http connector that connections may use.",
+                "items": { "enum": crate::definition::AUTH_TYPES }
+            },
+            "actions": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+                "additionalProperties": { "$ref": "#/$defs/action" }
+            }
+        },
+        "$defs": {
+            "action": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["summary", "method", "path"],
+                "properties": {
+                    "summary": text,
+                    "docs": text,
+                    "method": { "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "get", "post", "put", "patch", "delete", "head"] },
+                    "path": { "type": "string", "pattern": "^/", "description": "After the base URL; `{input}` placeholders take path inputs." },
+                    "inputs": {
+                        "type": "object",
+                        "additionalProperties": { "$ref": "#/$defs/input" }
+                    },
+                    "response": { "type": "string", "description": "A JSON Pointer into the response body: the part the step returns." }
+                }
+            },
+            "input": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["in"],
+                "properties": {
+                    "in": { "enum": ["path", "query", "header", "body", "whole_body"] },
+                    "schema": { "type": "object", "description": "A JSON Schema that literal `with:` values are checked against." },
+                    "required": { "type": "boolean", "description": "Whether steps must give it (path inputs always must)." },
+                    "description": text
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +453,78 @@ mod tests {
         let mut k: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
         k.sort();
         k
+    }
+
+    #[test]
+    fn a_projects_schema_completes_its_actions_and_checks_their_inputs() {
+        let mut sources = crate::Sources::new(
+            "weft.yaml",
+            "connections:\n  shop: {type: shop, shop: acme}\n",
+        );
+        sources.add_connector(
+            "connectors/shop.yaml",
+            "connector: shop\nsummary: s\nbase_url: https://{shop}.example.com\nvariables: {shop: {}}\nactions:\n  get:\n    summary: Reads an order.\n    method: GET\n    path: /orders/{id}\n    inputs: {id: {in: path, schema: {type: integer}}}\n",
+        );
+        let project = crate::Project::load(&sources, &crate::Catalog::empty()).unwrap();
+        let s = workflow_schema_for(&project);
+        let offered: Vec<&str> = s["$defs"]["step"]["properties"]["uses"]["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["const"].as_str())
+            .collect();
+        assert!(offered.contains(&"shop.get"), "{offered:?}");
+        assert!(offered.contains(&"state.get"), "{offered:?}");
+        let validator = jsonschema::validator_for(&s).unwrap();
+        let workflow = |with: &str| {
+            crate::yaml::parse(&format!(
+                "trigger: manual\nsteps:\n  - id: a\n    uses: shop.get\n    with: {with}\n"
+            ))
+            .unwrap()
+            .to_json()
+        };
+        assert!(validator.is_valid(&workflow("{id: 7}")));
+        assert!(validator.is_valid(&workflow("\"${{ {id: 7} }}\"")));
+        assert!(
+            !validator.is_valid(&workflow("{id: seven}")),
+            "a wrong type"
+        );
+        assert!(!validator.is_valid(&workflow("{}")), "a missing input");
+        assert!(
+            !validator.is_valid(&workflow("{id: 7, idd: 8}")),
+            "an unknown input"
+        );
+    }
+
+    #[test]
+    fn the_connector_schema_matches_the_reader_and_takes_a_definition() {
+        use crate::definition::{ACTION_KEYS, INPUT_KEYS, KEYS, NOT_YET, VARIABLE_KEYS};
+        let s = connector_schema();
+        let now = |keys: &[&str]| -> Vec<String> {
+            let current: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| !NOT_YET.contains(k))
+                .collect();
+            sorted(&current)
+        };
+        assert_eq!(keys(&s), now(KEYS));
+        assert_eq!(keys(&s["$defs"]["action"]), now(ACTION_KEYS));
+        assert_eq!(keys(&s["$defs"]["input"]), sorted(INPUT_KEYS));
+        assert_eq!(
+            keys(&s["properties"]["variables"]["additionalProperties"]),
+            sorted(VARIABLE_KEYS)
+        );
+        let validator = jsonschema::validator_for(&s).unwrap();
+        let good = crate::yaml::parse(
+            "connector: shop\nsummary: s\nbase_url: https://{shop}.example.com\nvariables: {shop: {}}\nauth: [bearer]\nactions:\n  get:\n    summary: s\n    method: GET\n    path: /orders/{id}\n    inputs: {id: {in: path, schema: {type: integer}}}\n",
+        )
+        .unwrap()
+        .to_json();
+        assert!(validator.is_valid(&good));
+        let mut bad = good.clone();
+        bad["actions"]["get"]["inputs"]["id"]["in"] = json!("cookie");
+        assert!(!validator.is_valid(&bad));
     }
 
     #[test]

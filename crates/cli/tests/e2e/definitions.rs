@@ -67,6 +67,25 @@ async fn a_defined_connector_is_linted_and_its_actions_run() {
     );
     assert_eq!(seen[0].headers["authorization"], "Bearer s3cret");
 
+    // Editors complete the project's actions and inputs, and check definitions.
+    let out = p.weft(&["schema", "--project", "."]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let schema: Value = out.json();
+    let step = &schema["$defs"]["step"];
+    assert!(
+        step["properties"]["uses"]["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["const"] == "shop.get_order"),
+        "{step}"
+    );
+    let out = p.weft(&["schema", "--connector"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let validator = jsonschema::validator_for(&out.json()).unwrap();
+    let definition = weft_core::yaml::parse(DEFINITION).unwrap().to_json();
+    assert!(validator.is_valid(&definition));
+
     // A step that breaks the action's schema is found before anything runs.
     let bad = project(addr.port(), "{ id: \"x\", expand: line }");
     let out = bad.weft(&["lint"]).await;
