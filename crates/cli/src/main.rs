@@ -5,6 +5,7 @@
 //! CLI's reference) and maps outcomes to exit codes.
 
 mod audit;
+mod connectors;
 mod erase;
 mod init;
 mod kb;
@@ -226,6 +227,12 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Connector types: list them, show one's actions and inputs, or make a definition from an
+    /// OpenAPI document.
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
+    },
     /// API tokens of the hub: create (the secret is shown once), list, revoke.
     Tokens {
         #[command(subcommand)]
@@ -311,6 +318,45 @@ enum SecretsCommand {
     RotateKey {
         #[command(flatten)]
         project: ProjectArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectorsCommand {
+    /// List the connector types: the build's and the project's `connectors/` definitions.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Show a connector type's actions and their inputs.
+    Show {
+        /// The type, as connections name it in `type:`.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Make a connector definition from an OpenAPI 3.0/3.1 or Swagger 2.0 document (JSON or YAML).
+    ///
+    /// Prints the definition (or writes it with --out, such as connectors/shop.yaml) and, on
+    /// standard error, what could not be mapped.
+    ImportOpenapi {
+        /// The document's file, or - for standard input.
+        spec: String,
+        /// The connector's type name (default: from the document's title).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only operations whose operationId, action name or a tag matches this regular expression.
+        #[arg(long)]
+        include: Option<String>,
+        /// Write the definition to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -581,6 +627,20 @@ async fn dispatch(command: Command) -> CmdResult {
             SecretsCommand::List { json, project } => secrets::list(&project.dir, json).await,
             SecretsCommand::Rm { name, project } => secrets::remove(&project.dir, &name).await,
             SecretsCommand::RotateKey { project } => secrets::rotate_key(&project.dir).await,
+        },
+        Command::Connectors { command } => match command {
+            ConnectorsCommand::List { json, project } => connectors::list(&project.dir, json),
+            ConnectorsCommand::Show {
+                name,
+                json,
+                project,
+            } => connectors::show(&project.dir, &name, json),
+            ConnectorsCommand::ImportOpenapi {
+                spec,
+                name,
+                include,
+                out,
+            } => connectors::import_openapi(&spec, name, include, out.as_deref()),
         },
         Command::Tokens { command } => match command {
             TokensCommand::Create {

@@ -27,9 +27,14 @@
 //!     response: /order
 //! ```
 //!
+//! An action's body inputs are sent as JSON, or with `encoding: form` as a form
+//! (`application/x-www-form-urlencoded`, as Stripe's API wants).
+//!
 //! Unfinished: definitions are read and checked, but the hub cannot load them from a project's
 //! `connectors/` folder nor run their actions yet; pagination, triggers and rate limits are not part
 //! of the format yet (a definition that uses those keys is refused, not silently half-read).
+
+pub mod import;
 
 use serde_json::{Map, Value};
 
@@ -84,6 +89,9 @@ pub struct ActionDef {
     pub inputs: Vec<InputDef>,
     /// A JSON Pointer into the response body: the part the step returns (`None`: the whole body).
     pub response: Option<String>,
+    /// Whether the body inputs are sent as a form (`encoding: form`,
+    /// `application/x-www-form-urlencoded`, nested values as `a[b]=…`) rather than JSON.
+    pub form: bool,
 }
 
 /// An input of an action, and where the request carries it.
@@ -152,6 +160,7 @@ pub(crate) const ACTION_KEYS: &[&str] = &[
     "path",
     "inputs",
     "response",
+    "encoding",
     "pagination",
 ];
 pub(crate) const INPUT_KEYS: &[&str] = &["in", "schema", "required", "description"];
@@ -159,9 +168,11 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 /// The `auth.type`s of the `http` connector, which a defined connector's connections use.
 pub const AUTH_TYPES: &[&str] = &["bearer", "basic", "api_key", "oauth2"];
 /// The keys of a connection of a defined type besides its variables: what the `http` connector
-/// takes, less `base_url`, which the definition gives.
+/// takes (a `base_url` there replaces the definition's: a mock server, a proxy, an enterprise
+/// host; its `{variables}` are filled in the same way).
 pub const CONNECTION_KEYS: &[&str] = &[
     "type",
+    "base_url",
     "auth",
     "headers",
     "timeout",
@@ -387,6 +398,21 @@ fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef>
             None
         }
     });
+    let form = match f.get("encoding") {
+        Some(n) => match decode::string(n, "`encoding`", diags).as_deref() {
+            Some("json") => false,
+            Some("form") => true,
+            Some(other) => {
+                diags.error(
+                    n.pos,
+                    format!("`encoding` must be json or form, found `{other}`"),
+                );
+                false
+            }
+            None => false,
+        },
+        None => false,
+    };
     f.finish(diags);
     let (path, path_node) = (path?, path_node?);
     if !path.starts_with('/') {
@@ -429,6 +455,12 @@ fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef>
         .iter()
         .filter(|i| i.location == Location::Body)
         .count();
+    if form && whole > 0 {
+        diags.error(
+            node.pos,
+            format!("{what}: a form body is made of `body` inputs; `whole_body` is for JSON"),
+        );
+    }
     if whole > 1 || (whole == 1 && fields > 0) {
         diags.error(
             node.pos,
@@ -443,6 +475,7 @@ fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef>
         path,
         inputs,
         response,
+        form,
     })
 }
 
@@ -511,7 +544,7 @@ impl Definition {
     }
 
     /// Checks a connection of this type as written in `weft.yaml` (the whole mapping, `type`
-    /// included): its keys are the `http` connector's (less `base_url`) and the variables, every
+    /// included): its keys are the `http` connector's and the variables, every
     /// variable without a default is set, and `auth.type` is one the definition lists. (The `http`
     /// connector's own checks of `auth`, `headers` and the rest run when the connection is built.)
     pub fn check_settings(&self, node: &Node, diags: &mut Diagnostics) {

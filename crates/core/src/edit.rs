@@ -503,6 +503,12 @@ fn render_entry(key: &str, value: &Value, col: usize) -> String {
     }
 }
 
+/// A mapping as a block YAML document that [`crate::yaml`] reads back as the same value (keys in
+/// the map's order).
+pub fn render_document(map: &serde_json::Map<String, Value>) -> String {
+    render_map(map, 0)
+}
+
 fn render_map(map: &serde_json::Map<String, Value>, col: usize) -> String {
     map.iter()
         .map(|(k, v)| format!("{}{}", " ".repeat(col), render_entry(k, v, col)))

@@ -414,7 +414,8 @@ pub fn connector_schema() -> Value {
                         "type": "object",
                         "additionalProperties": { "$ref": "#/$defs/input" }
                     },
-                    "response": { "type": "string", "description": "A JSON Pointer into the response body: the part the step returns." }
+                    "response": { "type": "string", "description": "A JSON Pointer into the response body: the part the step returns." },
+                    "encoding": { "enum": ["json", "form"], "default": "json", "description": "How body inputs are sent: a JSON object, or a form (nested values as a[b]=…)." }
                 }
             },
             "input": {

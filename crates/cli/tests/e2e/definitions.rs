@@ -114,3 +114,114 @@ async fn a_defined_connector_is_linted_and_its_actions_run() {
         out.stdout
     );
 }
+
+/// Slack's own OpenAPI document (trimmed), the importer's fixture.
+fn slack_document() -> std::path::PathBuf {
+    crate::support::repo_root().join("crates/core/tests/openapi/slack-web.openapi.json")
+}
+
+#[tokio::test]
+async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
+    let (server, addr) = ScriptedServer::start().await;
+    server.script(
+        "users.lookupByEmail",
+        vec![Answer::ok(
+            json!({"ok": true, "user": {"id": "U1", "name": "ada"}}),
+        )],
+    );
+    let p = Project::new(
+        &format!(
+            "connections:\n  slack:\n    type: slack\n    base_url: http://{addr}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n"
+        ),
+        &[(
+            "who",
+            "trigger: manual\nsteps:\n  - id: user\n    uses: slack.users_lookup_by_email\n    with: { email: ada@example.com, token: t }\n",
+        )],
+    );
+    std::fs::create_dir(p.path().join("connectors")).unwrap();
+    let document = slack_document();
+    let out = p
+        .weft(&[
+            "connectors",
+            "import-openapi",
+            document.to_str().unwrap(),
+            "--name",
+            "slack",
+            "--out",
+            "connectors/slack.yaml",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Made connector `slack` with 2 actions."),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("problem:"), "{}", out.stderr);
+
+    let out = p.weft(&["lint"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = p.weft(&["connectors", "list"]).await;
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("slack") && l.contains("connectors/")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("http") && l.contains("built in")),
+        "{}",
+        out.stdout
+    );
+    let out = p.weft(&["connectors", "show", "slack"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("slack.chat_post_message"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("    email (required) [query string]"),
+        "{}",
+        out.stdout
+    );
+    let out = p.weft(&["connectors", "show", "slak"]).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("did you mean `slack`?"),
+        "{}",
+        out.stderr
+    );
+
+    let out = p.weft(&["run", "who", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = out.json();
+    assert_eq!(run["output"]["user"]["name"], "ada", "{run}");
+    let seen = server.seen("users.lookupByEmail");
+    assert_eq!(seen[0].query, "token=t&email=ada%40example.com");
+    assert_eq!(seen[0].headers["authorization"], "Bearer s3cret");
+
+    // Not an OpenAPI document: a clear refusal, nothing written.
+    std::fs::write(p.path().join("nope.json"), "{\"hello\": 1}").unwrap();
+    let out = p
+        .weft(&[
+            "connectors",
+            "import-openapi",
+            "nope.json",
+            "--out",
+            "connectors/nope.yaml",
+        ])
+        .await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("nope.json: this is not an OpenAPI document"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.path().join("connectors/nope.yaml").exists());
+}

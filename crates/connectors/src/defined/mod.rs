@@ -2,7 +2,8 @@
 //! through the `http` connector with the connection's credentials, guard and timeouts.
 //!
 //! A connection of a defined type is an `http` connection whose `base_url` comes from the
-//! definition, with the connection's variables filled in:
+//! definition (or from the connection, which may replace it), with the connection's variables
+//! filled in:
 //!
 //! ```yaml
 //! connections:
@@ -12,7 +13,7 @@
 //!     auth: { type: api_key, header: X-Shop-Access-Token, value: { secret: SHOP_TOKEN } }
 //! ```
 //!
-//! A step's inputs go where the action says (path, query, header, JSON body); the step's output
+//! A step's inputs go where the action says (path, query, header, a JSON or form body); the step's output
 //! is the response body, or the part of it the action's `response` pointer names. A value missing
 //! at that pointer is an empty output (`null`), not an error.
 //!
@@ -80,6 +81,33 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
+/// A form field's value as `name=…` pairs: nested mappings and lists as `name[key]` and
+/// `name[0]` (the bracket notation form APIs such as Stripe's read).
+fn flatten(name: &str, value: &Value, out: &mut Map<String, Value>) -> Result<(), String> {
+    match value {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{name}[{k}]"), v, out)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&format!("{name}[{i}]"), v, out)?;
+            }
+        }
+        scalar => {
+            out.insert(
+                name.to_string(),
+                Value::String(
+                    text(scalar).ok_or_else(|| format!("`{name}` cannot be sent in a form"))?,
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 impl DefinedConnector {
     /// Builds the connector of `connection`, whose type `definition` defines. Nothing connects yet.
     pub fn build(
@@ -96,7 +124,10 @@ impl DefinedConnector {
                 .find(|(k, _)| k.name == name)
                 .and_then(|(_, v)| v.as_str().map(str::to_string))
         };
-        let base_url = fill(&definition.base_url, &|name| {
+        // The connection's own base URL (a mock, a proxy, an enterprise host) replaces the
+        // definition's.
+        let template = setting("base_url").unwrap_or_else(|| definition.base_url.clone());
+        let base_url = fill(&template, &|name| {
             let variable = definition.variables.iter().find(|v| v.name == name)?;
             let value = setting(name).or_else(|| variable.default.clone())?;
             // A variable fills part of a host or a path: it may not add one of its own.
@@ -112,7 +143,9 @@ impl DefinedConnector {
         let pos = connection.node.pos;
         let mut http_entries: Vec<(Key, Node)> = entries
             .iter()
-            .filter(|(k, _)| !definition.variables.iter().any(|v| v.name == k.name))
+            .filter(|(k, _)| {
+                k.name != "base_url" && !definition.variables.iter().any(|v| v.name == k.name)
+            })
             .cloned()
             .collect();
         http_entries.push((
@@ -197,6 +230,12 @@ impl DefinedConnector {
         }
         if let Some(body) = whole {
             request["body"] = body;
+        } else if !fields.is_empty() && action.form {
+            let mut form = Map::new();
+            for (name, value) in &fields {
+                flatten(name, value, &mut form)?;
+            }
+            request["form"] = Value::Object(form);
         } else if !fields.is_empty() {
             request["body"] = Value::Object(fields);
         }

@@ -37,6 +37,14 @@ actions:
     inputs:
       email: { in: body, required: true, schema: { type: string } }
       tags: { in: body, schema: { type: array } }
+  refund:
+    summary: Refunds a payment, as a form.
+    method: POST
+    path: /refunds
+    encoding: form
+    inputs:
+      amount: { in: body, schema: { type: integer } }
+      metadata: { in: body, schema: { type: object } }
   replace_note:
     summary: Replaces a note.
     method: PUT
@@ -53,13 +61,15 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> axum
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     axum::Json(json!({"echo": {
         "method": method.as_str(),
         "path": uri.path(),
         "query": uri.query(),
         "authorization": header("authorization"),
         "trace": header("trace"),
+        "content_type": header("content-type"),
         "body": body,
     }}))
 }
@@ -122,7 +132,8 @@ async fn inputs_go_where_the_action_says_with_the_connections_credentials() {
             "query": "fields=id%2Ctotal",
             "authorization": "Bearer s3cret",
             "trace": "t-1",
-            "body": null,
+            "content_type": null,
+            "body": "",
         })
     );
     // Without `response`, the whole body.
@@ -137,6 +148,21 @@ async fn inputs_go_where_the_action_says_with_the_connections_credentials() {
     assert_eq!(
         out["echo"]["body"],
         json!({"email": "ada@example.com", "tags": ["vip"]})
+    );
+    let out = call(
+        &c,
+        "refund",
+        json!({"amount": 500, "metadata": {"order": "A-1", "tags": ["x", "y"]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["echo"]["content_type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        out["echo"]["body"],
+        "amount=500&metadata%5Border%5D=A-1&metadata%5Btags%5D%5B0%5D=x&metadata%5Btags%5D%5B1%5D=y"
     );
     let out = call(&c, "replace_note", json!({"id": 7, "note": [1, 2]}))
         .await
