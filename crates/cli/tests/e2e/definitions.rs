@@ -225,3 +225,137 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
     );
     assert!(!p.path().join("connectors/nope.yaml").exists());
 }
+
+/// Prism, the spec-validating mock server `mocks/` installs (`npm ci` there; `.ci/run` does).
+fn prism() -> Option<std::path::PathBuf> {
+    let bin = crate::support::repo_root().join("mocks/node_modules/.bin/prism");
+    if bin.exists() {
+        return Some(bin);
+    }
+    if std::env::var("WEFT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{} is missing: run `npm ci` in mocks/", bin.display());
+    }
+    eprintln!("SKIPPED: Prism is not installed; run `npm ci` in mocks/");
+    None
+}
+
+/// A Prism mock of one of the importer's vendor documents on a free loopback port, answering 422
+/// to any request that breaks the document; stopped when dropped.
+struct Mock {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Mock {
+    async fn start(bin: &std::path::Path, document: &std::path::Path) -> Mock {
+        let port = crate::support::free_port();
+        let child = tokio::process::Command::new(bin)
+            .args([
+                "mock",
+                "--errors",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .arg(document)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prism starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prism listens within a minute"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Mock { child, port }
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn imported_actions_pass_the_vendors_own_mock_and_a_broken_request_does_not() {
+    let Some(bin) = prism() else { return };
+    let openapi = crate::support::repo_root().join("crates/core/tests/openapi");
+    let github = Mock::start(&bin, &openapi.join("github-issues.openapi.json")).await;
+    let stripe = Mock::start(&bin, &openapi.join("stripe-core.openapi.json")).await;
+    let p = Project::new(
+        &format!(
+            "connections:\n  github:\n    type: github\n    base_url: http://127.0.0.1:{}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n  stripe:\n    type: stripe\n    base_url: http://127.0.0.1:{}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n",
+            github.port, stripe.port
+        ),
+        &[
+            (
+                "issue",
+                "trigger: manual\nsteps:\n  - id: open\n    uses: github.issues_create\n    with:\n      owner: acme\n      repo: shop\n      title: ${{ .input.title }}\n      labels: ${{ .input.labels }}\n",
+            ),
+            (
+                "refund",
+                "trigger: manual\nsteps:\n  - id: refund\n    uses: stripe.post_refunds\n    with: { payment_intent: pi_123, amount: 500 }\n",
+            ),
+        ],
+    );
+    std::fs::create_dir(p.path().join("connectors")).unwrap();
+    for (name, file) in [
+        ("github", "github-issues.openapi.json"),
+        ("stripe", "stripe-core.openapi.json"),
+    ] {
+        let document = openapi.join(file);
+        let out = p
+            .weft(&[
+                "connectors",
+                "import-openapi",
+                document.to_str().unwrap(),
+                "--name",
+                name,
+                "--out",
+                &format!("connectors/{name}.yaml"),
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let out = p.weft(&["lint"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    // Requests the vendor's document accepts: a JSON body, a form body.
+    let out = p
+        .weft(&[
+            "run",
+            "issue",
+            "--json",
+            "--input",
+            r#"{"title": "Late order", "labels": ["shop"]}"#,
+        ])
+        .await;
+    let run = out.json();
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let out = p.weft(&["run", "refund", "--json"]).await;
+    let run = out.json();
+    assert_eq!(run["state"], "succeeded", "{run}");
+
+    // One it refuses (labels must be a list): the mock answers 422 and the step fails.
+    let out = p
+        .weft(&[
+            "run",
+            "issue",
+            "--json",
+            "--input",
+            r#"{"title": "Late order", "labels": "shop"}"#,
+        ])
+        .await;
+    let run = out.json();
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["steps"][0]["error"]["details"]["status"], 422, "{run}");
+}
