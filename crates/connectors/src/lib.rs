@@ -4,8 +4,8 @@
 //!
 //! - Each connector lives in its own folder (`http/`, `sql/`) with its settings (`config.rs`, the reference
 //!   for what a user writes in `weft.yaml`), its runtime (`action.rs`) and its tests.
-//! - [`catalog`] lists every connector's static [`ConnectorSpec`], which `weft lint` uses to check
-//!   connections and `uses:` steps without any I/O.
+//! - [`catalog`] lists every connector's static [`ConnectorSpec`] and the [`library`] of connector
+//!   definitions, which `weft lint` uses to check connections and `uses:` steps without any I/O.
 //! - [`Registry::build`] turns a project's connections into live [`Connector`]s, which the engine calls.
 //! - Every failure crossing this crate's boundary is an [`ActionError`], classified as retryable
 //!   (the step's retry policy applies) or fatal (the step fails at once).
@@ -18,6 +18,7 @@
 pub mod amqp;
 pub mod defined;
 pub mod http;
+pub mod library;
 pub mod limit;
 pub mod mqtt;
 pub mod nats;
@@ -40,9 +41,20 @@ use weft_core::{Catalog, Connection, ConnectorSpec, Project};
 
 use crate::secret::Secrets;
 
-/// Every connector type this build knows.
+/// Every connector type this build knows: those written in code, and the library of definitions
+/// (built once per process).
 pub fn catalog() -> Catalog {
-    Catalog::new(specs().to_vec())
+    static BUILT: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let mut catalog = Catalog::new(specs().to_vec());
+            for definition in library::definitions() {
+                // A library type that clashes with a code connector is a bug the tests catch.
+                let _ = catalog.define(definition);
+            }
+            catalog
+        })
+        .clone()
 }
 
 /// Every connector's description; adding a connector means adding it here.
@@ -307,6 +319,22 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_holds_the_code_connectors_and_the_library() {
+        let catalog = catalog();
+        for (file, _) in library::FILES {
+            let name = file.trim_end_matches(".yaml");
+            assert!(
+                matches!(catalog.get(name), Some(weft_core::Spec::Defined(_))),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            catalog.type_names().len(),
+            SPECS.len() + library::FILES.len()
+        );
+    }
 
     #[test]
     fn every_spec_has_a_unique_type_and_documented_actions() {

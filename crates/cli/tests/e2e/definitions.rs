@@ -131,7 +131,7 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
     );
     let p = Project::new(
         &format!(
-            "connections:\n  slack:\n    type: slack\n    base_url: http://{addr}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n"
+            "connections:\n  slack:\n    type: slack_web\n    base_url: http://{addr}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n"
         ),
         &[(
             "who",
@@ -146,15 +146,15 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
             "import-openapi",
             document.to_str().unwrap(),
             "--name",
-            "slack",
+            "slack_web",
             "--out",
-            "connectors/slack.yaml",
+            "connectors/slack_web.yaml",
         ])
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("Made connector `slack` with 2 actions."),
+            .contains("Made connector `slack_web` with 2 actions."),
         "{}",
         out.stderr
     );
@@ -166,7 +166,7 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
     assert!(
         out.stdout
             .lines()
-            .any(|l| l.starts_with("slack") && l.contains("connectors/")),
+            .any(|l| l.starts_with("slack_web") && l.contains("connectors/")),
         "{}",
         out.stdout
     );
@@ -177,10 +177,10 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
         "{}",
         out.stdout
     );
-    let out = p.weft(&["connectors", "show", "slack"]).await;
+    let out = p.weft(&["connectors", "show", "slack_web"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout.contains("slack.chat_post_message"),
+        out.stdout.contains("slack_web.chat_post_message"),
         "{}",
         out.stdout
     );
@@ -189,10 +189,10 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
         "{}",
         out.stdout
     );
-    let out = p.weft(&["connectors", "show", "slak"]).await;
+    let out = p.weft(&["connectors", "show", "slack_wb"]).await;
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr.contains("did you mean `slack`?"),
+        out.stderr.contains("did you mean `slack_web`?"),
         "{}",
         out.stderr
     );
@@ -293,8 +293,9 @@ async fn imported_actions_pass_the_vendors_own_mock_and_a_broken_request_does_no
     let stripe = Mock::start(&bin, &openapi.join("stripe-core.openapi.json")).await;
     let p = Project::new(
         &format!(
-            "connections:\n  github:\n    type: github\n    base_url: http://127.0.0.1:{}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n  stripe:\n    type: stripe\n    base_url: http://127.0.0.1:{}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n",
-            github.port, stripe.port
+            "connections:\n  github:\n    type: github_imported\n    base_url: http://127.0.0.1:{g}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n  stripe:\n    type: stripe_imported\n    base_url: http://127.0.0.1:{s}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n  gh:\n    type: github\n    base_url: http://127.0.0.1:{g}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n  pay:\n    type: stripe\n    base_url: http://127.0.0.1:{s}\n    allow_private_network: true\n    auth: {{ type: bearer, token: {{ env: WEFT_TEST_OAUTH_SECRET }} }}\n",
+            g = github.port,
+            s = stripe.port
         ),
         &[
             (
@@ -305,12 +306,17 @@ async fn imported_actions_pass_the_vendors_own_mock_and_a_broken_request_does_no
                 "refund",
                 "trigger: manual\nsteps:\n  - id: refund\n    uses: stripe.post_refunds\n    with: { payment_intent: pi_123, amount: 500 }\n",
             ),
+            // The built-in library's GitHub and Stripe, on the same documents.
+            (
+                "library",
+                "trigger: manual\nsteps:\n  - id: issue\n    uses: gh.create_issue\n    with: { owner: acme, repo: shop, title: Late order, labels: [shop] }\n  - id: comment\n    uses: gh.create_comment\n    with: { owner: acme, repo: shop, issue_number: 7, body: Shipped }\n  - id: customer\n    uses: pay.create_customer\n    with: { email: ada@example.com, metadata: { crm: c-1 } }\n  - id: intent\n    uses: pay.create_payment_intent\n    with: { amount: 1999, currency: eur }\n  - id: refund\n    uses: pay.create_refund\n    with: { payment_intent: pi_123, amount: 500, reason: requested_by_customer }\n  - id: customers\n    uses: pay.list_customers\n    with: { limit: 3 }\n",
+            ),
         ],
     );
     std::fs::create_dir(p.path().join("connectors")).unwrap();
     for (name, file) in [
-        ("github", "github-issues.openapi.json"),
-        ("stripe", "stripe-core.openapi.json"),
+        ("github_imported", "github-issues.openapi.json"),
+        ("stripe_imported", "stripe-core.openapi.json"),
     ] {
         let document = openapi.join(file);
         let out = p
@@ -342,6 +348,10 @@ async fn imported_actions_pass_the_vendors_own_mock_and_a_broken_request_does_no
     let run = out.json();
     assert_eq!(run["state"], "succeeded", "{run}");
     let out = p.weft(&["run", "refund", "--json"]).await;
+    let run = out.json();
+    assert_eq!(run["state"], "succeeded", "{run}");
+
+    let out = p.weft(&["run", "library", "--json"]).await;
     let run = out.json();
     assert_eq!(run["state"], "succeeded", "{run}");
 

@@ -1,0 +1,54 @@
+//! The built-in library of connector definitions (`crates/connectors/library/*.yaml`): named
+//! business apps, written as data like a project's `connectors/` files and compiled into the
+//! binary. Each is read once, when the catalog is first built; a definition with a problem is a
+//! bug of this build, which the tests catch.
+
+use weft_core::Diagnostics;
+use weft_core::definition::{self, Definition};
+
+/// The library's files: name and text.
+pub const FILES: &[(&str, &str)] = &[
+    ("github.yaml", include_str!("../library/github.yaml")),
+    ("slack.yaml", include_str!("../library/slack.yaml")),
+    ("stripe.yaml", include_str!("../library/stripe.yaml")),
+];
+
+/// Reads one library file, or says what is wrong with it.
+pub fn read(file: &str, text: &str) -> Result<Definition, Vec<String>> {
+    let node = weft_core::yaml::parse(text).map_err(|e| vec![format!("{file}: {e:?}")])?;
+    let mut diags = Diagnostics::new(format!("library/{file}"));
+    match definition::decode(&node, &mut diags) {
+        Some(def) if diags.is_empty() => Ok(def),
+        _ => Err(diags.into_vec().iter().map(|d| d.to_string()).collect()),
+    }
+}
+
+/// Every definition of the library that reads without problems.
+pub fn definitions() -> Vec<Definition> {
+    FILES
+        .iter()
+        .filter_map(|(file, text)| read(file, text).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_library_definition_reads_without_problems_and_names_its_file() {
+        for (file, text) in FILES {
+            let def = read(file, text).unwrap_or_else(|problems| panic!("{problems:#?}"));
+            assert_eq!(format!("{}.yaml", def.type_name), *file);
+            for action in &def.actions {
+                assert!(
+                    action.docs.is_some(),
+                    "{}.{} links its documentation",
+                    def.type_name,
+                    action.name
+                );
+            }
+        }
+        assert_eq!(definitions().len(), FILES.len());
+    }
+}
