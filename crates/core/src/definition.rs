@@ -30,9 +30,12 @@
 //! An action's body inputs are sent as JSON, or with `encoding: form` as a form
 //! (`application/x-www-form-urlencoded`, as Stripe's API wants).
 //!
-//! Unfinished: definitions are read and checked, but the hub cannot load them from a project's
-//! `connectors/` folder nor run their actions yet; pagination, triggers and rate limits are not part
-//! of the format yet (a definition that uses those keys is refused, not silently half-read).
+//! A list action can read several pages (`pagination`, see [`Pagination`]): the step's output is
+//! then `{items, pages, complete, next}`.
+//!
+//! Unfinished: the vendor's webhooks and polling (`triggers`) and default rate limits (`rate_limit`)
+//! are not part of the format yet; a definition that uses those keys is refused, not silently
+//! half-read.
 
 pub mod import;
 
@@ -92,6 +95,111 @@ pub struct ActionDef {
     /// Whether the body inputs are sent as a form (`encoding: form`,
     /// `application/x-www-form-urlencoded`, nested values as `a[b]=…`) rather than JSON.
     pub form: bool,
+    /// How the action reads more pages, if it does.
+    pub pagination: Option<Pagination>,
+}
+
+/// How a list action reads more pages. The items of each page are at the action's `response`
+/// pointer; a step reads up to `pages` pages (an input every paginated action has; default
+/// [`DEFAULT_PAGES`], at most [`MAX_PAGES`]) and its output is `{items, pages, complete, next}`:
+/// `complete` is false when pages were left, and `next` is what asks for the following one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pagination {
+    /// The next page's cursor is in the body (`next`, a JSON Pointer) and goes back in the query
+    /// parameter `param`; no cursor, an empty one, or `has_more` false ends the list.
+    Cursor {
+        /// The query parameter.
+        param: String,
+        /// Where the next cursor is in a page's body.
+        next: String,
+        /// Where a "more pages" flag is, if the API gives one.
+        has_more: Option<String>,
+    },
+    /// The next page's URL is in the `Link` header (`rel="next"`), as GitHub sends it.
+    Link,
+    /// The position goes in `param` as the number of items read so far (from 0); an empty page
+    /// ends the list.
+    Offset {
+        /// The query parameter.
+        param: String,
+    },
+    /// The page number goes in `param`, from `start`; an empty page ends the list.
+    Page {
+        /// The query parameter.
+        param: String,
+        /// The first page's number.
+        start: u64,
+    },
+}
+
+/// Pages a step reads when it does not say: `with: { pages: N }`.
+pub const DEFAULT_PAGES: u64 = 10;
+/// Most pages one step may read.
+pub const MAX_PAGES: u64 = 1000;
+/// The input of paginated actions that says how many pages to read.
+pub const PAGES_INPUT: &str = "pages";
+
+const PAGINATION_KEYS: &[&str] = &["style", "param", "next", "has_more", "start"];
+
+fn pagination(node: &Node, diags: &mut Diagnostics) -> Option<Pagination> {
+    let mut f = Fields::new(node, "`pagination`", PAGINATION_KEYS, diags)?;
+    let style_node = f.require("style", diags)?;
+    let style = decode::string(style_node, "`pagination.style`", diags)?;
+    let text = |key: &str, f: &mut Fields<'_>, diags: &mut Diagnostics| {
+        f.require(key, diags)
+            .and_then(|n| decode::string(n, &format!("`pagination.{key}`"), diags))
+    };
+    let pointer = |p: Option<String>, diags: &mut Diagnostics| {
+        let p = p?;
+        if p.starts_with('/') {
+            Some(p)
+        } else {
+            diags.error(
+                node.pos,
+                format!("`pagination`: `{p}` must be a JSON Pointer such as `/next_cursor`"),
+            );
+            None
+        }
+    };
+    let out = match style.as_str() {
+        "cursor" => {
+            let param = text("param", &mut f, diags);
+            let next = text("next", &mut f, diags);
+            let next = pointer(next, diags);
+            let has_more = f
+                .get("has_more")
+                .and_then(|n| decode::string(n, "`pagination.has_more`", diags));
+            let has_more = match has_more {
+                Some(p) => Some(pointer(Some(p), diags)?),
+                None => None,
+            };
+            Some(Pagination::Cursor {
+                param: param?,
+                next: next?,
+                has_more,
+            })
+        }
+        "link" => Some(Pagination::Link),
+        "offset" => text("param", &mut f, diags).map(|param| Pagination::Offset { param }),
+        "page" => {
+            let param = text("param", &mut f, diags);
+            let start = match f.get("start") {
+                Some(n) => decode::integer(n, "`pagination.start`", 0, 1_000_000, diags)?,
+                None => 1,
+            };
+            param.map(|param| Pagination::Page { param, start })
+        }
+        other => {
+            diags.error(
+                style_node.pos,
+                format!("`pagination.style` must be cursor, link, offset or page, found `{other}`"),
+            );
+            // Which other keys apply depends on the style: nothing more to say about them.
+            return None;
+        }
+    };
+    f.finish(diags);
+    out
 }
 
 /// An input of an action, and where the request carries it.
@@ -139,7 +247,7 @@ impl Location {
 }
 
 /// Keys of the format that are reserved for what it does not do yet: refused with a message.
-pub(crate) const NOT_YET: &[&str] = &["pagination", "triggers", "rate_limit"];
+pub(crate) const NOT_YET: &[&str] = &["triggers", "rate_limit"];
 pub(crate) const KEYS: &[&str] = &[
     "connector",
     "summary",
@@ -148,7 +256,6 @@ pub(crate) const KEYS: &[&str] = &[
     "variables",
     "auth",
     "actions",
-    "pagination",
     "triggers",
     "rate_limit",
 ];
@@ -353,12 +460,7 @@ fn actions(node: &Node, diags: &mut Diagnostics) -> Vec<ActionDef> {
 fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef> {
     let what = format!("action `{name}`");
     let mut f = Fields::new(node, &what, ACTION_KEYS, diags)?;
-    if let Some((key, _)) = f.get_entry("pagination") {
-        diags.error(
-            key.pos,
-            "`pagination` is not supported in connector definitions yet",
-        );
-    }
+    let pagination = f.get("pagination").and_then(|n| pagination(n, diags));
     let summary = f
         .require("summary", diags)
         .and_then(|n| decode::string(n, "`summary`", diags));
@@ -455,6 +557,18 @@ fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef>
         .iter()
         .filter(|i| i.location == Location::Body)
         .count();
+    if pagination.is_some() && response.is_none() {
+        diags.error(
+            node.pos,
+            format!("{what}: a paginated action needs `response`, the pointer to each page's list of items"),
+        );
+    }
+    if pagination.is_some() && inputs.iter().any(|i| i.name == PAGES_INPUT) {
+        diags.error(
+            node.pos,
+            format!("{what}: `{PAGES_INPUT}` is the input that says how many pages to read; name the API's own parameter otherwise"),
+        );
+    }
     if form && whole > 0 {
         diags.error(
             node.pos,
@@ -476,6 +590,7 @@ fn action(name: &str, node: &Node, diags: &mut Diagnostics) -> Option<ActionDef>
         inputs,
         response,
         form,
+        pagination,
     })
 }
 
@@ -613,9 +728,13 @@ impl Definition {
 }
 
 impl ActionDef {
-    /// The names of its inputs.
+    /// The names of its inputs (with `pages` for a paginated action).
     pub fn input_names(&self) -> Vec<&str> {
-        self.inputs.iter().map(|i| i.name.as_str()).collect()
+        let mut names: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        if self.pagination.is_some() {
+            names.push(PAGES_INPUT);
+        }
+        names
     }
 
     /// The names of the inputs a step must give.
@@ -636,6 +755,17 @@ impl ActionDef {
         for (key, value) in entries {
             if let Some(input) = self.inputs.iter().find(|i| i.name == key.name) {
                 check_value(&input.schema, value, &format!("with.{}", key.name), diags);
+            } else if key.name == PAGES_INPUT && self.pagination.is_some() {
+                let schema = serde_json::json!({"type": "integer"});
+                check_value(&schema, value, "with.pages", diags);
+                if let Kind::Num(n) = &value.kind
+                    && !n.as_u64().is_some_and(|p| (1..=MAX_PAGES).contains(&p))
+                {
+                    diags.error(
+                        value.pos,
+                        format!("`with.pages` must be from 1 to {MAX_PAGES}, found {n}"),
+                    );
+                }
             }
         }
     }

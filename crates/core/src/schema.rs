@@ -415,7 +415,20 @@ pub fn connector_schema() -> Value {
                         "additionalProperties": { "$ref": "#/$defs/input" }
                     },
                     "response": { "type": "string", "description": "A JSON Pointer into the response body: the part the step returns." },
-                    "encoding": { "enum": ["json", "form"], "default": "json", "description": "How body inputs are sent: a JSON object, or a form (nested values as a[b]=…)." }
+                    "encoding": { "enum": ["json", "form"], "default": "json", "description": "How body inputs are sent: a JSON object, or a form (nested values as a[b]=…)." },
+                    "pagination": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["style"],
+                        "description": "How the action reads more pages; steps then take `pages` and get {items, pages, complete, next}.",
+                        "properties": {
+                            "style": { "enum": ["cursor", "link", "offset", "page"] },
+                            "param": { "type": "string", "description": "The query parameter of the cursor, offset or page number." },
+                            "next": { "type": "string", "description": "cursor: a JSON Pointer to the next cursor in a page's body." },
+                            "has_more": { "type": "string", "description": "cursor: a JSON Pointer to a flag that is false on the last page." },
+                            "start": { "type": "integer", "description": "page: the first page's number (default 1)." }
+                        }
+                    }
                 }
             },
             "input": {

@@ -17,14 +17,20 @@
 //! is the response body, or the part of it the action's `response` pointer names. A value missing
 //! at that pointer is an empty output (`null`), not an error.
 //!
-//! Unfinished: pagination, the vendor's webhooks and the raw `request` action of a defined
-//! connection are not there yet.
+//! A paginated action reads page after page (a cursor from the body, the `Link` header's next URL,
+//! an offset or a page number) up to the step's `pages`, and answers `{items, pages, complete,
+//! next}`.
+//!
+//! Unfinished: the vendor's webhooks and the raw `request` action of a defined connection are not
+//! there yet.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use weft_core::definition::{ActionDef, Definition, Location};
+use weft_core::definition::{
+    ActionDef, DEFAULT_PAGES, Definition, Location, MAX_PAGES, PAGES_INPUT, Pagination,
+};
 use weft_core::yaml::{Key, Kind, Node, Str};
 use weft_core::{Connection, json_kind};
 
@@ -243,6 +249,123 @@ impl DefinedConnector {
     }
 }
 
+/// The URL of the `rel="next"` link of a `Link` header, if there is one.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        is_next.then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+impl DefinedConnector {
+    /// Sends one request of `action` and returns the whole `http` output (status, headers, body).
+    async fn send(&self, call: &Call<'_>, request: Value) -> Result<Value, ActionError> {
+        self.http
+            .call(Call {
+                action: "request",
+                input: request,
+                idempotency_key: call.idempotency_key,
+                max_output_bytes: call.max_output_bytes,
+            })
+            .await
+    }
+
+    /// Reads up to `pages` pages of a paginated action: `{items, pages, complete, next}`.
+    async fn pages(
+        &self,
+        call: &Call<'_>,
+        action: &ActionDef,
+        pagination: &Pagination,
+        mut request: Value,
+        pages: u64,
+    ) -> Result<Value, ActionError> {
+        let pointer = action.response.as_deref().unwrap_or("");
+        let mut items: Vec<Value> = Vec::new();
+        let mut read = 0;
+        let mut position: u64 = match pagination {
+            Pagination::Page { start, .. } => *start,
+            _ => 0,
+        };
+        if let Pagination::Page { param, .. } | Pagination::Offset { param } = pagination {
+            request["query"][param] = json!(position);
+        }
+        let mut size: u64 = 0;
+        loop {
+            let output = self.send(call, request.clone()).await?;
+            read += 1;
+            let page = match output["body"].pointer(pointer) {
+                Some(Value::Array(list)) => list.clone(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(other) => {
+                    return Err(ActionError::fatal(format!(
+                        "{}: the page's `{pointer}` is {}, not a list",
+                        action.name,
+                        json_kind(other)
+                    )));
+                }
+            };
+            size += serde_json::to_string(&page).map_or(0, |t| t.len() as u64);
+            if size > call.max_output_bytes {
+                return Err(ActionError::fatal(format!(
+                    "{}: the pages read so far are larger than {} bytes (limits.max_output_bytes); nothing was cut short, the step failed; read fewer pages (`with.pages`)",
+                    action.name, call.max_output_bytes
+                )));
+            }
+            let count = page.len() as u64;
+            items.extend(page);
+            // What asks for the next page, if there is one.
+            let next: Option<Value> = match pagination {
+                Pagination::Cursor { next, has_more, .. } => {
+                    let more = has_more
+                        .as_deref()
+                        .and_then(|p| output["body"].pointer(p))
+                        .is_none_or(|v| v != &Value::Bool(false));
+                    output["body"]
+                        .pointer(next)
+                        .filter(|v| more && !v.is_null() && v != &&json!(""))
+                        .cloned()
+                }
+                Pagination::Link => output["headers"]["link"]
+                    .as_str()
+                    .and_then(next_link)
+                    .map(Value::String),
+                Pagination::Offset { .. } => (count > 0).then(|| json!(position + count)),
+                Pagination::Page { .. } => (count > 0).then(|| json!(position + 1)),
+            };
+            let Some(next) = next else {
+                return Ok(json!({"items": items, "pages": read, "complete": true, "next": null}));
+            };
+            if read >= pages {
+                return Ok(json!({"items": items, "pages": read, "complete": false, "next": next}));
+            }
+            match pagination {
+                Pagination::Cursor { param, .. } => request["query"][param] = next,
+                Pagination::Link => {
+                    // The next page is a whole URL: the query it carries replaces ours.
+                    let object = request.as_object_mut().expect("a request is a mapping");
+                    object.remove("path");
+                    object.remove("query");
+                    object.insert("url".into(), next);
+                }
+                Pagination::Offset { param } | Pagination::Page { param, .. } => {
+                    position = next.as_u64().unwrap_or(position);
+                    request["query"][param] = next;
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Connector for DefinedConnector {
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
@@ -252,15 +375,29 @@ impl Connector for DefinedConnector {
                 self.definition.type_name, call.action
             )));
         };
-        let request = DefinedConnector::request(action, &call.input).map_err(ActionError::fatal)?;
-        let output = self
-            .http
-            .call(Call {
-                action: "request",
-                input: request,
-                ..call
-            })
-            .await?;
+        let mut input = call.input.clone();
+        let pages = match (&action.pagination, input.as_object_mut()) {
+            (Some(_), Some(map)) => match map.remove(PAGES_INPUT) {
+                None | Some(Value::Null) => DEFAULT_PAGES,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|p| (1..=MAX_PAGES).contains(p))
+                    .ok_or_else(|| {
+                        ActionError::fatal(format!(
+                            "`with.{PAGES_INPUT}` must be a whole number from 1 to {MAX_PAGES}, found {v}"
+                        ))
+                    })?,
+            },
+            _ => DEFAULT_PAGES,
+        };
+        let mut request = DefinedConnector::request(action, &input).map_err(ActionError::fatal)?;
+        if let Some(pagination) = &action.pagination {
+            if request.get("query").is_none() {
+                request["query"] = json!({});
+            }
+            return self.pages(&call, action, pagination, request, pages).await;
+        }
+        let output = self.send(&call, request).await?;
         Ok(match &action.response {
             Some(pointer) => output["body"]
                 .pointer(pointer)

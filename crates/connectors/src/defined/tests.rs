@@ -225,3 +225,156 @@ fn a_variable_may_not_carry_a_url_of_its_own() {
         "{err}"
     );
 }
+
+const PAGED: &str = r#"connector: paged
+summary: Lists in pages, every way APIs page them.
+base_url: http://127.0.0.1:{port}
+variables:
+  port: {}
+actions:
+  by_cursor:
+    summary: Cursor in the body.
+    method: GET
+    path: /cursor
+    inputs:
+      limit: { in: query, schema: { type: integer } }
+    response: /data
+    pagination: { style: cursor, param: after, next: /next, has_more: /has_more }
+  by_link:
+    summary: Link header.
+    method: GET
+    path: /link
+    response: /items
+    pagination: { style: link }
+  by_offset:
+    summary: Offset.
+    method: GET
+    path: /offset
+    response: /rows
+    pagination: { style: offset, param: offset }
+  by_page:
+    summary: Page number.
+    method: GET
+    path: /page
+    response: /results
+    pagination: { style: page, param: p, start: 1 }
+  broken:
+    summary: The pointer names no list.
+    method: GET
+    path: /cursor
+    response: /has_more
+    pagination: { style: cursor, param: after, next: /next }
+"#;
+
+/// Seven letters, served two at a time in each paging style.
+async fn serve_pages() -> SocketAddr {
+    use axum::extract::Query;
+    use axum::response::IntoResponse;
+    use std::collections::HashMap;
+    const ALL: [&str; 7] = ["a", "b", "c", "d", "e", "f", "g"];
+    fn slice(from: usize) -> Vec<&'static str> {
+        ALL.iter().skip(from).take(2).copied().collect()
+    }
+    let app = Router::new()
+        .route(
+            "/cursor",
+            any(|Query(q): Query<HashMap<String, String>>| async move {
+                let from: usize = q.get("after").map_or(0, |a| a.parse().unwrap());
+                let more = from + 2 < ALL.len();
+                axum::Json(json!({"data": slice(from), "has_more": more, "next": (from + 2).to_string()}))
+            }),
+        )
+        .route(
+            "/link",
+            any(
+                |Query(q): Query<HashMap<String, String>>, headers: HeaderMap| async move {
+                    let page: usize = q.get("page").map_or(0, |p| p.parse().unwrap());
+                    let host = headers["host"].to_str().unwrap().to_string();
+                    let mut response = axum::Json(json!({"items": slice(page * 2)})).into_response();
+                    if (page + 1) * 2 < ALL.len() {
+                        let link = format!(
+                            "<http://{host}/link?page={}>; rel=\"next\", <http://{host}/link?page=0>; rel=\"first\"",
+                            page + 1
+                        );
+                        response.headers_mut().insert("link", link.parse().unwrap());
+                    }
+                    response
+                },
+            ),
+        )
+        .route(
+            "/offset",
+            any(|Query(q): Query<HashMap<String, String>>| async move {
+                let from: usize = q["offset"].parse().unwrap();
+                axum::Json(json!({"rows": slice(from)}))
+            }),
+        )
+        .route(
+            "/page",
+            any(|Query(q): Query<HashMap<String, String>>| async move {
+                let page: usize = q["p"].parse().unwrap();
+                axum::Json(json!({"results": slice((page - 1) * 2)}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn paged(port: u16) -> DefinedConnector {
+    let mut sources = Sources::new(
+        "weft.yaml",
+        format!(
+            "connections:\n  paged: {{type: paged, port: \"{port}\", allow_private_network: true}}\n"
+        ),
+    );
+    sources.add_connector("connectors/paged.yaml", PAGED);
+    let project = Project::load(&sources, &Catalog::empty()).unwrap();
+    let Some(weft_core::Spec::Defined(definition)) = project.catalog.get("paged") else {
+        panic!("the project defines `paged`");
+    };
+    DefinedConnector::build(
+        definition.clone(),
+        &project.connections["paged"],
+        &Secrets::new(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_paging_style_reads_every_page_or_stops_where_the_step_says() {
+    let addr = serve_pages().await;
+    let c = paged(addr.port());
+    let all = json!(["a", "b", "c", "d", "e", "f", "g"]);
+    for action in ["by_cursor", "by_link", "by_offset", "by_page"] {
+        let out = call(&c, action, json!({})).await.unwrap();
+        assert_eq!(out["items"], all, "{action}: {out}");
+        assert_eq!(out["complete"], true, "{action}: {out}");
+        assert_eq!(out["next"], Value::Null, "{action}: {out}");
+        let two = call(&c, action, json!({"pages": 2})).await.unwrap();
+        assert_eq!(two["items"], json!(["a", "b", "c", "d"]), "{action}: {two}");
+        assert_eq!(
+            (two["pages"].clone(), two["complete"].clone()),
+            (json!(2), json!(false)),
+            "{action}"
+        );
+        assert!(
+            !two["next"].is_null(),
+            "{action}: what asks for page 3: {two}"
+        );
+    }
+    let out = call(&c, "by_cursor", json!({"pages": 1})).await.unwrap();
+    assert_eq!(out["next"], "2", "the cursor to go on from");
+    let err = call(&c, "broken", json!({})).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "broken: the page's `/has_more` is a boolean, not a list"
+    );
+    let err = call(&c, "by_page", json!({"pages": 0})).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("`with.pages` must be a whole number from 1 to 1000"),
+        "{err}"
+    );
+}

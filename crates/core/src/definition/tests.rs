@@ -104,7 +104,7 @@ actions:
             "connectors/shop.yaml:3:11: `base_url` must start with https:// or http://, found `{shop}.example.com`",
             "connectors/shop.yaml:3:11: `base_url` uses `{shop}`, which `variables` does not declare",
             "connectors/shop.yaml:4:8: unknown auth type `apikey`; use bearer, basic, api_key, oauth2",
-            "connectors/shop.yaml:5:1: `pagination` is not supported in connector definitions yet",
+            "connectors/shop.yaml:5:1: unknown key `pagination` in connector definition; expected one of: connector, summary, docs, base_url, variables, auth, actions, triggers, rate_limit",
             "connectors/shop.yaml:9:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, found `FETCH`",
             "connectors/shop.yaml:10:11: `path` must start with `/`, found `orders/{id}`",
             "connectors/shop.yaml:10:11: `path` uses `{id}`, which no input with `in: path` declares",
@@ -202,5 +202,76 @@ fn a_definition_cannot_take_a_type_that_exists() {
     assert_eq!(
         catalog.define(read(SHOP).unwrap()).unwrap_err(),
         "connector type `shop` is another definition already; choose another name"
+    );
+}
+
+#[test]
+fn pagination_is_read_and_checked_with_the_pages_a_step_asks_for() {
+    let paged = SHOP.replace(
+        "      limit: { in: query, schema: { type: integer } }\n",
+        "      limit: { in: query, schema: { type: integer } }\n    response: /orders\n    pagination: { style: cursor, param: page_info, next: /next }\n",
+    );
+    let def = read(&paged).unwrap();
+    let list = def.action("list_orders").unwrap();
+    assert_eq!(
+        list.pagination,
+        Some(Pagination::Cursor {
+            param: "page_info".into(),
+            next: "/next".into(),
+            has_more: None
+        })
+    );
+    assert_eq!(list.input_names(), ["status", "limit", "pages"]);
+    let mut catalog = Catalog::empty();
+    catalog.define(def).unwrap();
+    assert!(
+        project(
+            &catalog,
+            "{type: shop, shop: acme}",
+            "uses: shop.list_orders\n    with: { pages: 3 }"
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        project(
+            &catalog,
+            "{type: shop, shop: acme}",
+            "uses: shop.list_orders\n    with: { pages: 0 }"
+        )
+        .unwrap_err(),
+        ["workflows/w.yaml:5:20: `with.pages` must be from 1 to 1000, found 0"]
+    );
+    assert_eq!(
+        project(
+            &catalog,
+            "{type: shop, shop: acme}",
+            "uses: shop.get_order\n    with: { id: 1, pages: 3 }"
+        )
+        .unwrap_err(),
+        [
+            "workflows/w.yaml:5:20: unknown input `pages` for shop.get_order; expected one of: id, fields"
+        ]
+    );
+    let problems = read(&SHOP.replace(
+        "    response: /order\n",
+        "    pagination: { style: scroll, param: p }\n",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        [
+            "connectors/shop.yaml:17:26: `pagination.style` must be cursor, link, offset or page, found `scroll`"
+        ]
+    );
+    let problems = read(&SHOP.replace(
+        "    response: /order\n",
+        "    pagination: { style: link }\n",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        [
+            "connectors/shop.yaml:11:5: action `get_order`: a paginated action needs `response`, the pointer to each page's list of items"
+        ]
     );
 }
