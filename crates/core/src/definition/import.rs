@@ -8,8 +8,9 @@
 //! of `application/x-www-form-urlencoded` as body inputs with `encoding: form`), local `$ref`s
 //! resolved (a schema nested deeper than [`MAX_DEPTH`] becomes "any value", which also ends
 //! cycles), the base URL from `servers` (3.x) or `host`/`basePath`/`schemes` (2.0) with server
-//! variables as variables, and the auth types from the security schemes. The result is checked by
-//! reading it back with [`super::decode`].
+//! variables as variables, the auth types from the security schemes, and pagination where the
+//! document makes it plain (see `Walker::paging`). The result is checked by reading it back with
+//! [`super::decode`].
 
 use regex_bites::Regex;
 use serde_json::{Map, Value, json};
@@ -137,10 +138,8 @@ pub fn from_openapi(doc: &Value, options: &Options) -> Result<Imported, String> 
         );
     }
     out.insert("actions".into(), Value::Object(actions));
-    report.push(
-        "pagination, webhooks and rate limits are not part of definitions yet: none were mapped"
-            .into(),
-    );
+    report
+        .push("webhooks and rate limits are not part of definitions yet: none were mapped".into());
     Ok(Imported {
         definition: Value::Object(out),
         report,
@@ -389,6 +388,73 @@ impl Walker<'_> {
         Value::Object(out)
     }
 
+    /// The items pointer and the pagination of a list operation, where the document makes them
+    /// plain: a `Link` response header (link), an `offset` parameter (offset), a cursor parameter
+    /// with the next cursor in the body (cursor), a `page` parameter (page). The items are the
+    /// body when it is a list, or its one list property (`_links` and the like aside).
+    fn paging(&self, operation: &Value, inputs: &Map<String, Value>) -> Option<(String, Value)> {
+        if inputs.contains_key(super::PAGES_INPUT) {
+            return None;
+        }
+        let ok = operation["responses"]
+            .as_object()?
+            .iter()
+            .find(|(code, _)| code.starts_with('2'))
+            .map(|(_, r)| self.deref(r))?;
+        let schema = ok["content"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .find(|(m, _)| m.starts_with("application/json") || m.ends_with("+json"))
+            .map(|(_, m)| self.deref(&m["schema"]))?;
+        let properties = schema["properties"].as_object();
+        let items = if schema["type"] == "array" {
+            String::new()
+        } else {
+            let lists: Vec<&String> = properties?
+                .iter()
+                .filter(|(k, v)| !k.starts_with('_') && self.deref(v)["type"] == "array")
+                .map(|(k, _)| k)
+                .collect();
+            match lists.as_slice() {
+                [one] => format!("/{one}"),
+                _ => return None,
+            }
+        };
+        let query = |name: &str| inputs.get(name).is_some_and(|i| i["in"] == "query");
+        let link = ok["headers"]
+            .as_object()
+            .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("link")));
+        let pagination = if link {
+            json!({"style": "link"})
+        } else if query("offset") {
+            json!({"style": "offset", "param": "offset"})
+        } else if let Some((param, next)) =
+            ["page_token", "pageToken", "cursor", "after", "next_token"]
+                .iter()
+                .filter(|p| query(p))
+                .find_map(|param| {
+                    let next = [
+                        "next_page_token",
+                        "nextPageToken",
+                        "next_cursor",
+                        "nextCursor",
+                        "cursor",
+                    ]
+                    .iter()
+                    .find(|n| properties.is_some_and(|p| p.contains_key(**n)))?;
+                    Some((*param, format!("/{next}")))
+                })
+        {
+            json!({"style": "cursor", "param": param, "next": next})
+        } else if query("page") {
+            json!({"style": "page", "param": "page"})
+        } else {
+            return None;
+        };
+        Some((items, pagination))
+    }
+
     fn action(
         &self,
         path: &str,
@@ -569,11 +635,24 @@ impl Walker<'_> {
         }
         action.insert("method".into(), json!(method.to_uppercase()));
         action.insert("path".into(), json!(path));
+        let paging = if method == "get" {
+            self.paging(operation, &inputs)
+        } else {
+            None
+        };
         if !inputs.is_empty() {
             action.insert("inputs".into(), Value::Object(inputs));
         }
         if form {
             action.insert("encoding".into(), json!("form"));
+        }
+        if let Some((response, pagination)) = paging {
+            report.push(format!(
+                "{what}: pages as `{}`",
+                pagination["style"].as_str().unwrap_or("?")
+            ));
+            action.insert("response".into(), json!(response));
+            action.insert("pagination".into(), pagination);
         }
         Some(Value::Object(action))
     }

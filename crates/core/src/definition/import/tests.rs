@@ -62,8 +62,22 @@ fn vendor_documents_become_definitions_that_read_back() {
     );
     assert_eq!(sheets.actions.len(), 2);
 
+    // Pages where the document makes them plain: GitHub's Link header, Mailchimp's offset.
+    let list = github.action("issues_list_for_repo").unwrap();
+    assert_eq!(list.pagination, Some(super::super::Pagination::Link));
+    assert_eq!(list.response.as_deref(), Some(""));
+    assert!(github.action("issues_get").unwrap().pagination.is_none());
+
     let (mailchimp, _) = import(&vendor("mailchimp-lists.openapi.json"), &Options::default());
     assert_eq!(mailchimp.auth, ["basic"]);
+    let members = mailchimp.action("get_lists_id_members").unwrap();
+    assert_eq!(
+        members.pagination,
+        Some(super::super::Pagination::Offset {
+            param: "offset".into()
+        })
+    );
+    assert_eq!(members.response.as_deref(), Some("/members"));
     assert_eq!(mailchimp.base_url, "https://server.api.mailchimp.com/3.0");
 
     let (stripe, _) = import(
