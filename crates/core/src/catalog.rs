@@ -104,11 +104,19 @@ impl Spec {
         }
     }
 
-    /// Its actions, in order.
+    /// Its actions, in order (a defined connector's end with the raw `request`, where it has one).
     pub fn actions(&self) -> Vec<Action<'_>> {
         match self {
             Spec::Static(s) => s.actions.iter().map(Action::Static).collect(),
-            Spec::Defined(d) => d.actions.iter().map(Action::Defined).collect(),
+            Spec::Defined(d) => {
+                let mut actions: Vec<Action<'_>> = d.actions.iter().map(Action::Defined).collect();
+                if let Some(raw) = d.raw_request
+                    && d.action(raw.name).is_none()
+                {
+                    actions.push(Action::Static(raw));
+                }
+                actions
+            }
         }
     }
 
@@ -206,7 +214,7 @@ impl Catalog {
 
     /// Adds a defined connector. A type the catalog has already (from code, or defined earlier) is
     /// refused, with the reason.
-    pub fn define(&mut self, definition: Definition) -> Result<(), String> {
+    pub fn define(&mut self, mut definition: Definition) -> Result<(), String> {
         if let Some(known) = self.get(&definition.type_name) {
             let what = match known {
                 Spec::Static(_) => "a connector of this build",
@@ -217,6 +225,11 @@ impl Catalog {
                 definition.type_name
             ));
         }
+        // Connections of a defined type are `http` connections: they have its raw request too.
+        definition.raw_request = match self.get("http") {
+            Some(Spec::Static(http)) => http.action("request"),
+            _ => None,
+        };
         self.specs.push(Spec::Defined(Arc::new(definition)));
         Ok(())
     }

@@ -46,7 +46,7 @@ use crate::diag::{Diagnostics, did_you_mean};
 use crate::yaml::{Kind, Node};
 
 /// A connector described by a definition file.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Definition {
     /// The `type:` of connections of this connector.
     pub type_name: String,
@@ -62,6 +62,10 @@ pub struct Definition {
     pub auth: Vec<String>,
     /// The actions, in file order.
     pub actions: Vec<ActionDef>,
+    /// The raw `request` action of the build's `http` connector, which connections of this type
+    /// also have (the escape hatch: any request, with the connection's credentials), unless an
+    /// action of the definition has that name. Set by [`crate::Catalog::define`].
+    pub raw_request: Option<&'static crate::ActionSpec>,
 }
 
 /// A placeholder of the base URL, set by each connection.
@@ -342,6 +346,7 @@ pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Definition> {
         variables,
         auth,
         actions,
+        raw_request: None,
     })
 }
 

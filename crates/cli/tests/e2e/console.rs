@@ -1028,10 +1028,13 @@ async fn saves_are_for_editors_checked_against_the_version_and_the_whole_project
 /// Types `text` into the form field labelled `label` (replacing what it holds) and commits it.
 async fn fill(b: &Browser, label: &str, text: &str) {
     let css = format!("[aria-label=\"{label}\"]");
-    b.find(&css).await.click().await.unwrap();
-    // As typing would: the value, an `input` event; then the field loses focus, which commits it.
+    b.find(&css).await;
+    // As typing would: focus, the value, an `input` event; then the field loses focus, which
+    // commits it. In one script, and again if a re-render replaced the field meanwhile.
     let script = format!(
         "const f = document.querySelector({});
+         if (!f) return false;
+         f.focus();
          f.value = {};
          f.dispatchEvent(new Event('input', {{bubbles: true}}));
          f.blur();
@@ -1039,7 +1042,11 @@ async fn fill(b: &Browser, label: &str, text: &str) {
         serde_json::to_string(&css).unwrap(),
         serde_json::to_string(text).unwrap()
     );
-    b.eval(&script).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.eval(&script).await != json!(true) {
+        assert!(Instant::now() < deadline, "the field `{label}` went away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

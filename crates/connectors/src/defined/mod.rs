@@ -21,8 +21,11 @@
 //! an offset or a page number) up to the step's `pages`, and answers `{items, pages, complete,
 //! next}`.
 //!
-//! Unfinished: the vendor's webhooks and the raw `request` action of a defined connection are not
-//! there yet.
+//! Every defined connection also has the `http` connector's raw `request` action (unless the
+//! definition names an action so), with the connection's credentials: the escape hatch for what
+//! the definition does not describe.
+//!
+//! Unfinished: the vendor's webhooks are not there yet.
 
 use std::sync::Arc;
 
@@ -370,6 +373,14 @@ impl DefinedConnector {
 impl Connector for DefinedConnector {
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
         let Some(action) = self.definition.action(call.action) else {
+            // The escape hatch: any request, with the connection's credentials and guard.
+            if self
+                .definition
+                .raw_request
+                .is_some_and(|raw| raw.name == call.action)
+            {
+                return self.http.call(call).await;
+            }
             return Err(ActionError::fatal(format!(
                 "`{}` connections have no action `{}`",
                 self.definition.type_name, call.action

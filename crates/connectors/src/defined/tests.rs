@@ -378,3 +378,63 @@ async fn every_paging_style_reads_every_page_or_stops_where_the_step_says() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_raw_request_is_there_with_the_connections_credentials() {
+    let addr = serve().await;
+    // With the build's catalog, whose `http` connector lends its `request` action.
+    let mut sources = Sources::new(
+        "weft.yaml",
+        format!(
+            "connections:\n  shop:\n    type: shop\n    port: \"{}\"\n    allow_private_network: true\n    auth: {{type: bearer, token: {{env: WEFT_TEST_OAUTH_SECRET}}}}\n",
+            addr.port()
+        ),
+    );
+    sources.add_connector("connectors/shop.yaml", DEFINITION);
+    sources.add_workflow(
+        "workflows/w.yaml",
+        "trigger: manual\nsteps:\n  - id: raw\n    uses: shop.request\n    with: { method: DELETE, path: /orders/9/lock }\n",
+    );
+    let project = Project::load(&sources, &crate::catalog()).unwrap();
+    let Some(weft_core::Spec::Defined(definition)) = project.catalog.get("shop") else {
+        panic!("the project defines `shop`");
+    };
+    let names: Vec<&str> = project
+        .catalog
+        .get("shop")
+        .unwrap()
+        .actions()
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    assert_eq!(names.last(), Some(&"request"));
+    let c = DefinedConnector::build(
+        definition.clone(),
+        &project.connections["shop"],
+        &Secrets::new(),
+    )
+    .unwrap();
+    let out = call(
+        &c,
+        "request",
+        json!({"method": "DELETE", "path": "/orders/9/lock"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["status"], 200, "the whole http output: {out}");
+    assert_eq!(out["body"]["echo"]["method"], "DELETE");
+    assert_eq!(out["body"]["echo"]["path"], "/admin/v2/orders/9/lock");
+    assert_eq!(out["body"]["echo"]["authorization"], "Bearer s3cret");
+    // Lint knows its inputs like the http connector's.
+    let mut bad = sources.clone();
+    bad.workflows[0].1 = "trigger: manual\nsteps:\n  - id: raw\n    uses: shop.request\n    with: { method: GET, pth: /x }\n".into();
+    let problems: Vec<String> = Project::load(&bad, &crate::catalog())
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        problems,
+        ["workflows/w.yaml:5:26: unknown input `pth` for shop.request; did you mean `path`?"]
+    );
+}
