@@ -18,6 +18,10 @@ use serde_json::{Map, Value, json};
 /// How deep `$ref`s and nested schemas are followed before a schema becomes "any value".
 pub const MAX_DEPTH: usize = 4;
 
+/// Most schema nodes one import copies; beyond, schemas become "any value". Depth alone does not
+/// bound the work: a schema of 100 properties that each refer to it again is 100⁴ nodes at depth 4.
+pub const MAX_SCHEMA_NODES: usize = 50_000;
+
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete", "head"];
 
 /// What `import-openapi` was asked for.
@@ -87,7 +91,10 @@ pub fn from_openapi(doc: &Value, options: &Options) -> Result<Imported, String> 
     if !auth.is_empty() {
         out.insert("auth".into(), json!(auth));
     }
-    let walker = Walker { doc };
+    let walker = Walker {
+        doc,
+        left: std::cell::Cell::new(MAX_SCHEMA_NODES),
+    };
     let mut actions = Map::new();
     let mut skipped = 0;
     if let Some(paths) = doc["paths"].as_object() {
@@ -131,6 +138,11 @@ pub fn from_openapi(doc: &Value, options: &Options) -> Result<Imported, String> 
     }
     if skipped > 0 {
         report.push(format!("{skipped} operations left out by --include"));
+    }
+    if walker.left.get() == 0 {
+        report.push(format!(
+            "the schemas hold more than {MAX_SCHEMA_NODES} parts: the rest became \"any value\" (--include fewer operations to keep them)"
+        ));
     }
     if actions.is_empty() {
         return Err(
@@ -297,6 +309,8 @@ fn first_line(text: &str) -> String {
 /// Resolves local `$ref`s of one document.
 struct Walker<'a> {
     doc: &'a Value,
+    /// Schema nodes still to be copied (see [`MAX_SCHEMA_NODES`]).
+    left: std::cell::Cell<usize>,
 }
 
 impl Walker<'_> {
@@ -321,9 +335,10 @@ impl Walker<'_> {
     /// A schema for the definition: resolved, trimmed to what validates and documents, and
     /// "any value" beyond [`MAX_DEPTH`].
     fn schema(&self, schema: &Value, depth: usize) -> Value {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || self.left.get() == 0 {
             return json!({});
         }
+        self.left.set(self.left.get() - 1);
         let schema = self.deref(schema);
         let Some(obj) = schema.as_object() else {
             return json!({});

@@ -212,3 +212,36 @@ fn what_is_not_an_openapi_document_is_refused_with_the_reason() {
     assert_eq!(identifier("GET /a/{b}.json"), "get_a_b_json");
     assert_eq!(identifier("3D API"), "op_3_d_api");
 }
+
+#[test]
+fn a_schema_that_fans_out_through_its_references_is_bounded() {
+    // Each of 60 properties refers to the schema itself: 60^4 parts at the depth limit.
+    let properties: Map<String, Value> = (0..60)
+        .map(|i| {
+            (
+                format!("p{i}"),
+                json!({"$ref": "#/components/schemas/Node"}),
+            )
+        })
+        .collect();
+    let doc = json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Fan", "version": "1"},
+        "servers": [{"url": "https://fan.example.com"}],
+        "components": {"schemas": {"Node": {"type": "object", "properties": properties}}},
+        "paths": {"/nodes": {"post": {"requestBody": {"content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Node"}
+        }}}}}}
+    });
+    let started = std::time::Instant::now();
+    let imported = from_openapi(&doc, &Options::default()).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        imported
+            .report
+            .iter()
+            .any(|l| l.contains("more than 50000 parts")),
+        "{:#?}",
+        imported.report
+    );
+}
