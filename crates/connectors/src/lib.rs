@@ -226,10 +226,14 @@ impl Registry {
         let mut connectors: BTreeMap<String, Arc<dyn Connector>> = BTreeMap::new();
         for (name, connection) in &project.connections {
             let built = match project.catalog.get(&connection.type_name) {
-                Some(weft_core::Spec::Defined(definition)) => Registry::limited(
-                    connection,
-                    Registry::defined(definition, connection, secrets)?,
-                ),
+                Some(weft_core::Spec::Defined(definition)) => {
+                    let built = Registry::defined(definition, connection, secrets)?;
+                    // The vendor's documented limit, unless the connection sets its own.
+                    match (&connection.rate_limit, &definition.rate_limit) {
+                        (None, Some(limit)) => Arc::new(limit::Limited::new(built, limit)),
+                        _ => Registry::limited(connection, built),
+                    }
+                }
                 _ => Registry::connect(connection, dir, secrets)?,
             };
             connectors.insert(name.clone(), built);

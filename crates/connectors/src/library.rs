@@ -9,8 +9,21 @@ use weft_core::definition::{self, Definition};
 /// The library's files: name and text.
 pub const FILES: &[(&str, &str)] = &[
     ("github.yaml", include_str!("../library/github.yaml")),
+    (
+        "google_sheets.yaml",
+        include_str!("../library/google_sheets.yaml"),
+    ),
+    ("hubspot.yaml", include_str!("../library/hubspot.yaml")),
+    ("intercom.yaml", include_str!("../library/intercom.yaml")),
+    ("mailchimp.yaml", include_str!("../library/mailchimp.yaml")),
+    (
+        "salesforce.yaml",
+        include_str!("../library/salesforce.yaml"),
+    ),
+    ("shopify.yaml", include_str!("../library/shopify.yaml")),
     ("slack.yaml", include_str!("../library/slack.yaml")),
     ("stripe.yaml", include_str!("../library/stripe.yaml")),
+    ("zendesk.yaml", include_str!("../library/zendesk.yaml")),
 ];
 
 /// Reads one library file, or says what is wrong with it.
@@ -50,5 +63,46 @@ mod tests {
             }
         }
         assert_eq!(definitions().len(), FILES.len());
+    }
+
+    #[test]
+    fn every_library_trigger_lints_in_a_workflow_that_uses_it() {
+        use weft_core::{Project, Sources};
+        let catalog = crate::catalog();
+        for def in definitions() {
+            for trigger in &def.triggers {
+                let auth = match def.auth.first().map(String::as_str) {
+                    Some("api_key") => "{type: api_key, value: {env: T}}",
+                    Some("basic") => "{type: basic, username: u, password: {env: T}}",
+                    _ => "{type: bearer, token: {env: T}}",
+                };
+                let mut connection = format!(
+                    "{{type: {}, webhook_secret: {{secret: HOOK}}, auth: {auth}",
+                    def.type_name
+                );
+                for v in def.variables.iter().filter(|v| v.default.is_none()) {
+                    connection.push_str(&format!(", {}: x", v.name));
+                }
+                connection.push('}');
+                let mut sources =
+                    Sources::new("weft.yaml", format!("connections:\n  app: {connection}\n"));
+                sources.add_workflow(
+                    "workflows/w.yaml",
+                    format!(
+                        "trigger:\n  {}: {{ uses: app.{} }}\nsteps:\n  - id: s\n    map: {{ a: 1 }}\n",
+                        trigger.kind.name(),
+                        trigger.name
+                    ),
+                );
+                if let Err(problems) = Project::load(&sources, &catalog) {
+                    panic!(
+                        "{}.{}: {:#?}",
+                        def.type_name,
+                        trigger.name,
+                        problems.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
     }
 }

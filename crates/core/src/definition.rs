@@ -33,9 +33,40 @@
 //! A list action can read several pages (`pagination`, see [`Pagination`]): the step's output is
 //! then `{items, pages, complete, next}`.
 //!
-//! Unfinished: the vendor's webhooks and polling (`triggers`) and default rate limits (`rate_limit`)
-//! are not part of the format yet; a definition that uses those keys is refused, not silently
-//! half-read.
+//! A definition may also give its connections a default `rate_limit` (the vendor's documented
+//! limit; a connection's own replaces it), the HTTP statuses worth retrying (`retry_on`, default
+//! 408, 429 and 5xx), and where an API that answers 200 to a failed call says so (`errors`, as
+//! Slack's `{"ok": false, "error": "channel_not_found"}`):
+//!
+//! ```yaml
+//! rate_limit: { requests: 2, per: 1s }
+//! retry_on: [409, 429, 500, 502, 503, 504]
+//! errors: { ok: /ok, message: /error }
+//! ```
+//!
+//! `triggers` name what a workflow can start from: the vendor's webhooks (with their signature
+//! preset; the secret is the connection's `webhook_secret`) and polls of a list action with a
+//! cursor. A workflow picks one with `uses:` ([`TriggerDef`]):
+//!
+//! ```yaml
+//! triggers:
+//!   order_created:
+//!     summary: An order was placed.
+//!     webhook: { signature: { preset: shopify } }
+//!   customer_changed:
+//!     summary: A customer was created or changed.
+//!     poll:
+//!       action: list_customers
+//!       every: 5m
+//!       with: { updated_at_min: "${{ .cursor // \"1970-01-01T00:00:00Z\" }}" }
+//!       items: ${{ .response.items }}
+//!       key: ${{ .item.id }}-${{ .item.updated_at }}
+//!       cursor: ${{ [.items[].updated_at] | max }}
+//! ```
+//!
+//! Unfinished: registering and removing a vendor's webhook subscription when a workflow is
+//! deployed or removed; the subscription is made in the vendor's console, pointing at the
+//! workflow's `/hooks/<path>`.
 
 pub mod import;
 
@@ -60,12 +91,74 @@ pub struct Definition {
     pub variables: Vec<Variable>,
     /// The `auth.type`s a connection of this type may use (the `http` connector's schemes).
     pub auth: Vec<String>,
+    /// Settings of an `auth.type` that the vendor fixes, which connections need not repeat (an
+    /// API key's `header`, an OAuth2 `token_url`): `auth: [{ type: api_key, header: X-Shopify-Access-Token }]`.
+    /// A connection's own value wins.
+    pub auth_defaults: Vec<(String, Node)>,
     /// The actions, in file order.
     pub actions: Vec<ActionDef>,
     /// The raw `request` action of the build's `http` connector, which connections of this type
     /// also have (the escape hatch: any request, with the connection's credentials), unless an
     /// action of the definition has that name. Set by [`crate::Catalog::define`].
     pub raw_request: Option<&'static crate::ActionSpec>,
+    /// The limit of connections that do not set their own `rate_limit`.
+    pub rate_limit: Option<crate::RateLimit>,
+    /// The HTTP statuses after which a call is retried (`None`: 408, 429 and 5xx).
+    pub retry_on: Option<Vec<u16>>,
+    /// Where a successful (2xx) answer says the call failed, if the API does that.
+    pub errors: Option<ErrorBody>,
+    /// What workflows can start from, in file order.
+    pub triggers: Vec<TriggerDef>,
+}
+
+/// A trigger of a defined connector, which a workflow's `webhook` or `poll` trigger names with
+/// `uses: <connection>.<trigger>`; the workflow's own settings (a `path`, an `every`) add to the
+/// definition's or replace them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TriggerDef {
+    /// Its name, after the connection's in `uses:`.
+    pub name: String,
+    /// One line saying what starts a run.
+    pub summary: String,
+    /// Where it is documented.
+    pub docs: Option<String>,
+    /// A webhook or a poll.
+    pub kind: TriggerKind,
+}
+
+/// What kind of trigger a connector's trigger is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TriggerKind {
+    /// The vendor calls `/hooks/<path>`: the settings of a webhook trigger (`signature` without
+    /// its `secret`, which is the connection's `webhook_secret`; `dedupe`).
+    Webhook(Node),
+    /// An action asked for new items: the settings of a poll trigger (`every`, `with`, `items`,
+    /// `key`, `cursor`), with `action` naming one of the definition's actions.
+    Poll {
+        /// The action polled.
+        action: String,
+        /// The poll trigger's settings.
+        settings: Node,
+    },
+}
+
+impl TriggerKind {
+    /// `webhook` or `poll`: the workflow trigger that uses it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TriggerKind::Webhook(_) => "webhook",
+            TriggerKind::Poll { .. } => "poll",
+        }
+    }
+}
+
+/// How an API that answers 2xx to a failed call says so: `errors: { ok: /ok, message: /error }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorBody {
+    /// A JSON Pointer to a flag in the body; `false` there means the call failed.
+    pub ok: String,
+    /// A JSON Pointer to what went wrong, for the step's error message.
+    pub message: Option<String>,
 }
 
 /// A placeholder of the base URL, set by each connection.
@@ -114,10 +207,16 @@ pub enum Pagination {
     Cursor {
         /// The query parameter.
         param: String,
-        /// Where the next cursor is in a page's body.
-        next: String,
+        /// Where the next cursor is.
+        next: CursorFrom,
         /// Where a "more pages" flag is, if the API gives one.
         has_more: Option<String>,
+    },
+    /// The next page's URL (or its path on the API's host) is in the body at `next`, as
+    /// Salesforce's `nextRecordsUrl`; none, null or empty ends the list.
+    NextUrl {
+        /// Where the URL is in a page's body.
+        next: String,
     },
     /// The next page's URL is in the `Link` header (`rel="next"`), as GitHub sends it.
     Link,
@@ -136,6 +235,16 @@ pub enum Pagination {
     },
 }
 
+/// Where a cursor comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CursorFrom {
+    /// A JSON Pointer into the page's body (`next: /meta/next_cursor`).
+    Body(String),
+    /// A JSON Pointer into the page's last item (`last: /id`, as Stripe's `starting_after`); an
+    /// empty page ends the list.
+    LastItem(String),
+}
+
 /// Pages a step reads when it does not say: `with: { pages: N }`.
 pub const DEFAULT_PAGES: u64 = 10;
 /// Most pages one step may read.
@@ -143,7 +252,7 @@ pub const MAX_PAGES: u64 = 1000;
 /// The input of paginated actions that says how many pages to read.
 pub const PAGES_INPUT: &str = "pages";
 
-const PAGINATION_KEYS: &[&str] = &["style", "param", "next", "has_more", "start"];
+const PAGINATION_KEYS: &[&str] = &["style", "param", "next", "last", "has_more", "start"];
 
 fn pagination(node: &Node, diags: &mut Diagnostics) -> Option<Pagination> {
     let mut f = Fields::new(node, "`pagination`", PAGINATION_KEYS, diags)?;
@@ -155,7 +264,8 @@ fn pagination(node: &Node, diags: &mut Diagnostics) -> Option<Pagination> {
     };
     let pointer = |p: Option<String>, diags: &mut Diagnostics| {
         let p = p?;
-        if p.starts_with('/') {
+        // "" is the whole body (or the whole last item).
+        if p.is_empty() || p.starts_with('/') {
             Some(p)
         } else {
             diags.error(
@@ -168,8 +278,19 @@ fn pagination(node: &Node, diags: &mut Diagnostics) -> Option<Pagination> {
     let out = match style.as_str() {
         "cursor" => {
             let param = text("param", &mut f, diags);
-            let next = text("next", &mut f, diags);
-            let next = pointer(next, diags);
+            let next = match (f.has("next"), f.has("last")) {
+                (true, true) | (false, false) => {
+                    diags.error(
+                        node.pos,
+                        "a cursor comes from the body (`next: /pointer`) or from the last item (`last: /pointer`): give one of them",
+                    );
+                    None
+                }
+                (true, false) => pointer(text("next", &mut f, diags), diags).map(CursorFrom::Body),
+                (false, true) => {
+                    pointer(text("last", &mut f, diags), diags).map(CursorFrom::LastItem)
+                }
+            };
             let has_more = f
                 .get("has_more")
                 .and_then(|n| decode::string(n, "`pagination.has_more`", diags));
@@ -184,6 +305,10 @@ fn pagination(node: &Node, diags: &mut Diagnostics) -> Option<Pagination> {
             })
         }
         "link" => Some(Pagination::Link),
+        "next_url" => {
+            let next = text("next", &mut f, diags);
+            pointer(next, diags).map(|next| Pagination::NextUrl { next })
+        }
         "offset" => text("param", &mut f, diags).map(|param| Pagination::Offset { param }),
         "page" => {
             let param = text("param", &mut f, diags);
@@ -196,7 +321,7 @@ fn pagination(node: &Node, diags: &mut Diagnostics) -> Option<Pagination> {
         other => {
             diags.error(
                 style_node.pos,
-                format!("`pagination.style` must be cursor, link, offset or page, found `{other}`"),
+                format!("`pagination.style` must be cursor, link, next_url, offset or page, found `{other}`"),
             );
             // Which other keys apply depends on the style: nothing more to say about them.
             return None;
@@ -251,7 +376,7 @@ impl Location {
 }
 
 /// Keys of the format that are reserved for what it does not do yet: refused with a message.
-pub(crate) const NOT_YET: &[&str] = &["triggers", "rate_limit"];
+pub(crate) const NOT_YET: &[&str] = &[];
 pub(crate) const KEYS: &[&str] = &[
     "connector",
     "summary",
@@ -260,9 +385,20 @@ pub(crate) const KEYS: &[&str] = &[
     "variables",
     "auth",
     "actions",
-    "triggers",
     "rate_limit",
+    "retry_on",
+    "errors",
+    "triggers",
 ];
+pub(crate) const ERRORS_KEYS: &[&str] = &["ok", "message"];
+pub(crate) const TRIGGER_KEYS: &[&str] = &["summary", "docs", "webhook", "poll"];
+/// Keys of a connector's webhook trigger: a workflow's webhook settings the vendor fixes.
+pub(crate) const TRIGGER_WEBHOOK_KEYS: &[&str] = &["signature", "dedupe"];
+/// Keys of a connector's poll trigger.
+pub(crate) const TRIGGER_POLL_KEYS: &[&str] =
+    &["action", "every", "with", "items", "key", "cursor"];
+/// The key of a connection of a defined type that holds its webhooks' signing secret.
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
 pub(crate) const VARIABLE_KEYS: &[&str] = &["description", "default"];
 pub(crate) const ACTION_KEYS: &[&str] = &[
     "summary",
@@ -290,6 +426,7 @@ pub const CONNECTION_KEYS: &[&str] = &[
     "rate_limit",
     "allow_private_network",
     "credential_origins",
+    WEBHOOK_SECRET,
 ];
 
 /// Reads a definition; every problem goes to `diags` (whose file is the definition's).
@@ -329,12 +466,21 @@ pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Definition> {
     if let (Some(url), Some(n)) = (&base_url, base_node) {
         check_base_url(url, &variables, n, diags);
     }
-    let auth = match f.get("auth") {
+    let (auth, auth_defaults) = match f.get("auth") {
         Some(n) => auth(n, diags),
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     let actions = match f.require("actions", diags) {
         Some(n) => actions(n, diags),
+        None => Vec::new(),
+    };
+    let rate_limit = f
+        .get("rate_limit")
+        .and_then(|n| crate::project::read_rate_limit(n, diags));
+    let retry_on = f.get("retry_on").and_then(|n| statuses(n, diags));
+    let errors = f.get("errors").and_then(|n| error_body(n, diags));
+    let triggers = match f.get("triggers") {
+        Some(n) => triggers(n, &actions, diags),
         None => Vec::new(),
     };
     f.finish(diags);
@@ -345,9 +491,230 @@ pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Definition> {
         base_url: base_url?,
         variables,
         auth,
+        auth_defaults,
         actions,
         raw_request: None,
+        rate_limit,
+        retry_on,
+        errors,
+        triggers,
     })
+}
+
+fn triggers(node: &Node, actions: &[ActionDef], diags: &mut Diagnostics) -> Vec<TriggerDef> {
+    let Some(entries) = decode::entries(node, "`triggers`", diags) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        if !decode::is_identifier(&key.name) {
+            diags.error(
+                key.pos,
+                format!("trigger `{}` must be letters, digits and `_`", key.name),
+            );
+            continue;
+        }
+        if actions.iter().any(|a| a.name == key.name) {
+            diags.error(
+                key.pos,
+                format!(
+                    "trigger `{}` has the name of an action; `uses:` could not tell them apart",
+                    key.name
+                ),
+            );
+            continue;
+        }
+        let what = format!("trigger `{}`", key.name);
+        let Some(mut f) = Fields::new(value, &what, TRIGGER_KEYS, diags) else {
+            continue;
+        };
+        let summary = f
+            .require("summary", diags)
+            .and_then(|n| decode::string(n, "`summary`", diags));
+        let docs = f
+            .get("docs")
+            .and_then(|n| decode::string(n, "`docs`", diags));
+        let kind = match (f.get("webhook"), f.get("poll")) {
+            (Some(w), None) => webhook_trigger(w, diags),
+            (None, Some(p)) => poll_trigger(p, actions, diags),
+            _ => {
+                diags.error(
+                    value.pos,
+                    format!("{what} must be a `webhook` or a `poll`, one of them"),
+                );
+                None
+            }
+        };
+        f.finish(diags);
+        if let (Some(summary), Some(kind)) = (summary, kind) {
+            out.push(TriggerDef {
+                name: key.name.clone(),
+                summary,
+                docs,
+                kind,
+            });
+        }
+    }
+    out
+}
+
+fn webhook_trigger(node: &Node, diags: &mut Diagnostics) -> Option<TriggerKind> {
+    let mut f = Fields::new(node, "a connector's `webhook`", TRIGGER_WEBHOOK_KEYS, diags)?;
+    let before = diags.len();
+    if let Some(sig) = f.get("signature") {
+        // Checked as a workflow's would be, with a stand-in for the connection's secret.
+        let with_secret = with_entry(sig, "secret", &format!("{{ env: {WEBHOOK_SECRET} }}"));
+        if let Some(with_secret) = with_secret {
+            crate::trigger::read_signature(&with_secret, diags);
+        } else {
+            diags.error(
+                sig.pos,
+                "`signature` must be a mapping such as `{ preset: shopify }`",
+            );
+        }
+        if let Kind::Map(entries) = &sig.kind
+            && let Some((k, _)) = entries.iter().find(|(k, _)| k.name == "secret")
+        {
+            diags.error(
+                k.pos,
+                format!("the secret is each connection's `{WEBHOOK_SECRET}`, not the definition's"),
+            );
+        }
+    }
+    f.get("dedupe");
+    f.finish(diags);
+    (diags.len() == before).then(|| TriggerKind::Webhook(node.clone()))
+}
+
+fn poll_trigger(
+    node: &Node,
+    actions: &[ActionDef],
+    diags: &mut Diagnostics,
+) -> Option<TriggerKind> {
+    let mut f = Fields::new(node, "a connector's `poll`", TRIGGER_POLL_KEYS, diags)?;
+    let before = diags.len();
+    let action = f.require("action", diags).and_then(|n| {
+        let name = decode::string(n, "`action`", diags)?;
+        if actions.iter().any(|a| a.name == name) {
+            Some(name)
+        } else {
+            let hint = did_you_mean(&name, actions.iter().map(|a| a.name.as_str()))
+                .map(|h| format!("; did you mean `{h}`?"))
+                .unwrap_or_default();
+            diags.error(
+                n.pos,
+                format!("`action`: the definition has no action `{name}`{hint}"),
+            );
+            None
+        }
+    });
+    if let Some(n) = f.get("every") {
+        decode::duration(n, "`every`", diags);
+    }
+    if let Some(n) = f.get("with") {
+        crate::expr::Template::from_node(n, diags);
+    }
+    for key in ["items", "cursor"] {
+        if let Some(n) = f.get(key) {
+            crate::expr::Template::expr_from_node(n, &format!("`{key}`"), diags);
+        }
+    }
+    if let Some(n) = f.get("key") {
+        crate::expr::Template::from_node(n, diags);
+    }
+    f.finish(diags);
+    let action = action?;
+    let settings = without_entry(node, "action");
+    (diags.len() == before).then_some(TriggerKind::Poll { action, settings })
+}
+
+/// `node` (a mapping) with `key: <yaml>` added, or `None` when it is not a mapping.
+pub(crate) fn with_entry(node: &Node, key: &str, yaml: &str) -> Option<Node> {
+    let Kind::Map(entries) = &node.kind else {
+        return None;
+    };
+    let mut value = crate::yaml::parse(yaml).ok()?;
+    set_pos(&mut value, node.pos);
+    let mut entries = entries.clone();
+    entries.push((
+        crate::yaml::Key {
+            name: key.to_string(),
+            pos: node.pos,
+        },
+        value,
+    ));
+    Some(Node {
+        pos: node.pos,
+        kind: Kind::Map(entries),
+    })
+}
+
+/// `node` (a mapping) without `key`.
+pub(crate) fn without_entry(node: &Node, key: &str) -> Node {
+    match &node.kind {
+        Kind::Map(entries) => Node {
+            pos: node.pos,
+            kind: Kind::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| k.name != key)
+                    .cloned()
+                    .collect(),
+            ),
+        },
+        _ => node.clone(),
+    }
+}
+
+fn set_pos(node: &mut Node, pos: crate::yaml::Pos) {
+    node.pos = pos;
+    match &mut node.kind {
+        Kind::Map(entries) => {
+            for (k, v) in entries {
+                k.pos = pos;
+                set_pos(v, pos);
+            }
+        }
+        Kind::Seq(items) => items.iter_mut().for_each(|v| set_pos(v, pos)),
+        _ => {}
+    }
+}
+
+fn statuses(node: &Node, diags: &mut Diagnostics) -> Option<Vec<u16>> {
+    let items = decode::list(node, "`retry_on`", diags)?;
+    let mut out = Vec::new();
+    for item in items {
+        let status = decode::integer(item, "a `retry_on` status", 100, 599, diags)?;
+        out.push(status as u16);
+    }
+    Some(out)
+}
+
+fn error_body(node: &Node, diags: &mut Diagnostics) -> Option<ErrorBody> {
+    let mut f = Fields::new(node, "`errors`", ERRORS_KEYS, diags)?;
+    let pointer = |key: &str, f: &mut Fields<'_>, diags: &mut Diagnostics| {
+        let n = f.get(key)?;
+        let p = decode::string(n, &format!("`errors.{key}`"), diags)?;
+        if p.starts_with('/') {
+            Some(p)
+        } else {
+            diags.error(
+                n.pos,
+                format!("`errors.{key}` must be a JSON Pointer such as `/ok`, found `{p}`"),
+            );
+            None
+        }
+    };
+    let ok = pointer("ok", &mut f, diags);
+    let message = pointer("message", &mut f, diags);
+    if !f.has("ok") {
+        diags.error(
+            node.pos,
+            "`errors` needs `ok`, the pointer to the flag that is false when a call failed",
+        );
+    }
+    f.finish(diags);
+    Some(ErrorBody { ok: ok?, message })
 }
 
 /// The `{name}` placeholders of a template, in order.
@@ -418,26 +785,64 @@ fn variables(node: &Node, diags: &mut Diagnostics) -> Vec<Variable> {
     out
 }
 
-fn auth(node: &Node, diags: &mut Diagnostics) -> Vec<String> {
+type AuthList = (Vec<String>, Vec<(String, Node)>);
+
+/// `auth: [bearer, { type: api_key, header: X-Shopify-Access-Token }]`: the types, and the settings
+/// a mapping entry fixes for its type.
+fn auth(node: &Node, diags: &mut Diagnostics) -> AuthList {
     let Some(items) = decode::list(node, "`auth`", diags) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut out = Vec::new();
+    let (mut out, mut defaults) = (Vec::new(), Vec::new());
     for item in items {
-        let Some(name) = decode::string(item, "an `auth` entry", diags) else {
+        let (name, name_pos) = match &item.kind {
+            Kind::Map(entries) => match entries.iter().find(|(k, _)| k.name == "type") {
+                Some((_, t)) => (decode::string(t, "`auth` entry's `type`", diags), t.pos),
+                None => {
+                    diags.error(
+                        item.pos,
+                        "an `auth` entry written as a mapping needs `type`, such as `{ type: api_key, header: X-Api-Key }`",
+                    );
+                    continue;
+                }
+            },
+            _ => (decode::string(item, "an `auth` entry", diags), item.pos),
+        };
+        let Some(name) = name else {
             continue;
         };
-        if AUTH_TYPES.contains(&name.as_str()) {
-            out.push(name);
-        } else {
+        if !AUTH_TYPES.contains(&name.as_str()) {
             diags.error(
-                item.pos,
+                name_pos,
                 format!("unknown auth type `{name}`; use {}", AUTH_TYPES.join(", ")),
             );
+            continue;
         }
+        if let Kind::Map(entries) = &item.kind {
+            for (k, v) in entries {
+                if k.name == "type" {
+                    continue;
+                }
+                // Credentials belong to each connection, never to the definition.
+                if matches!(v.kind, Kind::Map(_)) || AUTH_CREDENTIALS.contains(&k.name.as_str()) {
+                    diags.error(
+                        k.pos,
+                        format!(
+                            "`{}` is a credential of each connection, not of the definition",
+                            k.name
+                        ),
+                    );
+                }
+            }
+            defaults.push((name.clone(), without_entry(item, "type")));
+        }
+        out.push(name);
     }
-    out
+    (out, defaults)
 }
+
+/// The settings of the `http` connector's auth schemes that hold credentials.
+const AUTH_CREDENTIALS: &[&str] = &["token", "password", "value", "client_secret", "username"];
 
 fn actions(node: &Node, diags: &mut Diagnostics) -> Vec<ActionDef> {
     let Some(entries) = decode::entries(node, "`actions`", diags) else {
@@ -663,6 +1068,11 @@ impl Definition {
         self.actions.iter().find(|a| a.name == name)
     }
 
+    /// The trigger named `name`.
+    pub fn trigger(&self, name: &str) -> Option<&TriggerDef> {
+        self.triggers.iter().find(|t| t.name == name)
+    }
+
     /// Checks a connection of this type as written in `weft.yaml` (the whole mapping, `type`
     /// included): its keys are the `http` connector's and the variables, every
     /// variable without a default is set, and `auth.type` is one the definition lists. (The `http`
@@ -691,6 +1101,8 @@ impl Definition {
                 );
             } else if self.variables.iter().any(|v| v.name == key.name) {
                 decode::string(value, &format!("`{}`", key.name), diags);
+            } else if key.name == WEBHOOK_SECRET {
+                crate::secret::SecretRef::decode(value, &format!("`{WEBHOOK_SECRET}`"), diags);
             } else if key.name == "auth" && !self.auth.is_empty() {
                 let kind = match &value.kind {
                     Kind::Map(auth) => auth

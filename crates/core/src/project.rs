@@ -265,7 +265,7 @@ pub struct RateLimit {
 /// Keys of `rate_limit`.
 pub const RATE_LIMIT_KEYS: &[&str] = &["requests", "per", "concurrency"];
 
-fn read_rate_limit(node: &Node, diags: &mut Diagnostics) -> Option<RateLimit> {
+pub(crate) fn read_rate_limit(node: &Node, diags: &mut Diagnostics) -> Option<RateLimit> {
     let mut f = Fields::new(node, "`rate_limit`", RATE_LIMIT_KEYS, diags)?;
     let requests = f
         .get("requests")

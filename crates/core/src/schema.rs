@@ -120,6 +120,7 @@ pub fn workflow_schema() -> Value {
                 "type": ["object", "null"],
                 "additionalProperties": false,
                 "properties": {
+                    "uses": { "type": "string", "description": "A connector's webhook trigger, `<connection>.<trigger>`: its signature preset, with the connection's `webhook_secret`." },
                     "path": { "type": "string", "description": "Where the hook listens, below /hooks/. Default: the workflow's name." },
                     "signature": {
                         "type": "object",
@@ -127,7 +128,7 @@ pub fn workflow_schema() -> Value {
                         "required": ["preset", "secret"],
                         "description": "How requests prove they come from the sender; a request without a valid signature gets 401 and starts nothing.",
                         "properties": {
-                            "preset": { "enum": ["standard-webhooks", "github", "stripe", "shopify", "slack", "hmac"] },
+                            "preset": { "enum": ["standard-webhooks", "github", "stripe", "shopify", "slack", "zendesk", "hmac"] },
                             "secret": { "$ref": "#/$defs/secret" },
                             "tolerance": { "$ref": "#/$defs/duration", "default": "5m", "description": "How far a signed timestamp may be from the hub's clock (standard-webhooks, stripe, slack)." },
                             "header": { "type": "string", "default": "X-Signature", "description": "hmac: the header holding the signature." },
@@ -390,14 +391,85 @@ pub fn connector_schema() -> Value {
             },
             "auth": {
                 "type": "array",
-                "description": "The `auth.type`s of the http connector that connections may use.",
-                "items": { "enum": crate::definition::AUTH_TYPES }
+                "description": "The `auth.type`s of the http connector that connections may use; a mapping also fixes settings of its type that connections need not repeat, such as an API key's `header`.",
+                "items": {
+                    "oneOf": [
+                        { "enum": crate::definition::AUTH_TYPES },
+                        {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": { "type": { "enum": crate::definition::AUTH_TYPES } }
+                        }
+                    ]
+                }
             },
             "actions": {
                 "type": "object",
                 "minProperties": 1,
                 "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
                 "additionalProperties": { "$ref": "#/$defs/action" }
+            },
+            "triggers": {
+                "type": "object",
+                "description": "What workflows can start from (`uses: <connection>.<trigger>` in a webhook or poll trigger).",
+                "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["summary"],
+                    "properties": {
+                        "summary": text,
+                        "docs": text,
+                        "webhook": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "description": "The vendor's webhook: its signature preset (the secret is each connection's `webhook_secret`) and the header that identifies a delivery.",
+                            "properties": {
+                                "signature": { "type": "object", "description": "As a webhook trigger's `signature`, without `secret`." },
+                                "dedupe": { "type": ["string", "boolean"] }
+                            }
+                        },
+                        "poll": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["action"],
+                            "description": "An action asked for new items: a poll trigger's settings.",
+                            "properties": {
+                                "action": { "type": "string" },
+                                "every": { "type": "string" },
+                                "with": {},
+                                "items": { "type": "string" },
+                                "key": { "type": "string" },
+                                "cursor": { "type": "string" }
+                            }
+                        }
+                    }
+                }
+            },
+            "rate_limit": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "The vendor's limit, for connections that do not set their own `rate_limit`.",
+                "properties": {
+                    "requests": { "type": "integer", "minimum": 1 },
+                    "per": { "type": "string", "description": "A duration such as 1s or 10s." },
+                    "concurrency": { "type": "integer", "minimum": 1 }
+                }
+            },
+            "retry_on": {
+                "type": "array",
+                "description": "HTTP statuses after which a call is retried (default 408, 429 and 5xx).",
+                "items": { "type": "integer", "minimum": 100, "maximum": 599 }
+            },
+            "errors": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["ok"],
+                "description": "Where an API that answers 2xx to a failed call says so.",
+                "properties": {
+                    "ok": { "type": "string", "description": "A JSON Pointer to a flag that is false when the call failed." },
+                    "message": { "type": "string", "description": "A JSON Pointer to what went wrong." }
+                }
             }
         },
         "$defs": {
@@ -422,9 +494,10 @@ pub fn connector_schema() -> Value {
                         "required": ["style"],
                         "description": "How the action reads more pages; steps then take `pages` and get {items, pages, complete, next}.",
                         "properties": {
-                            "style": { "enum": ["cursor", "link", "offset", "page"] },
+                            "style": { "enum": ["cursor", "link", "next_url", "offset", "page"] },
                             "param": { "type": "string", "description": "The query parameter of the cursor, offset or page number." },
-                            "next": { "type": "string", "description": "cursor: a JSON Pointer to the next cursor in a page's body." },
+                            "next": { "type": "string", "description": "cursor: a JSON Pointer to the next cursor in a page's body; next_url: to the next page's URL." },
+                            "last": { "type": "string", "description": "cursor: a JSON Pointer into a page's last item, whose value is the next cursor (instead of `next`)." },
                             "has_more": { "type": "string", "description": "cursor: a JSON Pointer to a flag that is false on the last page." },
                             "start": { "type": "integer", "description": "page: the first page's number (default 1)." }
                         }

@@ -247,6 +247,23 @@ pub fn verify(
                 .then_some(())
                 .ok_or(Rejection::Mismatch)
         }
+        Scheme::Zendesk => {
+            const SIGNATURE: &str = "X-Zendesk-Webhook-Signature";
+            const TIMESTAMP: &str = "X-Zendesk-Webhook-Signature-Timestamp";
+            let ts_text = need(TIMESTAMP)?;
+            let value = need(SIGNATURE)?;
+            let ts: jiff::Timestamp = ts_text
+                .trim()
+                .parse()
+                .map_err(|_| malformed(TIMESTAMP, "the timestamp is not an ISO 8601 time"))?;
+            fresh(ts.as_second())?;
+            let sig = BASE64
+                .decode(value.trim())
+                .map_err(|_| malformed(SIGNATURE, "the signature is not base64"))?;
+            matches(key, &[ts_text.as_bytes(), body], &sig)
+                .then_some(())
+                .ok_or(Rejection::Mismatch)
+        }
         Scheme::Hmac {
             header: name,
             prefix,

@@ -8,7 +8,7 @@
 //!   webhook:                           # POST /hooks/<path>
 //!     path: shop/orders                # default: the workflow's name
 //!     signature:                       # optional; a request without a valid one gets 401
-//!       preset: github                 # standard-webhooks | github | stripe | shopify | slack | hmac
+//!       preset: github                 # standard-webhooks | github | stripe | shopify | slack | zendesk | hmac
 //!       secret: { env: GITHUB_WEBHOOK_SECRET }
 //!     dedupe: X-GitHub-Delivery        # header whose value identifies a delivery (default per preset)
 //!     respond: async                   # async: 202 {run_id} once committed; sync: the run's output
@@ -52,6 +52,7 @@ use crate::yaml::{Kind, Node, Pos};
 pub const TRIGGER_TYPES: &[&str] = &["manual", "webhook", "schedule", "poll", "queue", "tool"];
 /// Keys of a `webhook` trigger.
 pub const WEBHOOK_KEYS: &[&str] = &[
+    "uses",
     "path",
     "signature",
     "dedupe",
@@ -84,6 +85,7 @@ pub const PRESETS: &[&str] = &[
     "stripe",
     "shopify",
     "slack",
+    "zendesk",
     "hmac",
 ];
 
@@ -209,6 +211,9 @@ pub enum Scheme {
     /// Slack: `X-Slack-Signature: v0=<hex>` with `X-Slack-Request-Timestamp`, HMAC-SHA256 over
     /// `v0:ts:body`.
     Slack,
+    /// Zendesk: `X-Zendesk-Webhook-Signature: <base64>` with `X-Zendesk-Webhook-Signature-Timestamp`
+    /// (ISO 8601), HMAC-SHA256 over `timestamp` followed by the body.
+    Zendesk,
     /// Any sender that puts an HMAC-SHA256 of the body in a header.
     Hmac {
         /// The header (default `X-Signature`).
@@ -229,6 +234,7 @@ impl Scheme {
             Scheme::Stripe => "stripe",
             Scheme::Shopify => "shopify",
             Scheme::Slack => "slack",
+            Scheme::Zendesk => "zendesk",
             Scheme::Hmac { .. } => "hmac",
         }
     }
@@ -239,6 +245,7 @@ impl Scheme {
             Scheme::StandardWebhooks => Some("webhook-id"),
             Scheme::Github => Some("X-GitHub-Delivery"),
             Scheme::Shopify => Some("X-Shopify-Webhook-Id"),
+            Scheme::Zendesk => Some("X-Zendesk-Webhook-Invocation-Id"),
             Scheme::Stripe | Scheme::Slack | Scheme::Hmac { .. } => None,
         }
     }
@@ -441,6 +448,15 @@ pub fn read(
         }
     };
     let settings = settings.filter(|s| !matches!(s.kind, Kind::Null));
+    // `uses: <connection>.<trigger>`: a connector's trigger, which brings its settings.
+    let expanded = match (name, settings) {
+        ("webhook" | "poll", Some(s)) => match connector_trigger(name, s, scope, diags) {
+            Ok(expanded) => expanded,
+            Err(()) => return None,
+        },
+        _ => None,
+    };
+    let settings = expanded.as_ref().or(settings);
     match name {
         "manual" => {
             if let Some(settings) = settings {
@@ -502,6 +518,136 @@ pub fn read(
     }
 }
 
+/// The settings of a `webhook` or `poll` trigger whose `uses:` names a trigger of a defined
+/// connector: the definition's, with the workflow's added or replacing them (`Ok(None)` when `uses`
+/// names no connector trigger, as a poll's action does). A webhook's signature secret is the
+/// connection's `webhook_secret`.
+fn connector_trigger(
+    kind: &str,
+    settings: &Node,
+    scope: &Scope<'_>,
+    diags: &mut Diagnostics,
+) -> Result<Option<Node>, ()> {
+    let Kind::Map(entries) = &settings.kind else {
+        return Ok(None);
+    };
+    let Some((_, uses)) = entries.iter().find(|(k, _)| k.name == "uses") else {
+        return Ok(None);
+    };
+    let Some(text) = uses.as_str() else {
+        return Ok(None);
+    };
+    let (connection_name, trigger_name) = text.split_once('.').unwrap_or((text, ""));
+    let connection = scope.connections.get(connection_name);
+    let definition = connection.and_then(|c| match scope.catalog.get(&c.type_name) {
+        Some(crate::Spec::Defined(def)) => Some(def.clone()),
+        _ => None,
+    });
+    let found = definition.as_ref().and_then(|d| d.trigger(trigger_name));
+    let Some(found) = found.filter(|t| t.kind.name() == kind) else {
+        if kind == "poll" && found.is_none() {
+            // A poll of an action, as before.
+            return Ok(None);
+        }
+        let offered: Vec<String> = definition
+            .iter()
+            .flat_map(|d| d.triggers.iter())
+            .filter(|t| t.kind.name() == kind)
+            .map(|t| format!("{connection_name}.{}", t.name))
+            .collect();
+        let why = match (connection, &definition) {
+            (None, _) => format!("there is no connection `{connection_name}`"),
+            (Some(c), None) => format!(
+                "connection `{connection_name}` is of type `{}`, which has no triggers",
+                c.type_name
+            ),
+            (Some(_), Some(_)) if offered.is_empty() => {
+                format!("its connector has no {kind} triggers")
+            }
+            (Some(_), Some(_)) => {
+                let hint = did_you_mean(text, offered.iter().map(String::as_str))
+                    .map(|h| format!("did you mean `{h}`? "))
+                    .unwrap_or_default();
+                format!("{hint}{kind} triggers of it: {}", offered.join(", "))
+            }
+        };
+        diags.error(
+            uses.pos,
+            format!("`uses: {text}` names no {kind} trigger: {why}"),
+        );
+        return Err(());
+    };
+    let (base, extra) = match &found.kind {
+        crate::definition::TriggerKind::Webhook(node) => {
+            let mut base = node.clone();
+            let secret = connection.and_then(|c| match &c.node.kind {
+                Kind::Map(e) => e
+                    .iter()
+                    .find(|(k, _)| k.name == crate::definition::WEBHOOK_SECRET)
+                    .map(|(_, v)| v.clone()),
+                _ => None,
+            });
+            if let Kind::Map(base_entries) = &mut base.kind
+                && let Some((_, sig)) = base_entries.iter_mut().find(|(k, _)| k.name == "signature")
+                && let Kind::Map(sig_entries) = &mut sig.kind
+            {
+                let Some(secret) = secret else {
+                    diags.error(
+                        uses.pos,
+                        format!(
+                            "{text} webhooks are signed: connection `{connection_name}` needs `{}`, such as `{{ secret: {} }}`",
+                            crate::definition::WEBHOOK_SECRET,
+                            connection_name.to_ascii_uppercase() + "_WEBHOOK_SECRET"
+                        ),
+                    );
+                    return Err(());
+                };
+                sig_entries.push((
+                    crate::yaml::Key {
+                        name: "secret".into(),
+                        pos: uses.pos,
+                    },
+                    secret,
+                ));
+            }
+            (base, None)
+        }
+        crate::definition::TriggerKind::Poll { action, settings } => (
+            settings.clone(),
+            Some(format!("{connection_name}.{action}")),
+        ),
+    };
+    let Kind::Map(mut merged) = base.kind else {
+        return Ok(None);
+    };
+    for (k, v) in entries {
+        if k.name == "uses" {
+            continue;
+        }
+        merged.retain(|(m, _)| m.name != k.name);
+        merged.push((k.clone(), v.clone()));
+    }
+    if let Some(action) = extra {
+        merged.push((
+            crate::yaml::Key {
+                name: "uses".into(),
+                pos: uses.pos,
+            },
+            Node {
+                pos: uses.pos,
+                kind: Kind::Str(crate::yaml::Str {
+                    value: action,
+                    expr_pos: Vec::new(),
+                }),
+            },
+        ));
+    }
+    Ok(Some(Node {
+        pos: settings.pos,
+        kind: Kind::Map(merged),
+    }))
+}
+
 /// Whether `path` is a usable webhook path: segments of letters, digits, `-`, `_` and `.`, joined by
 /// single `/`, not starting or ending with `/`, no `.` or `..` segment.
 pub fn is_hook_path(path: &str) -> bool {
@@ -534,6 +680,8 @@ fn read_webhook(
         return workflow.map(|_| trigger);
     };
     let mut f = Fields::new(settings, "webhook trigger", WEBHOOK_KEYS, diags)?;
+    // A `uses:` left here named no connector trigger, and said so.
+    f.get("uses");
     let mut ok = true;
     if let Some(n) = f.get("path") {
         match decode::string(n, "`path`", diags) {
@@ -647,7 +795,7 @@ fn is_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn read_signature(node: &Node, diags: &mut Diagnostics) -> Option<Signature> {
+pub(crate) fn read_signature(node: &Node, diags: &mut Diagnostics) -> Option<Signature> {
     let mut f = Fields::new(node, "`signature`", SIGNATURE_KEYS, diags)?;
     let preset_node = f.require("preset", diags);
     let preset = preset_node.and_then(|n| decode::string(n, "`signature.preset`", diags));
@@ -711,6 +859,7 @@ fn read_signature(node: &Node, diags: &mut Diagnostics) -> Option<Signature> {
                 "github" => Some(Scheme::Github),
                 "stripe" => Some(Scheme::Stripe),
                 "shopify" => Some(Scheme::Shopify),
+                "zendesk" => Some(Scheme::Zendesk),
                 _ => Some(Scheme::Slack),
             }
         }
@@ -1125,7 +1274,7 @@ mod tests {
                 "3:38: `signature.secret` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
                 "4:12: `respond` must be `async` or `sync`",
                 "6:19: `max_body_bytes` must be a whole number from 1 to 67108864, found 0",
-                "7:3: unknown key `colour` in webhook trigger; expected one of: path, signature, dedupe, respond, timeout, max_body_bytes",
+                "7:3: unknown key `colour` in webhook trigger; expected one of: uses, path, signature, dedupe, respond, timeout, max_body_bytes",
             ]
         );
     }

@@ -227,7 +227,7 @@ async fn a_definition_imported_from_a_vendors_document_lints_and_runs() {
 }
 
 /// Prism, the spec-validating mock server `mocks/` installs (`npm ci` there; `.ci/run` does).
-fn prism() -> Option<std::path::PathBuf> {
+pub(crate) fn prism() -> Option<std::path::PathBuf> {
     let bin = crate::support::repo_root().join("mocks/node_modules/.bin/prism");
     if bin.exists() {
         return Some(bin);
@@ -241,13 +241,13 @@ fn prism() -> Option<std::path::PathBuf> {
 
 /// A Prism mock of one of the importer's vendor documents on a free loopback port, answering 422
 /// to any request that breaks the document; stopped when dropped.
-struct Mock {
+pub(crate) struct Mock {
     child: tokio::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Mock {
-    async fn start(bin: &std::path::Path, document: &std::path::Path) -> Mock {
+    pub(crate) async fn start(bin: &std::path::Path, document: &std::path::Path) -> Mock {
         let port = crate::support::free_port();
         let child = tokio::process::Command::new(bin)
             .args([

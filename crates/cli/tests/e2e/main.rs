@@ -25,6 +25,8 @@ mod durability;
 mod examples;
 /// Hostile input and runaway expressions fail a step, never the hub.
 mod hardening;
+/// The built-in connector library against Prism mocks of the vendors' documents.
+mod library;
 /// A connection's rate limit across the runs of a real hub.
 mod limits;
 /// `weft lint` on a folder of broken files: every diagnostic's file, line, column and text.

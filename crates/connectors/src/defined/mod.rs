@@ -32,7 +32,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use weft_core::definition::{
-    ActionDef, DEFAULT_PAGES, Definition, Location, MAX_PAGES, PAGES_INPUT, Pagination,
+    ActionDef, CursorFrom, DEFAULT_PAGES, Definition, Location, MAX_PAGES, PAGES_INPUT, Pagination,
 };
 use weft_core::yaml::{Key, Kind, Node, Str};
 use weft_core::{Connection, json_kind};
@@ -45,6 +45,8 @@ use crate::{ActionError, Call, Connector};
 pub struct DefinedConnector {
     definition: Arc<Definition>,
     http: HttpConnector,
+    /// The connection's base URL, variables filled in.
+    base_url: String,
 }
 
 /// Characters a path segment keeps as they are; every other byte is percent-encoded.
@@ -153,7 +155,9 @@ impl DefinedConnector {
         let mut http_entries: Vec<(Key, Node)> = entries
             .iter()
             .filter(|(k, _)| {
-                k.name != "base_url" && !definition.variables.iter().any(|v| v.name == k.name)
+                k.name != "base_url"
+                    && k.name != weft_core::definition::WEBHOOK_SECRET
+                    && !definition.variables.iter().any(|v| v.name == k.name)
             })
             .cloned()
             .collect();
@@ -165,11 +169,44 @@ impl DefinedConnector {
             Node {
                 pos,
                 kind: Kind::Str(Str {
-                    value: base_url,
+                    value: base_url.clone(),
                     expr_pos: Vec::new(),
                 }),
             },
         ));
+        // The settings the definition fixes for the connection's auth type, where the connection
+        // does not give its own.
+        if let Some((
+            _,
+            Node {
+                kind: Kind::Map(auth),
+                ..
+            },
+        )) = http_entries.iter_mut().find(|(k, _)| k.name == "auth")
+        {
+            let kind = auth
+                .iter()
+                .find(|(k, _)| k.name == "type")
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_string);
+            if let Some((
+                _,
+                Node {
+                    kind: Kind::Map(fixed),
+                    ..
+                },
+            )) = definition
+                .auth_defaults
+                .iter()
+                .find(|(t, _)| Some(t) == kind.as_ref())
+            {
+                for (k, v) in fixed {
+                    if !auth.iter().any(|(a, _)| a.name == k.name) {
+                        auth.push((k.clone(), v.clone()));
+                    }
+                }
+            }
+        }
         let node = Node {
             pos,
             kind: Kind::Map(http_entries),
@@ -181,7 +218,20 @@ impl DefinedConnector {
             },
             secrets,
         )?;
-        Ok(DefinedConnector { definition, http })
+        Ok(DefinedConnector {
+            definition,
+            http,
+            base_url,
+        })
+    }
+
+    /// The URL of `path` on the host of the connection's base URL.
+    fn origin_url(&self, path: &str) -> Result<String, String> {
+        let base = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| format!("the base URL {} is not a URL: {e}", self.base_url))?;
+        base.join(path)
+            .map(String::from)
+            .map_err(|e| format!("the next page's address `{path}` is not a path: {e}"))
     }
 
     /// The `http` connector's request for one call of `action`.
@@ -271,16 +321,81 @@ fn next_link(link: &str) -> Option<String> {
 }
 
 impl DefinedConnector {
-    /// Sends one request of `action` and returns the whole `http` output (status, headers, body).
+    /// Sends one request of `action` and returns the whole `http` output (status, headers, body),
+    /// with the definition's `retry_on` statuses retryable and its `errors` flag read.
     async fn send(&self, call: &Call<'_>, request: Value) -> Result<Value, ActionError> {
-        self.http
+        let result = self
+            .http
             .call(Call {
                 action: "request",
                 input: request,
                 idempotency_key: call.idempotency_key,
                 max_output_bytes: call.max_output_bytes,
             })
-            .await
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => return Err(self.classify(e)),
+        };
+        if let Some(errors) = &self.definition.errors
+            && output["body"].pointer(&errors.ok) == Some(&Value::Bool(false))
+        {
+            let said = errors
+                .message
+                .as_deref()
+                .and_then(|p| output["body"].pointer(p))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "no reason given".into());
+            return Err(ActionError::Fatal {
+                message: format!(
+                    "{} answered {} but says the call failed: {said}",
+                    self.definition.type_name, output["status"]
+                ),
+                details: output,
+            });
+        }
+        Ok(output)
+    }
+
+    /// An HTTP failure, retryable or not as the definition's `retry_on` says (the `http`
+    /// connector's own rule otherwise). Failures without a status (a refused connection, a
+    /// timeout) keep their class.
+    fn classify(&self, error: ActionError) -> ActionError {
+        let Some(retry_on) = &self.definition.retry_on else {
+            return error;
+        };
+        match error {
+            ActionError::Retryable {
+                message,
+                retry_after,
+                details,
+            } => match details["status"].as_u64() {
+                Some(status) if !retry_on.contains(&(status as u16)) => {
+                    ActionError::Fatal { message, details }
+                }
+                _ => ActionError::Retryable {
+                    message,
+                    retry_after,
+                    details,
+                },
+            },
+            ActionError::Fatal { message, details } => match details["status"].as_u64() {
+                Some(status) if retry_on.contains(&(status as u16)) => {
+                    let retry_after = details["headers"]["retry-after"]
+                        .as_str()
+                        .and_then(|v| crate::http::retry_after(v, jiff::Timestamp::now()));
+                    ActionError::Retryable {
+                        message,
+                        retry_after,
+                        details,
+                    }
+                }
+                _ => ActionError::Fatal { message, details },
+            },
+        }
     }
 
     /// Reads up to `pages` pages of a paginated action: `{items, pages, complete, next}`.
@@ -333,11 +448,21 @@ impl DefinedConnector {
                         .as_deref()
                         .and_then(|p| output["body"].pointer(p))
                         .is_none_or(|v| v != &Value::Bool(false));
-                    output["body"]
-                        .pointer(next)
+                    let cursor = match next {
+                        CursorFrom::Body(p) => output["body"].pointer(p),
+                        CursorFrom::LastItem(p) => items
+                            .last()
+                            .filter(|_| count > 0)
+                            .and_then(|item| item.pointer(p)),
+                    };
+                    cursor
                         .filter(|v| more && !v.is_null() && v != &&json!(""))
                         .cloned()
                 }
+                Pagination::NextUrl { next } => output["body"]
+                    .pointer(next)
+                    .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                    .cloned(),
                 Pagination::Link => output["headers"]["link"]
                     .as_str()
                     .and_then(next_link)
@@ -359,6 +484,19 @@ impl DefinedConnector {
                     object.remove("path");
                     object.remove("query");
                     object.insert("url".into(), next);
+                }
+                Pagination::NextUrl { .. } => {
+                    let object = request.as_object_mut().expect("a request is a mapping");
+                    object.remove("path");
+                    object.remove("query");
+                    let target = next.as_str().unwrap_or_default();
+                    if target.starts_with("http://") || target.starts_with("https://") {
+                        object.insert("url".into(), next);
+                    } else {
+                        // A path on the API's host (Salesforce's `/services/data/…`).
+                        let url = self.origin_url(target).map_err(ActionError::fatal)?;
+                        object.insert("url".into(), Value::String(url));
+                    }
                 }
                 Pagination::Offset { param } | Pagination::Page { param, .. } => {
                     position = next.as_u64().unwrap_or(position);

@@ -258,6 +258,18 @@ actions:
     path: /page
     response: /results
     pagination: { style: page, param: p, start: 1 }
+  by_last_item:
+    summary: The cursor is the last item (Stripe's starting_after).
+    method: GET
+    path: /cursor
+    response: /data
+    pagination: { style: cursor, param: after, last: "", has_more: /has_more }
+  by_next_url:
+    summary: The next page's path is in the body (Salesforce's nextRecordsUrl).
+    method: GET
+    path: /records
+    response: /records
+    pagination: { style: next_url, next: /nextRecordsUrl }
   broken:
     summary: The pointer names no list.
     method: GET
@@ -277,9 +289,20 @@ async fn serve_pages() -> SocketAddr {
     }
     let app = Router::new()
         .route(
+            "/records",
+            any(|Query(q): Query<HashMap<String, String>>| async move {
+                let from: usize = q.get("from").map_or(0, |a| a.parse().unwrap());
+                let next = (from + 2 < ALL.len()).then(|| format!("/records?from={}", from + 2));
+                axum::Json(json!({"records": slice(from), "nextRecordsUrl": next}))
+            }),
+        )
+        .route(
             "/cursor",
             any(|Query(q): Query<HashMap<String, String>>| async move {
-                let from: usize = q.get("after").map_or(0, |a| a.parse().unwrap());
+                // A number, or the letter the last page ended with.
+                let from: usize = q.get("after").map_or(0, |a| {
+                    a.parse().unwrap_or_else(|_| ALL.iter().position(|l| l == a).unwrap() + 1)
+                });
                 let more = from + 2 < ALL.len();
                 axum::Json(json!({"data": slice(from), "has_more": more, "next": (from + 2).to_string()}))
             }),
@@ -347,7 +370,14 @@ async fn every_paging_style_reads_every_page_or_stops_where_the_step_says() {
     let addr = serve_pages().await;
     let c = paged(addr.port());
     let all = json!(["a", "b", "c", "d", "e", "f", "g"]);
-    for action in ["by_cursor", "by_link", "by_offset", "by_page"] {
+    for action in [
+        "by_cursor",
+        "by_link",
+        "by_offset",
+        "by_page",
+        "by_last_item",
+        "by_next_url",
+    ] {
         let out = call(&c, action, json!({})).await.unwrap();
         assert_eq!(out["items"], all, "{action}: {out}");
         assert_eq!(out["complete"], true, "{action}: {out}");
@@ -366,6 +396,10 @@ async fn every_paging_style_reads_every_page_or_stops_where_the_step_says() {
     }
     let out = call(&c, "by_cursor", json!({"pages": 1})).await.unwrap();
     assert_eq!(out["next"], "2", "the cursor to go on from");
+    let out = call(&c, "by_last_item", json!({"pages": 1})).await.unwrap();
+    assert_eq!(out["next"], "b", "the last item is the cursor");
+    let out = call(&c, "by_next_url", json!({"pages": 1})).await.unwrap();
+    assert_eq!(out["next"], "/records?from=2");
     let err = call(&c, "broken", json!({})).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -437,4 +471,90 @@ async fn the_raw_request_is_there_with_the_connections_credentials() {
         problems,
         ["workflows/w.yaml:5:26: unknown input `pth` for shop.request; did you mean `path`?"]
     );
+}
+
+const PICKY: &str = r#"connector: picky
+summary: Retries a conflict, not a 503; says failure inside a 200.
+base_url: http://127.0.0.1:{port}
+variables:
+  port: {}
+retry_on: [409]
+errors: { ok: /ok, message: /error }
+rate_limit: { requests: 5, per: 1s }
+actions:
+  status:
+    summary: Answers the status it is asked for.
+    method: GET
+    path: /status/{code}
+    inputs:
+      code: { in: path, schema: { type: integer } }
+"#;
+
+#[tokio::test]
+async fn retry_on_and_errors_classify_the_vendors_answers() {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let app = Router::new().route(
+        "/status/{code}",
+        any(|Path(code): Path<u16>| async move {
+            let status = StatusCode::from_u16(code).unwrap();
+            let body = if code == 200 {
+                json!({"ok": false, "error": "channel_not_found"})
+            } else if code == 201 {
+                json!({"ok": true, "ts": "1.2"})
+            } else {
+                json!({"ok": false})
+            };
+            let mut response = (status, axum::Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert("retry-after", "3".parse().unwrap());
+            response
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut sources = Sources::new(
+        "weft.yaml",
+        format!(
+            "connections:\n  picky: {{type: picky, port: \"{}\", allow_private_network: true}}\n",
+            addr.port()
+        ),
+    );
+    sources.add_connector("connectors/picky.yaml", PICKY);
+    let project = Project::load(&sources, &Catalog::empty()).unwrap();
+    let Some(weft_core::Spec::Defined(definition)) = project.catalog.get("picky") else {
+        panic!("the project defines `picky`");
+    };
+    assert_eq!(
+        definition.rate_limit.as_ref().unwrap().rate,
+        Some((5, std::time::Duration::from_secs(1)))
+    );
+    let c = DefinedConnector::build(
+        definition.clone(),
+        &project.connections["picky"],
+        &Secrets::new(),
+    )
+    .unwrap();
+    match call(&c, "status", json!({"code": 409})).await.unwrap_err() {
+        ActionError::Retryable { retry_after, .. } => {
+            assert_eq!(retry_after, Some(std::time::Duration::from_secs(3)));
+        }
+        other => panic!("409 is listed in retry_on: {other:?}"),
+    }
+    let err = call(&c, "status", json!({"code": 503})).await.unwrap_err();
+    assert!(
+        matches!(err, ActionError::Fatal { .. }),
+        "503 is not in retry_on: {err:?}"
+    );
+    let err = call(&c, "status", json!({"code": 200})).await.unwrap_err();
+    assert!(matches!(err, ActionError::Fatal { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "picky answered 200 but says the call failed: channel_not_found"
+    );
+    let out = call(&c, "status", json!({"code": 201})).await.unwrap();
+    assert_eq!(out["ts"], "1.2");
 }

@@ -104,7 +104,7 @@ actions:
             "connectors/shop.yaml:3:11: `base_url` must start with https:// or http://, found `{shop}.example.com`",
             "connectors/shop.yaml:3:11: `base_url` uses `{shop}`, which `variables` does not declare",
             "connectors/shop.yaml:4:8: unknown auth type `apikey`; use bearer, basic, api_key, oauth2",
-            "connectors/shop.yaml:5:1: unknown key `pagination` in connector definition; expected one of: connector, summary, docs, base_url, variables, auth, actions, triggers, rate_limit",
+            "connectors/shop.yaml:5:1: unknown key `pagination` in connector definition; expected one of: connector, summary, docs, base_url, variables, auth, actions, rate_limit, retry_on, errors, triggers",
             "connectors/shop.yaml:9:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, found `FETCH`",
             "connectors/shop.yaml:10:11: `path` must start with `/`, found `orders/{id}`",
             "connectors/shop.yaml:10:11: `path` uses `{id}`, which no input with `in: path` declares",
@@ -217,7 +217,7 @@ fn pagination_is_read_and_checked_with_the_pages_a_step_asks_for() {
         list.pagination,
         Some(Pagination::Cursor {
             param: "page_info".into(),
-            next: "/next".into(),
+            next: CursorFrom::Body("/next".into()),
             has_more: None
         })
     );
@@ -260,7 +260,7 @@ fn pagination_is_read_and_checked_with_the_pages_a_step_asks_for() {
     assert_eq!(
         problems,
         [
-            "connectors/shop.yaml:17:26: `pagination.style` must be cursor, link, offset or page, found `scroll`"
+            "connectors/shop.yaml:17:26: `pagination.style` must be cursor, link, next_url, offset or page, found `scroll`"
         ]
     );
     let problems = read(&SHOP.replace(
@@ -274,4 +274,143 @@ fn pagination_is_read_and_checked_with_the_pages_a_step_asks_for() {
             "connectors/shop.yaml:11:5: action `get_order`: a paginated action needs `response`, the pointer to each page's list of items"
         ]
     );
+}
+
+const TRIGGERS: &str = r#"
+rate_limit: { requests: 2, per: 1s }
+retry_on: [429, 503]
+errors: { ok: /ok, message: /error }
+triggers:
+  order_created:
+    summary: An order was placed.
+    docs: https://shop.example.com/docs/webhooks
+    webhook: { signature: { preset: shopify } }
+  order_changed:
+    summary: An order changed.
+    poll:
+      action: list_orders
+      every: 5m
+      with: { status: any }
+      items: ${{ .response }}
+      key: ${{ .item.id }}-${{ .item.updated_at }}
+      cursor: ${{ [.items[].updated_at] | max }}
+"#;
+
+fn workflow(catalog: &Catalog, connection: &str, trigger: &str) -> Result<Project, Vec<String>> {
+    let mut sources = Sources::new("weft.yaml", format!("connections:\n  shop: {connection}\n"));
+    sources.add_workflow(
+        "workflows/w.yaml",
+        format!("trigger:\n{trigger}\nsteps:\n  - id: s\n    map: {{ a: 1 }}\n"),
+    );
+    Project::load(&sources, catalog).map_err(|ds| ds.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn a_connectors_triggers_bring_their_settings_to_the_workflows_that_use_them() {
+    let def = read(&format!("{SHOP}{TRIGGERS}")).unwrap();
+    assert_eq!(def.retry_on, Some(vec![429, 503]));
+    assert_eq!(def.errors.as_ref().unwrap().ok, "/ok");
+    assert_eq!(
+        def.triggers
+            .iter()
+            .map(|t| (t.name.as_str(), t.kind.name()))
+            .collect::<Vec<_>>(),
+        [("order_created", "webhook"), ("order_changed", "poll")]
+    );
+    let mut catalog = Catalog::empty();
+    catalog.define(def).unwrap();
+    let connection = "{type: shop, shop: acme, webhook_secret: {env: SHOP_HOOK_SECRET}}";
+    let p = workflow(
+        &catalog,
+        connection,
+        "  webhook: { uses: shop.order_created, path: shop/orders }",
+    )
+    .unwrap();
+    let crate::Trigger::Webhook(hook) = &p.workflows["w"].trigger else {
+        panic!("a webhook")
+    };
+    assert_eq!(hook.path, "shop/orders");
+    let sig = hook.signature.as_ref().unwrap();
+    assert_eq!(sig.scheme, crate::trigger::Scheme::Shopify);
+    assert_eq!(
+        sig.secret,
+        crate::secret::SecretRef::Env("SHOP_HOOK_SECRET".into())
+    );
+
+    let p = workflow(&catalog, connection, "  poll: { uses: shop.order_changed }").unwrap();
+    let crate::Trigger::Poll(poll) = &p.workflows["w"].trigger else {
+        panic!("a poll")
+    };
+    assert_eq!(
+        (poll.connection.as_str(), poll.action.as_str()),
+        ("shop", "list_orders")
+    );
+    assert_eq!(poll.every, std::time::Duration::from_secs(300));
+    assert!(poll.cursor.is_some());
+    let p = workflow(
+        &catalog,
+        connection,
+        "  poll: { uses: shop.order_changed, every: 30s }",
+    )
+    .unwrap();
+    let crate::Trigger::Poll(poll) = &p.workflows["w"].trigger else {
+        panic!("a poll")
+    };
+    assert_eq!(
+        poll.every,
+        std::time::Duration::from_secs(30),
+        "the workflow's own wins"
+    );
+
+    assert_eq!(
+        workflow(
+            &catalog,
+            "{type: shop, shop: acme}",
+            "  webhook: { uses: shop.order_created }"
+        )
+        .unwrap_err(),
+        [
+            "workflows/w.yaml:2:20: shop.order_created webhooks are signed: connection `shop` needs `webhook_secret`, such as `{ secret: SHOP_WEBHOOK_SECRET }`"
+        ]
+    );
+    assert_eq!(
+        workflow(
+            &catalog,
+            connection,
+            "  webhook: { uses: shop.order_create }"
+        )
+        .unwrap_err(),
+        [
+            "workflows/w.yaml:2:20: `uses: shop.order_create` names no webhook trigger: did you mean `shop.order_created`? webhook triggers of it: shop.order_created"
+        ]
+    );
+    assert_eq!(
+        workflow(
+            &catalog,
+            connection,
+            "  webhook: { uses: crm.order_created }"
+        )
+        .unwrap_err(),
+        [
+            "workflows/w.yaml:2:20: `uses: crm.order_created` names no webhook trigger: there is no connection `crm`"
+        ]
+    );
+}
+
+#[test]
+fn bad_triggers_are_reported_in_the_definition() {
+    let text = format!(
+        "{SHOP}triggers:\n  a:\n    summary: s\n    webhook: {{ signature: {{ preset: shopfy, secret: {{ env: X }} }} }}\n  b:\n    summary: s\n    poll: {{ action: list_order, items: \"${{{{ .response\" }}\n  get_order:\n    summary: s\n    poll: {{ action: list_orders }}\n  c:\n    summary: s\n"
+    );
+    let problems = read(&text).unwrap_err();
+    let expect = [
+        "unknown signature preset `shopfy`; did you mean `shopify`?",
+        "the secret is each connection's `webhook_secret`, not the definition's",
+        "`action`: the definition has no action `list_order`; did you mean `list_orders`?",
+        "trigger `get_order` has the name of an action",
+        "trigger `c` must be a `webhook` or a `poll`, one of them",
+    ];
+    for e in expect {
+        assert!(problems.iter().any(|p| p.contains(e)), "{e}: {problems:#?}");
+    }
 }

@@ -10,6 +10,8 @@
 //!   Python's `hmac` and `hashlib` exactly as their docs describe: `sha256=` + hex HMAC-SHA256 of the
 //!   body for GitHub, base64 HMAC-SHA256 of the body for Shopify. GitHub's own documented example
 //!   is checked too.
+//! - Zendesk publishes no signing package either: base64 HMAC-SHA256 of the timestamp header's
+//!   text followed by the body, as its webhook docs describe, computed with Python's `hmac`.
 //! - The generic HMAC scheme's vectors were computed the same way as GitHub's and Shopify's.
 
 use super::*;
@@ -45,6 +47,9 @@ const GITHUB_SIG: &str = "sha256=61b9a8186519244db6dd2c4e716cdbc4d4c210a6e8143c3
 
 const SHOPIFY_SECRET: &str = "weft-shopify-app-client-secret";
 const SHOPIFY_SIG: &str = "JGi3HszSZBVJxiTMLto5T6fkTmPF/R2X88KEIC+Eb4A=";
+
+const ZENDESK_SECRET: &str = "weft-zendesk-signing-secret";
+const ZENDESK_SIG: &str = "pdnr6OxP/UG209cLHZr3UrF4ZX5lta0bhaDMRaJtUi8=";
 
 const HMAC_SECRET: &str = "weft-generic-hmac-secret";
 const HMAC_HEX: &str = "efae26eaf7e24e281e957a4e2854b98b858aeaac42b9a6acbd136428dbb39bc7";
@@ -162,6 +167,20 @@ fn vectors() -> Vec<Vector> {
             headers: owned(slack(SLACK_SIG)),
             signature_header: "X-Slack-Signature",
             body: SLACK_BODY,
+            now: SOON,
+        },
+        Vector {
+            scheme: Scheme::Zendesk,
+            secret: ZENDESK_SECRET,
+            headers: owned(vec![
+                ("X-Zendesk-Webhook-Signature", ZENDESK_SIG),
+                (
+                    "X-Zendesk-Webhook-Signature-Timestamp",
+                    "2025-01-01T00:00:00Z",
+                ),
+            ]),
+            signature_header: "X-Zendesk-Webhook-Signature",
+            body: BODY,
             now: SOON,
         },
         Vector {

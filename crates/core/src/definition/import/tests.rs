@@ -60,7 +60,7 @@ fn vendor_documents_become_definitions_that_read_back() {
         ["bearer", "oauth2"],
         "an OAuth2 access token is a bearer token"
     );
-    assert_eq!(sheets.actions.len(), 2);
+    assert_eq!(sheets.actions.len(), 5);
 
     // Pages where the document makes them plain: GitHub's Link header, Mailchimp's offset.
     let list = github.action("issues_list_for_repo").unwrap();
