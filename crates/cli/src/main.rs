@@ -5,6 +5,7 @@
 //! CLI's reference) and maps outcomes to exit codes.
 
 mod audit;
+mod connections;
 mod connectors;
 mod erase;
 mod init;
@@ -233,6 +234,12 @@ enum Command {
         #[command(subcommand)]
         command: ConnectorsCommand,
     },
+    /// Connections that sign in (OAuth2 authorization code): `connect` signs one in through the
+    /// running hub.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
     /// API tokens of the hub: create (the secret is shown once), list, revoke.
     Tokens {
         #[command(subcommand)]
@@ -357,6 +364,26 @@ enum ConnectorsCommand {
         /// Write the definition to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Write the built-in library's reference pages (Markdown, one per connector) into a folder.
+    Docs {
+        /// The folder (the repository keeps them in docs/connectors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCommand {
+    /// Sign a connection in (`auth: { type: oauth2, grant: authorization_code }`): prints the
+    /// provider's sign-in address and waits until the person has signed in. Needs the hub running
+    /// and an admin token in WEFT_TOKEN; the hub keeps the tokens in the secret store.
+    Connect {
+        /// The connection's name.
+        name: String,
+        /// The hub's address.
+        #[arg(long, default_value = "http://127.0.0.1:7807")]
+        hub: String,
     },
 }
 
@@ -641,6 +668,10 @@ async fn dispatch(command: Command) -> CmdResult {
                 include,
                 out,
             } => connectors::import_openapi(&spec, name, include, out.as_deref()),
+            ConnectorsCommand::Docs { out } => connectors::docs(&out),
+        },
+        Command::Connections { command } => match command {
+            ConnectionsCommand::Connect { name, hub } => connections::connect(&name, &hub).await,
         },
         Command::Tokens { command } => match command {
             TokensCommand::Create {

@@ -156,6 +156,11 @@ pub trait Connector: Send + Sync {
         ))
     }
 
+    /// The OAuth2 sign-in of a connection whose auth is `grant: authorization_code`.
+    fn sign_in(&self) -> Option<Arc<http::SignIn>> {
+        None
+    }
+
     /// Starts consuming messages for a `queue` trigger: `consumer` names the workflow (the default
     /// of durable consumer names), `settings` are the trigger's connector-specific keys, checked
     /// by the connector's [`weft_core::ConsumeSpec`]. Connectors without messages refuse.

@@ -105,4 +105,27 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn an_oauth_connection_of_the_library_needs_only_its_client() {
+        use weft_core::{Project, Sources};
+        let sources = Sources::new(
+            "weft.yaml",
+            "connections:\n  crm:\n    type: hubspot\n    auth: { type: oauth2, client_id: abc, client_secret: { secret: HUBSPOT_CLIENT_SECRET }, scope: crm.objects.contacts.read }\n",
+        );
+        let project = Project::load(&sources, &crate::catalog()).unwrap_or_else(|p| {
+            panic!("{:?}", p.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+        });
+        let built =
+            crate::Registry::build(&project, std::path::Path::new("."), &crate::Secrets::new())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let sign_in = built.get("crm").unwrap().sign_in().expect("it signs in");
+        let url = sign_in.authorize_url("http://127.0.0.1:7807/oauth/callback", "st", "ch");
+        assert!(
+            url.starts_with(
+                "https://app.hubspot.com/oauth/authorize?response_type=code&client_id=abc"
+            ),
+            "{url}"
+        );
+    }
 }

@@ -109,6 +109,10 @@ impl Connector for Limited {
         result
     }
 
+    fn sign_in(&self) -> Option<Arc<crate::http::SignIn>> {
+        self.inner.sign_in()
+    }
+
     /// A check is a request like any other for the outside system, so it waits its turn.
     async fn probe(&self) -> Result<String, ActionError> {
         self.turn().await;

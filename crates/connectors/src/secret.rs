@@ -16,7 +16,20 @@ pub use weft_core::secret::{Scrubber, SecretRef};
 #[derive(Clone, Default)]
 pub struct Secrets {
     inner: Arc<RwLock<Known>>,
+    /// Writes a value into the secret store, when this process may (the hub sets it).
+    persist: Arc<RwLock<Option<Persist>>>,
 }
+
+/// Writes `(name, value)` into the project's secret store, encrypted, or says why it cannot.
+pub type Persist = Arc<
+    dyn Fn(
+            String,
+            String,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 #[derive(Default)]
 struct Known {
@@ -77,6 +90,43 @@ impl Secrets {
             known.other.extend(retired);
             known.stored = values;
             known.rebuild();
+        }
+    }
+
+    /// Lets connectors write secrets (OAuth2 tokens they were given or refreshed) through `persist`.
+    pub fn set_persist(&self, persist: Persist) {
+        *self.persist.write().unwrap_or_else(|e| e.into_inner()) = Some(persist);
+    }
+
+    /// The secret store's value `name`, if this process holds it.
+    pub fn stored(&self, name: &str) -> Option<String> {
+        let known = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        known.stored.get(name).cloned()
+    }
+
+    /// Writes `value` as the secret store's `name` (encrypted, through the hub's store) and holds
+    /// it from now on; the value it replaces stays scrubbed. Fails where nothing may write the
+    /// store (`weft run` without a hub) — the value is then held by this process only.
+    pub async fn store(&self, name: &str, value: &str) -> Result<(), String> {
+        {
+            let mut known = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = known.stored.insert(name.to_string(), value.to_string())
+                && old != value
+            {
+                known.other.insert(old, name.to_string());
+            }
+            known.rebuild();
+        }
+        let persist = self
+            .persist
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match persist {
+            Some(persist) => persist(name.to_string(), value.to_string()).await,
+            None => Err(format!(
+                "the secret `{name}` is held by this process only: nothing here may write the secret store"
+            )),
         }
     }
 

@@ -87,6 +87,7 @@ fn routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(connections::list_connections))
         .routes(routes!(connections::test_connection))
+        .routes(routes!(crate::oauth::connect))
 }
 
 /// The API's routes, with their OpenAPI document served at `/openapi.json`.

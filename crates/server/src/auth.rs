@@ -242,7 +242,12 @@ pub async fn bootstrap(
 
 /// What a request needs, or `None` for the open routes.
 pub fn access_for(method: &Method, path: &str) -> Option<Access> {
-    if path == "/healthz" || path == "/readyz" || path.starts_with("/hooks/") {
+    // The OAuth2 callback: the browser comes from the provider; the one-time `state` is the proof.
+    if path == "/healthz"
+        || path == "/readyz"
+        || path.starts_with("/hooks/")
+        || path == crate::oauth::CALLBACK
+    {
         return None;
     }
     // The console's page and assets, and signing in to it.
@@ -255,7 +260,9 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     if path == "/api/session" {
         return Some(Access::Read);
     }
+    // Signing a connection in replaces its credentials: the admin's, like secrets.
     if path == "/api/audit"
+        || (path.starts_with("/api/connections/") && path.ends_with("/connect"))
         || path == "/api/secrets"
         || path.starts_with("/api/secrets/")
         || path == "/api/tokens"

@@ -37,6 +37,45 @@ pub struct ConnectionView {
     /// when its connector cannot check itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// For a connection that signs in (OAuth2 authorization code): where it stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<SignInView>,
+}
+
+/// Where a connection that signs in stands.
+#[derive(Serialize, ToSchema)]
+pub struct SignInView {
+    /// `connected`, `not_connected` or `needs_sign_in`.
+    pub state: &'static str,
+    /// Why it needs sign-in, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the access token expires (RFC 3339), when connected and the provider said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The sign-in state of connection `name`, if it signs in.
+pub fn sign_in_view(hub: &Hub, name: &str) -> Option<SignInView> {
+    use weft_connectors::http::SignInState;
+    let state = hub.engine.connector(name)?.sign_in()?.state();
+    let mut reason = match &state {
+        SignInState::NeedsSignIn { reason } => Some(Value::String(reason.clone())),
+        _ => None,
+    };
+    if let Some(r) = &mut reason {
+        hub.engine.scrubber().json(r);
+    }
+    Some(SignInView {
+        state: state.label(),
+        reason: reason.and_then(|r| r.as_str().map(str::to_string)),
+        expires_at: match state {
+            SignInState::Connected {
+                expires_at: Some(at),
+            } => jiff::Timestamp::from_second(at).ok().map(|t| t.to_string()),
+            _ => None,
+        },
+    })
 }
 
 /// The connections.
@@ -74,6 +113,7 @@ pub async fn list_connections(State(hub): State<Arc<Hub>>) -> axum::Json<Connect
                     .get(&c.type_name)
                     .and_then(|spec| spec.probe())
                     .map(str::to_string),
+                sign_in: sign_in_view(&hub, &c.name),
             }
         })
         .collect();

@@ -30,6 +30,7 @@ pub mod events;
 pub mod hooks;
 pub mod http;
 pub mod mcp;
+pub mod oauth;
 pub mod ops;
 pub mod overview;
 pub mod poll;
@@ -128,6 +129,10 @@ pub struct Hub {
     /// Failed console sign-ins per client address (a table of its own, bounded: see
     /// [`throttle::Throttle::bounded`]).
     pub sign_ins: throttle::Throttle,
+    /// OAuth2 sign-ins of connections, started and not finished.
+    pub oauth: oauth::Pending,
+    /// Whether the hub serves HTTPS (for the OAuth2 redirect URI).
+    tls: AtomicBool,
 }
 
 impl Hub {
@@ -149,6 +154,8 @@ impl Hub {
             triggers: std::sync::OnceLock::new(),
             saving: tokio::sync::Mutex::new(()),
             sign_ins: throttle::Throttle::bounded(SIGN_IN_ADDRESSES),
+            oauth: oauth::Pending::default(),
+            tls: AtomicBool::new(false),
         };
         hub.route(&hub.engine.project());
         Arc::new(hub)
@@ -180,6 +187,11 @@ impl Hub {
         hooks.get(path).cloned()
     }
 
+    /// Whether the hub serves HTTPS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.load(Ordering::Relaxed)
+    }
+
     /// Whether the hub takes work.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -193,6 +205,7 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
         .merge(ops::router())
         .merge(console::router())
         .merge(hooks::router())
+        .route(oauth::CALLBACK, axum::routing::get(oauth::callback))
         .nest("/api", api)
         .nest_service(
             "/mcp",
@@ -238,6 +251,20 @@ pub async fn serve(
         })?;
     let local = listener.local_addr().unwrap_or(options.listen);
     let hub = Hub::new(engine.clone(), options.vault.clone(), options.dir.clone());
+    hub.tls.store(tls.is_some(), Ordering::Relaxed);
+    // Connections that sign in (OAuth2 authorization code) keep their tokens in the secret store.
+    if let Some(vault) = options.vault.clone() {
+        engine.secrets().set_persist(Arc::new(move |name, value| {
+            let vault = vault.clone();
+            Box::pin(async move {
+                vault
+                    .set(&name, &value, weft_store::now_millis())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        }));
+    }
 
     let drive = {
         let engine = engine.clone();

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
+use serde_json::{Value, json};
 use weft_engine::Engine;
 use weft_store::now_millis;
 
@@ -68,10 +68,19 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
         .into_response();
     }
     match writable(&hub).await {
-        Ok(()) => axum::Json(
-            json!({"status": "ready", "workflows": hub.engine.project().workflows.len()}),
-        )
-        .into_response(),
+        Ok(()) => {
+            let mut body =
+                json!({"status": "ready", "workflows": hub.engine.project().workflows.len()});
+            // Connections a person must sign in again: the hub works, their steps fail at once.
+            let needing: Vec<Value> = needs_sign_in(&hub)
+                .into_iter()
+                .map(|(name, reason)| json!({"connection": name, "reason": reason}))
+                .collect();
+            if !needing.is_empty() {
+                body["needs_sign_in"] = Value::Array(needing);
+            }
+            axum::Json(body).into_response()
+        }
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -100,8 +109,47 @@ async fn writable(hub: &Hub) -> Result<(), String> {
     result
 }
 
+/// The connections that sign in and must be signed in (again), with why.
+fn needs_sign_in(hub: &Hub) -> Vec<(String, String)> {
+    hub.engine
+        .project()
+        .connections
+        .keys()
+        .filter_map(|name| {
+            let view = crate::connections::sign_in_view(hub, name)?;
+            (view.state != "connected").then(|| {
+                let reason = view
+                    .reason
+                    .unwrap_or_else(|| "nobody has signed in yet".to_string());
+                (name.clone(), reason)
+            })
+        })
+        .collect()
+}
+
 async fn metrics_text(State(hub): State<Arc<Hub>>) -> Response {
     let mut text = hub.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let signing: Vec<(String, bool)> = hub
+        .engine
+        .project()
+        .connections
+        .keys()
+        .filter_map(|name| {
+            let view = crate::connections::sign_in_view(&hub, name)?;
+            Some((name.clone(), view.state != "connected"))
+        })
+        .collect();
+    if !signing.is_empty() {
+        text.push_str("# HELP weft_connection_needs_sign_in 1 while an OAuth2 connection must be signed in (again) by a person.\n");
+        text.push_str("# TYPE weft_connection_needs_sign_in gauge\n");
+        for (name, needs) in signing {
+            let _ = writeln!(
+                text,
+                "weft_connection_needs_sign_in{{connection=\"{name}\"}} {}",
+                u8::from(needs)
+            );
+        }
+    }
     match hub.engine.store().count_unfinished().await {
         Ok(counts) => {
             text.push_str("# HELP weft_runs_unfinished Runs queued, running or waiting, by workflow and state.\n");

@@ -4,10 +4,13 @@
 //! [`Answer`]s, one per request in order (the last one repeats), and records every request it saw,
 //! with its `Idempotency-Key`. Tests use it to count calls, to make an outside system fail on cue,
 //! and to hold a request open while a `weft` process is killed. [`smtp::SmtpSink`] is an SMTP
-//! server that keeps what it is sent, for the email connector.
+//! server that keeps what it is sent, for the email connector. [`oauth::AuthorizationServer`] is an
+//! OAuth 2.0 authorization server (authorization code with PKCE, rotating refresh tokens) with a
+//! protected API beside it.
 
 #![deny(missing_docs)]
 
+pub mod oauth;
 pub mod smtp;
 
 use std::collections::HashMap;

@@ -36,7 +36,7 @@ async fn fill_search(b: &Browser, text: &str) {
 }
 
 /// Signs in through the form.
-async fn sign_in(b: &Browser, base: &str, token: &str) {
+pub(crate) async fn sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/")).await;
     let field = b.find("#token").await;
     field.send_keys(token).await.unwrap();

@@ -161,6 +161,22 @@ impl Hub {
         }
     }
 
+    /// Waits (at most 20 s) until run `id` is in one of `states`, and returns it.
+    pub async fn until_state_any(&self, id: &str, states: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, run) = self.get(&format!("/api/runs/{id}")).await;
+            if states.iter().any(|s| run["state"] == *s) {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} never became one of {states:?}: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// POSTs a JSON body to an API path.
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = self

@@ -107,3 +107,39 @@ async fn every_library_connector_passes_its_vendors_mock() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_catalogue_pages_in_the_repository_are_the_generated_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::weft(
+        dir.path(),
+        &[
+            "connectors",
+            "docs",
+            "--out",
+            dir.path().join("pages").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let committed = repo_root().join("docs/connectors");
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("pages")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        let fresh = std::fs::read_to_string(&path).unwrap();
+        if std::fs::read_to_string(committed.join(&name))
+            .ok()
+            .as_deref()
+            != Some(fresh.as_str())
+        {
+            stale.push(name.to_string_lossy().into_owned());
+        }
+    }
+    let generated = std::fs::read_dir(dir.path().join("pages")).unwrap().count();
+    let kept = std::fs::read_dir(&committed).unwrap().count();
+    assert!(
+        stale.is_empty() && generated == kept,
+        "docs/connectors is out of date ({stale:?}, {kept} files for {generated}): run `weft connectors docs --out docs/connectors`"
+    );
+}

@@ -31,6 +31,8 @@ mod library;
 mod limits;
 /// `weft lint` on a folder of broken files: every diagnostic's file, line, column and text.
 mod lint;
+/// OAuth2 sign-in of a connection against a local authorization server.
+mod oauth;
 /// Retries against a server that fails on cue, and `weft runs retry`.
 mod retries;
 /// The encrypted secret store: values used by connections, kept out of run data, logs and the

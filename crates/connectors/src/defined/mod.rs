@@ -509,6 +509,14 @@ impl DefinedConnector {
 
 #[async_trait]
 impl Connector for DefinedConnector {
+    fn sign_in(&self) -> Option<Arc<crate::http::SignIn>> {
+        self.http.sign_in()
+    }
+
+    async fn probe(&self) -> Result<String, ActionError> {
+        self.http.probe().await
+    }
+
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
         let Some(action) = self.definition.action(call.action) else {
             // The escape hatch: any request, with the connection's credentials and guard.

@@ -22,7 +22,7 @@
 //! the response says it is JSON, text when it is UTF-8, and otherwise `null` with the bytes in
 //! `body_base64`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,6 +48,8 @@ pub struct HttpConnector {
     config: HttpConfig,
     client: reqwest::Client,
     tokens: super::oauth2::TokenCache,
+    /// The sign-in of an OAuth2 authorization-code connection.
+    sign_in: Option<Arc<super::oauth2::SignIn>>,
     secrets: Secrets,
 }
 
@@ -63,9 +65,22 @@ impl HttpConnector {
     /// Builds the connector from a connection's settings.
     pub fn build(connection: &Connection, secrets: &Secrets) -> Result<HttpConnector, String> {
         let config = crate::settings::connection(connection, HttpConfig::decode)?;
+        let built = HttpConnector::new(config)?;
+        let sign_in = match &built.config.auth {
+            Some(Auth::OAuth2(settings)) => super::oauth2::SignIn::new(
+                &connection.name,
+                settings,
+                built.client.clone(),
+                secrets.clone(),
+                built.config.timeout,
+            )
+            .map(Arc::new),
+            _ => None,
+        };
         Ok(HttpConnector {
             secrets: secrets.clone(),
-            ..HttpConnector::new(config)?
+            sign_in,
+            ..built
         })
     }
 
@@ -99,6 +114,7 @@ impl HttpConnector {
             config,
             client,
             tokens: Default::default(),
+            sign_in: None,
             secrets: Secrets::new(),
         })
     }
@@ -459,6 +475,10 @@ impl Connector for HttpConnector {
         ))
     }
 
+    fn sign_in(&self) -> Option<Arc<super::oauth2::SignIn>> {
+        self.sign_in.clone()
+    }
+
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
         if call.action != "request" {
             return Err(ActionError::fatal(format!(
@@ -549,16 +569,20 @@ impl HttpConnector {
                 builder = builder.header(header.clone(), value);
             }
             Some(Auth::OAuth2(settings)) => {
-                let token = self
-                    .tokens
-                    .token(
-                        &self.client,
-                        &self.secrets,
-                        settings,
-                        request.timeout,
-                        stale,
-                    )
-                    .await?;
+                let token = match &self.sign_in {
+                    Some(sign_in) => sign_in.access_token(stale).await?,
+                    None => {
+                        self.tokens
+                            .token(
+                                &self.client,
+                                &self.secrets,
+                                settings,
+                                request.timeout,
+                                stale,
+                            )
+                            .await?
+                    }
+                };
                 builder = builder.bearer_auth(&token);
                 *sent_token = Some(token);
             }

@@ -14,6 +14,21 @@
 //!     # OAuth 2.0 client credentials: the token is cached and refreshed before it expires.
 //!     auth: { type: oauth2, token_url: https://auth.example.com/oauth/token, client_id: weft,
 //!             client_secret: { env: CRM_CLIENT_SECRET }, scope: "contacts:read" }
+//!   hubspot:
+//!     type: http
+//!     base_url: https://api.hubapi.com
+//!     # OAuth 2.0 authorization code with PKCE: a person signs in once (`weft connections
+//!     # connect hubspot`, or Connect in the console); the hub keeps the tokens in the secret
+//!     # store (`oauth2.hubspot`), refreshes them, and keeps the refresh token the provider rotates.
+//!     auth:
+//!       type: oauth2
+//!       grant: authorization_code
+//!       authorize_url: https://app.hubspot.com/oauth/authorize
+//!       token_url: https://api.hubapi.com/oauth/v1/token
+//!       client_id: 5b3c…
+//!       client_secret: { secret: HUBSPOT_CLIENT_SECRET }
+//!       client_auth: body      # the client's credentials in the form (HubSpot), or basic (default)
+//!       scope: crm.objects.contacts.read crm.objects.contacts.write
 //!   partners:
 //!     type: http
 //!     base_url: https://partner.example.com/hooks
@@ -73,6 +88,9 @@ pub const AUTH_KEYS: &[&str] = &[
     "client_secret",
     "scope",
     "audience",
+    "grant",
+    "authorize_url",
+    "client_auth",
 ];
 
 /// The default request timeout.
@@ -184,7 +202,7 @@ pub enum Auth {
     /// client_id: weft, client_secret: { env: NAME }, scope: "orders:read", audience: … }`. The
     /// token is fetched with HTTP Basic client authentication, cached, fetched again shortly
     /// before it expires, and once more when a request is answered 401.
-    OAuth2(OAuth2),
+    OAuth2(Box<OAuth2>),
 }
 
 /// The settings of `auth: { type: oauth2 }`.
@@ -200,6 +218,33 @@ pub struct OAuth2 {
     pub scope: Option<String>,
     /// The `audience` parameter some servers want (Auth0, for one), if any.
     pub audience: Option<String>,
+    /// How the hub gets tokens.
+    pub grant: Grant,
+    /// How the client proves itself to the token endpoint.
+    pub client_auth: ClientAuth,
+}
+
+/// How an OAuth2 connection gets its tokens (`grant:`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Grant {
+    /// `client_credentials` (the default): the hub asks for a token with the client's own
+    /// credentials, no person involved.
+    ClientCredentials,
+    /// `authorization_code`: a person signs in at `authorize_url` once (with PKCE); the hub keeps
+    /// the access and refresh tokens in the secret store and refreshes them.
+    AuthorizationCode {
+        /// Where the person signs in.
+        authorize_url: Url,
+    },
+}
+
+/// Where the client's id and secret go in token requests (`client_auth:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic (RFC 6749's recommended way; the default).
+    Basic,
+    /// `client_id` and `client_secret` fields in the form, as some providers (HubSpot) want.
+    Body,
 }
 
 impl HttpConfig {
@@ -382,16 +427,90 @@ fn decode_auth(node: &Node, diags: &mut Diagnostics) -> Option<Auth> {
             let audience = f
                 .get("audience")
                 .and_then(|n| decode::string(n, "`auth.audience`", diags));
-            match (token_url, client_id, client_secret) {
-                (Some(token_url), Some(client_id), Some(client_secret)) => {
-                    Some(Auth::OAuth2(OAuth2 {
-                        token_url,
-                        client_id,
-                        client_secret,
-                        scope,
-                        audience,
-                    }))
+            let client_auth = match f.get("client_auth") {
+                None => Some(ClientAuth::Basic),
+                Some(n) => match decode::string(n, "`auth.client_auth`", diags).as_deref() {
+                    Some("basic") => Some(ClientAuth::Basic),
+                    Some("body") => Some(ClientAuth::Body),
+                    Some(other) => {
+                        diags.error(
+                            n.pos,
+                            format!("`auth.client_auth` must be basic or body, found `{other}`"),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+            };
+            let authorize_url = f.get("authorize_url");
+            let grant = match f.get("grant") {
+                None => Some("client_credentials".to_string()),
+                Some(n) => decode::string(n, "`auth.grant`", diags),
+            };
+            let grant = match grant.as_deref() {
+                Some("client_credentials") => {
+                    if let Some(n) = authorize_url {
+                        diags.error(
+                            n.pos,
+                            "`auth.authorize_url` applies only to `grant: authorization_code`",
+                        );
+                    }
+                    Some(Grant::ClientCredentials)
                 }
+                Some("authorization_code") => match authorize_url {
+                    Some(n) => {
+                        let text = decode::string(n, "`auth.authorize_url`", diags);
+                        match text.as_deref().map(Url::parse) {
+                            Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => {
+                                Some(Grant::AuthorizationCode { authorize_url: url })
+                            }
+                            Some(_) => {
+                                diags.error(
+                                    n.pos,
+                                    "`auth.authorize_url` must be an http or https URL",
+                                );
+                                None
+                            }
+                            None => None,
+                        }
+                    }
+                    None => {
+                        diags.error(
+                            f.pos(),
+                            "`grant: authorization_code` needs `authorize_url`, where people sign in",
+                        );
+                        None
+                    }
+                },
+                Some(other) => {
+                    if let Some(n) = node_of(node, "grant") {
+                        diags.error(
+                            n.pos,
+                            format!(
+                                "`auth.grant` must be client_credentials or authorization_code, found `{other}`"
+                            ),
+                        );
+                    }
+                    None
+                }
+                None => None,
+            };
+            match (token_url, client_id, client_secret, grant, client_auth) {
+                (
+                    Some(token_url),
+                    Some(client_id),
+                    Some(client_secret),
+                    Some(grant),
+                    Some(client_auth),
+                ) => Some(Auth::OAuth2(Box::new(OAuth2 {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope,
+                    audience,
+                    grant,
+                    client_auth,
+                }))),
                 _ => None,
             }
         }

@@ -233,9 +233,10 @@ fn a_schema_that_fans_out_through_its_references_is_bounded() {
             "schema": {"$ref": "#/components/schemas/Node"}
         }}}}}}
     });
-    let started = std::time::Instant::now();
+    // The bound is on what is copied (not on time: a busy machine makes any clock test flaky).
     let imported = from_openapi(&doc, &Options::default()).unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let copied = serde_json::to_string(&imported.definition).unwrap().len();
+    assert!(copied < 50_000 * 64, "{copied} bytes copied");
     assert!(
         imported
             .report
