@@ -413,7 +413,7 @@ pub(crate) const ACTION_KEYS: &[&str] = &[
 pub(crate) const INPUT_KEYS: &[&str] = &["in", "schema", "required", "description"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 /// The `auth.type`s of the `http` connector, which a defined connector's connections use.
-pub const AUTH_TYPES: &[&str] = &["bearer", "basic", "api_key", "oauth2"];
+pub const AUTH_TYPES: &[&str] = &["bearer", "basic", "api_key", "oauth2", "service_account"];
 /// The keys of a connection of a defined type besides its variables: what the `http` connector
 /// takes (a `base_url` there replaces the definition's: a mock server, a proxy, an enterprise
 /// host; its `{variables}` are filled in the same way).
@@ -842,7 +842,14 @@ fn auth(node: &Node, diags: &mut Diagnostics) -> AuthList {
 }
 
 /// The settings of the `http` connector's auth schemes that hold credentials.
-const AUTH_CREDENTIALS: &[&str] = &["token", "password", "value", "client_secret", "username"];
+const AUTH_CREDENTIALS: &[&str] = &[
+    "token",
+    "password",
+    "value",
+    "client_secret",
+    "username",
+    "key",
+];
 
 fn actions(node: &Node, diags: &mut Diagnostics) -> Vec<ActionDef> {
     let Some(entries) = decode::entries(node, "`actions`", diags) else {

@@ -44,3 +44,5 @@ mod security;
 mod serve;
 /// SQL connections: a PostgreSQL table copied into MariaDB by a poll, across a SIGKILL.
 mod sql;
+/// The README's tutorial (examples/shop-to-crm) against mocks of the vendors.
+mod tutorial;

@@ -586,6 +586,21 @@ impl HttpConnector {
                 builder = builder.bearer_auth(&token);
                 *sent_token = Some(token);
             }
+            Some(Auth::ServiceAccount(account)) => {
+                let token = self
+                    .tokens
+                    .service_account(
+                        &self.client,
+                        &self.secrets,
+                        account,
+                        request.timeout,
+                        stale,
+                        !self.config.allow_private_network,
+                    )
+                    .await?;
+                builder = builder.bearer_auth(&token);
+                *sent_token = Some(token);
+            }
         }
         // The body is encoded here, not by the client, so that a signature covers its exact bytes.
         let (content_type, bytes): (Option<&str>, Vec<u8>) = match &request.body {

@@ -29,6 +29,12 @@
 //!       client_secret: { secret: HUBSPOT_CLIENT_SECRET }
 //!       client_auth: body      # the client's credentials in the form (HubSpot), or basic (default)
 //!       scope: crm.objects.contacts.read crm.objects.contacts.write
+//!   sheets:
+//!     type: http
+//!     base_url: https://sheets.googleapis.com
+//!     # A Google service account: the JSON key file (a secret) signs a JWT traded for a token.
+//!     auth: { type: service_account, key: { secret: GOOGLE_SA_KEY },
+//!             scope: "https://www.googleapis.com/auth/spreadsheets" }
 //!   partners:
 //!     type: http
 //!     base_url: https://partner.example.com/hooks
@@ -91,6 +97,8 @@ pub const AUTH_KEYS: &[&str] = &[
     "grant",
     "authorize_url",
     "client_auth",
+    "key",
+    "subject",
 ];
 
 /// The default request timeout.
@@ -203,6 +211,25 @@ pub enum Auth {
     /// token is fetched with HTTP Basic client authentication, cached, fetched again shortly
     /// before it expires, and once more when a request is answered 401.
     OAuth2(Box<OAuth2>),
+    /// A Google-style service account (RFC 7523 JWT bearer grant): `{ type: service_account, key: {
+    /// secret: GOOGLE_SA_KEY }, scope: "https://www.googleapis.com/auth/spreadsheets", subject:
+    /// ada@acme.example }`. The key is the JSON key file's whole text; the hub signs a JWT with its
+    /// private key (RS256), trades it at the key's `token_uri` for an access token, and caches
+    /// that like client credentials.
+    ServiceAccount(Box<ServiceAccount>),
+}
+
+/// The settings of `auth: { type: service_account }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceAccount {
+    /// The JSON key file's text (`client_email`, `private_key`, `token_uri`).
+    pub key: SecretRef,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The user to act as (domain-wide delegation), if any.
+    pub subject: Option<String>,
+    /// The token endpoint, instead of the key's `token_uri`.
+    pub token_url: Option<Url>,
 }
 
 /// The settings of `auth: { type: oauth2 }`.
@@ -514,11 +541,51 @@ fn decode_auth(node: &Node, diags: &mut Diagnostics) -> Option<Auth> {
                 _ => None,
             }
         }
+        Some("service_account") => {
+            let key = f
+                .require("key", diags)
+                .and_then(|n| SecretRef::decode(n, "`auth.key`", diags));
+            let scope = f
+                .require("scope", diags)
+                .and_then(|n| decode::string(n, "`auth.scope`", diags));
+            let subject = f
+                .get("subject")
+                .and_then(|n| decode::string(n, "`auth.subject`", diags));
+            let token_url = match f.get("token_url") {
+                None => Some(None),
+                Some(n) => {
+                    let text = decode::string(n, "`auth.token_url`", diags);
+                    match text.as_deref().map(Url::parse) {
+                        Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => {
+                            Some(Some(url))
+                        }
+                        Some(_) => {
+                            diags.error(n.pos, "`auth.token_url` must be an http or https URL");
+                            None
+                        }
+                        None => None,
+                    }
+                }
+            };
+            match (key, scope, token_url) {
+                (Some(key), Some(scope), Some(token_url)) => {
+                    Some(Auth::ServiceAccount(Box::new(ServiceAccount {
+                        key,
+                        scope,
+                        subject,
+                        token_url,
+                    })))
+                }
+                _ => None,
+            }
+        }
         Some(other) => {
             if let Some(n) = node_of(node, "type") {
                 diags.error(
                     n.pos,
-                    format!("unknown `auth.type` `{other}`; use bearer, basic, api_key or oauth2"),
+                    format!(
+                        "unknown `auth.type` `{other}`; use bearer, basic, api_key, oauth2 or service_account"
+                    ),
                 );
             }
             None

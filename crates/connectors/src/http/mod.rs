@@ -11,7 +11,7 @@ pub mod guard;
 mod oauth2;
 
 pub use action::{HttpConnector, REQUEST_INPUTS, headers_json, retry_after};
-pub use config::{Auth, ClientAuth, Grant, HttpConfig, OAuth2};
+pub use config::{Auth, ClientAuth, Grant, HttpConfig, OAuth2, ServiceAccount};
 pub use oauth2::{SignIn, SignInState, token_secret};
 
 use weft_core::catalog::input_keys;

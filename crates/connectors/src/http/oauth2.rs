@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use super::config::{ClientAuth, Grant, OAuth2};
+use super::config::{ClientAuth, Grant, OAuth2, ServiceAccount};
 use crate::ActionError;
 use crate::secret::Secrets;
 
@@ -43,6 +43,36 @@ impl TokenCache {
         timeout: Duration,
         stale: Option<&str>,
     ) -> Result<String, ActionError> {
+        self.cached(secrets, stale, || fetch(client, secrets, settings, timeout))
+            .await
+    }
+
+    /// The same for a service account: a token for a signed JWT.
+    pub async fn service_account(
+        &self,
+        client: &reqwest::Client,
+        secrets: &Secrets,
+        account: &ServiceAccount,
+        timeout: Duration,
+        stale: Option<&str>,
+        guarded: bool,
+    ) -> Result<String, ActionError> {
+        self.cached(secrets, stale, || {
+            fetch_service_account(client, secrets, account, timeout, guarded)
+        })
+        .await
+    }
+
+    async fn cached<F, Fut>(
+        &self,
+        secrets: &Secrets,
+        stale: Option<&str>,
+        fetch: F,
+    ) -> Result<String, ActionError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Duration), ActionError>>,
+    {
         // One fetch at a time: requests that find the token missing wait for it.
         let mut slot = self.token.lock().await;
         if let Some((token, refresh_at)) = slot.as_ref()
@@ -51,12 +81,111 @@ impl TokenCache {
         {
             return Ok(token.clone());
         }
-        let (token, lifetime) = fetch(client, secrets, settings, timeout).await?;
+        let (token, lifetime) = fetch().await?;
         secrets.learn("oauth2 access token", &token);
         let early = EARLY.min(lifetime / 10);
         *slot = Some((token.clone(), Instant::now() + lifetime - early));
         Ok(token)
     }
+}
+
+/// The token endpoint Google's key files name when they name none.
+const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+/// Signs a JWT for the service account and trades it for an access token (RFC 7523).
+async fn fetch_service_account(
+    client: &reqwest::Client,
+    secrets: &Secrets,
+    account: &ServiceAccount,
+    timeout: Duration,
+    guarded: bool,
+) -> Result<(String, Duration), ActionError> {
+    let text = secrets
+        .resolve(&account.key)
+        .map_err(|e| ActionError::fatal(format!("service account key: {e}")))?;
+    let key: Value = serde_json::from_str(&text).map_err(|e| {
+        ActionError::fatal(format!(
+            "the service account key is not the JSON of a key file ({e})"
+        ))
+    })?;
+    let (Some(email), Some(pem)) = (key["client_email"].as_str(), key["private_key"].as_str())
+    else {
+        return Err(ActionError::fatal(
+            "the service account key has no `client_email` or `private_key`",
+        ));
+    };
+    if let Some(private) = key["private_key"].as_str() {
+        secrets.learn("service account private key", private);
+    }
+    let token_url = match &account.token_url {
+        Some(url) => url.clone(),
+        None => Url::parse(key["token_uri"].as_str().unwrap_or(GOOGLE_TOKEN_URI)).map_err(|e| {
+            ActionError::fatal(format!(
+                "the service account key's `token_uri` is not a URL: {e}"
+            ))
+        })?,
+    };
+    if guarded {
+        super::guard::check_url(&token_url).map_err(|r| {
+            ActionError::fatal(format!("the service account token endpoint: {}", r.0))
+        })?;
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let mut claims = serde_json::json!({
+        "iss": email,
+        "scope": account.scope,
+        "aud": token_url.as_str(),
+        "iat": now,
+        "exp": now + 3600,
+    });
+    if let Some(subject) = &account.subject {
+        claims["sub"] = Value::String(subject.clone());
+    }
+    let assertion = jwt_rs256(pem, &claims).map_err(ActionError::fatal)?;
+    let what = format!("the service account token endpoint {token_url}");
+    let request = client
+        .post(token_url)
+        .header("accept", "application/json")
+        .timeout(timeout)
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.as_str()),
+        ]);
+    let body = token_call(request, &what, "the service account's assertion").await?;
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let lifetime = body["expires_in"]
+        .as_u64()
+        .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+    Ok((token.to_string(), lifetime))
+}
+
+/// A JWT of `claims` signed with RS256 under the PKCS#8 PEM private key `pem`.
+pub fn jwt_rs256(pem: &str, claims: &Value) -> Result<String, String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| "the service account's private_key is not PEM".to_string())?;
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der)
+        .map_err(|e| format!("the service account's private_key is not a PKCS#8 RSA key ({e})"))?;
+    let header = b64.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let payload = b64.encode(claims.to_string());
+    let message = format!("{header}.{payload}");
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        message.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| "the JWT could not be signed".to_string())?;
+    Ok(format!("{message}.{}", b64.encode(signature)))
 }
 
 /// A token request with the client's credentials where the settings say (`client_auth`).

@@ -645,3 +645,143 @@ async fn a_probe_reads_the_base_url_and_tells_refused_credentials_from_other_ans
     let err = connector("type: http\n").probe().await.unwrap_err();
     assert!(err.to_string().contains("no `base_url`"), "{err}");
 }
+
+/// A throwaway RSA key made for this test only (`openssl genpkey -algorithm RSA`); it signs
+/// nothing anywhere else.
+const TEST_KEY_PEM: &str = include_str!("test-service-account.pem");
+
+/// A token endpoint that checks a service account's JWT as Google's does: RS256 under the account's
+/// public key, the JWT bearer grant, `aud` its own URL, a scope, an unexpired `exp`.
+async fn service_account_server() -> SocketAddr {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = move |body: String| async move {
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            form["grant_type"],
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        );
+        let parts: Vec<&str> = form["assertion"].split('.').collect();
+        let der: String = TEST_KEY_PEM
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(der)
+            .unwrap();
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            pair.public().as_ref().to_vec(),
+        );
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        if public
+            .verify(signed.as_bytes(), &b64.decode(parts[2]).unwrap())
+            .is_err()
+        {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "invalid_grant", "error_description": "bad signature"})),
+            )
+                .into_response();
+        }
+        let header: Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+        let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(
+            claims["iss"],
+            "weft@example-project.iam.gserviceaccount.com"
+        );
+        assert_eq!(claims["aud"], format!("http://{addr}/token"));
+        assert_eq!(
+            claims["scope"],
+            "https://www.googleapis.com/auth/spreadsheets"
+        );
+        assert_eq!(claims["sub"], "ada@acme.example");
+        assert!(claims["exp"].as_i64().unwrap() > jiff::Timestamp::now().as_second());
+        axum::Json(json!({"access_token": "ya29.service-token", "expires_in": 3599, "token_type": "Bearer"}))
+            .into_response()
+    };
+    let api = |headers: HeaderMap| async move {
+        let auth = headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string());
+        if auth.as_deref() == Some("Bearer ya29.service-token") {
+            axum::Json(json!({"values": [["a", "b"]]})).into_response()
+        } else {
+            StatusCode::UNAUTHORIZED.into_response()
+        }
+    };
+    let app = Router::new()
+        .route("/token", axum::routing::post(token))
+        .route("/sheet", any(api));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn a_service_account_signs_a_jwt_and_uses_the_token_it_gets() {
+    let addr = service_account_server().await;
+    let key = json!({
+        "type": "service_account",
+        "client_email": "weft@example-project.iam.gserviceaccount.com",
+        "private_key": TEST_KEY_PEM,
+        "token_uri": format!("http://{addr}/token"),
+    })
+    .to_string();
+    let secrets = crate::Secrets::new();
+    secrets.set_stored(std::collections::BTreeMap::from([(
+        "GOOGLE_SA_KEY".to_string(),
+        key,
+    )]));
+    let node = yaml::parse(&format!(
+        "type: http\nbase_url: http://{addr}\nallow_private_network: true\nauth: {{ type: service_account, key: {{ secret: GOOGLE_SA_KEY }}, scope: \"https://www.googleapis.com/auth/spreadsheets\", subject: ada@acme.example }}\n"
+    ))
+    .unwrap();
+    let connection = weft_core::Connection {
+        name: "sheets".into(),
+        type_name: "http".into(),
+        node,
+        pos: Default::default(),
+        rate_limit: None,
+    };
+    let c = HttpConnector::build(&connection, &secrets).unwrap();
+    let out = c
+        .call(Call {
+            action: "request",
+            input: json!({"path": "/sheet"}),
+            idempotency_key: "run/step",
+            max_output_bytes: 1 << 20,
+        })
+        .await
+        .unwrap();
+    assert_eq!(out["body"]["values"][0][0], "a");
+    // The private key and the token are scrubbed wherever they appear.
+    let scrubbed = secrets.scrubber().text("Bearer ya29.service-token");
+    assert!(!scrubbed.contains("ya29.service-token"), "{scrubbed}");
+    // A key that is not a key file says so.
+    secrets.set_stored(std::collections::BTreeMap::from([(
+        "GOOGLE_SA_KEY".to_string(),
+        "not json".to_string(),
+    )]));
+    let c = HttpConnector::build(&connection, &secrets).unwrap();
+    let err = c
+        .call(Call {
+            action: "request",
+            input: json!({"path": "/sheet"}),
+            idempotency_key: "run/step",
+            max_output_bytes: 1 << 20,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("the service account key is not the JSON of a key file"),
+        "{err}"
+    );
+}

@@ -103,7 +103,7 @@ actions:
         [
             "connectors/shop.yaml:3:11: `base_url` must start with https:// or http://, found `{shop}.example.com`",
             "connectors/shop.yaml:3:11: `base_url` uses `{shop}`, which `variables` does not declare",
-            "connectors/shop.yaml:4:8: unknown auth type `apikey`; use bearer, basic, api_key, oauth2",
+            "connectors/shop.yaml:4:8: unknown auth type `apikey`; use bearer, basic, api_key, oauth2, service_account",
             "connectors/shop.yaml:5:1: unknown key `pagination` in connector definition; expected one of: connector, summary, docs, base_url, variables, auth, actions, rate_limit, retry_on, errors, triggers",
             "connectors/shop.yaml:9:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, found `FETCH`",
             "connectors/shop.yaml:10:11: `path` must start with `/`, found `orders/{id}`",
