@@ -383,6 +383,21 @@ fn page(d: &weft_core::definition::Definition) -> String {
             if let Some(docs) = &t.docs {
                 let _ = writeln!(p, "Documentation: <{docs}>\n");
             }
+            if let Some(sub) = &t.subscription {
+                let _ = writeln!(
+                    p,
+                    "The hub registers it with the vendor (`{}.{}`) when a workflow that uses it is served and `WEFT_PUBLIC_URL` says where the vendor reaches the hub{}.\n",
+                    d.type_name,
+                    sub.subscribe.action,
+                    sub.unsubscribe
+                        .as_ref()
+                        .map(|u| format!(
+                            ", and removes it (`{}.{}`) when the workflow goes",
+                            d.type_name, u.action
+                        ))
+                        .unwrap_or_default()
+                );
+            }
             let _ = writeln!(
                 p,
                 "```yaml\ntrigger:\n  {}: {{ uses: {}.{} }}\n```\n",

@@ -124,6 +124,39 @@ pub struct TriggerDef {
     pub docs: Option<String>,
     /// A webhook or a poll.
     pub kind: TriggerKind,
+    /// For a webhook: how the hub registers it with the vendor, if the vendor's API allows.
+    pub subscription: Option<Subscription>,
+}
+
+/// How the hub registers a webhook with the vendor when a workflow that uses it is served, and
+/// removes it when the workflow goes: calls of the definition's own actions.
+///
+/// ```yaml
+/// subscribe:
+///   action: create_webhook
+///   with: { webhook: { topic: orders/create, address: "${{ .url }}", format: json } }
+///   id: /id                  # where the subscription's id is in the action's output
+/// unsubscribe:
+///   action: delete_webhook
+///   with: { id: "${{ .id }}" }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscription {
+    /// The action that registers the hook; its `with` is evaluated over `{url, workflow}`.
+    pub subscribe: ActionCall,
+    /// A JSON Pointer to the subscription's id in the subscribe action's output.
+    pub id: String,
+    /// The action that removes it; its `with` is evaluated over `{id, url, workflow}`.
+    pub unsubscribe: Option<ActionCall>,
+}
+
+/// A call of one of the definition's actions, with inputs written as in a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionCall {
+    /// The action.
+    pub action: String,
+    /// Its inputs (templates).
+    pub with: Node,
 }
 
 /// What kind of trigger a connector's trigger is.
@@ -392,8 +425,12 @@ pub(crate) const KEYS: &[&str] = &[
 ];
 pub(crate) const ERRORS_KEYS: &[&str] = &["ok", "message"];
 pub(crate) const TRIGGER_KEYS: &[&str] = &["summary", "docs", "webhook", "poll"];
-/// Keys of a connector's webhook trigger: a workflow's webhook settings the vendor fixes.
-pub(crate) const TRIGGER_WEBHOOK_KEYS: &[&str] = &["signature", "dedupe"];
+/// Keys of a connector's webhook trigger: a workflow's webhook settings the vendor fixes, and how
+/// the hub registers and removes the subscription.
+pub(crate) const TRIGGER_WEBHOOK_KEYS: &[&str] =
+    &["signature", "dedupe", "subscribe", "unsubscribe"];
+/// Keys of `subscribe` and `unsubscribe`.
+pub(crate) const SUBSCRIBE_KEYS: &[&str] = &["action", "with", "id"];
 /// Keys of a connector's poll trigger.
 pub(crate) const TRIGGER_POLL_KEYS: &[&str] =
     &["action", "every", "with", "items", "key", "cursor"];
@@ -534,8 +571,12 @@ fn triggers(node: &Node, actions: &[ActionDef], diags: &mut Diagnostics) -> Vec<
         let docs = f
             .get("docs")
             .and_then(|n| decode::string(n, "`docs`", diags));
+        let mut subscription = None;
         let kind = match (f.get("webhook"), f.get("poll")) {
-            (Some(w), None) => webhook_trigger(w, diags),
+            (Some(w), None) => {
+                subscription = subscription_of(w, actions, diags);
+                webhook_trigger(w, diags)
+            }
             (None, Some(p)) => poll_trigger(p, actions, diags),
             _ => {
                 diags.error(
@@ -552,6 +593,7 @@ fn triggers(node: &Node, actions: &[ActionDef], diags: &mut Diagnostics) -> Vec<
                 summary,
                 docs,
                 kind,
+                subscription,
             });
         }
     }
@@ -582,8 +624,83 @@ fn webhook_trigger(node: &Node, diags: &mut Diagnostics) -> Option<TriggerKind> 
         }
     }
     f.get("dedupe");
+    f.get("subscribe");
+    f.get("unsubscribe");
     f.finish(diags);
-    (diags.len() == before).then(|| TriggerKind::Webhook(node.clone()))
+    let settings = without_entry(&without_entry(node, "subscribe"), "unsubscribe");
+    (diags.len() == before).then_some(TriggerKind::Webhook(settings))
+}
+
+/// A webhook's `subscribe` and `unsubscribe`, checked against the definition's actions.
+fn subscription_of(
+    node: &Node,
+    actions: &[ActionDef],
+    diags: &mut Diagnostics,
+) -> Option<Subscription> {
+    let Kind::Map(entries) = &node.kind else {
+        return None;
+    };
+    let get = |key: &str| entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v);
+    let call = |n: &Node, what: &str, needs_id: bool, diags: &mut Diagnostics| {
+        let mut f = Fields::new(n, what, SUBSCRIBE_KEYS, diags)?;
+        let action = f.require("action", diags).and_then(|a| {
+            let name = decode::string(a, "`action`", diags)?;
+            if actions.iter().any(|x| x.name == name) {
+                Some(name)
+            } else {
+                diags.error(
+                    a.pos,
+                    format!("{what}: the definition has no action `{name}`"),
+                );
+                None
+            }
+        });
+        let with = f.get("with").cloned();
+        if let Some(w) = &with {
+            crate::expr::Template::from_node(w, diags);
+        }
+        let id = if needs_id {
+            f.require("id", diags).and_then(|i| {
+                let p = decode::string(i, "`id`", diags)?;
+                if p.is_empty() || p.starts_with('/') {
+                    Some(p)
+                } else {
+                    diags.error(i.pos, "`id` must be a JSON Pointer such as `/webhook/id`");
+                    None
+                }
+            })
+        } else {
+            if let Some((k, _)) = f.get_entry("id") {
+                diags.error(
+                    k.pos,
+                    "`id` belongs to `subscribe`: where its output holds the id",
+                );
+            }
+            Some(String::new())
+        };
+        f.finish(diags);
+        Some((
+            ActionCall {
+                action: action?,
+                with: with.unwrap_or(Node {
+                    pos: n.pos,
+                    kind: Kind::Map(Vec::new()),
+                }),
+            },
+            id?,
+        ))
+    };
+    let subscribe = get("subscribe").and_then(|n| call(n, "`subscribe`", true, diags));
+    let unsubscribe = get("unsubscribe").and_then(|n| call(n, "`unsubscribe`", false, diags));
+    if let (None, Some(n)) = (get("subscribe"), get("unsubscribe")) {
+        diags.error(n.pos, "`unsubscribe` needs a `subscribe`");
+    }
+    let (subscribe, id) = subscribe?;
+    Some(Subscription {
+        subscribe,
+        id,
+        unsubscribe: unsubscribe.map(|(c, _)| c),
+    })
 }
 
 fn poll_trigger(

@@ -357,6 +357,55 @@ pub fn workflow_schema_for(project: &crate::Project) -> Value {
 /// The schema of a connector definition (`connectors/*.yaml`, see [`crate::definition`]).
 pub fn connector_schema() -> Value {
     let text = json!({ "type": "string" });
+    let triggers = json!({
+        "type": "object",
+        "description": "What workflows can start from (`uses: <connection>.<trigger>` in a webhook or poll trigger).",
+        "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["summary"],
+            "properties": {
+                "summary": text,
+                "docs": text,
+                "webhook": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "description": "The vendor's webhook: its signature preset (the secret is each connection's `webhook_secret`) and the header that identifies a delivery.",
+                    "properties": {
+                        "signature": { "type": "object", "description": "As a webhook trigger's `signature`, without `secret`." },
+                        "dedupe": { "type": ["string", "boolean"] },
+                        "subscribe": {
+                            "type": "object",
+                            "required": ["action", "id"],
+                            "description": "How the hub registers the webhook with the vendor (an action of this definition, `with` over {url, workflow}); `id` points at the subscription's id in its output.",
+                            "properties": { "action": { "type": "string" }, "with": {}, "id": { "type": "string" } }
+                        },
+                        "unsubscribe": {
+                            "type": "object",
+                            "required": ["action"],
+                            "description": "How the hub removes it (`with` over {id, url, workflow}).",
+                            "properties": { "action": { "type": "string" }, "with": {} }
+                        }
+                    }
+                },
+                "poll": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["action"],
+                    "description": "An action asked for new items: a poll trigger's settings.",
+                    "properties": {
+                        "action": { "type": "string" },
+                        "every": { "type": "string" },
+                        "with": {},
+                        "items": { "type": "string" },
+                        "key": { "type": "string" },
+                        "cursor": { "type": "string" }
+                    }
+                }
+            }
+        }
+    });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Weft connector definition",
@@ -409,43 +458,7 @@ pub fn connector_schema() -> Value {
                 "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
                 "additionalProperties": { "$ref": "#/$defs/action" }
             },
-            "triggers": {
-                "type": "object",
-                "description": "What workflows can start from (`uses: <connection>.<trigger>` in a webhook or poll trigger).",
-                "propertyNames": { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" },
-                "additionalProperties": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["summary"],
-                    "properties": {
-                        "summary": text,
-                        "docs": text,
-                        "webhook": {
-                            "type": "object",
-                            "additionalProperties": false,
-                            "description": "The vendor's webhook: its signature preset (the secret is each connection's `webhook_secret`) and the header that identifies a delivery.",
-                            "properties": {
-                                "signature": { "type": "object", "description": "As a webhook trigger's `signature`, without `secret`." },
-                                "dedupe": { "type": ["string", "boolean"] }
-                            }
-                        },
-                        "poll": {
-                            "type": "object",
-                            "additionalProperties": false,
-                            "required": ["action"],
-                            "description": "An action asked for new items: a poll trigger's settings.",
-                            "properties": {
-                                "action": { "type": "string" },
-                                "every": { "type": "string" },
-                                "with": {},
-                                "items": { "type": "string" },
-                                "key": { "type": "string" },
-                                "cursor": { "type": "string" }
-                            }
-                        }
-                    }
-                }
-            },
+            "triggers": triggers,
             "rate_limit": {
                 "type": "object",
                 "additionalProperties": false,

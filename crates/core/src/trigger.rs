@@ -149,6 +149,9 @@ pub struct WebhookTrigger {
     pub respond: Respond,
     /// Largest request body accepted, in bytes; a larger one gets 413 and starts nothing.
     pub max_body_bytes: u64,
+    /// The connector trigger it is (`<connection>.<trigger>`), when `uses:` names one: the hub
+    /// registers its subscription with the vendor where the definition says how.
+    pub uses: Option<String>,
 }
 
 /// What identifies one delivery of a webhook.
@@ -621,7 +624,8 @@ fn connector_trigger(
         return Ok(None);
     };
     for (k, v) in entries {
-        if k.name == "uses" {
+        // A webhook keeps its `uses` (the hub subscribes it); a poll's becomes the action's.
+        if k.name == "uses" && kind == "poll" {
             continue;
         }
         merged.retain(|(m, _)| m.name != k.name);
@@ -675,13 +679,14 @@ fn read_webhook(
         dedupe: None,
         respond: Respond::Async,
         max_body_bytes: DEFAULT_MAX_BODY,
+        uses: None,
     };
     let Some(settings) = settings else {
         return workflow.map(|_| trigger);
     };
     let mut f = Fields::new(settings, "webhook trigger", WEBHOOK_KEYS, diags)?;
-    // A `uses:` left here named no connector trigger, and said so.
-    f.get("uses");
+    // A `uses:` that names a connector trigger was expanded; any other was reported.
+    trigger.uses = f.get("uses").and_then(|n| n.as_str()).map(str::to_string);
     let mut ok = true;
     if let Some(n) = f.get("path") {
         match decode::string(n, "`path`", diags) {

@@ -39,6 +39,7 @@ pub mod reload;
 pub mod schedule;
 pub mod secrets;
 pub mod session;
+pub mod subscriptions;
 pub mod throttle;
 pub mod tls;
 pub mod tokens;
@@ -285,6 +286,11 @@ pub async fn serve(
         ))
     });
     hub.ready.store(true, Ordering::Relaxed);
+    // Vendor webhooks the project's workflows use, registered where the connector says how.
+    {
+        let hub = hub.clone();
+        tokio::spawn(async move { subscriptions::sync(&hub).await });
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme, "Weft is listening on {scheme}://{local}; the web console is at {scheme}://{local}/");
 

@@ -65,6 +65,7 @@ pub async fn watch(dir: PathBuf, hub: Arc<Hub>, triggers: TriggerTasks) {
                     workflows,
                     "Reloaded the project; new runs start on the new version."
                 );
+                crate::subscriptions::sync(&hub).await;
             }
             Err(e) => tracing::error!("{e}; the last good version keeps serving."),
         }
@@ -120,6 +121,7 @@ pub(crate) async fn serve(
         actor,
         "Saved from the console; new runs start on the new version."
     );
+    crate::subscriptions::sync(hub).await;
     Ok(())
 }
 

@@ -107,7 +107,7 @@ impl ScriptedServer {
     pub async fn start() -> (ScriptedServer, SocketAddr) {
         let server = ScriptedServer::default();
         let app = Router::new()
-            .route("/{name}", any(answer))
+            .route("/{*name}", any(answer))
             .with_state(server.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

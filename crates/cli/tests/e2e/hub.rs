@@ -86,9 +86,13 @@ impl Hub {
 
     /// Starts `weft serve` on `listen` and waits until it listens.
     pub async fn start_at(dir: &Path, listen: &str, extra: &[&str]) -> Hub {
-        let mut child = serve_command(dir, listen, extra)
-            .spawn()
-            .expect("weft serve starts");
+        Hub::start_command(serve_command(dir, listen, extra)).await
+    }
+
+    /// Starts a `weft serve` command made by [`serve_command`] (with more settings of its own) and
+    /// waits until it listens.
+    pub async fn start_command(mut command: tokio::process::Command) -> Hub {
+        let mut child = command.spawn().expect("weft serve starts");
         let (listening, log) = until_listening(&mut child).await;
         let address = listening["address"].as_str().unwrap().to_string();
         let _ = rustls::crypto::ring::default_provider().install_default();

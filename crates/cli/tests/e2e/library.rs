@@ -143,3 +143,70 @@ async fn the_catalogue_pages_in_the_repository_are_the_generated_ones() {
         "docs/connectors is out of date ({stale:?}, {kept} files for {generated}): run `weft connectors docs --out docs/connectors`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_workflow_subscribes_its_vendor_webhook_and_unsubscribes_when_it_goes() {
+    use crate::hub::{Hub, serve_command};
+    use weft_testkit::{Answer, ScriptedServer};
+    let (shop, addr) = ScriptedServer::start().await;
+    shop.script(
+        "webhooks.json",
+        vec![Answer {
+            status: 201,
+            ..Answer::ok(json!({"webhook": {"id": 4759306, "topic": "orders/create", "address": "https://hub.acme.example/hooks/shopify/orders"}}))
+        }],
+    );
+    shop.script("webhooks/4759306.json", vec![Answer::ok(json!({}))]);
+    let p = Project::new(
+        &format!(
+            "connections:\n  shop:\n    type: shopify\n    shop: acme\n    base_url: http://{addr}\n    allow_private_network: true\n    auth: {{ type: api_key, value: {{ env: E2E_SECRET }} }}\n    webhook_secret: {{ env: E2E_SECRET }}\n"
+        ),
+        &[(
+            "orders",
+            "trigger:\n  webhook: { uses: shop.order_created, path: shopify/orders }\nsteps:\n  - id: echo\n    map: ${{ .input }}\n",
+        )],
+    );
+    let start = || {
+        let mut cmd = serve_command(p.path(), "127.0.0.1:0", &["--watch"]);
+        cmd.env("WEFT_PUBLIC_URL", "https://hub.acme.example/");
+        Hub::start_command(cmd)
+    };
+    let until = |name: &'static str, n: usize| {
+        let shop = shop.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while shop.seen(name).len() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} was called {n} times"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let hub = start().await;
+    until("webhooks.json", 1).await;
+    let call = &shop.seen("webhooks.json")[0];
+    assert_eq!(call.method, "POST");
+    assert_eq!(
+        call.body,
+        json!({"webhook": {"topic": "orders/create", "address": "https://hub.acme.example/hooks/shopify/orders", "format": "json"}})
+    );
+    assert_eq!(call.headers["x-shopify-access-token"], crate::hub::SECRET);
+    let (status, audit) = hub.get("/api/audit").await;
+    assert_eq!(status, 200);
+    assert!(audit.to_string().contains("webhook.subscribe"), "{audit}");
+
+    // A restart finds it registered: no second subscription.
+    hub.sigterm();
+    drop(hub);
+    let hub = start().await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(shop.seen("webhooks.json").len(), 1, "registered once");
+
+    // The workflow goes: its subscription is removed.
+    std::fs::remove_file(p.path().join("workflows/orders.yaml")).unwrap();
+    until("webhooks/4759306.json", 1).await;
+    assert_eq!(shop.seen("webhooks/4759306.json")[0].method, "DELETE");
+    drop(hub);
+}
