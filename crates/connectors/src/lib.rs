@@ -147,6 +147,18 @@ pub trait Connector: Send + Sync {
     /// Runs an action.
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError>;
 
+    /// Runs an action as `definition` describes it: the connector definition the run's workflow
+    /// was compiled with, which a run keeps when the project's definition changes (connectors
+    /// written as data use it; the others have nothing to keep and ignore it).
+    async fn call_defined(
+        &self,
+        call: Call<'_>,
+        definition: Option<&Arc<weft_core::definition::Definition>>,
+    ) -> Result<Value, ActionError> {
+        let _ = definition;
+        self.call(call).await
+    }
+
     /// Checks, without changing anything there, that the outside system answers and takes the
     /// connection's credentials ("test connection"); returns what was found, in words. What it
     /// does is the connector's [`ConnectorSpec::probe`]; connectors without one refuse.

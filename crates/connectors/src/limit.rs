@@ -91,6 +91,14 @@ impl Limited {
 #[async_trait]
 impl Connector for Limited {
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
+        self.call_defined(call, None).await
+    }
+
+    async fn call_defined(
+        &self,
+        call: Call<'_>,
+        definition: Option<&Arc<weft_core::definition::Definition>>,
+    ) -> Result<Value, ActionError> {
         let _permit = match &self.concurrency {
             Some(s) => Some(s.acquire().await.map_err(|_| {
                 ActionError::retryable("the connection's concurrency limit is closed")
@@ -98,7 +106,7 @@ impl Connector for Limited {
             None => None,
         };
         self.turn().await;
-        let result = self.inner.call(call).await;
+        let result = self.inner.call_defined(call, definition).await;
         if let Err(ActionError::Retryable {
             retry_after: Some(wait),
             ..

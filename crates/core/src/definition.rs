@@ -109,6 +109,9 @@ pub struct Definition {
     pub errors: Option<ErrorBody>,
     /// What workflows can start from, in file order.
     pub triggers: Vec<TriggerDef>,
+    /// The SHA-256 of the definition as read (its JSON form), in hex: which version of it a
+    /// workflow was compiled with.
+    pub digest: String,
 }
 
 /// A trigger of a defined connector, which a workflow's `webhook` or `poll` trigger names with
@@ -535,6 +538,7 @@ pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Definition> {
         retry_on,
         errors,
         triggers,
+        digest: crate::workflow::version_of(&node.to_json().to_string()),
     })
 }
 

@@ -71,7 +71,9 @@ pub struct Workflow {
     pub file: String,
     /// What the workflow is for.
     pub description: Option<String>,
-    /// SHA-256 of the file's text, in hex. A run keeps the version it started with.
+    /// SHA-256 of the file's text, in hex (and of the connector definitions it uses, when it uses
+    /// defined connections: a changed definition is a new version). A run keeps the version it
+    /// started with.
     pub version: String,
     /// The file's text, stored with runs so that a run finishes on the version it started with.
     pub source: Arc<str>,
@@ -85,6 +87,9 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     /// The run's output; without it, the output of the last top-level step that ran.
     pub output: Option<Template>,
+    /// The connector definitions of the defined connections it uses, by connection name, as they
+    /// were when it was compiled: its runs call their actions as these describe them.
+    pub definitions: std::collections::BTreeMap<String, Arc<crate::definition::Definition>>,
 }
 
 /// One step of a workflow.
@@ -304,7 +309,29 @@ impl Workflow {
         let mut diags = Diagnostics::new(file);
         let workflow = read_workflow(file, source, scope, &mut diags);
         match workflow {
-            Some(w) if diags.is_empty() => Ok(w),
+            Some(mut w) if diags.is_empty() => {
+                let mut definitions = std::collections::BTreeMap::new();
+                for name in w.connections() {
+                    if let Some(crate::Spec::Defined(def)) = scope
+                        .connections
+                        .get(name)
+                        .and_then(|c| scope.catalog.get(&c.type_name))
+                    {
+                        definitions.insert(name.to_string(), def.clone());
+                    }
+                }
+                if !definitions.is_empty() {
+                    // The definitions are part of what a run runs: one that changes makes a new
+                    // version, and runs on the old one keep calling the actions it describes.
+                    let mut text = source.to_string();
+                    for (name, def) in &definitions {
+                        text.push_str(&format!("\n#definition {name} {}", def.digest));
+                    }
+                    w.version = version_of(&text);
+                }
+                w.definitions = definitions;
+                Ok(w)
+            }
             _ => Err(diags.into_vec()),
         }
     }
@@ -447,6 +474,7 @@ fn read_workflow(
         vars,
         steps,
         output,
+        definitions: Default::default(),
     })
 }
 

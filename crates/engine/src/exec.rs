@@ -1152,12 +1152,17 @@ impl RunExec {
             )));
         };
         let idempotency_key = at.key.idempotency_key(&self.run.id);
-        let call = connector.call(Call {
-            action,
-            input,
-            idempotency_key: &idempotency_key,
-            max_output_bytes: self.current.project.settings.limits.max_output_bytes,
-        });
+        // A connector written as data runs as the run's workflow version knew it.
+        let definition = self.workflow.definitions.get(connection);
+        let call = connector.call_defined(
+            Call {
+                action,
+                input,
+                idempotency_key: &idempotency_key,
+                max_output_bytes: self.current.project.settings.limits.max_output_bytes,
+            },
+            definition,
+        );
         // Every call ends: the step's own timeout, or the project's `limits.call_timeout`.
         let (limit, whose) = match step.timeout {
             Some(limit) => (limit, "the step's timeout"),

@@ -121,7 +121,8 @@ pub struct WorkflowSummary {
     pub description: Option<String>,
     /// Its file, relative to the project folder.
     pub file: String,
-    /// Its version: the SHA-256 of the file's text.
+    /// Its version: the SHA-256 of the file's text (and of the connector definitions it uses, for
+    /// a workflow with defined connections).
     pub version: String,
     /// What starts its runs: `{type, …settings}`.
     #[schema(value_type = Object)]

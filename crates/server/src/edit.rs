@@ -162,9 +162,19 @@ pub async fn save_workflow(
     // Against the file as it is on disk, so that a change made there (and not yet served) is not
     // overwritten either.
     let disk_version = on_disk.as_deref().map(weft_core::workflow::version_of);
+    // The served version names the file's text too when it is what is on disk (a workflow that
+    // uses defined connectors has a version that also covers their definitions).
+    let served_version = hub
+        .engine
+        .project()
+        .workflows
+        .values()
+        .find(|w| w.file == file && Some(&*w.source) == on_disk.as_deref())
+        .map(|w| w.version.clone());
     if let Some(wanted) = &if_match
         && wanted != "*"
         && disk_version.as_ref() != Some(wanted)
+        && served_version.as_ref() != Some(wanted)
     {
         let now = disk_version.map_or_else(
             || "it no longer exists".to_string(),

@@ -369,3 +369,62 @@ async fn imported_actions_pass_the_vendors_own_mock_and_a_broken_request_does_no
     assert_eq!(run["state"], "failed", "{run}");
     assert_eq!(run["steps"][0]["error"]["details"]["status"], 422, "{run}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_the_definition_it_started_with_when_the_definition_changes() {
+    use crate::hub::{Hub, serve_command};
+    let (server, addr) = ScriptedServer::start().await;
+    server.script("old-path", vec![Answer::ok(json!({"order": "old"}))]);
+    server.script("new-path", vec![Answer::ok(json!({"order": "new"}))]);
+    let definition = |path: &str| {
+        format!(
+            "connector: shop\nsummary: s\nbase_url: http://{addr}\nactions:\n  get:\n    summary: s\n    method: GET\n    path: /{path}\n    response: /order\n"
+        )
+    };
+    let p = Project::new(
+        "connections:\n  shop: { type: shop, allow_private_network: true }\n",
+        &[(
+            "later",
+            "trigger: manual\nsteps:\n  - id: pause\n    wait: 4s\n  - id: get\n    uses: shop.get\noutput: ${{ .steps.get }}\n",
+        )],
+    );
+    std::fs::create_dir(p.path().join("connectors")).unwrap();
+    std::fs::write(
+        p.path().join("connectors/shop.yaml"),
+        definition("old-path"),
+    )
+    .unwrap();
+    let hub = Hub::start_command(serve_command(p.path(), "127.0.0.1:0", &["--watch"])).await;
+    let (_, before) = hub.get("/api/workflows/later").await;
+    let first = hub.start_run("later", json!({})).await;
+    // The definition changes while the first run waits; the hub reloads it.
+    std::fs::write(
+        p.path().join("connectors/shop.yaml"),
+        definition("new-path"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, now) = hub.get("/api/workflows/later").await;
+        if now["version"] != before["version"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub reloads the changed definition"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let second = hub.start_run("later", json!({})).await;
+    let first = hub.until_state_any(&first, &["succeeded", "failed"]).await;
+    let second = hub.until_state_any(&second, &["succeeded", "failed"]).await;
+    assert_eq!(
+        first["output"], "old",
+        "the run started on the old definition: {first}"
+    );
+    assert_eq!(
+        second["output"], "new",
+        "a new run is on the new one: {second}"
+    );
+    assert_ne!(first["version"], second["version"]);
+}

@@ -323,7 +323,12 @@ fn next_link(link: &str) -> Option<String> {
 impl DefinedConnector {
     /// Sends one request of `action` and returns the whole `http` output (status, headers, body),
     /// with the definition's `retry_on` statuses retryable and its `errors` flag read.
-    async fn send(&self, call: &Call<'_>, request: Value) -> Result<Value, ActionError> {
+    async fn send(
+        &self,
+        def: &Definition,
+        call: &Call<'_>,
+        request: Value,
+    ) -> Result<Value, ActionError> {
         let result = self
             .http
             .call(Call {
@@ -335,9 +340,9 @@ impl DefinedConnector {
             .await;
         let output = match result {
             Ok(output) => output,
-            Err(e) => return Err(self.classify(e)),
+            Err(e) => return Err(classify(def, e)),
         };
-        if let Some(errors) = &self.definition.errors
+        if let Some(errors) = &def.errors
             && output["body"].pointer(&errors.ok) == Some(&Value::Bool(false))
         {
             let said = errors
@@ -352,55 +357,58 @@ impl DefinedConnector {
             return Err(ActionError::Fatal {
                 message: format!(
                     "{} answered {} but says the call failed: {said}",
-                    self.definition.type_name, output["status"]
+                    def.type_name, output["status"]
                 ),
                 details: output,
             });
         }
         Ok(output)
     }
+}
 
-    /// An HTTP failure, retryable or not as the definition's `retry_on` says (the `http`
-    /// connector's own rule otherwise). Failures without a status (a refused connection, a
-    /// timeout) keep their class.
-    fn classify(&self, error: ActionError) -> ActionError {
-        let Some(retry_on) = &self.definition.retry_on else {
-            return error;
-        };
-        match error {
-            ActionError::Retryable {
+/// An HTTP failure, retryable or not as the definition's `retry_on` says (the `http` connector's
+/// own rule otherwise). Failures without a status (a refused connection, a timeout) keep their
+/// class.
+fn classify(def: &Definition, error: ActionError) -> ActionError {
+    let Some(retry_on) = &def.retry_on else {
+        return error;
+    };
+    match error {
+        ActionError::Retryable {
+            message,
+            retry_after,
+            details,
+        } => match details["status"].as_u64() {
+            Some(status) if !retry_on.contains(&(status as u16)) => {
+                ActionError::Fatal { message, details }
+            }
+            _ => ActionError::Retryable {
                 message,
                 retry_after,
                 details,
-            } => match details["status"].as_u64() {
-                Some(status) if !retry_on.contains(&(status as u16)) => {
-                    ActionError::Fatal { message, details }
-                }
-                _ => ActionError::Retryable {
+            },
+        },
+        ActionError::Fatal { message, details } => match details["status"].as_u64() {
+            Some(status) if retry_on.contains(&(status as u16)) => {
+                let retry_after = details["headers"]["retry-after"]
+                    .as_str()
+                    .and_then(|v| crate::http::retry_after(v, jiff::Timestamp::now()));
+                ActionError::Retryable {
                     message,
                     retry_after,
                     details,
-                },
-            },
-            ActionError::Fatal { message, details } => match details["status"].as_u64() {
-                Some(status) if retry_on.contains(&(status as u16)) => {
-                    let retry_after = details["headers"]["retry-after"]
-                        .as_str()
-                        .and_then(|v| crate::http::retry_after(v, jiff::Timestamp::now()));
-                    ActionError::Retryable {
-                        message,
-                        retry_after,
-                        details,
-                    }
                 }
-                _ => ActionError::Fatal { message, details },
-            },
-        }
+            }
+            _ => ActionError::Fatal { message, details },
+        },
     }
+}
 
+impl DefinedConnector {
     /// Reads up to `pages` pages of a paginated action: `{items, pages, complete, next}`.
     async fn pages(
         &self,
+        def: &Definition,
         call: &Call<'_>,
         action: &ActionDef,
         pagination: &Pagination,
@@ -419,7 +427,7 @@ impl DefinedConnector {
         }
         let mut size: u64 = 0;
         loop {
-            let output = self.send(call, request.clone()).await?;
+            let output = self.send(def, call, request.clone()).await?;
             read += 1;
             let page = match output["body"].pointer(pointer) {
                 Some(Value::Array(list)) => list.clone(),
@@ -518,18 +526,27 @@ impl Connector for DefinedConnector {
     }
 
     async fn call(&self, call: Call<'_>) -> Result<Value, ActionError> {
-        let Some(action) = self.definition.action(call.action) else {
+        self.call_defined(call, None).await
+    }
+
+    async fn call_defined(
+        &self,
+        call: Call<'_>,
+        definition: Option<&Arc<Definition>>,
+    ) -> Result<Value, ActionError> {
+        // The definition the run's workflow was compiled with, when it is this type's.
+        let def: &Definition = match definition {
+            Some(d) if d.type_name == self.definition.type_name => d,
+            _ => &self.definition,
+        };
+        let Some(action) = def.action(call.action) else {
             // The escape hatch: any request, with the connection's credentials and guard.
-            if self
-                .definition
-                .raw_request
-                .is_some_and(|raw| raw.name == call.action)
-            {
+            if def.raw_request.is_some_and(|raw| raw.name == call.action) {
                 return self.http.call(call).await;
             }
             return Err(ActionError::fatal(format!(
                 "`{}` connections have no action `{}`",
-                self.definition.type_name, call.action
+                def.type_name, call.action
             )));
         };
         let mut input = call.input.clone();
@@ -552,9 +569,11 @@ impl Connector for DefinedConnector {
             if request.get("query").is_none() {
                 request["query"] = json!({});
             }
-            return self.pages(&call, action, pagination, request, pages).await;
+            return self
+                .pages(def, &call, action, pagination, request, pages)
+                .await;
         }
-        let output = self.send(&call, request).await?;
+        let output = self.send(def, &call, request).await?;
         Ok(match &action.response {
             Some(pointer) => output["body"]
                 .pointer(pointer)
