@@ -12,7 +12,18 @@ import { Card, ErrorBox, Json } from "../ui";
 import { GraphView } from "./workflow";
 
 interface Catalog {
-  connectors: { type: string; summary: string; actions: { name: string; summary: string; inputs: string[]; required: string[] }[] }[];
+  connectors: {
+    type: string;
+    summary: string;
+    actions: {
+      name: string;
+      summary: string;
+      inputs: string[];
+      required: string[];
+      /// What each input takes (connectors written as data): its JSON Schema and description.
+      schemas?: Record<string, { schema: { type?: string; enum?: unknown[] }; description?: string }>;
+    }[];
+  }[];
 }
 
 interface Connection {
@@ -166,10 +177,10 @@ function UsesForm({ step, path, apply, catalog, connections }: { step: any; path
   const spec = catalog?.connectors.find((c) => c.type === type);
   const actionSpec = spec?.actions.find((a) => a.name === action);
   const withValue = step.with && typeof step.with === "object" ? step.with : {};
-  const setWith = (key: string, v: string) => {
+  const setWith = (key: string, v: string, kind?: string) => {
     const next: Record<string, unknown> = { ...withValue };
     if (v === "") delete next[key];
-    else next[key] = typed(v);
+    else next[key] = typed(v, kind);
     return apply({ op: "set", path: [...path, "with"], value: next });
   };
   return (
@@ -208,21 +219,42 @@ function UsesForm({ step, path, apply, catalog, connections }: { step: any; path
       {actionSpec && <p class="small muted">{actionSpec.summary}</p>}
       {(actionSpec?.inputs ?? Object.keys(withValue)).map((key) => {
         const v = withValue[key];
+        const label = `${key}${actionSpec?.required.includes(key) ? " (required)" : ""}`;
+        const about = actionSpec?.schemas?.[key];
+        const text = v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
+        // The widget follows the input's schema: a list for an enum, a number for a number.
+        const choices = about?.schema.enum;
+        const kind = about?.schema.type;
         return (
-          <Field
-            label={`${key}${actionSpec?.required.includes(key) ? " (required)" : ""}`}
-            value={v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v)}
-            onCommit={(x) => setWith(key, x)}
-            mono
-          />
+          <>
+            {choices ? (
+              <label class="stack">
+                {label}
+                <select aria-label={label} value={text} onChange={(e) => setWith(key, (e.target as HTMLSelectElement).value, kind)}>
+                  <option value="">(not set)</option>
+                  {text !== "" && !choices.some((c) => String(c) === text) && <option value={text}>{text}</option>}
+                  {choices.map((c) => (
+                    <option value={String(c)}>{String(c)}</option>
+                  ))}
+                </select>
+              </label>
+            ) : (
+              <Field label={label} value={text} onCommit={(x) => setWith(key, x, kind)} mono />
+            )}
+            {about?.description && <p class="small muted field-hint">{about.description}</p>}
+          </>
         );
       })}
     </>
   );
 }
 
-/// A value typed into a field: JSON objects and lists are values, anything else is text.
-function typed(v: string): unknown {
+/// A value typed into a field: JSON objects and lists are values; where the input's schema wants a
+/// number or a boolean, the number or boolean the text spells; anything else (an expression such
+/// as `${{ .input.n }}`) is text.
+function typed(v: string, kind?: string): unknown {
+  if ((kind === "integer" || kind === "number") && /^-?\d+(\.\d+)?$/.test(v.trim())) return Number(v.trim());
+  if (kind === "boolean" && (v === "true" || v === "false")) return v === "true";
   if (/^[\[{]/.test(v.trim())) {
     try {
       return JSON.parse(v);

@@ -352,6 +352,20 @@ pub struct ActionView {
     pub inputs: Vec<String>,
     /// The keys it needs.
     pub required: Vec<String>,
+    /// What each input takes, where the connector says (connectors written as data): the
+    /// editor's form picks its widget from the schema (a list for an `enum`, a number field…).
+    pub schemas: std::collections::BTreeMap<String, InputView>,
+}
+
+/// What one input of a defined action takes.
+#[derive(Serialize, ToSchema)]
+pub struct InputView {
+    /// Its JSON Schema, as the definition gives it.
+    #[schema(value_type = Object)]
+    pub schema: serde_json::Value,
+    /// What it is, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A connector type.
@@ -396,6 +410,22 @@ pub async fn catalog(State(hub): State<Arc<Hub>>) -> axum::Json<CatalogView> {
                         summary: a.summary().to_string(),
                         inputs: a.inputs().iter().map(|s| s.to_string()).collect(),
                         required: a.required().iter().map(|s| s.to_string()).collect(),
+                        schemas: match &a {
+                            weft_core::Action::Defined(d) => d
+                                .inputs
+                                .iter()
+                                .map(|i| {
+                                    (
+                                        i.name.clone(),
+                                        InputView {
+                                            schema: i.schema.clone(),
+                                            description: i.description.clone(),
+                                        },
+                                    )
+                                })
+                                .collect(),
+                            _ => Default::default(),
+                        },
                     })
                     .collect(),
             })

@@ -1561,3 +1561,60 @@ async fn large_payloads_are_fetched_when_they_are_opened() {
     assert!(errors.is_empty(), "the browser logged errors: {errors:?}");
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_editors_form_for_a_defined_action_follows_its_input_schemas() {
+    if !browser::available() {
+        return;
+    }
+    let p = Project::new(
+        "connections:\n  gh:\n    type: github\n    auth: { type: bearer, token: { env: WEFT_TEST_OAUTH_SECRET } }\n",
+        &[(
+            "issues",
+            "trigger: manual\nsteps:\n  - id: list\n    uses: gh.list_issues\n    with: { owner: acme, repo: shop }\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let b = Browser::start(1280, 800).await;
+    sign_in(&b, &hub.base, ADMIN_TOKEN).await;
+    b.goto(&format!("{}/#/workflows/issues/edit", hub.base))
+        .await;
+    b.find("svg.graph .node[data-key='list']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    // `state` is an enum in the definition: a list of its values; `per_page` an integer.
+    let options = b.all_text("select[aria-label='state'] option").await;
+    assert_eq!(
+        options,
+        ["(not set)", "open", "closed", "all"],
+        "{options:?}"
+    );
+    b.until_text("Comma-separated label names").await;
+    b.find("select[aria-label='state']")
+        .await
+        .select_by_label("closed")
+        .await
+        .unwrap();
+    fill(&b, "per_page", "50").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = b
+            .eval("return document.querySelector('textarea[aria-label=\"Workflow file\"]').value;")
+            .await;
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.contains("state: closed") && text.contains("per_page: 50") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the form writes an enum value and a number: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.until_text("no problems").await;
+    b.screenshot("defined-action-form").await;
+    assert!(b.console_errors().await.is_empty());
+    b.close().await;
+}
