@@ -558,6 +558,13 @@ impl HttpConnector {
                 );
                 builder = builder.basic_auth(username, Some(password));
             }
+            Some(Auth::ApiKeyQuery { param, value }) => {
+                let value = self
+                    .secrets
+                    .resolve(value)
+                    .map_err(|e| ActionError::fatal(format!("API key: {e}")))?;
+                builder = builder.query(&[(param.as_str(), value.as_str())]);
+            }
             Some(Auth::ApiKey { header, value }) => {
                 let value = self
                     .secrets

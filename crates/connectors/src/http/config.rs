@@ -99,6 +99,7 @@ pub const AUTH_KEYS: &[&str] = &[
     "client_auth",
     "key",
     "subject",
+    "query",
 ];
 
 /// The default request timeout.
@@ -198,6 +199,14 @@ pub enum Auth {
         username: String,
         /// The password.
         password: SecretRef,
+    },
+    /// An API key in a query parameter: `{ type: api_key, query: api_key, value: { env: NAME } }`
+    /// (the URL then carries a credential: it is scrubbed from runs and logs like the value).
+    ApiKeyQuery {
+        /// The query parameter's name.
+        param: String,
+        /// The key.
+        value: SecretRef,
     },
     /// An API key in a header: `{ type: api_key, header: X-Api-Key, value: { env: NAME } }`.
     ApiKey {
@@ -407,6 +416,24 @@ fn decode_auth(node: &Node, diags: &mut Diagnostics) -> Option<Auth> {
             username
                 .zip(password)
                 .map(|(username, password)| Auth::Basic { username, password })
+        }
+        Some("api_key") if node_of(node, "query").is_some() => {
+            if let Some(n) = node_of(node, "header") {
+                diags.error(
+                    n.pos,
+                    "an API key goes in a `header` or in the `query`, not both",
+                );
+            }
+            let param = f
+                .get("query")
+                .and_then(|n| decode::string(n, "`auth.query`", diags))
+                .filter(|p| !p.is_empty());
+            let value = f
+                .require("value", diags)
+                .and_then(|n| SecretRef::decode(n, "`auth.value`", diags));
+            param
+                .zip(value)
+                .map(|(param, value)| Auth::ApiKeyQuery { param, value })
         }
         Some("api_key") => {
             let header = match f.get("header") {

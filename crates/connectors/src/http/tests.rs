@@ -259,6 +259,15 @@ async fn authenticates_from_environment_variables() {
     ));
     let out = call(&key, json!({"path": "/echo"})).await.unwrap();
     assert_eq!(out["body"]["api_key"], name);
+    // In the query, beside the step's own parameters.
+    let in_query = connector(&format!(
+        "type: http\n{base}auth: {{type: api_key, query: key, value: {{env: CARGO_PKG_NAME}}}}\n"
+    ));
+    let out = call(&in_query, json!({"path": "/echo", "query": {"page": 2}}))
+        .await
+        .unwrap();
+    assert_eq!(out["body"]["query"], format!("page=2&key={name}"));
+    assert_eq!(out["body"]["api_key"], Value::Null);
     let missing = connector(&format!(
         "type: http\n{base}auth: {{type: bearer, token: {{env: WEFT_TEST_HTTP_UNSET}}}}\n"
     ));
