@@ -112,6 +112,8 @@ pub struct Definition {
     /// The SHA-256 of the definition as read (its JSON form), in hex: which version of it a
     /// workflow was compiled with.
     pub digest: String,
+    /// The definition as read, as one line of JSON (kept with the workflow versions that use it).
+    pub source: String,
 }
 
 /// A trigger of a defined connector, which a workflow's `webhook` or `poll` trigger names with
@@ -539,7 +541,21 @@ pub fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Definition> {
         errors,
         triggers,
         digest: crate::workflow::version_of(&node.to_json().to_string()),
+        source: node.to_json().to_string(),
     })
+}
+
+/// Reads back a definition kept as JSON with a workflow version ([`Definition::source`]), with the
+/// raw `request` action of `catalog`'s `http` connector as [`crate::Catalog::define`] gives it.
+pub fn restore(json: &Value, catalog: &crate::Catalog) -> Option<Definition> {
+    let node = crate::yaml::parse(&json.to_string()).ok()?;
+    let mut diags = Diagnostics::new("stored definition");
+    let mut def = decode(&node, &mut diags).filter(|_| diags.is_empty())?;
+    def.raw_request = match catalog.get("http") {
+        Some(crate::Spec::Static(http)) => http.action("request"),
+        _ => None,
+    };
+    Some(def)
 }
 
 fn triggers(node: &Node, actions: &[ActionDef], diags: &mut Diagnostics) -> Vec<TriggerDef> {

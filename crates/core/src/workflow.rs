@@ -90,6 +90,26 @@ pub struct Workflow {
     /// The connector definitions of the defined connections it uses, by connection name, as they
     /// were when it was compiled: its runs call their actions as these describe them.
     pub definitions: std::collections::BTreeMap<String, Arc<crate::definition::Definition>>,
+    /// What is stored as this version's text: the file's text, followed (when it uses defined
+    /// connections) by the definitions as comment lines, so that a run resumed after a restart
+    /// keeps them too ([`stored_definitions`]).
+    pub stored_source: Arc<str>,
+}
+
+/// The comment line that starts each definition kept in a stored version's text.
+const DEFINITION_LINE: &str = "# weft-definition ";
+
+/// The definitions a stored version's text keeps (see [`Workflow::stored_source`]), by connection
+/// name, as JSON.
+pub fn stored_definitions(stored: &str) -> Vec<(String, Value)> {
+    stored
+        .lines()
+        .filter_map(|line| line.strip_prefix(DEFINITION_LINE))
+        .filter_map(|rest| {
+            let (name, json) = rest.split_once(' ')?;
+            Some((name.to_string(), serde_json::from_str(json).ok()?))
+        })
+        .collect()
 }
 
 /// One step of a workflow.
@@ -328,6 +348,14 @@ impl Workflow {
                         text.push_str(&format!("\n#definition {name} {}", def.digest));
                     }
                     w.version = version_of(&text);
+                    let mut stored = source.trim_end_matches('\n').to_string();
+                    stored.push_str(
+                        "\n\n# The connector definitions this version was compiled with, kept by Weft:\n",
+                    );
+                    for (name, def) in &definitions {
+                        stored.push_str(&format!("{DEFINITION_LINE}{name} {}\n", def.source));
+                    }
+                    w.stored_source = Arc::from(stored);
                 }
                 w.definitions = definitions;
                 Ok(w)
@@ -475,6 +503,7 @@ fn read_workflow(
         steps,
         output,
         definitions: Default::default(),
+        stored_source: Arc::from(source),
     })
 }
 

@@ -1778,6 +1778,21 @@ async fn workflow_for(engine: &Inner, run: &RunRecord) -> Result<Arc<Workflow>, 
                 problems.join("; ")
             )
         })?;
+    let mut workflow = workflow;
+    // The definitions the version was compiled with, kept with its text, over the current ones.
+    let project = engine.current().project.clone();
+    for (name, json) in weft_core::workflow::stored_definitions(&stored.source) {
+        match weft_core::definition::restore(&json, &project.catalog) {
+            Some(def) => {
+                workflow.definitions.insert(name, Arc::new(def));
+            }
+            None => tracing::warn!(
+                run = %run.id,
+                connection = %name,
+                "the connector definition kept with the run's workflow version no longer reads; the current one applies"
+            ),
+        }
+    }
     let workflow = Arc::new(workflow);
     if let Ok(mut v) = engine.versions.lock() {
         v.insert(run.version.clone(), workflow.clone());

@@ -765,7 +765,7 @@ pub fn new_run(workflow: &Workflow, trigger: Value, input: Value, now: Millis) -
         workflow: workflow.name.clone(),
         version: workflow.version.clone(),
         file: workflow.file.clone(),
-        source: workflow.source.to_string(),
+        source: workflow.stored_source.to_string(),
         trigger,
         input,
         idempotency_key: None,

@@ -427,4 +427,23 @@ async fn a_run_keeps_the_definition_it_started_with_when_the_definition_changes(
         "a new run is on the new one: {second}"
     );
     assert_ne!(first["version"], second["version"]);
+
+    // Across a restart too: a run waiting on the new definition when it changes back and the hub
+    // stops, resumed by the next hub, which loaded the changed one.
+    let third = hub.start_run("later", json!({})).await;
+    std::fs::write(
+        p.path().join("connectors/shop.yaml"),
+        definition("old-path"),
+    )
+    .unwrap();
+    let mut hub = hub;
+    hub.sigterm();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), hub.child.wait()).await;
+    let hub = Hub::start(p.path(), &[]).await;
+    let third = hub.until_state_any(&third, &["succeeded", "failed"]).await;
+    assert_eq!(
+        third["output"], "new",
+        "resumed on the definition it started with: {third}"
+    );
+    assert_eq!(server.seen("new-path").len(), 2);
 }

@@ -1,6 +1,6 @@
-//! The importer on five vendors' own documents (OpenAPI 3.0, trimmed), and on small documents of
-//! the other two shapes (Swagger 2.0, OpenAPI 3.1) written here: each result reads back as a
-//! definition without problems.
+//! The importer on vendors' own documents, trimmed (OpenAPI 3.0; Discord's OpenAPI 3.1; Docker's
+//! Swagger 2.0), and on small documents of the other two shapes written here: each result reads
+//! back as a definition without problems.
 
 use std::path::Path;
 
@@ -246,5 +246,125 @@ fn a_schema_that_fans_out_through_its_references_is_bounded() {
             .any(|l| l.contains("more than 50000 parts")),
         "{:#?}",
         imported.report
+    );
+}
+
+#[test]
+fn discords_openapi_three_one_document_keeps_its_type_lists_and_both_auth_schemes() {
+    let (discord, report) = import(
+        &vendor("discord-messages-3.1.openapi.json"),
+        &Options::default(),
+    );
+    assert_eq!(discord.type_name, "discord_http_api_preview");
+    assert_eq!(discord.base_url, "https://discord.com/api/v10");
+    // A bot token as an API key in `Authorization`, and OAuth2 (whose access token is a bearer).
+    assert_eq!(discord.auth, ["api_key", "bearer", "oauth2"]);
+    assert!(
+        report.iter().any(|l| l.contains("`Authorization`")),
+        "{report:#?}"
+    );
+    let names: Vec<&str> = discord.actions.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "list_messages",
+            "create_message",
+            "get_message",
+            "update_message",
+            "delete_message",
+            "get_my_user"
+        ]
+    );
+    let list = discord.action("list_messages").unwrap();
+    assert_eq!(
+        list.input_names(),
+        ["channel_id", "around", "before", "after", "limit"]
+    );
+    assert_eq!(list.inputs[0].location, super::super::Location::Path);
+    assert_eq!(list.inputs[1].location, super::super::Location::Query);
+    assert_eq!(
+        list.inputs[1].schema,
+        json!({"type": "string", "format": "snowflake"})
+    );
+    // No `Link` header and no next cursor in the body: no pages.
+    assert!(list.pagination.is_none());
+    let create = discord.action("create_message").unwrap();
+    assert_eq!(
+        (create.method.as_str(), create.path.as_str()),
+        ("POST", "/channels/{channel_id}/messages")
+    );
+    // JSON is chosen over the form and multipart bodies the operation also takes.
+    assert!(!create.form);
+    assert_eq!(create.required_names(), ["channel_id"]);
+    let content = create.inputs.iter().find(|i| i.name == "content").unwrap();
+    assert_eq!(content.location, super::super::Location::Body);
+    assert_eq!(content.schema, json!({"type": ["string", "null"]}));
+    let mentions = create
+        .inputs
+        .iter()
+        .find(|i| i.name == "allowed_mentions")
+        .unwrap();
+    assert_eq!(
+        mentions.schema,
+        json!({"oneOf": [{"type": "null"}, {"type": "object"}]})
+    );
+    let update = discord.action("update_message").unwrap();
+    assert_eq!(update.method, "PATCH");
+    assert_eq!(update.required_names(), ["channel_id", "message_id"]);
+    assert!(discord.action("get_my_user").unwrap().inputs.is_empty());
+}
+
+#[test]
+fn dockers_swagger_two_document_without_a_host_gets_a_host_variable() {
+    let (docker, report) = import(&vendor("docker-engine.swagger.json"), &Options::default());
+    assert_eq!(docker.type_name, "docker_engine_api");
+    // `basePath: /v1.56` and no `host`: the Engine listens wherever it was started.
+    assert_eq!(docker.base_url, "https://{host}/v1.56");
+    assert_eq!(docker.variables[0].name, "host");
+    assert!(docker.variables[0].default.is_none());
+    assert!(
+        report.iter().any(|l| l.contains("no absolute server URL")),
+        "{report:#?}"
+    );
+    // The Engine API declares no security definitions.
+    assert!(docker.auth.is_empty(), "{:?}", docker.auth);
+    let names: Vec<&str> = docker.actions.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "container_create",
+            "container_list",
+            "container_inspect",
+            "container_start",
+            "container_stop",
+            "image_list"
+        ]
+    );
+    let list = docker.action("container_list").unwrap();
+    assert_eq!(list.input_names(), ["all", "limit", "size", "filters"]);
+    assert_eq!(list.inputs[0].location, super::super::Location::Query);
+    assert_eq!(
+        list.inputs[0].schema,
+        json!({"type": "boolean", "default": false})
+    );
+    let create = docker.action("container_create").unwrap();
+    assert_eq!(create.summary, "Create a container");
+    assert_eq!(create.input_names(), ["name", "platform", "body"]);
+    // The `in: body` parameter is the whole body, and the document requires it.
+    assert_eq!(create.inputs[2].location, super::super::Location::WholeBody);
+    assert_eq!(create.required_names(), ["body"]);
+    let inspect = docker.action("container_inspect").unwrap();
+    assert_eq!(
+        (inspect.method.as_str(), inspect.path.as_str()),
+        ("GET", "/containers/{id}/json")
+    );
+    assert_eq!(inspect.inputs[0].location, super::super::Location::Path);
+    assert_eq!(inspect.required_names(), ["id"]);
+    assert!(
+        docker
+            .action("image_list")
+            .unwrap()
+            .input_names()
+            .contains(&"shared-size")
     );
 }
