@@ -253,19 +253,35 @@ export function Editor({ session, name }: { session: Session; name: string | nul
   if (original.error) return <ErrorBox error={original.error} />;
   if (text === null) return <Loading />;
   // A visual change is an edit of the text, made by the hub so that the rest stays as written.
-  const apply = async (edit: Record<string, unknown>) => {
-    setVisualError(null);
-    setSaveError(null);
-    try {
-      const r = await editText(text, file, edit);
-      setText(r.source);
-      setDoc(r.document);
-      setProblems(r.problems);
-      return true;
-    } catch (e) {
-      setVisualError(e);
-      return false;
-    }
+  // Edits apply one after another, each to the text the one before it made (two quick changes in
+  // the form must not both start from the same text and lose one).
+  const latest = useRef(text);
+  latest.current = text;
+  const latestDoc = useRef(doc);
+  latestDoc.current = doc;
+  const queue = useRef<Promise<boolean>>(Promise.resolve(true));
+  const apply = (edit: Record<string, unknown> | ((doc: any) => Record<string, unknown>)) => {
+    const run = async () => {
+      setVisualError(null);
+      setSaveError(null);
+      try {
+        // An edit made from the document as it is when its turn comes.
+        const change = typeof edit === "function" ? edit(latestDoc.current) : edit;
+        const r = await editText(latest.current, file, change);
+        latest.current = r.source;
+        latestDoc.current = r.document;
+        setText(r.source);
+        setDoc(r.document);
+        setProblems(r.problems);
+        return true;
+      } catch (e) {
+        setVisualError(e);
+        return false;
+      }
+    };
+    const next = queue.current.then(run, run);
+    queue.current = next;
+    return next;
   };
   const save = async () => {
     setBusy(true);

@@ -31,7 +31,9 @@ interface Connection {
   type: string;
 }
 
-export type ApplyEdit = (edit: Record<string, unknown>) => Promise<boolean>;
+/// Applies an edit, or an edit made from the document as it is when the edit's turn comes (edits
+/// apply one after another).
+export type ApplyEdit = (edit: Record<string, unknown> | ((doc: any) => Record<string, unknown>)) => Promise<boolean>;
 
 /// Sends an edit of `source` to the hub; gives back the new text, document and problems.
 export async function editText(source: string, file: string, edit: Record<string, unknown>) {
@@ -177,12 +179,15 @@ function UsesForm({ step, path, apply, catalog, connections }: { step: any; path
   const spec = catalog?.connectors.find((c) => c.type === type);
   const actionSpec = spec?.actions.find((a) => a.name === action);
   const withValue = step.with && typeof step.with === "object" ? step.with : {};
-  const setWith = (key: string, v: string, kind?: string) => {
-    const next: Record<string, unknown> = { ...withValue };
-    if (v === "") delete next[key];
-    else next[key] = typed(v, kind);
-    return apply({ op: "set", path: [...path, "with"], value: next });
-  };
+  const setWith = (key: string, v: string, kind?: string) =>
+    // From the step's `with` as it is when the edit applies: two quick changes both stay.
+    apply((doc) => {
+      const now = at(doc, path)?.with;
+      const next: Record<string, unknown> = now && typeof now === "object" ? { ...now } : {};
+      if (v === "") delete next[key];
+      else next[key] = typed(v, kind);
+      return { op: "set", path: [...path, "with"], value: next };
+    });
   return (
     <>
       <label class="stack">

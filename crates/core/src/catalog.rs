@@ -68,6 +68,10 @@ impl ConnectorSpec {
     }
 }
 
+/// What "test connection" does for a connection of a defined type (the `http` connector's check,
+/// at the API's base URL).
+pub const DEFINED_PROBE: &str = "sends GET to the API's base URL with the connection's credentials; any answer but 401, 403 or a 5xx passes";
+
 /// A connector type the catalog knows: written in code (a connector crate's static
 /// [`ConnectorSpec`]) or defined by a file ([`Definition`]). Cheap to clone.
 #[derive(Clone, Debug)]
@@ -145,7 +149,7 @@ impl Spec {
     pub fn probe(&self) -> Option<&str> {
         match self {
             Spec::Static(s) => s.probe,
-            Spec::Defined(_) => None,
+            Spec::Defined(_) => Some(DEFINED_PROBE),
         }
     }
 }

@@ -82,6 +82,10 @@ async fn the_readme_tutorial_works_against_the_mocks() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
     let hub = Hub::start(dir.path(), &[]).await;
+    // "Test connection" works for the library's connections too: HubSpot's mock answers.
+    let (status, tested) = hub.post_json("/api/connections/crm/test", json!({})).await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["ok"], true, "{tested}");
     let order = json!({
         "id": 820982911946154508u64, "name": "#1002", "total_price": "1250.00", "currency": "EUR",
         "line_items": [{"sku": "DESK-1", "quantity": 5}],
