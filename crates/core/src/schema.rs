@@ -121,6 +121,7 @@ pub fn workflow_schema() -> Value {
                 "additionalProperties": false,
                 "properties": {
                     "uses": { "type": "string", "description": "A connector's webhook trigger, `<connection>.<trigger>`: its signature preset, with the connection's `webhook_secret`." },
+                    "input": { "type": "object", "description": "A JSON Schema the body must match; a body that does not gets 422 with every problem and starts nothing." },
                     "path": { "type": "string", "description": "Where the hook listens, below /hooks/. Default: the workflow's name." },
                     "signature": {
                         "type": "object",

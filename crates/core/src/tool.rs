@@ -555,6 +555,17 @@ pub(crate) fn read(
 
 /// Reads a schema under `input` or `output`: a mapping with `type: object`, as MCP requires.
 fn read_schema(node: &Node, which: &str, diags: &mut Diagnostics) -> Option<ToolSchema> {
+    read_any_schema(node, which, true, diags)
+}
+
+/// Reads a JSON Schema written in a workflow (local references only); `object` says whether it
+/// must have `type: object`.
+pub(crate) fn read_any_schema(
+    node: &Node,
+    which: &str,
+    object: bool,
+    diags: &mut Diagnostics,
+) -> Option<ToolSchema> {
     let schema = node.to_json();
     if !schema.is_object() {
         diags.error(
@@ -566,7 +577,7 @@ fn read_schema(node: &Node, which: &str, diags: &mut Diagnostics) -> Option<Tool
         );
         return None;
     }
-    if schema.get("type") != Some(&json!("object")) {
+    if object && schema.get("type") != Some(&json!("object")) {
         diags.error(
             node.pos,
             format!(

@@ -14,6 +14,9 @@
 //!     respond: async                   # async: 202 {run_id} once committed; sync: the run's output
 //!     timeout: 10s                     # sync: answer 202 when the run takes longer than this
 //!     max_body_bytes: 1048576
+//!     input:                           # optional JSON Schema of the body: one that does not match
+//!       type: object                   # gets 422 with every problem and starts nothing
+//!       required: [id]
 //!
 //! trigger:
 //!   schedule:
@@ -59,6 +62,7 @@ pub const WEBHOOK_KEYS: &[&str] = &[
     "respond",
     "timeout",
     "max_body_bytes",
+    "input",
 ];
 /// Keys of a webhook's `signature`.
 pub const SIGNATURE_KEYS: &[&str] = &[
@@ -152,6 +156,9 @@ pub struct WebhookTrigger {
     /// The connector trigger it is (`<connection>.<trigger>`), when `uses:` names one: the hub
     /// registers its subscription with the vendor where the definition says how.
     pub uses: Option<String>,
+    /// A JSON Schema the body (as the run's input) must match: a body that does not gets 422 with
+    /// every problem and where it is, and starts nothing.
+    pub input: Option<crate::tool::ToolSchema>,
 }
 
 /// What identifies one delivery of a webhook.
@@ -680,6 +687,7 @@ fn read_webhook(
         respond: Respond::Async,
         max_body_bytes: DEFAULT_MAX_BODY,
         uses: None,
+        input: None,
     };
     let Some(settings) = settings else {
         return workflow.map(|_| trigger);
@@ -770,6 +778,12 @@ fn read_webhook(
     } else if let Some(t) = timeout_node {
         diags.error(t.pos, "`timeout` applies only with `respond: sync`");
         ok = false;
+    }
+    if let Some(n) = f.get("input") {
+        match crate::tool::read_any_schema(n, "input", false, diags) {
+            Some(schema) => trigger.input = Some(schema),
+            None => ok = false,
+        }
     }
     if let Some(n) = f.get("max_body_bytes") {
         match decode::integer(n, "`max_body_bytes`", 1, MAX_MAX_BODY, diags) {
@@ -1211,6 +1225,32 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_may_say_what_body_it_takes() {
+        let (t, errs) = read_str(
+            "webhook: { input: { type: object, required: [id], properties: { id: { type: integer } } } }",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let Some(Trigger::Webhook(hook)) = t else {
+            panic!("a webhook")
+        };
+        let schema = hook.input.expect("its schema");
+        assert!(schema.problems(&serde_json::json!({"id": 7})).is_empty());
+        let problems: Vec<String> = schema
+            .problems(&serde_json::json!({"id": "seven"}))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("at `/id`"), "{problems:?}");
+        let (t, errs) = read_str("webhook: { input: [1] }");
+        assert!(t.is_none());
+        assert_eq!(
+            errs,
+            ["1:19: `input` must be a JSON Schema mapping, found a list"]
+        );
+    }
+
+    #[test]
     fn webhook_defaults_to_the_workflow_name_and_async() {
         let (t, d) = read_str("webhook");
         assert!(d.is_empty(), "{d:?}");
@@ -1279,7 +1319,7 @@ mod tests {
                 "3:38: `signature.secret` must not be written in the file; refer to the secret store with `{ secret: NAME }` or to an environment variable with `{ env: NAME }`",
                 "4:12: `respond` must be `async` or `sync`",
                 "6:19: `max_body_bytes` must be a whole number from 1 to 67108864, found 0",
-                "7:3: unknown key `colour` in webhook trigger; expected one of: uses, path, signature, dedupe, respond, timeout, max_body_bytes",
+                "7:3: unknown key `colour` in webhook trigger; expected one of: uses, path, signature, dedupe, respond, timeout, max_body_bytes, input",
             ]
         );
     }

@@ -169,6 +169,29 @@ async fn accept(
     }
 
     let input = parse_body(&headers, &bytes)?;
+    // The body the workflow says it takes, or 422 with every problem; nothing starts.
+    if let Some(schema) = &hook.input {
+        let problems = schema.problems(&input);
+        if !problems.is_empty() {
+            let list: Vec<Value> = problems
+                .iter()
+                .map(|p| json!({"path": p.path, "message": p.message}))
+                .collect();
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err((
+                "invalid_input",
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_input",
+                    format!(
+                        "the body does not match the webhook's input schema: {}",
+                        text.join("; ")
+                    ),
+                )
+                .with_details(json!({"problems": list})),
+            ));
+        }
+    }
     let mut header_map = match weft_connectors::http::headers_json(&headers) {
         Value::Object(map) => map,
         _ => Map::new(),

@@ -931,3 +931,40 @@ async fn watch_reloads_good_changes_and_refuses_broken_ones() {
         json!(["echo"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_body_that_breaks_its_input_schema_gets_422_and_starts_nothing() {
+    let p = Project::new(
+        "name: hooks\n",
+        &[(
+            "orders",
+            "trigger:\n  webhook:\n    input:\n      type: object\n      required: [id, lines]\n      properties:\n        id: { type: integer }\n        lines: { type: array, items: { type: object, required: [sku] } }\nsteps:\n  - id: echo\n    map: ${{ .input.id }}\n",
+        )],
+    );
+    let hub = Hub::start(p.path(), &[]).await;
+    let (status, err) = hub
+        .post_hook("orders", &[], r#"{"id": "x", "lines": [{"qty": 1}]}"#)
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_input");
+    let problems = err["error"]["details"]["problems"].as_array().unwrap();
+    let paths: Vec<&str> = problems
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/id") && paths.contains(&"/lines/0"),
+        "{err}"
+    );
+    let (status, ok) = hub
+        .post_hook("orders", &[], r#"{"id": 7, "lines": [{"sku": "MUG"}]}"#)
+        .await;
+    assert_eq!(status, 202, "{ok}");
+    let runs = hub.settle("orders", Duration::from_secs(20)).await;
+    assert_eq!(runs.len(), 1, "only the valid body started a run: {runs:?}");
+    let metrics = hub.text("/metrics").await;
+    assert!(
+        metrics.contains("outcome=\"invalid_input\""),
+        "counted: {metrics}"
+    );
+}
