@@ -154,6 +154,17 @@ pub async fn sync(hub: &Hub) {
                     continue;
                 }
                 kept.push(workflow.clone());
+                // The index at once, so that a hub stopped now knows this one at its next start;
+                // audited once it is recorded.
+                write_index(store.as_ref(), &mut kept).await;
+                audit::record(
+                    store.as_ref(),
+                    "system",
+                    "webhook.subscribe",
+                    workflow,
+                    record,
+                )
+                .await;
             }
             Err(e) => {
                 tracing::warn!(
@@ -163,9 +174,15 @@ pub async fn sync(hub: &Hub) {
             }
         }
     }
+    write_index(store.as_ref(), &mut kept).await;
+}
+
+/// Records which workflows have a registered webhook.
+async fn write_index(store: &dyn weft_store::Store, kept: &mut Vec<String>) {
     kept.sort();
+    kept.dedup();
     if let Err(e) = store
-        .state_set(NAMESPACE, INDEX, &json!(kept), None, now)
+        .state_set(NAMESPACE, INDEX, &json!(kept), None, now_millis())
         .await
     {
         tracing::error!("cannot record the registered webhooks: {e}");
@@ -208,14 +225,6 @@ async fn subscribe(hub: &Hub, workflow: &str, want: &Wanted) -> Result<Value, St
         .filter(|v| !v.is_null())
         .ok_or_else(|| format!("the vendor's answer has no id at `{}`", subscription.id))?;
     tracing::info!(workflow, url = %want.url, "registered the webhook with the vendor");
-    audit::record(
-        hub.engine.store().as_ref(),
-        "system",
-        "webhook.subscribe",
-        workflow,
-        json!({"connection": want.connection, "trigger": want.trigger, "url": want.url, "id": id}),
-    )
-    .await;
     Ok(id)
 }
 

@@ -193,9 +193,17 @@ async fn a_served_workflow_subscribes_its_vendor_webhook_and_unsubscribes_when_i
         json!({"webhook": {"topic": "orders/create", "address": "https://hub.acme.example/hooks/shopify/orders", "format": "json"}})
     );
     assert_eq!(call.headers["x-shopify-access-token"], crate::hub::SECRET);
-    let (status, audit) = hub.get("/api/audit").await;
-    assert_eq!(status, 200);
-    assert!(audit.to_string().contains("webhook.subscribe"), "{audit}");
+    // Audited once recorded (so that a restart knows it): wait for that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, audit) = hub.get("/api/audit").await;
+        assert_eq!(status, 200);
+        if audit.to_string().contains("webhook.subscribe") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "audited: {audit}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // A restart finds it registered: no second subscription.
     hub.sigterm();
