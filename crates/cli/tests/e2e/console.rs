@@ -1592,11 +1592,26 @@ async fn the_editors_form_for_a_defined_action_follows_its_input_schemas() {
         "{options:?}"
     );
     b.until_text("Comma-separated label names").await;
+    let source = || async {
+        let text = b
+            .eval("return document.querySelector('textarea[aria-label=\"Workflow file\"]').value;")
+            .await;
+        text.as_str().unwrap_or_default().to_string()
+    };
     b.find("select[aria-label='state']")
         .await
         .select_by_label("closed")
         .await
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !source().await.contains("state: closed") {
+        assert!(
+            Instant::now() < deadline,
+            "the enum's value is written: {}",
+            source().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     fill(&b, "per_page", "50").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
