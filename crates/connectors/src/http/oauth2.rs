@@ -153,10 +153,7 @@ async fn fetch_service_account(
         ]);
     let body = token_call(request, &what, "the service account's assertion").await?;
     let token = body["access_token"].as_str().unwrap_or_default();
-    let lifetime = body["expires_in"]
-        .as_u64()
-        .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
-        .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+    let lifetime = expires_in(&body).map_or(DEFAULT_LIFETIME, Duration::from_secs);
     Ok((token.to_string(), lifetime))
 }
 
@@ -186,6 +183,19 @@ pub fn jwt_rs256(pem: &str, claims: &Value) -> Result<String, String> {
     )
     .map_err(|_| "the JWT could not be signed".to_string())?;
     Ok(format!("{message}.{}", b64.encode(signature)))
+}
+
+/// Longest token lifetime believed: a larger `expires_in` (a provider's mistake, or a hostile
+/// answer) would overflow the clock arithmetic; the token is asked for again after a year at most.
+const MAX_LIFETIME: u64 = 365 * 24 * 3600;
+
+/// A token answer's `expires_in` in seconds (a number, or a number in a string), at most
+/// [`MAX_LIFETIME`].
+pub(crate) fn expires_in(body: &Value) -> Option<u64> {
+    body["expires_in"]
+        .as_u64()
+        .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
+        .map(|secs| secs.min(MAX_LIFETIME))
 }
 
 /// A token request with the client's credentials where the settings say (`client_auth`).
@@ -269,10 +279,7 @@ async fn fetch(
     let request = token_request(client, secrets, settings, timeout, form)?;
     let body = token_call(request, &what, "the client credentials").await?;
     let token = body["access_token"].as_str().unwrap_or_default();
-    let lifetime = body["expires_in"]
-        .as_u64()
-        .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
-        .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+    let lifetime = expires_in(&body).map_or(DEFAULT_LIFETIME, Duration::from_secs);
     Ok((token.to_string(), lifetime))
 }
 
@@ -360,6 +367,20 @@ impl SignIn {
         })
     }
 
+    /// Why the provider refused the stored tokens `text`, if it did (a new sign-in stores others).
+    fn refused_for(&self, text: &str) -> Option<String> {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused
+            .as_ref()
+            .filter(|(_, stored)| stored == text)
+            .map(|(reason, _)| reason.clone())
+    }
+
+    /// Remembers that the provider refused the stored tokens `text`, and why.
+    fn refuse(&self, reason: &str, text: String) {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some((reason.to_string(), text));
+    }
+
     /// The connection's name.
     pub fn connection(&self) -> &str {
         &self.connection
@@ -381,16 +402,8 @@ impl SignIn {
         let Some((text, parsed)) = self.stored() else {
             return SignInState::NotConnected;
         };
-        if let Some((reason, refused)) = self
-            .refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            && *refused == text
-        {
-            return SignInState::NeedsSignIn {
-                reason: reason.clone(),
-            };
+        if let Some(reason) = self.refused_for(&text) {
+            return SignInState::NeedsSignIn { reason };
         }
         match parsed {
             Ok(stored) => SignInState::Connected {
@@ -453,10 +466,8 @@ impl SignIn {
     }
 
     fn tokens_of(&self, body: &Value, previous_refresh: Option<String>) -> Stored {
-        let expires_at = body["expires_in"]
-            .as_i64()
-            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
-            .map(|secs| jiff::Timestamp::now().as_second() + secs);
+        let expires_at =
+            expires_in(body).map(|secs| jiff::Timestamp::now().as_second() + secs as i64);
         Stored {
             access_token: body["access_token"]
                 .as_str()
@@ -501,14 +512,8 @@ impl SignIn {
                 c = self.connection
             )));
         };
-        if let Some((reason, refused)) = self
-            .refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            && *refused == text
-        {
-            return Err(self.needs_sign_in(reason));
+        if let Some(reason) = self.refused_for(&text) {
+            return Err(self.needs_sign_in(&reason));
         }
         let stored = parsed.map_err(|reason| self.needs_sign_in(&reason))?;
         self.secrets
@@ -526,7 +531,7 @@ impl SignIn {
         let Some(refresh) = stored.refresh_token.clone() else {
             let reason =
                 "the access token expired and the provider gave no refresh token".to_string();
-            *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some((reason.clone(), text));
+            self.refuse(&reason, text);
             return Err(self.needs_sign_in(&reason));
         };
         let what = format!("the oauth2 token endpoint {}", self.settings.token_url);
@@ -545,8 +550,7 @@ impl SignIn {
             Ok(body) => body,
             Err(ActionError::Fatal { message, .. }) => {
                 tracing::warn!(connection = %self.connection, "oauth2 connection needs sign-in: {message}");
-                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((message.clone(), text));
+                self.refuse(&message, text);
                 return Err(self.needs_sign_in(&message));
             }
             Err(retryable) => return Err(retryable),

@@ -794,3 +794,17 @@ async fn a_service_account_signs_a_jwt_and_uses_the_token_it_gets() {
         "{err}"
     );
 }
+
+#[test]
+fn a_token_lifetime_beyond_a_year_is_cut_to_a_year() {
+    // A provider's `expires_in` of 10^18 s would overflow `Instant` and Unix-time arithmetic.
+    assert_eq!(
+        super::oauth2::expires_in(&json!({"expires_in": 1_000_000_000_000_000_000u64})),
+        Some(365 * 24 * 3600)
+    );
+    assert_eq!(
+        super::oauth2::expires_in(&json!({"expires_in": "3599"})),
+        Some(3599)
+    );
+    assert_eq!(super::oauth2::expires_in(&json!({"expires_in": -5})), None);
+}
